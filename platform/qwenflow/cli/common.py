@@ -1,0 +1,31 @@
+"""Helpers every CLI module shares: recipe options and turning library errors into clean exits."""
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from qwenflow.recipe import DEFAULT_RECIPE, RecipeError, load_recipe
+
+console = Console()
+err_console = Console(stderr=True)
+
+RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Shipped recipe name or path to a recipe YAML")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set sft.learning_rate=1e-5")]
+
+
+@contextlib.contextmanager
+def clean_errors():
+    """Expected failures (bad recipe, missing file, bad data) print one clear message and exit 2, no traceback."""
+    try:
+        yield
+    except (RecipeError, FileNotFoundError, ValueError) as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def get_recipe(name: str = DEFAULT_RECIPE, overrides: list[str] | None = None):
+    with clean_errors():
+        return load_recipe(name, overrides or [])

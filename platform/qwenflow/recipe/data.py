@@ -1,0 +1,43 @@
+"""Data section: sources, cleaning thresholds, domain mixture, decontamination, synthetic post-training data."""
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .base import Resources, Strict
+
+
+class DataSpec(Strict):
+    sources: list[str] = Field(
+        default_factory=lambda: ["python_stdlib", "go_src", "python_docs", "linux_docs", "gcide", "shakespeare", "fortunes", "bible"],
+        description="Named real sources (see `qwenflow data sources`) or paths to JSONL/Parquet/text folders",
+    )
+    max_bytes_per_source: int = Field(16_000_000, gt=0, description="Cap on raw bytes read from each source")
+    mixture: dict[str, float] = Field(
+        default_factory=lambda: {"code": 0.35, "reference": 0.25, "literature": 0.2, "web": 0.1, "math": 0.1},
+        description="Target share of tokens per domain after re-balancing",
+    )
+    min_chars: int = Field(200, ge=0, description="Drop documents shorter than this")
+    max_chars: int = Field(200_000, gt=0, description="Split documents longer than this")
+    max_symbol_ratio: float = Field(0.3, gt=0, le=1, description="Drop documents with more non-alphanumeric, non-space characters than this")
+    max_repetition: float = Field(0.3, ge=0, le=1, description="Drop documents whose share of duplicated lines exceeds this")
+    quality_threshold: float = Field(0.1, ge=0, le=1, description="Drop documents the learned quality scorer rates below this")
+    near_dup_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard above which documents are near-duplicates")
+    minhash_perm: int = Field(128, gt=0)
+    decontam_min_tokens: int = Field(13, gt=0, description="LCS length (tokens) that marks contamination")
+    decontam_min_ratio: float = Field(0.6, gt=0, le=1, description="LCS share of the shorter text that marks contamination")
+    heldout_fraction: float = Field(0.02, gt=0, lt=0.5, description="Share of documents held out for validation")
+    sft_examples: int = Field(20000, gt=0, description="Synthetic + real conversations for SFT")
+    rl_prompts: int = Field(4000, gt=0, description="Verifiable prompts for GRPO / rejection sampling")
+    eval_examples: int = Field(200, gt=0, description="Held-out verifiable problems per task")
+    tasks: list[str] = Field(default_factory=lambda: ["arithmetic"], description="Verifiable task families for post-training")
+    seed: int = 0
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _mixture_is_distribution(self):
+        if any(w < 0 for w in self.mixture.values()):
+            raise ValueError("mixture weights must be >= 0")
+        total = sum(self.mixture.values())
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"mixture weights must sum to 1 (they sum to {total:.4f})")
+        return self

@@ -1,0 +1,63 @@
+"""Model and tokenizer sections: the architecture of a Qwen2.5-family model."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import Strict
+
+
+class MoESpec(Strict):
+    """Fine-grained experts plus a shared expert (Qwen1.5-MoE / Qwen2-MoE style)."""
+
+    num_experts: int = Field(60, ge=2, description="Routed experts per MoE layer")
+    top_k: int = Field(4, ge=1, description="Experts each token is routed to")
+    moe_intermediate_size: int = Field(1408, gt=0, description="FFN width of one routed expert")
+    shared_expert_intermediate_size: int = Field(5632, ge=0, description="FFN width of the shared expert")
+    router_aux_loss_coef: float = Field(0.001, ge=0, description="Weight of the load-balancing loss")
+    norm_topk_prob: bool = Field(False, description="Renormalise the top-k routing weights")
+
+    @model_validator(mode="after")
+    def _top_k_fits(self):
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
+        return self
+
+
+class ModelSpec(Strict):
+    """Decoder architecture: GQA, SwiGLU, RoPE, QKV bias, pre-norm RMSNorm."""
+
+    arch: Literal["dense", "moe"] = Field("dense", description="dense (Qwen2) or moe (Qwen2-MoE)")
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0, description="Query heads")
+    num_kv_heads: int = Field(gt=0, description="Key/value heads (GQA)")
+    intermediate_size: int = Field(gt=0, description="SwiGLU FFN width (dense layers)")
+    vocab_size: int = Field(gt=0, description="Embedding rows (padded vocabulary)")
+    tie_embeddings: bool = Field(True, description="Share input embedding and LM head")
+    max_position_embeddings: int = Field(32768, gt=0, description="Context length the final model is trained to")
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base during base pre-training")
+    rms_norm_eps: float = Field(1e-6, gt=0)
+    initializer_range: float = Field(0.02, gt=0)
+    moe: MoESpec | None = Field(None, description="Required when arch is moe")
+
+    @model_validator(mode="after")
+    def _shapes_consistent(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        if self.arch == "moe" and self.moe is None:
+            raise ValueError("arch is moe but the moe section is missing")
+        if self.arch == "dense" and self.moe is not None:
+            raise ValueError("a moe section is given but arch is dense")
+        return self
+
+
+class TokenizerSpec(Strict):
+    """qwen2.5 = the real 151,643-token vocabulary; bpe = train a small byte-level BPE on the corpus."""
+
+    kind: Literal["qwen2.5", "bpe"] = Field("qwen2.5")
+    vocab_size: int = Field(4096, ge=300, description="Total vocabulary (including the 22 control tokens) when kind is bpe")
+    train_bytes: int = Field(32_000_000, gt=0, description="Bytes of corpus text to train the BPE on")

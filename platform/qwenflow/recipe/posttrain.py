@@ -1,0 +1,75 @@
+"""Post-training sections: SFT, reward model, DPO (with the Online Merging Optimizer), GRPO."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import StageBase
+
+
+class _Batched(StageBase):
+    learning_rate: float = Field(gt=0)
+    global_batch_size: int = Field(64, gt=0)
+    micro_batch_size: int = Field(8, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs)")
+    epochs: float = Field(1.0, gt=0)
+    max_seq_len: int = Field(4096, gt=0)
+    bf16: bool = True
+
+    @model_validator(mode="after")
+    def _batch_divides(self):
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size ({self.micro_batch_size}) must divide global_batch_size ({self.global_batch_size})"
+            )
+        return self
+
+
+class SFTSpec(_Batched):
+    learning_rate: float = Field(7e-6, gt=0, description="Peak LR, decayed to min_learning_rate")
+    min_learning_rate: float = Field(7e-7, ge=0)
+    epochs: float = 2.0
+    max_seq_len: int = 32768
+    packing: bool = True
+    assistant_only_loss: bool = True
+    two_stage: bool = Field(False, description="Turbo variant: short instructions first, then short+long mixed")
+    short_max_len: int = Field(32768, gt=0, description="Two-stage: length limit of stage 1")
+
+
+class RewardSpec(_Batched):
+    learning_rate: float = 5e-6
+    heldout_fraction: float = Field(0.1, gt=0, lt=0.5)
+
+
+class DPOSpec(_Batched):
+    learning_rate: float = 7e-7
+    beta: float = Field(0.1, gt=0, description="DPO beta (the report does not give one)")
+    optimizer: Literal["adamw", "ondare_adamw", "onties_adamw"] = Field("onties_adamw", description="Online Merging Optimizer variant or plain AdamW")
+    merge_reserve_p: float = Field(0.01, gt=0, le=1, description="Share of the update kept when sparsifying")
+    merge_alpha: float = Field(1e-7, ge=0, description="Weight of the reference delta merged into each step")
+    samples_per_prompt: int = Field(4, ge=2, description="Rejection sampling: answers drawn per prompt")
+
+
+class GRPOSpec(_Batched):
+    learning_rate: float = 1e-6
+    num_generations: int = Field(8, ge=2, description="Responses per prompt")
+    max_completion_length: int = Field(1024, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
+    reward_weights: dict[str, float] = Field(
+        default_factory=lambda: {"reward_model": 1.0, "verifier": 1.0}, description="Weight of each reward source"
+    )
+    order_by_variance: bool = Field(True, description="Process prompts with the highest reward variance first")
+    global_batch_size: int = 2048
+
+    @model_validator(mode="after")
+    def _groups_fit(self):
+        if self.global_batch_size % self.num_generations:
+            raise ValueError(
+                f"num_generations ({self.num_generations}) must divide global_batch_size ({self.global_batch_size})"
+            )
+        return self

@@ -1,0 +1,103 @@
+"""Shared fixtures: a real MLflow server on loopback, an isolated QWENFLOW_HOME, a tiny model directory."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, proxied artifacts) on loopback for the whole session."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited early: {(root / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("mlflow server did not become healthy in 120 s")
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def tracking(mlflow_server, monkeypatch, tmp_path):
+    """Point qwenflow (and mlflow) at the loopback server, with an isolated QWENFLOW_HOME."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("QWENFLOW_HOME", str(tmp_path / "qwenflow_home"))
+    monkeypatch.delenv("QWENFLOW_PARENT_RUN_ID", raising=False)
+    return mlflow_server
+
+
+def stdlib_texts(max_bytes: int = 2_000_000) -> list[str]:
+    """Real text for quick tests: Python standard-library source files (always on disk)."""
+    import sysconfig
+
+    out, used = [], 0
+    for p in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        t = p.read_text(encoding="utf-8", errors="ignore")
+        out.append(t)
+        used += len(t)
+        if used >= max_bytes:
+            break
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+    """A 1024-token BPE trained on stdlib source, saved like the tokenizer stage saves it."""
+    from qwenflow.tokenizer.bpe import train_bpe
+
+    out = tmp_path_factory.mktemp("tok")
+    train_bpe(stdlib_texts(), vocab_size=1024).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A randomly initialised tiny Qwen2 model with its tokenizer, as a save_pretrained directory."""
+    from qwenflow.artifacts import save_model_dir
+    from qwenflow.models import build_model
+    from qwenflow.recipe import load_recipe
+    from qwenflow.tokenizer import load_tokenizer
+
+    recipe = load_recipe("tiny", ["model.vocab_size=1024", "tokenizer.vocab_size=1024"])
+    tok = load_tokenizer(tiny_tokenizer_dir)
+    model = build_model(recipe.model, seed=0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return save_model_dir(model, tok, tmp_path_factory.mktemp("model"), recipe=recipe, lineage={"stage": "init"})
