@@ -1,0 +1,358 @@
+"""Pieces every post-training stage shares: starting model and tokenizer, dataset dirs, Trainer defaults,
+greedy exact-match evaluation and sample tables for MLflow.
+
+Stages: sft.py, grpo.py (and reward.py, dpo.py, rejection_sampling.py) build on these.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import torch
+
+from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN
+
+ROLES = {"system", "user", "assistant", "tool"}
+# Columns each dataset kind must have (docs/stages.md) and the file(s) that hold it.
+DATASET_COLUMNS = {
+    "sft": ("train.parquet", ("messages",)),
+    "rl": ("prompts.parquet", ("prompt", "task", "answer")),
+    "preferences": ("train.parquet", ("prompt", "chosen", "rejected")),
+}
+EVAL_COLUMNS = ("prompt", "task", "answer")
+
+
+class DataError(ValueError):
+    """A dataset is missing, has the wrong columns, or holds malformed conversations."""
+
+
+# ---------------------------------------------------------------- model and tokenizer
+
+def resolve_model_dir(path_or_uri: str | Path) -> Path:
+    """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded through MLflow."""
+    s = str(path_or_uri)
+    if s.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
+        import mlflow
+
+        from qwenflow.tracking import ensure_reachable, qwenflow_home
+
+        mlflow.set_tracking_uri(ensure_reachable())
+        dst = qwenflow_home() / "downloads" / s.replace(":/", "_").replace("/", "_").replace("@", "_")
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=s, dst_path=str(dst)))
+        configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
+        if not configs:
+            raise FileNotFoundError(f"{s}: downloaded to {local} but found no config.json; is it a transformers model?")
+        return configs[0].parent
+    path = Path(s)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory "
+                                "or a models:/NAME@ALIAS URI")
+    return path
+
+
+def load_chat_tokenizer(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
+    """The model's tokenizer (or tokenizer_dir's) with a chat template, a pad token and `<|im_end|>` as EOS."""
+    from transformers import AutoTokenizer
+
+    from qwenflow.tokenizer import load_tokenizer
+
+    src = Path(tokenizer_dir or model_dir)
+    try:
+        tok = load_tokenizer(src)
+    except FileNotFoundError:
+        if tokenizer_dir is not None:
+            raise
+        tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)  # e.g. a GGUF-converted dir
+        if not tok.chat_template:
+            raise ValueError(f"{src}: the tokenizer has no chat template; post-training needs one") from None
+    if tok.pad_token is None:
+        tok.pad_token = PAD_TOKEN if PAD_TOKEN in tok.get_vocab() else tok.eos_token
+    return tok
+
+
+def stop_token_ids(tok) -> list[int]:
+    """Token ids that end a chat turn: `<|im_end|>` if the vocabulary has it, and the tokenizer's EOS."""
+    ids = []
+    vocab = tok.get_vocab()
+    if EOS_TOKEN in vocab:
+        ids.append(vocab[EOS_TOKEN])
+    if tok.eos_token_id is not None and tok.eos_token_id not in ids:
+        ids.append(tok.eos_token_id)
+    return ids
+
+
+def load_causal_lm(model_dir: str | Path, dtype: torch.dtype = torch.float32):
+    """Any HF causal-LM directory; fp32 weights (Trainer's bf16 autocast handles mixed precision)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(model_dir)), dtype=dtype,
+                                                 local_files_only=True)
+    return model
+
+
+def starting_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
+    """(model, tokenizer, resolved dir) with generation stopping on `<|im_end|>`."""
+    path = resolve_model_dir(model_dir)
+    tok = load_chat_tokenizer(path, tokenizer_dir)
+    model = load_causal_lm(path)
+    model.generation_config.eos_token_id = stop_token_ids(tok)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return model, tok, path
+
+
+def max_context(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+
+
+# ---------------------------------------------------------------- datasets
+
+def _check_messages(msgs: Any, where: str, *, need_assistant: bool) -> None:
+    if msgs is None or isinstance(msgs, (str, bytes)) or not hasattr(msgs, "__len__") or len(msgs) == 0:
+        raise DataError(f"{where}: expected a non-empty list of {{role, content}} messages, got {type(msgs).__name__}")
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise DataError(f"{where}, message {j}: expected a dict with 'role' and 'content', got {m!r:.80}")
+        if m["role"] not in ROLES:
+            raise DataError(f"{where}, message {j}: unknown role {m['role']!r}; use one of {sorted(ROLES)}")
+        if not isinstance(m["content"], str):
+            raise DataError(f"{where}, message {j}: content must be a string")
+    if need_assistant and msgs[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the last message must be the assistant's (role {msgs[-1]['role']!r} found)")
+    if not need_assistant and msgs[-1]["role"] == "assistant":
+        raise DataError(f"{where}: a prompt must end with a user turn, not an assistant turn")
+
+
+def _plain(v: Any) -> Any:
+    """Parquet list<struct> cells come back as numpy arrays of dicts: make them plain lists."""
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
+        v = v.tolist()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def _read_parquet(path: Path, columns: Sequence[str], kind: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: missing; a {kind} dataset is produced by `qwenflow data prepare` (docs/stages.md)")
+    df = pd.read_parquet(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}; a {kind} dataset needs "
+                        f"{list(columns)} (docs/stages.md)")
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(_plain)
+    return df
+
+
+def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> pd.DataFrame:
+    """Read `data_dir/<kind>/` (or the kind directory itself) and check columns and conversation roles.
+
+    kind: "sft" (messages), "rl" (prompt, task, answer), "preferences" (prompt, chosen, rejected; split=test
+    for the held-out file).
+    """
+    if kind not in DATASET_COLUMNS:
+        raise ValueError(f"unknown dataset kind {kind!r}; one of {sorted(DATASET_COLUMNS)}")
+    fname, cols = DATASET_COLUMNS[kind]
+    if split:
+        fname = f"{split}.parquet"
+    d = Path(data_dir)
+    d = d / kind if (d / kind).is_dir() else d
+    df = _read_parquet(d / fname, cols, kind)
+    if len(df) == 0:
+        raise DataError(f"{d / fname}: no rows")
+    for i, row in enumerate(df.itertuples(index=False)):
+        where = f"{d / fname}, row {i}"
+        if kind == "sft":
+            _check_messages(row.messages, where, need_assistant=True)
+        elif kind == "rl":
+            _check_messages(row.prompt, where, need_assistant=False)
+        else:
+            _check_messages(row.prompt, where + " (prompt)", need_assistant=False)
+            for col in ("chosen", "rejected"):
+                _check_messages(getattr(row, col), f"{where} ({col})", need_assistant=True)
+    return df
+
+
+def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Held-out verifiable sets: `data_dir/eval/<task>.parquet` -> {task: DataFrame(prompt, task, answer)}."""
+    d = Path(data_dir)
+    d = d / "eval" if (d / "eval").is_dir() else d
+    files = sorted(d.glob("*.parquet"))
+    if tasks is not None:
+        wanted = set(tasks)
+        files = [f for f in files if f.stem in wanted]
+    if not files:
+        raise DataError(f"{d}: no <task>.parquet eval files; run `qwenflow data prepare`")
+    out = {}
+    for f in files:
+        df = _read_parquet(f, EVAL_COLUMNS, "eval")
+        for i, p in enumerate(df["prompt"]):
+            _check_messages(p, f"{f}, row {i}", need_assistant=False)
+        out[f.stem] = df
+    return out
+
+
+def dataset_hashes(data_dir: str | Path, kinds: Iterable[str]) -> dict[str, str]:
+    """sha256 of each dataset directory used (for the MLflow run's params)."""
+    from qwenflow.artifacts import sha256_path
+
+    d = Path(data_dir)
+    out = {}
+    for k in kinds:
+        p = d / k if (d / k).is_dir() else d
+        if p.exists():
+            out[f"data.{k}.sha256"] = sha256_path(p)
+    return out
+
+
+def model_lineage(stage: str, start_dir: Path, data_dir: str | Path, kinds: Iterable[str], **extra) -> dict:
+    """What goes into qwenflow_lineage.json and the run's params: where this model came from."""
+    from qwenflow.artifacts import sha256_path
+
+    return {"stage": stage, "parent_model": str(start_dir), "parent_model.sha256": sha256_path(start_dir),
+            **dataset_hashes(data_dir, kinds), **extra}
+
+
+# ---------------------------------------------------------------- Trainer defaults
+
+def bf16_available() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    # CPU autocast to bf16 pays off only with native bf16 instructions (AVX512-BF16/AMX).
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
+def trainer_defaults(section, out_dir: str | Path, *, world_size: int = 1) -> dict[str, Any]:
+    """TrainingArguments kwargs shared by SFT/reward/DPO/GRPO configs, from a recipe section (_Batched)."""
+    micro = section.micro_batch_size
+    accum = max(1, section.global_batch_size // (micro * world_size))
+    on_cpu = not torch.cuda.is_available()
+    kw: dict[str, Any] = dict(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accum,
+        learning_rate=section.learning_rate,
+        weight_decay=section.weight_decay,
+        max_grad_norm=section.grad_clip,
+        warmup_steps=section.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        num_train_epochs=section.epochs,
+        max_steps=section.max_steps or -1,
+        seed=section.seed,
+        data_seed=section.seed,
+        bf16=bool(section.bf16 and bf16_available()),
+        use_cpu=on_cpu,
+        gradient_checkpointing=False,  # tiny models: recompute costs more than the memory it saves
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],  # qwenflow logs to MLflow itself (nested run, its own metric names)
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    return kw
+
+
+class MlflowMetrics:
+    """TrainerCallback logging Trainer's logs as MLflow metrics under `<prefix>/<name>` (numbers only)."""
+
+    def __new__(cls, prefix: str):
+        from transformers import TrainerCallback
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                import mlflow
+
+                if not logs or mlflow.active_run() is None:
+                    return
+                vals = {f"{prefix}/{k}".replace("(", "_").replace(")", "_"): float(v) for k, v in logs.items()
+                        if isinstance(v, (int, float)) and math.isfinite(v)}
+                if vals:
+                    mlflow.log_metrics(vals, step=state.global_step)
+
+        return _CB()
+
+
+# ---------------------------------------------------------------- generation and exact match
+
+def chat_prompt_text(tok, messages) -> str:
+    return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+
+@torch.no_grad()
+def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: int = 16, batch_size: int = 64,
+             do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1) -> list[str]:
+    """Batched chat generation with the KV cache, left padding, stopping at `<|im_end|>`.
+
+    Returns the decoded completions (special tokens dropped), num_return_sequences per prompt, in order.
+    """
+    was_training = model.training
+    model.eval()
+    side = tok.padding_side
+    tok.padding_side = "left"
+    stops = stop_token_ids(tok)
+    out: list[str] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [chat_prompt_text(tok, p) for p in prompts[i:i + batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                                 num_return_sequences=num_return_sequences, eos_token_id=stops,
+                                 pad_token_id=tok.pad_token_id, use_cache=True)
+            out.extend(tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    finally:
+        tok.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def exact_match(model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, batch_size: int = 64,
+                limit: int | None = None) -> tuple[float, pd.DataFrame]:
+    """Greedy exact match on a verifiable split (prompt, answer): (accuracy, table of prompt/completion/answer/correct).
+
+    Answers are compared with the math verifier (numbers and fractions compare by value, else stripped text).
+    """
+    from qwenflow.verifiers.math import answers_match
+
+    if limit is not None:
+        rows = rows.iloc[:limit]
+    comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=max_new_tokens, batch_size=batch_size)
+    correct = [answers_match(c, a) for c, a in zip(comps, rows["answer"])]
+    table = pd.DataFrame({
+        "prompt": [p[-1]["content"] for p in rows["prompt"]],
+        "completion": comps, "answer": list(rows["answer"]), "correct": correct,
+    })
+    return (float(sum(correct)) / max(1, len(correct))), table
+
+
+def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None = 200,
+                         max_new_tokens: int = 16) -> tuple[dict[str, float], pd.DataFrame]:
+    """Exact match on every held-out task in data_dir/eval: ({task: accuracy}, one table of all samples)."""
+    scores, tables = {}, []
+    for task, rows in read_eval(data_dir).items():
+        acc, table = exact_match(model, tok, rows, limit=limit, max_new_tokens=max_new_tokens)
+        scores[task] = acc
+        tables.append(table.assign(task=task))
+    return scores, pd.concat(tables, ignore_index=True)
+
+
+def log_samples(table: pd.DataFrame, name: str, n: int = 50) -> None:
+    """Sample generations as an MLflow table (`samples/<name>.json`), e.g. name='before' / 'after'."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_table(data=table.head(n).astype(str), artifact_file=f"samples/{name}.json")
+
+
+def log_json(obj: Any, name: str) -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_text(json.dumps(obj, indent=2, default=str), name)
