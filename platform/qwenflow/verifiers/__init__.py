@@ -1,0 +1,1 @@
+"""Verifiers: sandboxed code execution and answer checkers."""
