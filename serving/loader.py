@@ -1,0 +1,80 @@
+"""Load a model for serving with its per-deployment switches: YaRN rope scaling and the attention implementation."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from qwenflow.artifacts import RECIPE_FILE
+
+LONGCTX_ATTENTION = ("dca", "sparse")  # registered with transformers by qwenflow.longctx
+
+
+@dataclass
+class Loaded:
+    model: object
+    tokenizer: object
+    context_limit: int  # prompt + completion tokens the deployment accepts
+    yarn: dict | None
+
+
+def yarn_settings(model_dir: Path, config) -> dict | None:
+    """The YaRN option the long-context stage stored: in the config's rope parameters, or its recipe's yarn_factor."""
+    rope = dict(getattr(config, "rope_parameters", None) or {})
+    if rope.get("rope_type") == "yarn":
+        return rope
+    factor = None
+    recipe = model_dir / RECIPE_FILE
+    if recipe.is_file():
+        factor = (yaml.safe_load(recipe.read_text()) or {}).get("long_context", {}).get("yarn_factor")
+    if not factor or float(factor) <= 1:
+        return None
+    return {**rope, "rope_type": "yarn", "factor": float(factor),
+            "original_max_position_embeddings": int(config.max_position_embeddings)}
+
+
+def register_attention(name: str) -> None:
+    """The one seam to qwenflow.longctx: it registers its attention kernels with transformers under these names."""
+    if name not in LONGCTX_ATTENTION:
+        return
+    from qwenflow import longctx
+
+    if not hasattr(longctx, "register_attention"):
+        raise ValueError(f"attention={name!r} needs qwenflow.longctx.register_attention, which this build lacks; "
+                         "deploy with attention=sdpa")
+    longctx.register_attention(name)
+
+
+def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", device: str | None = None,
+         dtype: str = "auto") -> Loaded:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from qwenflow.tokenizer import load_tokenizer
+
+    model_dir = Path(model_dir)
+    config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    scaling = yarn_settings(model_dir, config) if yarn else None
+    if yarn and scaling is None:
+        raise ValueError(f"{model_dir}: yarn=true but the model carries no YaRN option (config rope_parameters or "
+                         "long_context.yarn_factor in its recipe); deploy with yarn=false")
+    if scaling:
+        orig = int(scaling.get("original_max_position_embeddings") or config.max_position_embeddings)
+        config.rope_parameters = {**scaling, "original_max_position_embeddings": orig}
+        config.max_position_embeddings = int(orig * float(scaling["factor"]))
+    register_attention(attention)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype, attn_implementation=attention,
+                                                 local_files_only=True).to(device)
+    tokenizer = load_tokenizer(model_dir)
+    return Loaded(model.eval(), tokenizer, int(config.max_position_embeddings), scaling)
+
+
+def model_info(model_dir: str | Path) -> dict:
+    """Lineage summary shown by GET /v1/models (what was trained, from which stage)."""
+    lineage = Path(model_dir) / "qwenflow_lineage.json"
+    return json.loads(lineage.read_text()) if lineage.is_file() else {}
