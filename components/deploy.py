@@ -1,0 +1,19 @@
+from kfp.dsl import Artifact, Input, Output
+
+
+def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: str, kfp_run_id: str,
+           release: Output[Artifact]):
+    """Deploy the registered model: write the Helm values for its service (image, GPU resources, model source).
+
+    Args:
+        recipe: Resolved recipe from start-run (deploy section).
+        model_uri: Registered model URI from register.
+        bento: Bento tag from build-bento.
+        parent_run_id: MLflow parent run to nest under.
+        kfp_run_id: KFP run id for tagging.
+        release: Deployment record and the Helm values file.
+    """
+    from qwenflow.orchestration.stage import run_stage
+
+    run_stage("deploy", recipe_path=recipe.path, inputs={"model_uri": model_uri, "bento": bento},
+              output=release.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)

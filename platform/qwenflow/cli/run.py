@@ -1,0 +1,125 @@
+"""`qwenflow run | compile | submit | status`: the recipe pipeline locally, as YAML for the Kubeflow UI, or on a
+KFP cluster."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import RecipeOpt, SetOpt, clean_errors, console, err_console
+
+app = typer.Typer(help="Run the recipe pipeline locally or on Kubeflow.")
+
+STAGE_NAMES = "start-run, prepare-data, validate-data, tokenizer, pretrain, long-context, sft, reward, dpo, grpo, evaluate, gate, register, build-bento, deploy"
+
+
+@app.command("run")
+def run_cmd(
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: SQLite under QWENFLOW_HOME)")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Where artifacts, cache and logs go (default: QWENFLOW_HOME/runs/RECIPE); reruns here resume")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help=f"Rerun this stage although it is cached (repeatable; 'all' for every stage): {STAGE_NAMES}")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage; neither read nor write the resume cache")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="No live view (logs still go to the run's log file)")] = False,
+):
+    """Run the whole recipe pipeline on this machine (kfp.local), tracked in MLflow; rerunning resumes."""
+    from qwenflow.orchestration.local import LocalRun, PipelineFailed, run_local
+    from qwenflow.orchestration.stages import STAGES
+    from qwenflow.orchestration.summary import render
+
+    for name in force or []:
+        if name != "all" and name not in STAGES:
+            err_console.print(f"[bold red]error:[/] --force {name}: no such stage; stages: {STAGE_NAMES}")
+            raise typer.Exit(2)
+    with clean_errors():
+        try:
+            summary = run_local(LocalRun(recipe=recipe, overrides=tuple(set_ or []), run_dir=run_dir,
+                                         tracking_uri=tracking_uri, force=tuple(force or []), no_cache=no_cache,
+                                         live=not plain), console=console)
+        except PipelineFailed as e:
+            console.print(render(e.summary))
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(1) from None
+    console.print(render(summary))
+
+
+@app.command("compile")
+def compile_cmd(
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pipeline YAML to write")] = Path("qwen25_recipe.yaml"),
+    pvc: Annotated[str, typer.Option(help="Existing ReadWriteMany PVC shared by every stage")] = "qwenflow-work",
+    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")] = "mlflow-credentials",
+):
+    """Write the pipeline YAML for a recipe; upload it in the Kubeflow UI (Pipelines -> Upload pipeline)."""
+    from qwenflow.pipelines.kubernetes import ClusterSettings
+    from qwenflow.pipelines.qwen25_recipe import compile_pipeline
+
+    with clean_errors():
+        compile_pipeline(recipe, str(out), list(set_ or []), ClusterSettings(pvc=pvc, mlflow_secret=mlflow_secret))
+    console.print(f"wrote {out} (recipe {recipe}); upload it in the Kubeflow UI or run `qwenflow submit`")
+
+
+@app.command("submit")
+def submit_cmd(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")],
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "qwenflow",
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+    pvc: Annotated[str, typer.Option(help="Existing ReadWriteMany PVC shared by every stage")] = "qwenflow-work",
+    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")] = "mlflow-credentials",
+):
+    """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
+    import tempfile
+
+    import kfp
+
+    from qwenflow.pipelines.kubernetes import ClusterSettings
+    from qwenflow.pipelines.qwen25_recipe import compile_pipeline
+
+    with clean_errors():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = compile_pipeline(recipe, str(Path(tmp) / "pipeline.yaml"), list(set_ or []),
+                                    ClusterSettings(pvc=pvc, mlflow_secret=mlflow_secret))
+            try:
+                client = kfp.Client(host=host, namespace=namespace)
+                run = client.create_run_from_pipeline_package(path, arguments={}, experiment_name=experiment,
+                                                              run_name=f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                                              namespace=namespace)
+            except Exception as e:  # connection refused, auth, bad host: one readable line
+                raise ValueError(f"could not submit to {host}: {type(e).__name__}: {e}") from None
+    console.print(f"submitted run {run.run_id} to {host} (experiment {experiment}); follow it with "
+                  f"`qwenflow status {run.run_id} --host {host}`")
+
+
+@app.command("status")
+def status_cmd(
+    run_id: Annotated[str, typer.Argument(help="KFP run id")],
+    host: Annotated[str, typer.Option(help="KFP API endpoint")],
+    follow: Annotated[bool, typer.Option("--follow/--once", help="Poll until the run ends")] = True,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+):
+    """Show a cluster run's state and its tasks; with --follow, until it ends."""
+    import kfp
+    from rich.table import Table
+
+    with clean_errors():
+        try:
+            client = kfp.Client(host=host, namespace=namespace)
+            while True:
+                run = client.get_run(run_id)
+                table = Table("task", "state", title=f"run {run_id}: {run.state}")
+                for t in (run.run_details.task_details if run.run_details else None) or []:
+                    table.add_row(t.display_name or t.task_id, str(t.state))
+                console.print(table)
+                if not follow or run.state in ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"):
+                    break
+                time.sleep(15)
+        except Exception as e:
+            raise ValueError(f"could not read run {run_id} from {host}: {type(e).__name__}: {e}") from None
+    if run.state == "FAILED":
+        raise typer.Exit(1)

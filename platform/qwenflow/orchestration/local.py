@@ -1,0 +1,108 @@
+"""Run the recipe pipeline on this machine: the same KFP pipeline under kfp.local's SubprocessRunner, MLflow on a
+local SQLite store (or any tracking URI), the content-keyed resume cache, a live view and a final summary."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache, events
+from .summary import RunSummary, summarize
+
+
+class PipelineFailed(RuntimeError):
+    """A local run stopped; names the stage, the reason and the log."""
+
+    def __init__(self, summary: RunSummary, message: str):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class LocalRun:
+    recipe: str = "tiny"
+    overrides: tuple[str, ...] = ()
+    run_dir: Path | None = None          # default: $QWENFLOW_HOME/runs/<recipe>; reruns there resume
+    tracking_uri: str | None = None      # default: sqlite under QWENFLOW_HOME
+    force: tuple[str, ...] = ()          # stages to rerun although cached ("all" reruns everything)
+    no_cache: bool = False
+    live: bool = True
+
+
+def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
+    from qwenflow.tracking import qwenflow_home
+
+    home = qwenflow_home()
+    env = {
+        cache.ENV_ROOT: "" if run.no_cache else str(run_dir / "cache"),
+        cache.ENV_FORCE: ",".join(run.force),
+        events.ENV: str(events_path),
+        "QWENFLOW_HOME": str(home),
+        "MLFLOW_TRACKING_URI": run.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(home / "bentoml")),
+        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "false",
+        "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    }
+    return env
+
+
+@contextlib.contextmanager
+def _patched_env(values: dict[str, str]):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v != ""})
+    for k, v in values.items():
+        if v == "":
+            os.environ.pop(k, None)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_local(run: LocalRun, console=None) -> RunSummary:
+    """Run the whole pipeline; returns the summary or raises PipelineFailed naming the failing stage."""
+    import kfp.local
+    from rich.live import Live
+
+    from qwenflow.pipelines.qwen25_recipe import build_pipeline
+    from qwenflow.recipe import load_recipe
+    from qwenflow.tracking import qwenflow_home
+
+    from .live import LogTee, view
+
+    recipe_arg = str(Path(run.recipe).resolve()) if run.recipe.endswith((".yaml", ".yml")) else run.recipe
+    recipe = load_recipe(recipe_arg, list(run.overrides))  # bad recipes fail here, before any process starts
+    run_dir = Path(run.run_dir or qwenflow_home() / "runs" / recipe.name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    events_path, log_path = run_dir / f"events-{stamp}.jsonl", run_dir / f"run-{stamp}.log"
+    pipeline = build_pipeline(recipe, list(run.overrides), kubernetes=False)
+
+    t0 = time.time()
+    tee = LogTee(log_path)
+    error: Exception | None = None
+    with _patched_env(_env(run, run_dir, events_path)):
+        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "pipeline_root"),
+                       raise_on_error=True)
+        live = Live(get_renderable=lambda: view(events_path, t0, tee), console=console, refresh_per_second=2,
+                    redirect_stdout=False, redirect_stderr=False, transient=False) if run.live else contextlib.nullcontext()
+        try:
+            with live, contextlib.redirect_stdout(tee):
+                pipeline(recipe_name=recipe_arg)
+        except Exception as e:  # kfp.local raises RuntimeError naming the task; our events carry the cause
+            error = e
+        finally:
+            tee.close()
+    summary = summarize(events_path, time.time() - t0, str(run_dir), str(log_path))
+    if error is not None:
+        failed = summary.failed
+        where = f"stage '{failed[0]}' failed: {failed[1]}" if failed else f"the pipeline failed: {error}"
+        raise PipelineFailed(summary, f"{where}\n(full log: {log_path}; rerun the same command to resume, "
+                                      "finished stages are skipped)")
+    return summary

@@ -1,0 +1,130 @@
+"""What every KFP component does around its stage function: read the recipe, nest MLflow under the pipeline's
+parent run, honour `enabled` and `init_from`, skip on a resume-cache hit, run (locally, or as a multi-node
+Kubeflow training job), record events, and name the stage in any failure."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from . import cache, events
+from .stages import NO_MODEL, STAGES, _has_model
+
+RESULT_FILE = ".qwenflow_result.json"
+
+
+class StageFailed(RuntimeError):
+    """A stage raised; the message names the stage and the cause (the pipeline and the CLI show it as is)."""
+
+
+def read_recipe(path: str | Path):
+    from qwenflow.recipe import Recipe
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "recipe.yaml"
+    return Recipe.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def read_result(output: str | Path) -> dict:
+    path = Path(output) / RESULT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _resolve_start(source: str, dest: Path) -> str:
+    """init_from: a local HF directory as is; a registry or remote URI downloaded (and sha-checked) once."""
+    if Path(source).is_dir():
+        return source
+    from qwenflow.deploy.model_source import resolve_model
+
+    return str(resolve_model(source, dest))
+
+
+def _write_result(output: Path, result) -> dict:
+    result = result if isinstance(result, dict) else {"value": result}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    return result
+
+
+def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], output: str,
+              parent_run_id: str = "", kfp_run_id: str = "") -> dict:
+    """Run one stage into `output` (a directory) and return its result dict (also stored in output)."""
+    stage = STAGES[name]
+    output = Path(output)
+    if parent_run_id:
+        os.environ["QWENFLOW_PARENT_RUN_ID"] = parent_run_id
+    if kfp_run_id:
+        os.environ["KFP_RUN_ID"] = kfp_run_id
+    events.emit(name, "start", output=str(output))
+    t0 = time.perf_counter()
+    try:
+        recipe = read_recipe(recipe_path)
+        section = getattr(recipe, stage.switch) if stage.switch else None
+        model_in = inputs.get("model")
+
+        if section is not None and not section.enabled:
+            # Switched off: pass the model through so the rest of the chain runs unchanged.
+            source = getattr(section, "init_from", None) or (model_in if _has_model(model_in) else None)
+            if source:
+                cache.link_tree(_resolve_start(source, output.parent / f"{output.name}.start"), output)
+            else:
+                output.mkdir(parents=True, exist_ok=True)
+                (output / NO_MODEL).write_text(f"{name} was switched off and had no model to pass on\n")
+            events.emit(name, "skipped", seconds=time.perf_counter() - t0, output=str(output))
+            return _write_result(output, {"skipped": True, "model_dir": str(output)})
+
+        if getattr(section, "init_from", None):
+            inputs = {**inputs, "model": _resolve_start(section.init_from, output.parent / f"{output.name}.start")}
+        elif "model" in inputs and not _has_model(model_in):
+            raise ValueError(f"no model to start from: the stages before {name} were switched off; set "
+                             f"{stage.switch}.init_from to a model directory or models:/ URI")
+        paths = {k: (str(v) if v else None) for k, v in inputs.items()}
+
+        root = cache.cache_root()
+        entry = None
+        if root is not None:
+            entry = cache.StageCache(root, name, cache.stage_key(stage, recipe, paths))
+            hit = None if cache.forced(name) else entry.lookup()
+            if hit is not None:
+                cache.link_tree(entry.dir, output)
+                events.emit(name, "cached", seconds=time.perf_counter() - t0, output=str(output), key=entry.dir.name)
+                return _write_result(output, hit["result"])
+
+        work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
+        resources = getattr(section if section is not None else getattr(recipe, stage.sections[0], None), "resources", None)
+        started = time.perf_counter()
+        if stage.trains and resources is not None and resources.nodes > 1:
+            from .trainjob import run_as_trainjob
+
+            result = run_as_trainjob(name, recipe, recipe_path, paths, work, resources)
+        else:
+            result = stage.run(recipe, paths, work, stage.resumable)
+        compute_s = time.perf_counter() - started
+        result = result if isinstance(result, dict) else {"value": result}
+        if entry:
+            entry.commit(result)
+        if Path(work) != output:
+            cache.link_tree(work, output)
+        result = _write_result(output, result)
+        events.emit(name, "done", seconds=compute_s, output=str(output), result=result)
+        return result
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}"
+        events.emit(name, "failed", seconds=time.perf_counter() - t0, error=reason)
+        raise StageFailed(f"stage '{name}' failed: {reason}") from e
+
+
+def _work_dir(name: str, output: Path) -> Path:
+    """Without the local cache: train on the shared volume when the cluster mounts one (retries after a
+    preemption resume from its checkpoints), else straight into the output artifact."""
+    shared = os.environ.get("QWENFLOW_WORK_DIR")
+    if shared and os.environ.get("KFP_RUN_ID"):
+        work = Path(shared) / os.environ["KFP_RUN_ID"] / name
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+    output.mkdir(parents=True, exist_ok=True)
+    return output

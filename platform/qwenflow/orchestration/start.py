@@ -1,0 +1,76 @@
+"""The first and last steps of a pipeline run: resolve the recipe with the UI's parameters and open the MLflow
+parent run every stage nests under; close it when the run ends."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import events
+
+SWITCHABLE = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo", "deploy")
+PIPELINE_STAGE_TAG = "pipeline"
+
+
+def resolve_recipe(recipe_name: str, overrides: list[str] | None = None, model_size: str = "",
+                   data_sources: list[str] | None = None, switches: dict[str, bool] | None = None):
+    """The recipe a run uses: shipped name or file, `--set` overrides, then the UI's size, sources and switches."""
+    from qwenflow.recipe import load_recipe
+    from qwenflow.recipe.loader import RecipeError
+
+    recipe = load_recipe(recipe_name, list(overrides or []))
+    if model_size:
+        size_recipe = model_size if model_size.startswith(("qwen", "tiny")) or model_size.endswith(".yaml") else f"qwen2.5-{model_size}"
+        try:
+            recipe.model = load_recipe(size_recipe).model
+        except RecipeError as e:
+            raise RecipeError(f"model_size {model_size!r}: {e}") from None
+    if data_sources:
+        recipe.data.sources = list(data_sources)
+    for name, on in (switches or {}).items():
+        if name not in SWITCHABLE:
+            raise ValueError(f"unknown stage switch {name!r}; switchable stages: {', '.join(SWITCHABLE)}")
+        getattr(recipe, name).enabled = bool(on)
+    return recipe
+
+
+def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
+    """Write the resolved recipe artifact and open the parent MLflow run; returns its id."""
+    from mlflow.tracking import MlflowClient
+
+    from qwenflow.recipe import recipe_to_yaml
+    from qwenflow.tracking import _setup, tracking_uri
+
+    out = Path(recipe_out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    mlflow = _setup(recipe.tracking.experiment)
+    client = MlflowClient()
+    exp = mlflow.get_experiment_by_name(recipe.tracking.experiment)
+    run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags={
+        "qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id})
+    client.log_text(run.info.run_id, recipe_to_yaml(recipe), "recipe.yaml")
+    events.emit("start-run", "done", seconds=0.0, result={
+        "parent_run_id": run.info.run_id, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri(),
+        "recipe": recipe.name})
+    return run.info.run_id
+
+
+def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
+    """Close the parent run of `kfp_run_id`: FAILED when KFP says so or any stage run failed, else FINISHED."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from qwenflow.tracking import ensure_reachable
+
+    mlflow.set_tracking_uri(ensure_reachable())
+    client = MlflowClient()
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.`kfp.run_id` = '{kfp_run_id}'")
+    parents = [r for r in runs if r.data.tags.get("qwenflow.stage") == PIPELINE_STAGE_TAG]
+    if not parents:
+        return "no parent run"
+    failed = state.upper() in ("FAILED", "ERROR", "CANCELED", "CANCELLED") or any(
+        r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
+    status = "FAILED" if failed else "FINISHED"
+    for p in parents:
+        client.set_terminated(p.info.run_id, status=status)
+    return status
