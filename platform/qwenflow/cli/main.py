@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import typer
 
+from . import data as data_cli
 from . import model as model_cli
 from . import recipe as recipe_cli
+from . import run as run_cli
 from . import tokenizer as tokenizer_cli
 
 app = typer.Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(recipe_cli.app, name="recipe")
+app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
+app.add_typer(data_cli.app, name="data")
 
 if __name__ == "__main__":
     app()
