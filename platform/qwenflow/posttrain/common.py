@@ -73,6 +73,20 @@ def load_chat_tokenizer(model_dir: str | Path, tokenizer_dir: str | Path | None 
     return tok
 
 
+def ensure_chatml_template(tok):
+    """Assistant-only loss needs `{% generation %}` markers; give ChatML tokenizers qwenflow's template if missing."""
+    from qwenflow.tokenizer.special import chat_template
+
+    if "{% generation %}" in (tok.chat_template or "") or "{%- generation %}" in (tok.chat_template or ""):
+        return tok
+    vocab = tok.get_vocab()
+    if "<|im_start|>" in vocab and EOS_TOKEN in vocab:
+        tok.chat_template = chat_template()
+        return tok
+    raise ValueError("the tokenizer's chat template has no {% generation %} markers and it is not ChatML; "
+                     "assistant-only loss cannot find the assistant tokens (set sft.assistant_only_loss=false)")
+
+
 def stop_token_ids(tok) -> list[int]:
     """Token ids that end a chat turn: `<|im_end|>` if the vocabulary has it, and the tokenizer's EOS."""
     ids = []

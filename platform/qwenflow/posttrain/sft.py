@@ -1,0 +1,108 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: ChatML conversations, loss on assistant tokens only, optional
+packing, cosine decay from the peak LR to a floor (the report: 7e-6 -> 7e-7, wd 0.1, clip 1.0, 2 epochs), and
+the Turbo two-stage variant (short instructions first, then short and long mixed).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from . import common
+
+log = logging.getLogger(__name__)
+
+
+def conversation_lengths(tok, conversations) -> list[int]:
+    return [len(tok.apply_chat_template(list(m), tokenize=True)) for m in conversations]
+
+
+def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) -> tuple[pd.DataFrame, int]:
+    """Rows longer than the context are dropped and counted (never truncated: a cut answer teaches the wrong end)."""
+    keep = [n <= limit for n in lengths]
+    dropped = len(keep) - sum(keep)
+    if dropped == len(keep):
+        raise common.DataError(f"{where}: all {dropped} conversations are longer than {limit} tokens; raise "
+                               "sft.max_seq_len (up to the model's context) or shorten the data")
+    if dropped:
+        log.warning("%s: dropped %d of %d conversations longer than %d tokens", where, dropped, len(keep), limit)
+    return df[keep].reset_index(drop=True), dropped
+
+
+def _train(model, tok, spec, rows: pd.DataFrame, out_dir: Path, *, max_len: int, max_steps: int | None,
+           epochs: float, tag: str):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    kw = common.trainer_defaults(spec, out_dir / tag)
+    kw.update(max_steps=max_steps or -1, num_train_epochs=epochs)
+    cfg = SFTConfig(
+        **kw,
+        max_length=max_len,
+        packing=spec.packing,
+        assistant_only_loss=spec.assistant_only_loss,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": spec.min_learning_rate},
+        shuffle_dataset=True,
+        dataset_num_proc=None,
+    )
+    ds = Dataset.from_dict({"messages": [list(m) for m in rows["messages"]]})
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
+                         callbacks=[common.MlflowMetrics(f"sft/{tag}")])
+    trainer.train()
+    return trainer.model
+
+
+def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
+    """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir."""
+    import mlflow
+
+    from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import stage_run
+
+    spec = recipe.sft
+    out_dir = Path(out_dir)
+    rows = common.read_dataset(data_dir, "sft")
+    model, tok, start = common.starting_model(spec.init_from or model_dir)
+    if spec.assistant_only_loss:
+        common.ensure_chatml_template(tok)
+    max_len = min(spec.max_seq_len, common.max_context(model))
+    lengths = conversation_lengths(tok, rows["messages"])
+    rows, dropped = drop_too_long(rows, lengths, max_len, str(Path(data_dir) / "sft"))
+    lengths = [n for n in lengths if n <= max_len]
+    lineage = common.model_lineage("sft", start, data_dir, ["sft", "eval"])
+    has_eval = (Path(data_dir) / "eval").is_dir()
+
+    with stage_run("sft", recipe, params={**lineage, "data.sft.rows": len(rows), "data.sft.dropped_too_long": dropped}):
+        mlflow.log_metric("data/dropped_too_long", dropped)
+        if has_eval:
+            before, table = common.evaluate_exact_match(model, tok, data_dir)
+            common.log_samples(table, "before")
+            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
+        if spec.two_stage:
+            # Turbo: stage 1 on short instructions only, stage 2 on the full short+long mix; each gets half the budget.
+            short = rows[[n <= spec.short_max_len for n in lengths]].reset_index(drop=True)
+            if len(short) == 0:
+                raise common.DataError(f"two-stage SFT: no conversation fits sft.short_max_len={spec.short_max_len}")
+            half_steps = (spec.max_steps + 1) // 2 if spec.max_steps else None
+            mlflow.log_metrics({"data/stage1_rows": len(short), "data/stage2_rows": len(rows)})
+            model = _train(model, tok, spec, short, out_dir, max_len=min(max_len, spec.short_max_len),
+                           max_steps=half_steps, epochs=spec.epochs / 2, tag="stage1")
+            model = _train(model, tok, spec, rows, out_dir, max_len=max_len,
+                           max_steps=spec.max_steps - half_steps if spec.max_steps else None,
+                           epochs=spec.epochs / 2, tag="stage2")
+        else:
+            model = _train(model, tok, spec, rows, out_dir, max_len=max_len, max_steps=spec.max_steps,
+                           epochs=spec.epochs, tag="train")
+        result = {}
+        if has_eval:
+            after, table = common.evaluate_exact_match(model, tok, data_dir)
+            common.log_samples(table, "after")
+            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
+            result = {"exact_match_before": before, "exact_match_after": after}
+        model_out = out_dir / "model"
+        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
+        common.log_json(result, "sft_result.json")
+    return model_out
