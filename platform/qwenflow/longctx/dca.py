@@ -1,0 +1,88 @@
+"""Dual Chunk Attention (An et al. 2024, "Training-Free Long-Context Scaling of Large Language Models").
+
+The sequence is cut into chunks of s = chunk_size - local_size tokens (chunk_size = the trained length c, the
+name vLLM and Qwen's `dual_chunk_attention_config` use). Keys sit at position j mod s; each query is scored
+three ways and the parts merged by log-sum-exp (as ChunkLlama and vLLM's dual_chunk_flash_attn do):
+  intra-chunk   (keys of its own chunk, causal): query at i mod s          -> distances as in training
+  successive    (keys of the previous chunk):   query at min(s + i mod s, c - 1) -> exact within local_size
+  inter-chunk   (all older chunks):             query at c - 1             -> distances in [local_size, c - 1]
+No relative distance exceeds c - 1, and for sequences up to c tokens every distance is the true one, so DCA
+equals standard attention inside the trained length (tests/longctx checks this).
+"""
+from __future__ import annotations
+
+import torch
+
+from .merge import attend, merge
+from .rope import inv_freq_for, rerotate
+
+
+def dca_params(config) -> tuple[int, int]:
+    """(chunk_size c, chunk length s) from config.dual_chunk_attention_config, validated."""
+    cfg = getattr(config, "dual_chunk_attention_config", None)
+    if not cfg:
+        raise ValueError("attn_implementation 'dca' needs config.dual_chunk_attention_config = "
+                         "{'chunk_size': <trained length>, 'local_size': <window>}; use qwenflow.longctx.load_model")
+    c, w = int(cfg["chunk_size"]), int(cfg["local_size"])
+    if not 0 < w < c:
+        raise ValueError(f"dual_chunk_attention_config: need 0 < local_size ({w}) < chunk_size ({c})")
+    return c, c - w
+
+
+def query_positions(pos: torch.Tensor, c: int, s: int) -> dict[str, torch.Tensor]:
+    """The three remapped query positions of DCA for absolute positions `pos`."""
+    intra = pos % s
+    return {"intra": intra, "succ": torch.clamp(intra + s, max=c - 1), "inter": torch.full_like(pos, c - 1)}
+
+
+def check_positions(kwargs: dict, q_len: int, k_len: int) -> None:
+    """DCA and sparse attention assume one unpadded sequence per row: queries are the last q_len of k_len keys."""
+    pos = kwargs.get("position_ids")
+    if pos is not None and (pos.shape[-1] != q_len or int(pos[0, -1]) != k_len - 1 or int(pos[0, 0]) != k_len - q_len):
+        raise ValueError("DCA/sparse attention need contiguous positions 0..n-1 per sequence (no left padding, no "
+                         "packed sequences); run one prompt at a time or batch prompts of equal length")
+
+
+def dca_core(module, query, key, value, scaling: float, key_block: int = 4096) -> torch.Tensor:
+    """query (B, H, Q, D) rotated at absolute positions k_len-Q..k_len-1; key/value (B, Hkv, K, D).
+    Returns (B, Q, H, D) like transformers' attention functions."""
+    c, s = dca_params(module.config)
+    b, h, q_len, d = query.shape
+    h_kv, k_len = key.shape[1], key.shape[2]
+    group = h // h_kv
+    inv_freq = inv_freq_for(module)
+    device = query.device
+    k_pos = torch.arange(k_len, device=device)
+    q_pos = k_pos[k_len - q_len:]
+    keys = rerotate(key, k_pos % s - k_pos, inv_freq).unsqueeze(2)  # (B, Hkv, 1, K, D): GQA by broadcasting
+    values = value.unsqueeze(2)
+    q = query.view(b, h_kv, group, q_len, d)
+    out = torch.empty(b, h_kv, group, q_len, d, dtype=torch.float32, device=device)
+    q_chunk = q_pos // s
+    inter_block = max(1, key_block // s) * s  # inter-chunk keys in slices to bound memory
+    for n in torch.unique(q_chunk).tolist():
+        rows = (q_chunk == n).nonzero().squeeze(1)
+        qn, pn = q[..., rows, :], q_pos[rows]
+        remap = query_positions(pn, c, s)
+        start = n * s
+        parts = [attend(rerotate(qn, remap["intra"] - pn, inv_freq), keys[..., start:start + s, :],
+                        values[..., start:start + s, :], scaling,
+                        mask=k_pos[start:start + s][None, :] <= pn[:, None])]
+        if n >= 1:
+            prev = slice(start - s, start)
+            parts.append(attend(rerotate(qn, remap["succ"] - pn, inv_freq), keys[..., prev, :],
+                                values[..., prev, :], scaling))
+        if n >= 2:
+            q_inter = rerotate(qn, remap["inter"] - pn, inv_freq)
+            for lo in range(0, start - s, inter_block):
+                hi = min(lo + inter_block, start - s)
+                parts.append(attend(q_inter, keys[..., lo:hi, :], values[..., lo:hi, :], scaling))
+        out[..., rows, :] = merge(parts)
+    return out.view(b, h, q_len, d).transpose(1, 2).to(query.dtype)
+
+
+def dca_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention function for attn_implementation="dca" (inference only: no dropout, no padding)."""
+    check_positions(kwargs, query.shape[2], key.shape[2])
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    return dca_core(module, query, key, value, scaling), None

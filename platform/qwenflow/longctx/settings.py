@@ -1,0 +1,92 @@
+"""The long-context settings a user picks per model load or deployment, and the loader that applies them.
+
+Settings (the Qwen2.5 report's inference recipe, step by step):
+  none              the checkpoint as trained (sdpa attention)
+  yarn              + YaRN RoPE scaling (factor 4 over the trained length)
+  yarn+dca          + Dual Chunk Attention (attn_implementation "dca")
+  yarn+dca+sparse   + block-sparse prefill for long prompts (attn_implementation "sparse")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AttentionInterface
+
+from .dca import dca_attention
+from .sparse import SparseConfig, sparse_attention
+
+SETTINGS = ("none", "yarn", "yarn+dca", "yarn+dca+sparse")
+ATTENTION = {"dca": dca_attention, "sparse": sparse_attention}
+
+
+def register() -> None:
+    """Make attn_implementation="dca" and "sparse" known to transformers. Safe to call any number of times."""
+    for name, fn in ATTENTION.items():
+        AttentionInterface.register(name, fn)
+
+
+def trained_length(config) -> int:
+    """The length the checkpoint was trained at: YaRN's original length when present, else max_position_embeddings."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    return int(rope.get("original_max_position_embeddings") or config.max_position_embeddings)
+
+
+def default_sparse(trained: int) -> SparseConfig:
+    """Sparsity scaled to the model: 64-token blocks (32 for tiny models), sparse from twice the trained length."""
+    return SparseConfig(block_size=64 if trained >= 1024 else 32, threshold=2 * trained)
+
+
+def configure(config, setting: str, *, trained: int | None = None, yarn_factor: float = 4.0,
+              local_size: int | None = None, sparse: SparseConfig | None = None):
+    """Edit a Qwen2-family config in place for `setting`; returns it. `trained` overrides the trained length."""
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown long-context setting {setting!r}; choose one of {', '.join(SETTINGS)}")
+    register()
+    trained = trained or trained_length(config)
+    rope = dict(config.rope_parameters)
+    for key in ("factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow"):
+        rope.pop(key, None)
+    rope["rope_type"] = "default"
+    if "yarn" in setting:
+        rope.update(rope_type="yarn", factor=float(yarn_factor), original_max_position_embeddings=trained)
+        config.max_position_embeddings = int(trained * yarn_factor)
+    config.rope_parameters = rope
+    config.dual_chunk_attention_config = None
+    config.sparse_attention_config = None
+    attn = "sdpa"
+    if "dca" in setting:
+        # local_size: the window across a chunk boundary kept at exact distances; ChunkLlama and Qwen use 1/8-1/32
+        # of the trained length. The default rounds it so the chunk length is a whole number of default blocks.
+        w = max(trained // 8, 1)
+        w = local_size or (w + (trained - w) % default_sparse(trained).block_size if trained > 64 else w)
+        config.dual_chunk_attention_config = {"chunk_size": trained, "local_size": w,
+                                              "original_max_position_embeddings": trained}
+        attn = "dca"
+    if "sparse" in setting:
+        config.sparse_attention_config = (sparse or default_sparse(trained)).to_dict()
+        attn = "sparse"
+    config._attn_implementation = attn
+    return config
+
+
+def load_model(path: str | Path, setting: str = "none", *, dtype: torch.dtype | str = "auto",
+               device: str | torch.device = "cpu", **options):
+    """Load a causal-LM directory with a long-context setting applied (options: see `configure`)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json; pass a model directory saved with save_pretrained")
+    config = configure(AutoConfig.from_pretrained(str(path), local_files_only=True), setting, **options)
+    model = AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=dtype, local_files_only=True,
+                                                 attn_implementation=config._attn_implementation)
+    return model.to(device).eval()
+
+
+def describe(model) -> dict:
+    """The long-context settings a loaded model runs with (for logs and /health endpoints)."""
+    c = model.config
+    return json.loads(json.dumps({"attn_implementation": c._attn_implementation, "rope": c.rope_parameters,
+                                  "dca": c.dual_chunk_attention_config, "sparse": c.sparse_attention_config}))
