@@ -1,0 +1,131 @@
+"""DPO: TRL's DPOTrainer on rejection-sampled pairs, optimised with AdamW or an Online Merging Optimizer.
+
+The starting model samples answers to `data_dir/rl` prompts; verifiers make (pass, fail) pairs; too few pairs
+falls back to `data_dir/preferences` (logged as the run's `dpo.pairs_source`). The reference model is the
+starting model; the merging optimizer's reference delta is start - base, the base being `dpo.merge_base` or the
+starting model's lineage parent.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from qwenflow.artifacts import read_lineage
+
+from .common import (DataError, MlflowMetrics, evaluate_exact_match, load_causal_lm, log_json, log_samples,
+                     model_lineage, read_dataset, resolve_model_dir, starting_model, trainer_defaults)
+from .online_merging import build_optimizer
+from .rejection_sampling import rejection_sample, write_sampled
+from .reward import clean_pairs, trl_pairs
+
+log = logging.getLogger(__name__)
+
+
+def merge_base_dir(spec, start: Path) -> Path | None:
+    """The model the starting model was tuned from: dpo.merge_base, else its lineage parent, else None."""
+    if spec.merge_base:
+        return resolve_model_dir(spec.merge_base)
+    parent = read_lineage(start).get("parent_model")
+    if parent and (Path(parent) / "config.json").is_file():
+        return Path(parent)
+    return None
+
+
+def _base_state(base: Path | None):
+    if base is None:
+        return None
+    return {k: v.detach() for k, v in load_causal_lm(base).state_dict().items()}
+
+
+def _has_eval(data_dir: Path) -> bool:
+    return (data_dir / "eval").is_dir() and any((data_dir / "eval").glob("*.parquet"))
+
+
+def dpo_pairs(spec, model, tok, data_dir: Path, work: Path) -> tuple[pd.DataFrame, str, dict]:
+    """(pairs, source, counts): rejection-sampled pairs, or preferences/ when sampling yields fewer than min_pairs."""
+    prompts = read_dataset(data_dir, "rl")
+    if spec.max_prompts and len(prompts) > spec.max_prompts:
+        prompts = prompts.sample(n=spec.max_prompts, random_state=spec.seed).reset_index(drop=True)
+    sampled = rejection_sample(model, tok, prompts, samples_per_prompt=spec.samples_per_prompt,
+                               max_new_tokens=spec.max_new_tokens, temperature=spec.sample_temperature)
+    write_sampled(sampled, work, source_prompts=len(prompts))
+    counts = {f"rs/{k}": v for k, v in sampled.counts.items()}
+    pairs = sampled.pairs
+    if len(pairs):
+        pairs, dropped = clean_pairs(pairs, "rejection-sampled pairs")
+        counts["rs/dropped_identical"] = dropped
+    if len(pairs) >= spec.min_pairs:
+        return pairs, "rejection_sampling", counts
+    pref = data_dir / "preferences"
+    if (pref / "train.parquet").is_file():
+        log.warning("rejection sampling gave %d pairs (< dpo.min_pairs=%d): training on %s instead",
+                    len(pairs), spec.min_pairs, pref)
+        prefs, dropped = clean_pairs(read_dataset(data_dir, "preferences"), str(pref / "train.parquet"))
+        counts["preferences/dropped_identical"] = dropped
+        return prefs, "preferences", counts
+    if len(pairs) == 0:
+        raise DataError(f"rejection sampling of {len(prompts)} prompts gave no (pass, fail) pairs and {pref} does "
+                        "not exist; add preference data, sample more prompts (dpo.max_prompts, "
+                        "dpo.samples_per_prompt) or raise dpo.sample_temperature")
+    log.warning("rejection sampling gave only %d pairs (< dpo.min_pairs=%d) and there is no %s: using them",
+                len(pairs), spec.min_pairs, pref)
+    return pairs, "rejection_sampling", counts
+
+
+def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
+    """DPO from `model_dir`; returns the saved model directory."""
+    import mlflow
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import stage_run
+
+    spec = recipe.dpo
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    set_seed(spec.seed)
+    model, tok, start = starting_model(model_dir)
+    base = merge_base_dir(spec, start)
+    lineage = model_lineage("dpo", start, data_dir, ["rl", "preferences", "eval"],
+                            merge_base=str(base) if base else None)
+    work = Path(tempfile.mkdtemp(prefix="dpo-"))
+    with stage_run("dpo", recipe, params=lineage):
+        metrics: dict[str, float] = {}
+        if _has_eval(data_dir):
+            before, table = evaluate_exact_match(model, tok, data_dir)
+            metrics.update({f"dpo/exact_match_before/{k}": v for k, v in before.items()})
+            log_samples(table, "before")
+
+        pairs, source, counts = dpo_pairs(spec, model, tok, data_dir, work / "rejection_sampled")
+        mlflow.set_tag("dpo.pairs_source", source)
+        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+        mlflow.log_artifacts(str(work / "rejection_sampled"), "rejection_sampled")
+        if source == "preferences":
+            mlflow.log_params({"dpo.pairs_source": "preferences (rejection sampling gave too few pairs)"})
+
+        if spec.optimizer != "adamw" and base is None:
+            log.warning("no base model for %s (set dpo.merge_base): its reference delta is zero", spec.optimizer)
+        optimizer = build_optimizer(model, spec.optimizer, lr=spec.learning_rate, weight_decay=spec.weight_decay,
+                                    reserve_p=spec.merge_reserve_p, alpha=spec.merge_alpha,
+                                    base_state=_base_state(base) if spec.optimizer != "adamw" else None,
+                                    seed=spec.seed)
+        ref_model = load_causal_lm(start)  # explicit: DPOTrainer cannot derive one from a model object
+        args = DPOConfig(**trainer_defaults(spec, work / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs),
+                             processing_class=tok, optimizers=(optimizer, None), callbacks=[MlflowMetrics("dpo")])
+        trainer.train()
+
+        if _has_eval(data_dir):
+            after, table = evaluate_exact_match(model, tok, data_dir)
+            metrics.update({f"dpo/exact_match_after/{k}": v for k, v in after.items()})
+            log_samples(table, "after")
+        metrics["dpo/pairs"] = float(len(pairs))
+        mlflow.log_metrics(metrics)
+        log_json({"pairs_source": source, **counts, **metrics}, "dpo_report.json")
+        save_model_dir(model, tok, out_dir, recipe=recipe,
+                       lineage={**lineage, "pairs_source": source, **counts, **metrics})
+        mlflow.set_tag("qwenflow.model_dir", str(out_dir))
+    return out_dir

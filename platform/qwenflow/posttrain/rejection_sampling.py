@@ -1,0 +1,90 @@
+"""Rejection-sampling data builder: the current model answers each prompt several times, verifiers label the
+answers, passing answers become SFT rows and (pass, fail) answers to the same prompt become DPO pairs.
+
+Writes `out_dir/sft/train.parquet` (messages, task, answer) and `out_dir/pairs/train.parquet` (prompt, chosen,
+rejected, task), each with a manifest, and returns the counts per task and verifier outcome.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .common import generate
+
+log = logging.getLogger(__name__)
+
+# Verifier outcomes: the answer passed, failed, or the verifier itself raised (counted, never fatal).
+PASS, FAIL, ERROR = "pass", "fail", "error"
+
+
+def default_verifier(task: str) -> Callable[[str, str], bool]:
+    """The verifier for a task: `qwenflow.verifiers.verifier_for` when the package provides it, else exact math."""
+    try:
+        from qwenflow.verifiers import verifier_for  # the verifiers package's task registry
+    except ImportError:
+        from qwenflow.verifiers.math import answers_match
+
+        return answers_match
+    return verifier_for(task)
+
+
+@dataclass
+class SampledData:
+    sft: pd.DataFrame
+    pairs: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def label(task: str, completion: str, answer: str, verifier_for=default_verifier) -> str:
+    try:
+        return PASS if verifier_for(task)(completion, answer) else FAIL
+    except Exception as e:  # a broken verifier must not stop the builder: count it and move on
+        log.warning("verifier for task %r raised %s: %s", task, type(e).__name__, e)
+        return ERROR
+
+
+def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: int, max_new_tokens: int,
+                     temperature: float = 1.0, batch_size: int = 32, verifier_for=default_verifier) -> SampledData:
+    """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (pass x fail, zipped)."""
+    completions = generate(model, tok, list(prompts["prompt"]), max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, do_sample=True, temperature=temperature,
+                           num_return_sequences=samples_per_prompt)
+    counts: Counter = Counter()
+    sft_rows, pair_rows = [], []
+    for i, row in enumerate(prompts.itertuples(index=False)):
+        outs = completions[i * samples_per_prompt:(i + 1) * samples_per_prompt]
+        labels = [label(row.task, c, row.answer, verifier_for) for c in outs]
+        for lab in labels:
+            counts[f"{row.task}/{lab}"] += 1
+        passed = list(dict.fromkeys(c for c, lab in zip(outs, labels) if lab == PASS))
+        failed = list(dict.fromkeys(c for c, lab in zip(outs, labels) if lab == FAIL and c not in passed))
+        counts[f"{row.task}/prompts_all_pass"] += int(bool(passed) and not failed)
+        counts[f"{row.task}/prompts_all_fail"] += int(not passed)
+        prompt = list(row.prompt)
+        for c in passed:
+            sft_rows.append({"messages": prompt + [{"role": "assistant", "content": c}], "task": row.task,
+                             "answer": row.answer})
+        for good, bad in zip(passed, failed):
+            pair_rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": good}],
+                              "rejected": [{"role": "assistant", "content": bad}], "task": row.task})
+    counts["sft_rows"], counts["pairs"] = len(sft_rows), len(pair_rows)
+    sft = pd.DataFrame(sft_rows, columns=["messages", "task", "answer"])
+    pairs = pd.DataFrame(pair_rows, columns=["prompt", "chosen", "rejected", "task"])
+    return SampledData(sft, pairs, dict(counts))
+
+
+def write_sampled(data: SampledData, out_dir: str | Path, **manifest) -> Path:
+    """out_dir/sft/train.parquet and out_dir/pairs/train.parquet, each with a manifest."""
+    from qwenflow.artifacts import write_manifest
+
+    out_dir = Path(out_dir)
+    for sub, df in (("sft", data.sft), ("pairs", data.pairs)):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        df.to_parquet(out_dir / sub / "train.parquet")
+        write_manifest(out_dir / sub, rows=len(df), counts=data.counts, **manifest)
+    return out_dir

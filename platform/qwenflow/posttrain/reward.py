@@ -1,0 +1,141 @@
+"""Reward model: TRL's RewardTrainer on preference pairs, judged by pairwise accuracy on the held-out split.
+
+The result is a save_pretrained AutoModelForSequenceClassification directory (one logit = the reward), which
+GRPO scores completions with (`score_conversations`).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from .common import (DataError, MlflowMetrics, load_chat_tokenizer, log_json, model_lineage, read_dataset,
+                     resolve_model_dir, trainer_defaults)
+
+log = logging.getLogger(__name__)
+
+
+def _text_of(messages) -> str:
+    return "\n".join(f"{m['role']}:{m['content']}" for m in messages)
+
+
+def clean_pairs(df: pd.DataFrame, where: str) -> tuple[pd.DataFrame, int]:
+    """Drop pairs whose chosen and rejected answers are identical (no preference to learn); return the count."""
+    same = [_text_of(c) == _text_of(r) for c, r in zip(df["chosen"], df["rejected"])]
+    dropped = int(sum(same))
+    if dropped:
+        log.warning("%s: dropped %d of %d pairs whose chosen == rejected", where, dropped, len(df))
+    kept = df[[not s for s in same]].reset_index(drop=True)
+    if len(kept) == 0:
+        raise DataError(f"{where}: every one of {len(df)} preference pairs has chosen == rejected; nothing to learn")
+    return kept, dropped
+
+
+def read_preferences(data_dir: str | Path, heldout_fraction: float, seed: int = 0):
+    """(train, test, counts): `preferences/test.parquet` is the held-out split; without it, hold out a fraction."""
+    d = Path(data_dir)
+    pref = d / "preferences" if (d / "preferences").is_dir() else d
+    train = read_dataset(data_dir, "preferences")
+    if (pref / "test.parquet").is_file():
+        test = read_dataset(data_dir, "preferences", split="test")
+    else:
+        test = train.sample(frac=heldout_fraction, random_state=seed)
+        train = train.drop(test.index).reset_index(drop=True)
+        test = test.reset_index(drop=True)
+        if len(test) == 0 or len(train) == 0:
+            raise DataError(f"{pref}: too few pairs ({len(train) + len(test)}) to hold out {heldout_fraction:.0%}")
+    train, d_train = clean_pairs(train, str(pref / "train.parquet"))
+    test, d_test = clean_pairs(test, str(pref / "test"))
+    return train, test, {"pairs.train": len(train), "pairs.test": len(test),
+                         "pairs.dropped_identical": d_train + d_test}
+
+
+def trl_pairs(df: pd.DataFrame):
+    """A datasets.Dataset in TRL's conversational preference format (explicit prompt)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": list(df["prompt"]), "chosen": list(df["chosen"]),
+                              "rejected": list(df["rejected"])})
+
+
+@torch.no_grad()
+def score_conversations(model, tok, conversations: Sequence[Sequence[dict]], *, max_length: int = 1024,
+                        batch_size: int = 32) -> list[float]:
+    """The reward model's score of each full conversation (prompt + answer), rendered with the chat template."""
+    was_training = model.training
+    model.eval()
+    side = tok.padding_side
+    tok.padding_side = "right"  # sequence classifiers read the last non-pad token
+    scores: list[float] = []
+    try:
+        for i in range(0, len(conversations), batch_size):
+            texts = [tok.apply_chat_template(list(c), tokenize=False) for c in conversations[i:i + batch_size]]
+            enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
+                      add_special_tokens=False).to(model.device)
+            scores.extend(model(**enc).logits[:, 0].float().tolist())
+    finally:
+        tok.padding_side = side
+        model.train(was_training)
+    return scores
+
+
+def pairwise_accuracy(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> float:
+    """Share of pairs where the chosen answer scores strictly above the rejected one."""
+    chosen = score_conversations(model, tok, [list(p) + list(c) for p, c in zip(df["prompt"], df["chosen"])],
+                                 max_length=max_length)
+    rejected = score_conversations(model, tok, [list(p) + list(r) for p, r in zip(df["prompt"], df["rejected"])],
+                                   max_length=max_length)
+    return float(sum(c > r for c, r in zip(chosen, rejected))) / max(1, len(df))
+
+
+def load_reward_model(model_dir: str | Path):
+    """(model, tokenizer) of a reward model directory (or a causal LM to start one from: a fresh 1-logit head)."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_dir(model_dir)
+    tok = load_chat_tokenizer(path)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, local_files_only=True,
+                                                               dtype=torch.float32)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
+    """Train a reward model from `model_dir` on `data_dir/preferences`; returns the saved model directory."""
+    import mlflow
+    from transformers import set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import stage_run
+
+    spec = recipe.reward
+    out_dir = Path(out_dir)
+    start = resolve_model_dir(model_dir)
+    train, test, counts = read_preferences(data_dir, spec.heldout_fraction, spec.seed)
+    lineage = model_lineage("reward", start, data_dir, ["preferences"], **counts)
+    set_seed(spec.seed)  # the new score head is random: seed it
+    with stage_run("reward", recipe, params=lineage):
+        model, tok = load_reward_model(start)
+        acc_before = pairwise_accuracy(model, tok, test, max_length=spec.max_seq_len)
+        args = RewardConfig(**trainer_defaults(spec, tempfile.mkdtemp(prefix="reward-trainer-")),
+                            max_length=spec.max_seq_len, disable_dropout=True)
+        trainer = RewardTrainer(model=model, args=args, train_dataset=trl_pairs(train), processing_class=tok,
+                                callbacks=[MlflowMetrics("reward")])
+        trainer.train()
+        acc = pairwise_accuracy(model, tok, test, max_length=spec.max_seq_len)
+        train_acc = pairwise_accuracy(model, tok, train.head(len(test)), max_length=spec.max_seq_len)
+        metrics = {"reward/pairwise_accuracy": acc, "reward/pairwise_accuracy_before": acc_before,
+                   "reward/pairwise_accuracy_train": train_acc}
+        mlflow.log_metrics(metrics)
+        log_json({**counts, **metrics}, "reward_report.json")
+        log.info("reward model: held-out pairwise accuracy %.3f (untrained head %.3f)", acc, acc_before)
+        save_model_dir(model, tok, out_dir, recipe=recipe, lineage={**lineage, **metrics})
+        mlflow.log_artifacts(str(out_dir), "model")
+        mlflow.set_tag("qwenflow.model_dir", str(out_dir))
+    return out_dir
