@@ -52,6 +52,11 @@ class DPOSpec(_Batched):
     merge_reserve_p: float = Field(0.01, gt=0, le=1, description="Share of the update kept when sparsifying")
     merge_alpha: float = Field(1e-7, ge=0, description="Weight of the reference delta merged into each step")
     samples_per_prompt: int = Field(4, ge=2, description="Rejection sampling: answers drawn per prompt")
+    max_prompts: int | None = Field(None, gt=0, description="Rejection sampling: prompts used from rl/prompts.parquet (None = all)")
+    sample_temperature: float = Field(1.0, gt=0, description="Rejection sampling: sampling temperature")
+    max_new_tokens: int = Field(1024, gt=0, description="Rejection sampling: longest answer sampled, in tokens")
+    min_pairs: int = Field(64, ge=1, description="Fewer rejection-sampled pairs than this: train on preferences/ instead (logged)")
+    merge_base: str | None = Field(None, description="Model the starting (SFT) model was tuned from; the merging optimizer's reference delta is start - base. Default: the starting model's lineage parent; none found: zero delta")
 
 
 class GRPOSpec(_Batched):
@@ -65,6 +70,19 @@ class GRPOSpec(_Batched):
     )
     order_by_variance: bool = Field(True, description="Process prompts with the highest reward variance first")
     global_batch_size: int = 2048
+    reward_on_error: Literal["zero", "skip", "stop"] = Field(
+        "zero", description="A reward function that raises, hangs or returns NaN: score 0, skip the score, or stop the run")
+    reward_timeout_s: float = Field(60.0, gt=0, description="A reward call taking longer than this counts as failed")
+
+    @model_validator(mode="after")
+    def _known_rewards(self):
+        unknown = set(self.reward_weights) - {"reward_model", "verifier", "format"}
+        if unknown:
+            raise ValueError(f"reward_weights: unknown reward source(s) {sorted(unknown)}; "
+                             "use reward_model, verifier, format")
+        if not any(w != 0 for w in self.reward_weights.values()):
+            raise ValueError("reward_weights: every weight is 0, so GRPO has no reward")
+        return self
 
     @model_validator(mode="after")
     def _groups_fit(self):
