@@ -1,0 +1,57 @@
+"""Helm values for the qwenflow-serving chart, from a registered model and the recipe's deploy section."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHART_DIR = Path(__file__).resolve().parents[3] / "helm" / "qwenflow-serving"
+
+
+def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, credentials_secret: str = "",
+                check_registry: bool = True) -> dict:
+    """Values that serve `model_uri` (models:/NAME@ALIAS) as the recipe's deploy section asks."""
+    from qwenflow.deploy.model_source import SHA256_TAG, model_version, parse_registry_uri
+
+    name, alias, version = parse_registry_uri(model_uri)
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        raise ValueError("no MLflow tracking URI: pass --tracking-uri (the address pods use, e.g. "
+                         "http://mlflow.qwenflow-platform.svc:5000) or set MLFLOW_TRACKING_URI")
+    annotations = {"qwenflow.io/model-uri": model_uri}
+    if check_registry:  # pin what the alias points at now, so `helm upgrade` rolls pods when the alias moves
+        mv = model_version(model_uri)
+        annotations["qwenflow.io/model-version"] = str(mv.version)
+        annotations["qwenflow.io/model-sha256"] = (mv.tags or {}).get(SHA256_TAG, "")
+    repo, _, tag = deploy.image.rpartition(":")
+    if not repo or "/" in tag:
+        repo, tag = deploy.image, "latest"
+    res = deploy.resources
+    values = {
+        "image": {"repository": repo, "tag": tag},
+        "model": {"source": "registry", "uri": model_uri, "servedName": name,
+                  "mlflow": {"trackingUri": tracking_uri, "credentialsSecret": credentials_secret}},
+        "serving": {"yarn": deploy.yarn, "attention": deploy.attention, "maxTokensLimit": deploy.max_tokens_limit,
+                    "maxBatchSize": deploy.max_batch_size},
+        "gpu": {"count": res.gpus, "resourceName": res.gpu_type or "nvidia.com/gpu", "product": res.gpu_product or ""},
+        "resources": {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": {"cpu": res.cpu, "memory": res.memory}},
+        "replicaCount": deploy.replicas,
+        "autoscaling": {"minReplicas": deploy.replicas, "maxReplicas": max(deploy.replicas, 4)},
+        "nodeSelector": dict(res.node_selector),
+        "tolerations": [t.model_dump(exclude_none=True) for t in res.tolerations],
+        "podAnnotations": annotations,
+    }
+    validate_values(values)
+    return values
+
+
+def validate_values(values: dict, chart_dir: Path = CHART_DIR) -> None:
+    """Check values against the chart's values.schema.json (merged over its defaults, as Helm does)."""
+    import helm_python
+
+    chart = helm_python.Chart.load(chart_dir)
+    try:
+        chart.validate_schema(chart.merge_values(values))
+    except helm_python.HelmValuesError as e:
+        raise ValueError(f"helm values rejected by {chart_dir / 'values.schema.json'}: {e}") from None
+    finally:
+        chart.close()
