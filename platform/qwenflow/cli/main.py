@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from . import data as data_cli
+from . import deploy as deploy_cli
 from . import model as model_cli
 from . import recipe as recipe_cli
 from . import run as run_cli
@@ -15,6 +16,7 @@ app.add_typer(recipe_cli.app, name="recipe")
 app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
+app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(data_cli.app, name="data")
 
 if __name__ == "__main__":
