@@ -1,0 +1,116 @@
+"""Models from the MLflow registry (a real server): sha256 checked before serving, Bento built with the model
+inside, Helm values written for the registered version."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import helm_python
+import httpx
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from conftest import start_server, stop_server
+from qwenflow.artifacts import sha256_path
+from qwenflow.cli.main import app
+from qwenflow.deploy.bento import build_bento
+from qwenflow.deploy.helm_values import CHART_DIR
+from qwenflow.deploy.manifests import documents, validate
+from qwenflow.deploy.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
+
+
+def register(model_dir: Path, name: str, alias: str, sha: str | None = None) -> str:
+    """Register a model directory the way the evaluation stage does: its files as run artifacts,
+    the directory's sha256 as a model-version tag, and an alias."""
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        pass
+    mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                     tags={SHA256_TAG: sha or sha256_path(model_dir)})
+    client.set_registered_model_alias(name, alias, mv.version)
+    return f"models:/{name}@{alias}"
+
+
+@pytest.fixture(scope="module")
+def registered(tiny_model_dir, mlflow_server, tmp_path_factory):
+    """A good champion and a 'tampered' version whose recorded hash does not match its files."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    good = register(tiny_model_dir, "qwenflow-tiny", "champion")
+    bad = register(tiny_model_dir, "qwenflow-tiny", "tampered", sha="0" * 64)
+    yield good, bad, mlflow_server
+    mp.undo()
+
+
+def test_registry_download_is_verified(registered, tiny_model_dir, tmp_path):
+    good, bad, _ = registered
+    local = resolve_model(good, tmp_path / "good")
+    assert sha256_path(local) == sha256_path(tiny_model_dir)
+    with pytest.raises(ModelIntegrityError, match="refusing to serve"):
+        resolve_model(bad, tmp_path / "bad")
+    with pytest.raises(ValueError, match="not found in the MLflow registry"):
+        resolve_model("models:/qwenflow-tiny@nope", tmp_path / "none")
+    with pytest.raises(ValueError, match="not a registry URI"):
+        resolve_model("models:/just-a-name", tmp_path / "x")
+
+
+def test_server_serves_the_verified_champion_and_refuses_a_tampered_one(registered, tmp_path):
+    good, bad, uri = registered
+    proc, url = start_server(tmp_path, {"QWENFLOW_MODEL": good, "MLFLOW_TRACKING_URI": uri})
+    try:
+        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == "qwenflow-tiny"
+        r = httpx.post(url + "/v1/completions", json={"model": "qwenflow-tiny", "prompt": "x", "max_tokens": 3})
+        assert r.status_code == 200
+    finally:
+        stop_server(proc)
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(RuntimeError, match="refusing to serve"):
+        start_server(tmp_path / "bad", {"QWENFLOW_MODEL": bad, "MLFLOW_TRACKING_URI": uri}, timeout=90)
+
+
+def test_bento_holds_the_registered_model(registered, tiny_model_dir, tmp_path, monkeypatch):
+    import bentoml
+
+    good, _, _ = registered
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml_home"))
+    result = CliRunner().invoke(app, ["deploy", "build", "--model", good, "--recipe", "tiny"])
+    assert result.exit_code == 0, result.output
+    tag = result.output.split("built ")[1].split()[0]
+    bento = bentoml.get(tag, _bento_store=bentoml._internal.bento.BentoStore(str(tmp_path / "bentoml_home" / "bentos")))
+    src = Path(bento.path) / "src"
+    assert sha256_path(src / "model") == sha256_path(tiny_model_dir) == bento.info.labels["qwenflow.model_sha256"][:63] + \
+        sha256_path(tiny_model_dir)[63:]
+    assert bento.info.labels["qwenflow.model_name"] == "qwenflow-tiny"
+    deploy = json.loads((src / "qwenflow_deploy.json").read_text())
+    assert deploy["served_name"] == "qwenflow-tiny" and deploy["max_tokens_limit"] == 256
+    reqs = (Path(bento.path) / "env" / "python" / "requirements.txt").read_text()
+    for pkg in ("torch==", "transformers==", "bentoml=="):
+        assert pkg in reqs
+    assert (src / "qwenflow" / "serving" / "service.py").is_file()
+
+
+def test_helm_values_for_a_registered_model_render_valid_manifests(registered, tmp_path):
+    good, _, uri = registered
+    out = tmp_path / "values.yaml"
+    result = CliRunner().invoke(app, ["deploy", "helm-values", "--model", good, "--recipe", "qwen2.5-7b", "--out",
+                                      str(out), "--tracking-uri", "http://mlflow.qwenflow-platform.svc:5000",
+                                      "--credentials-secret", "mlflow-creds"])
+    assert result.exit_code == 0, result.output
+    values = yaml.safe_load(out.read_text())
+    assert values["model"]["uri"] == good and values["podAnnotations"]["qwenflow.io/model-version"] == "1"
+    assert values["gpu"]["count"] >= 1 and values["serving"]["yarn"] is True
+    chart = helm_python.Chart.load(CHART_DIR)
+    docs = documents(chart.render(values, name="llm", namespace="serving"))
+    chart.close()
+    assert [p for d in docs for p in validate(d)] == []
+    missing = CliRunner().invoke(app, ["deploy", "helm-values", "--model", "models:/qwenflow-tiny@nope",
+                                       "--out", str(tmp_path / "x.yaml")])
+    assert missing.exit_code == 2 and "not found in the MLflow registry" in missing.output
