@@ -295,6 +295,13 @@ class MlflowMetrics:
 
 # ---------------------------------------------------------------- generation and exact match
 
+def chat_token_count(tok, messages, add_generation_prompt: bool = False) -> int:
+    """Tokens of a conversation under the chat template (transformers 5 returns a BatchEncoding here)."""
+    enc = tok.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=add_generation_prompt)
+    ids = enc["input_ids"] if hasattr(enc, "keys") else enc
+    return len(ids)
+
+
 def chat_prompt_text(tok, messages) -> str:
     return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 

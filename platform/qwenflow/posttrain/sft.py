@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def conversation_lengths(tok, conversations) -> list[int]:
-    return [len(tok.apply_chat_template(list(m), tokenize=True)) for m in conversations]
+    return [common.chat_token_count(tok, m) for m in conversations]
 
 
 def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) -> tuple[pd.DataFrame, int]:

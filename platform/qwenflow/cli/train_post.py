@@ -1,0 +1,60 @@
+"""`qwenflow train sft|grpo` (and reward|dpo): post-training commands on the `train` app of cli/train.py."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
+from .train import app
+
+FromOpt = Annotated[str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")]
+DataOpt = Annotated[Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output directory; the model lands in OUT/model")]
+
+
+@contextlib.contextmanager
+def _stage_errors():
+    """Bad data, bad recipe, a reward function failing under reward_on_error=stop, MLflow down: one line, exit 2."""
+    from qwenflow.tracking import TrackingUnavailable
+    from qwenflow.verifiers.guard import RewardFunctionError
+
+    with clean_errors():
+        try:
+            yield
+        except (RewardFunctionError, TrackingUnavailable) as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+def _show(model_dir: Path) -> None:
+    from qwenflow.artifacts import read_lineage
+
+    lin = read_lineage(model_dir)
+    for k in ("exact_match_before", "exact_match_after", "reward_start", "reward_end"):
+        if k in lin:
+            console.print(f"{k}: {lin[k]}")
+    console.print(f"model: {model_dir}")
+
+
+@app.command("sft")
+def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+    """Supervised fine-tuning on DATA/sft (assistant-only loss); exact match on DATA/eval before and after."""
+    from qwenflow.posttrain.sft import run_sft
+
+    r = get_recipe(recipe, set_)
+    with _stage_errors():
+        _show(run_sft(r, data, from_, out))
+
+
+@app.command("grpo")
+def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
+         reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None):
+    """GRPO on DATA/rl with verifier (and reward-model) rewards; exact match on DATA/eval before and after."""
+    from qwenflow.posttrain.grpo import run_grpo
+
+    r = get_recipe(recipe, set_)
+    with _stage_errors():
+        _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model))

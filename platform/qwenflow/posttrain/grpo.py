@@ -1,0 +1,296 @@
+"""GRPO with TRL's GRPOTrainer: rewards are a weighted sum of a reward model's score and the verifiers' scores
+(recipe `grpo.reward_weights`), prompts are visited in order of their reward variance, highest first, recomputed
+each epoch (the report's ordering), and KL to the reference uses the recipe's beta.
+
+Why a custom sampler: TRL's RepeatSampler only shuffles. Prompts whose group rewards all agree give zero
+advantage, so no gradient; visiting high-variance prompts first spends compute where the signal is. The variance
+comes from the rewards GRPO already computes (recorded as the reward functions run), so it costs nothing extra.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Sampler
+
+from qwenflow.verifiers.format import format_reward
+from qwenflow.verifiers.guard import GuardedReward
+from qwenflow.verifiers.tasks import TaskVerifier
+
+from . import common
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- prompt ordering by reward variance
+
+class VarianceTracker:
+    """Per-prompt variance of the total (weighted) reward over its latest group of generations."""
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights = weights
+        self.variance: dict[int, float] = {}
+        self._batch: dict[str, tuple[list[int], list[float | None]]] = {}
+
+    def record(self, name: str, prompt_idx: list[int], values: list[float | None]) -> None:
+        self._batch[name] = (list(prompt_idx), values)
+        if len(self._batch) < len(self.weights):
+            return
+        idx = self._batch[name][0]
+        total = np.zeros(len(idx))
+        for fname, (_, vals) in self._batch.items():
+            total += self.weights[fname] * np.array([np.nan if v is None else v for v in vals], dtype=float)
+        self._batch = {}
+        groups: dict[int, list[float]] = {}
+        for i, r in zip(idx, total):
+            groups.setdefault(int(i), []).append(r)
+        for i, rs in groups.items():
+            finite = [r for r in rs if math.isfinite(r)]
+            self.variance[i] = float(np.var(finite)) if len(finite) > 1 else 0.0
+
+    def zero_variance_share(self) -> float:
+        return float(np.mean([v == 0.0 for v in self.variance.values()])) if self.variance else float("nan")
+
+
+class Recorded:
+    """A reward function that also reports its scores to the tracker (keyed by the dataset's prompt_idx)."""
+
+    def __init__(self, fn: Callable, tracker: VarianceTracker):
+        self.fn, self.tracker, self.__name__ = fn, tracker, fn.__name__
+
+    def __call__(self, completions, prompt_idx, **kwargs):
+        out = self.fn(completions, prompt_idx=prompt_idx, **kwargs)
+        self.tracker.record(self.__name__, prompt_idx, out)
+        return out
+
+
+class VarianceOrderedSampler(Sampler):
+    """RepeatSampler's layout (each prompt num_generations times, each chunk repeated for the steps that reuse
+    it), but the prompt order is: never-scored prompts first (shuffled), then by last reward variance, highest first."""
+
+    def __init__(self, n: int, mini_repeat_count: int, batch_size: int, repeat_count: int,
+                 tracker: VarianceTracker | None, seed: int = 0):
+        self.n, self.mini, self.bs, self.rep, self.tracker, self.seed = n, mini_repeat_count, batch_size, repeat_count, tracker, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        self.epoch += 1
+        if self.tracker is not None:
+            var = self.tracker.variance
+            perm.sort(key=lambda i: -var.get(i, math.inf))  # stable: ties keep the random order
+        return perm
+
+    def __iter__(self):
+        perm = self.order()
+        for start in range(0, self.n - self.bs + 1, self.bs):
+            chunk = perm[start:start + self.bs]
+            for _ in range(self.rep):
+                for i in chunk:
+                    for _ in range(self.mini):
+                        yield i
+
+    def __len__(self) -> int:
+        return (self.n // self.bs) * self.bs * self.mini * self.rep
+
+
+def _trainer_class():
+    from trl import GRPOTrainer
+
+    class QwenflowGRPOTrainer(GRPOTrainer):
+        """GRPOTrainer with the variance-ordered sampler and a generation-time counter (for the benchmark)."""
+
+        tracker: VarianceTracker | None = None
+        gen_seconds = 0.0
+        gen_tokens = 0
+
+        def _get_train_sampler(self, dataset=None):
+            if self.tracker is None:
+                return super()._get_train_sampler(dataset)
+            dataset = dataset if dataset is not None else self.train_dataset
+            return VarianceOrderedSampler(len(dataset), self.num_generations,
+                                          self.args.generation_batch_size // self.num_generations,
+                                          self.num_iterations * self.args.steps_per_generation, self.tracker,
+                                          seed=self.args.seed)
+
+        def _generate(self, prompts):
+            t = time.perf_counter()
+            out = super()._generate(prompts)
+            self.gen_seconds += time.perf_counter() - t
+            self.gen_tokens += sum(len(ids) for ids in out[1])
+            return out
+
+    return QwenflowGRPOTrainer
+
+
+# ---------------------------------------------------------------- rewards
+
+class RewardModelScore:
+    """Score of a sequence-classification reward model (the reward stage's output) on prompt + completion."""
+
+    __name__ = "reward_model"
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 64):
+        from transformers import AutoModelForSequenceClassification
+
+        path = common.resolve_model_dir(model_dir)
+        self.tok = common.load_chat_tokenizer(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tok.pad_token_id
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, completions, prompts, **kwargs) -> list[float]:
+        texts = []
+        for p, c in zip(prompts, completions):
+            msgs = list(p) + (list(c) if isinstance(c, list) else [{"role": "assistant", "content": str(c)}])
+            texts.append(self.tok.apply_chat_template(msgs, tokenize=False))
+        out: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            out.extend(self.model(**enc).logits[:, 0].float().tolist())
+        return out
+
+
+def reward_functions(spec, reward_model_dir=None, tracker: VarianceTracker | None = None):
+    """(functions, weights, guards) for the sources with non-zero weight; reward_model needs a reward model dir."""
+    sources: dict[str, Callable] = {}
+    for name, w in spec.reward_weights.items():
+        if w == 0:
+            continue
+        if name == "reward_model":
+            if reward_model_dir is None:
+                log.warning("grpo.reward_weights has reward_model but no reward model was given: verifiers only")
+                continue
+            sources[name] = RewardModelScore(reward_model_dir)
+        elif name == "verifier":
+            sources[name] = TaskVerifier()
+        elif name == "format":
+            sources[name] = format_reward
+    if not sources:
+        raise ValueError("GRPO has no reward source: give a reward model or a non-zero verifier/format weight")
+    guards = {n: GuardedReward(f, n, spec.reward_on_error, spec.reward_timeout_s) for n, f in sources.items()}
+    weights = {n: spec.reward_weights[n] for n in guards}
+    if tracker is not None:
+        tracker.weights = weights
+    funcs = [Recorded(g, tracker) if tracker is not None else g for g in guards.values()]
+    return funcs, [weights[n] for n in guards], guards
+
+
+# ---------------------------------------------------------------- data
+
+def load_prompts(data_dir, tok, max_prompt_tokens: int) -> tuple[pd.DataFrame, int]:
+    """rl/prompts.parquet with a prompt_idx column; prompts too long for the context are dropped and counted."""
+    rows = common.read_dataset(data_dir, "rl")
+    lengths = [common.chat_token_count(tok, p, add_generation_prompt=True) for p in rows["prompt"]]
+    keep = [n <= max_prompt_tokens for n in lengths]
+    dropped = len(keep) - sum(keep)
+    if dropped == len(keep):
+        raise common.DataError(f"{data_dir}: every RL prompt is longer than {max_prompt_tokens} tokens (context minus "
+                               "grpo.max_completion_length); shorten the prompts or raise grpo.max_seq_len")
+    if dropped:
+        log.warning("dropped %d of %d RL prompts longer than %d tokens", dropped, len(keep), max_prompt_tokens)
+    rows = rows[keep].reset_index(drop=True)
+    rows["prompt_idx"] = np.arange(len(rows))
+    return rows, dropped
+
+
+def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
+    from trl import GRPOConfig
+
+    kw = common.trainer_defaults(spec, out_dir)
+    return GRPOConfig(
+        **kw,
+        num_generations=spec.num_generations,
+        max_completion_length=spec.max_completion_length,
+        temperature=spec.temperature,
+        beta=spec.beta,
+        reward_weights=weights,
+        lr_scheduler_type="cosine",
+        generation_kwargs={"eos_token_id": stops},  # `<|im_end|>` must stop generation (CALIBRATION.md)
+        shuffle_dataset=True,
+        log_completions=False,
+    )
+
+
+def _phase_mean(history: list[dict], key: str, first: bool, share: float = 0.1) -> float:
+    vals = [h[key] for h in history if key in h]
+    if not vals:
+        return float("nan")
+    k = max(1, int(len(vals) * share))
+    return float(np.mean(vals[:k] if first else vals[-k:]))
+
+
+def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Path:
+    """GRPO on `data_dir/rl`; exact match on `data_dir/eval` before and after; returns the model dir."""
+    import mlflow
+    from datasets import Dataset
+
+    from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import stage_run
+
+    spec = recipe.grpo
+    out_dir = Path(out_dir)
+    model, tok, start = common.starting_model(spec.init_from or model_dir)
+    max_prompt = min(spec.max_seq_len, common.max_context(model)) - spec.max_completion_length
+    rows, dropped = load_prompts(data_dir, tok, max_prompt)
+    tracker = VarianceTracker(dict(spec.reward_weights)) if spec.order_by_variance else None
+    funcs, weights, guards = reward_functions(spec, reward_model_dir, tracker)
+    lineage = common.model_lineage("grpo", start, data_dir, ["rl", "eval"],
+                                   **({"reward_model": str(reward_model_dir)} if reward_model_dir else {}))
+    has_eval = (Path(data_dir) / "eval").is_dir()
+    cfg = grpo_config(spec, out_dir / "trainer", common.stop_token_ids(tok), weights)
+    ds = Dataset.from_pandas(rows, preserve_index=False)
+
+    with stage_run("grpo", recipe, params={**lineage, "data.rl.rows": len(rows), "data.rl.dropped_too_long": dropped}):
+        mlflow.log_metric("data/dropped_too_long", dropped)
+        # beta > 0 needs a reference model: TRL builds it only from a saved model directory (STACK.md).
+        trainer = _trainer_class()(model=str(start) if spec.beta > 0 else model, reward_funcs=funcs, args=cfg,
+                                   train_dataset=ds, processing_class=tok,
+                                   callbacks=[common.MlflowMetrics("grpo")])
+        trainer.tracker = tracker
+        result: dict = {}
+        if has_eval:
+            before, table = common.evaluate_exact_match(trainer.model, tok, data_dir,
+                                                        max_new_tokens=spec.max_completion_length)
+            common.log_samples(table, "before")
+            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
+            result["exact_match_before"] = before
+        t0 = time.perf_counter()
+        trainer.train()
+        train_s = time.perf_counter() - t0
+        hist = trainer.state.log_history
+        result.update(reward_start=_phase_mean(hist, "reward", True), reward_end=_phase_mean(hist, "reward", False),
+                      zero_variance_start=_phase_mean(hist, "frac_reward_zero_std", True),
+                      zero_variance_end=_phase_mean(hist, "frac_reward_zero_std", False),
+                      generation_seconds=trainer.gen_seconds, train_seconds=train_s,
+                      generated_tokens=trainer.gen_tokens,
+                      reward_failures={n: dict(g.failures) for n, g in guards.items()})
+        if tracker is not None:
+            result["zero_variance_prompts"] = tracker.zero_variance_share()
+        mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and math.isfinite(v)})
+        for n, g in guards.items():
+            for kind, c in g.failures.items():
+                mlflow.log_metric(f"reward_failures/{n}/{kind}", c)
+        if has_eval:
+            after, table = common.evaluate_exact_match(trainer.model, tok, data_dir,
+                                                       max_new_tokens=spec.max_completion_length)
+            common.log_samples(table, "after")
+            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
+            result["exact_match_after"] = after
+        model_out = out_dir / "model"
+        save_model_dir(trainer.model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
+        common.log_json(result, "grpo_result.json")
+    return model_out
