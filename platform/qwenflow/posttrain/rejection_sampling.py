@@ -7,6 +7,7 @@ rejected, task), each with a manifest, and returns the counts per task and verif
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,11 @@ log = logging.getLogger(__name__)
 PASS, FAIL, ERROR = "pass", "fail", "error"
 
 
-def default_verifier(task: str) -> Callable[[str, str], bool]:
-    """The verifier for a task: `qwenflow.verifiers.verifier_for` when the package provides it, else exact math."""
-    try:
-        from qwenflow.verifiers import verifier_for  # the verifiers package's task registry
-    except ImportError:
-        from qwenflow.verifiers.math import answers_match
+def default_verifier() -> Callable[..., list[float]]:
+    """Per-row dispatch by task (exact math answers, sandboxed unit tests): `qwenflow.verifiers.tasks`."""
+    from qwenflow.verifiers.tasks import TaskVerifier
 
-        return answers_match
-    return verifier_for(task)
+    return TaskVerifier()
 
 
 @dataclass
@@ -40,17 +37,24 @@ class SampledData:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def label(task: str, completion: str, answer: str, verifier_for=default_verifier) -> str:
+def label(verifier, task: str, completions: list[str], answer: str) -> list[str]:
+    """PASS (full score), FAIL, or ERROR for each completion; a verifier that raises or returns NaN is counted."""
     try:
-        return PASS if verifier_for(task)(completion, answer) else FAIL
+        scores = [float(s) for s in verifier(completions, task=[task] * len(completions),
+                                             answer=[answer] * len(completions))]
     except Exception as e:  # a broken verifier must not stop the builder: count it and move on
         log.warning("verifier for task %r raised %s: %s", task, type(e).__name__, e)
-        return ERROR
+        return [ERROR] * len(completions)
+    return [ERROR if math.isnan(s) else PASS if s >= 1.0 else FAIL for s in scores]
 
 
 def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: int, max_new_tokens: int,
-                     temperature: float = 1.0, batch_size: int = 32, verifier_for=default_verifier) -> SampledData:
-    """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (pass x fail, zipped)."""
+                     temperature: float = 1.0, batch_size: int = 32, verifier=None) -> SampledData:
+    """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (pass x fail, zipped).
+
+    verifier: a reward function `f(completions, task=[...], answer=[...]) -> list[float]` (1.0 = pass).
+    """
+    verifier = verifier or default_verifier()
     completions = generate(model, tok, list(prompts["prompt"]), max_new_tokens=max_new_tokens,
                            batch_size=batch_size, do_sample=True, temperature=temperature,
                            num_return_sequences=samples_per_prompt)
@@ -58,7 +62,7 @@ def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: i
     sft_rows, pair_rows = [], []
     for i, row in enumerate(prompts.itertuples(index=False)):
         outs = completions[i * samples_per_prompt:(i + 1) * samples_per_prompt]
-        labels = [label(row.task, c, row.answer, verifier_for) for c in outs]
+        labels = label(verifier, row.task, outs, row.answer)
         for lab in labels:
             counts[f"{row.task}/{lab}"] += 1
         passed = list(dict.fromkeys(c for c, lab in zip(outs, labels) if lab == PASS))

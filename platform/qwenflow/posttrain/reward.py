@@ -6,7 +6,6 @@ GRPO scores completions with (`score_conversations`).
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -106,7 +105,7 @@ def load_reward_model(model_dir: str | Path):
 
 
 def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Train a reward model from `model_dir` on `data_dir/preferences`; returns the saved model directory."""
+    """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model."""
     import mlflow
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
@@ -116,14 +115,14 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
 
     spec = recipe.reward
     out_dir = Path(out_dir)
-    start = resolve_model_dir(model_dir)
+    start = resolve_model_dir(spec.init_from or model_dir)
     train, test, counts = read_preferences(data_dir, spec.heldout_fraction, spec.seed)
     lineage = model_lineage("reward", start, data_dir, ["preferences"], **counts)
     set_seed(spec.seed)  # the new score head is random: seed it
     with stage_run("reward", recipe, params=lineage):
         model, tok = load_reward_model(start)
         acc_before = pairwise_accuracy(model, tok, test, max_length=spec.max_seq_len)
-        args = RewardConfig(**trainer_defaults(spec, tempfile.mkdtemp(prefix="reward-trainer-")),
+        args = RewardConfig(**trainer_defaults(spec, out_dir / "trainer"),
                             max_length=spec.max_seq_len, disable_dropout=True)
         trainer = RewardTrainer(model=model, args=args, train_dataset=trl_pairs(train), processing_class=tok,
                                 callbacks=[MlflowMetrics("reward")])
@@ -135,7 +134,8 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
         mlflow.log_metrics(metrics)
         log_json({**counts, **metrics}, "reward_report.json")
         log.info("reward model: held-out pairwise accuracy %.3f (untrained head %.3f)", acc, acc_before)
-        save_model_dir(model, tok, out_dir, recipe=recipe, lineage={**lineage, **metrics})
-        mlflow.log_artifacts(str(out_dir), "model")
-        mlflow.set_tag("qwenflow.model_dir", str(out_dir))
-    return out_dir
+        model_out = out_dir / "model"
+        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **metrics})
+        mlflow.log_artifacts(str(model_out), "model")  # versioned with the run
+        mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
+    return model_out
