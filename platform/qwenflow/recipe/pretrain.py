@@ -50,6 +50,8 @@ class LongContextSpec(StageBase, OptimSpec):
     bf16: bool = True
     zero_stage: Literal[0, 2, 3] = 0
     checkpoint_every: int = Field(100, gt=0)
+    eval_every: int = Field(10**9, gt=0, description="Steps between held-out loss evaluations (the end is always evaluated)")
+    compile: bool = Field(False, description="torch.compile the model")
     yarn_factor: float = Field(4.0, ge=1, description="YaRN factor written into the config for inference (off until enabled)")
 
     @model_validator(mode="after")

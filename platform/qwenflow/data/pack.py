@@ -1,0 +1,147 @@
+"""Pack a text corpus into fixed-length token sequences for pre-training and long-context training.
+
+Documents are tokenized, joined with `<|endoftext|>` between them and cut into rows of exactly `seq_len` tokens,
+so every token is a real one (no padding; only the stream's last partial row is dropped). Rows of the long-context
+mixture also carry `segment_len`: a row with segment_len < seq_len is several independent shorter sequences laid
+end to end; the trainer reshapes it to (seq_len // segment_len, segment_len) so attention never crosses them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qwenflow.artifacts import read_manifest, write_manifest
+
+SEPARATOR = "<|endoftext|>"
+
+
+def corpus_files(corpus_dir: str | Path) -> dict[str, Path]:
+    """{'train': ..., 'val': ...} for a corpus dir, or for a prepare_data dir that holds corpus/."""
+    corpus_dir = Path(corpus_dir)
+    if (corpus_dir / "corpus" / "train.parquet").is_file():
+        corpus_dir = corpus_dir / "corpus"
+    files = {split: corpus_dir / f"{split}.parquet" for split in ("train", "val")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{corpus_dir}: missing {', '.join(missing)}; pass the corpus directory written by "
+                                "`qwenflow data prepare` (corpus/train.parquet and val.parquet, column `text`)")
+    return files
+
+
+def token_stream(parquet: Path, tokenizer, batch_rows: int = 256) -> np.ndarray:
+    """All documents of one split as one int32 stream, EOS after each document."""
+    import pyarrow.parquet as pq
+
+    eos = tokenizer.get_vocab().get(SEPARATOR)
+    if eos is None:
+        raise ValueError(f"the tokenizer has no {SEPARATOR} token; pack needs it as the document separator")
+    pf = pq.ParquetFile(parquet)
+    if "text" not in pf.schema_arrow.names:
+        raise ValueError(f"{parquet}: no `text` column (columns: {pf.schema_arrow.names})")
+    chunks: list[np.ndarray] = []
+    for batch in pf.iter_batches(columns=["text"], batch_size=batch_rows):
+        texts = [t for t in batch.column(0).to_pylist() if t]
+        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            chunks.append(np.asarray(ids + [eos], dtype=np.int32))
+    if not chunks:
+        raise ValueError(f"{parquet}: no non-empty documents")
+    return np.concatenate(chunks)
+
+
+def _rows(stream: np.ndarray, seq_len: int) -> np.ndarray:
+    n = len(stream) // seq_len
+    return stream[: n * seq_len].reshape(n, seq_len)
+
+
+def _write(rows: np.ndarray, path: Path, segment_lens: np.ndarray | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seq_len = rows.shape[1]
+    flat = pa.array(rows.reshape(-1), type=pa.int32())
+    cols = {"input_ids": pa.FixedSizeListArray.from_arrays(flat, seq_len).cast(pa.list_(pa.int32()))}
+    if segment_lens is not None:
+        cols["segment_len"] = pa.array(segment_lens, type=pa.int32())
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(cols), tmp)
+    tmp.replace(path)
+
+
+def mixture_segments(n_rows: int, seq_len: int, short_len: int, long_fraction: float, block_rows: int,
+                     seed: int = 0) -> np.ndarray:
+    """segment_len per row: `long_fraction` of all sequences are seq_len long, the rest short_len.
+
+    Rows come in blocks of `block_rows` (the micro-batch) with one segment length each, so a micro-batch has one
+    shape. A short row holds k = seq_len // short_len sequences; the long share f of sequences needs
+    long_rows / short_rows = f * k / (1 - f).
+    """
+    if seq_len % short_len:
+        raise ValueError(f"short length {short_len} must divide the stage length {seq_len}")
+    k = seq_len // short_len
+    n_blocks = n_rows // block_rows
+    if n_blocks == 0:
+        raise ValueError(f"only {n_rows} packed rows of {seq_len} tokens: not one micro-batch of {block_rows}; "
+                         "add text to the corpus or lower micro_batch_size")
+    long_share_rows = 1.0 if long_fraction >= 1 else long_fraction * k / (long_fraction * k + 1 - long_fraction)
+    n_long = round(n_blocks * long_share_rows)
+    kinds = np.array([seq_len] * n_long + [short_len] * (n_blocks - n_long), dtype=np.int32)
+    np.random.default_rng(seed).shuffle(kinds)
+    return np.repeat(kinds, block_rows)
+
+
+def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int, out_dir: str | Path, *,
+                long_fraction: float | None = None, short_len: int | None = None, block_rows: int = 1,
+                seed: int = 0) -> dict:
+    """Write out_dir/{train,val}.parquet (`input_ids`: list<int32> of exactly seq_len) and manifest.json.
+
+    With long_fraction set (the long-context mixture), train rows also get `segment_len` (see mixture_segments);
+    val rows stay full length, since held-out loss at the full length is what long-context training is for.
+    Returns the manifest. Re-packing the same inputs is skipped (the manifest records them).
+    """
+    from qwenflow.tokenizer import load_tokenizer
+
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be at least 2, got {seq_len}")
+    files = corpus_files(corpus_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from qwenflow.artifacts import sha256_file
+
+    inputs = {"corpus": {k: sha256_file(p) for k, p in files.items()}, "tokenizer": sha256_file(
+        Path(tokenizer_dir) / "tokenizer.json") if (Path(tokenizer_dir) / "tokenizer.json").is_file() else None,
+        "seq_len": seq_len, "long_fraction": long_fraction, "short_len": short_len, "block_rows": block_rows,
+        "seed": seed}
+    try:
+        old = read_manifest(out_dir)
+        if old.get("inputs") == inputs and all((out_dir / f"{s}.parquet").is_file() for s in files):
+            return old
+    except FileNotFoundError:
+        pass
+
+    tok = load_tokenizer(tokenizer_dir)
+    stats = {}
+    for split, path in files.items():
+        stream = token_stream(path, tok)
+        rows = _rows(stream, seq_len)
+        if len(rows) == 0:
+            raise ValueError(f"{path}: only {len(stream)} tokens, fewer than one sequence of {seq_len}; add text "
+                             "or lower seq_len")
+        segments = None
+        if long_fraction is not None and split == "train":
+            segments = mixture_segments(len(rows), seq_len, short_len or seq_len, long_fraction, block_rows, seed)
+            rows = rows[: len(segments)]
+        _write(rows, out_dir / f"{split}.parquet", segments)
+        stats[split] = {"rows": int(len(rows)), "tokens": int(rows.size), "documents": int((stream == tok.get_vocab()[SEPARATOR]).sum()),
+                        "stream_tokens": int(len(stream))}
+        if segments is not None:
+            long_rows = int((segments == seq_len).sum())
+            short_rows = len(segments) - long_rows
+            n_seq = long_rows + short_rows * (seq_len // (short_len or seq_len))
+            stats[split]["long_sequence_share"] = long_rows / n_seq
+    # Every token in a row is text or a document separator: no padding. The share drops only by the cut tail.
+    real = sum(s["tokens"] for s in stats.values()) / sum(s["stream_tokens"] for s in stats.values())
+    return write_manifest(out_dir, kind="packed", seq_len=seq_len, splits=stats, real_token_fraction=1.0,
+                          stream_used_fraction=real, separator=SEPARATOR, inputs=inputs,
+                          schema={"input_ids": f"list<int32>[{seq_len}]",
+                                  **({"segment_len": "int32"} if long_fraction is not None else {})})

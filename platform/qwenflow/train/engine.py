@@ -1,0 +1,273 @@
+"""The one training loop behind pre-training and long-context extension.
+
+accelerate runs it unchanged as one process, under `torchrun --nproc_per_node=N` (gloo on CPU, NCCL on GPU) and
+with DeepSpeed ZeRO-2/3 (config from the recipe); bf16 autocast where the hardware has it. The loop itself is
+plain: micro-batches -> backward -> clip -> AdamW step -> LR step, checkpoint every N steps, metrics every step.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .batches import PackedBatches
+from .deepspeed_config import deepspeed_config, grad_accum_steps, validate, world_size
+from .hardware import probe
+from .schedule import staged_lr_lambda
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class Stage:
+    """A run of `steps` optimizer steps over one packed dataset (long context: one per length)."""
+    batches: PackedBatches
+    steps: int
+
+
+@dataclass
+class Result:
+    first_loss: float
+    last_loss: float
+    val_losses: dict[int, float] = field(default_factory=dict)
+    tokens_seen: int = 0
+    steps: int = 0
+    tokens_per_s: float = 0.0
+    mfu: float = 0.0
+    resumed_from: int | None = None
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _single_process_dist_env() -> None:
+    """DeepSpeed wants a process group even for one process; give it a local one instead of hunting for MPI."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def make_accelerator(section, device_probe: dict):
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+
+    on_cpu = not torch.cuda.is_available()
+    accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world_size())
+    plugin, ds_cfg = None, None
+    if section.zero_stage:
+        _single_process_dist_env()
+        ds_cfg = deepspeed_config(section, bf16=device_probe["bf16"])
+        plugin = DeepSpeedPlugin(hf_ds_config=ds_cfg)
+    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu,
+                      deepspeed_plugin=plugin, gradient_accumulation_steps=accum, step_scheduler_with_optimizer=False)
+    if ds_cfg is not None:
+        validate(ds_cfg)  # after the process group exists, so DeepSpeed checks the batch against the real world size
+    return acc, accum, ds_cfg
+
+
+def adamw(model, section, fused: bool):
+    """AdamW with weight decay on matrices only (norm scales and biases are not decayed)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": section.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kw = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=section.learning_rate, betas=(section.beta1, section.beta2), **kw)
+
+
+@torch.no_grad()
+def held_out_loss(model, batches, bf16: bool, device) -> float:
+    """Mean next-token loss over held-out rows (token-weighted; every row has the same length)."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for rows in batches:
+            total += float(model(input_ids=rows.to(device), labels=rows.to(device)).loss) * len(rows)
+            n += len(rows)
+    model.train(was_training)
+    return total / max(n, 1)
+
+
+def memory_gb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1024**3
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+
+
+class _Log:
+    """Per-step metrics to metrics.jsonl (for plots and tests) and to the active MLflow run, main process only."""
+
+    def __init__(self, out_dir: Path, main: bool, resume_step: int | None):
+        self.path, self.main = out_dir / METRICS, main
+        self.mlflow = None
+        if main:
+            import mlflow
+
+            self.mlflow = mlflow if mlflow.active_run() else None
+            kept = []
+            if resume_step is not None and self.path.is_file():  # drop steps the resumed run will redo
+                kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        if not self.main:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.mlflow:
+            self.mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None and math.isfinite(v)},
+                                    step=step, synchronous=False)
+
+
+def _progress(main: bool, total: int):
+    if not main:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:,.0f} tok/s"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def train_step(accelerator, model, optimizer, scheduler, micro_batches: list, grad_clip: float):
+    """One optimizer step over the micro-batches (gradient accumulation); returns (mean loss, grad norm, MoE aux
+    loss or None) as tensors, so the caller decides when to synchronise. The MoE router's auxiliary loss is already
+    inside `loss` (transformers adds router_aux_loss_coef * aux_loss when output_router_logits is on)."""
+    loss_sum, aux_sum, grad_norm = 0.0, None, None
+    for batch in micro_batches:
+        with accelerator.accumulate(model):
+            out = model(input_ids=batch, labels=batch)
+            accelerator.backward(out.loss)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum = loss_sum + out.loss.detach().float()
+        if getattr(out, "aux_loss", None) is not None:
+            aux_sum = out.aux_loss.detach().float() + (0 if aux_sum is None else aux_sum)
+    scheduler.step()
+    n = len(micro_batches)
+    return loss_sum / n, grad_norm, None if aux_sum is None else aux_sum / n
+
+
+def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flops_per_token, resume: bool = False,
+          on_checkpoint=None, before_train=None) -> tuple[Result, object, dict]:
+    """Train `model` through `stages`; returns (result, accelerator, unwrapped model state dict on main or None).
+
+    flops_per_token(seq_len) gives training FLOPs per token for MFU. before_train(eval_fn) runs once before the
+    first step of a fresh run as before_train(evaluate, bf16, device) (long context measures the model before it trains).
+    """
+    device_probe = probe(section.bf16, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerator, accum, ds_cfg = make_accelerator(section, device_probe)
+    main, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
+    bf16 = device_probe["bf16"]
+
+    if section.compile:
+        model = torch.compile(model)
+    optimizer = adamw(model, section, fused=not section.zero_stage)
+    total = sum(s.steps for s in stages)
+    per_stage = stages[0].steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, staged_lr_lambda(per_stage, len(stages), section))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    ckpt_root = out_dir / "checkpoints"
+    start, resumed_from = 0, None
+    latest = ckpt.latest_checkpoint(ckpt_root)
+    if latest is not None and not resume:
+        raise FileExistsError(f"{out_dir} holds checkpoints of an earlier run (newest {latest.name}); pass --resume "
+                              "to continue it or choose a new output directory")
+    if resume and latest is not None:
+        state = ckpt.load_checkpoint(accelerator, latest)
+        scheduler.load_state_dict(state["scheduler"])
+        start = resumed_from = state["step"]
+    log = _Log(out_dir, main, resumed_from)
+    if main:
+        import mlflow
+
+        if mlflow.active_run():
+            mlflow.log_params({"device": device_probe["device_name"], "bf16_autocast": bf16, "world_size": world,
+                               "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
+                               "resumed_from_step": resumed_from if resumed_from is not None else "none"})
+            if ds_cfg is not None:
+                mlflow.log_dict(ds_cfg, "deepspeed_config.json")
+
+    def stage_at(step: int) -> tuple[Stage, int]:
+        for s in stages:
+            if step < s.steps:
+                return s, step
+            step -= s.steps
+        raise IndexError(step)
+
+    def evaluate(stage: Stage) -> float:
+        return held_out_loss(model, stage.batches.val_batches(), bf16, device)
+
+    if before_train is not None and resumed_from is None:
+        before_train(evaluate, bf16, device)
+
+    result = Result(first_loss=math.nan, last_loss=math.nan, resumed_from=resumed_from)
+    tokens_seen = sum(stage_at(s)[0].batches.tokens_per_step() for s in range(start))
+    eval_every = getattr(section, "eval_every", None)
+    t_run, tokens_run = time.perf_counter(), 0
+    with _progress(main, total) as progress:
+        task = progress.add_task(name, total=total, completed=start, loss=float("nan"), tps=0.0) if progress else None
+        for step in range(start, total):
+            stage, local = stage_at(step)
+            t0 = time.perf_counter()
+            micro = [stage.batches.micro_batch(local, a * world + accelerator.process_index).to(device)
+                     for a in range(accum)]
+            lr = scheduler.get_last_lr()[0]
+            loss_t, grad_norm, aux = train_step(accelerator, model, optimizer, scheduler, micro, section.grad_clip)
+            loss = float(accelerator.reduce(loss_t, "mean"))
+            batch = micro[-1]
+            dt = time.perf_counter() - t0
+            tokens = stage.batches.tokens_per_step()
+            tokens_seen += tokens
+            tokens_run += tokens
+            seg = batch.shape[1]
+            tps = tokens / dt
+            metrics = {"loss": loss, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                       "tokens_seen": tokens_seen, "tokens_per_s": tps, "seq_len": seg,
+                       "mfu": flops_per_token(seg) * tps / (device_probe["peak_flops"] * world),
+                       "memory_gb": memory_gb(device)}
+            if aux is not None:
+                metrics["moe_aux_loss"] = float(aux)
+            done = step + 1
+            if eval_every and done % eval_every == 0:
+                metrics["val_loss"] = result.val_losses[done] = evaluate(stage)
+            log(done, metrics)
+            if math.isnan(result.first_loss):
+                result.first_loss = loss
+            result.last_loss = loss
+            if progress:
+                progress.update(task, advance=1, loss=loss, tps=tps)
+            if done % section.checkpoint_every == 0 and done < total:
+                path = ckpt.save_checkpoint(accelerator, ckpt_root, done,
+                                            {"step": done, "scheduler": scheduler.state_dict(), "tokens_seen": tokens_seen,
+                                             "data_position": {"step": done, "seed": section.seed}})
+                if on_checkpoint and main:
+                    on_checkpoint(path, done)
+    final_stage = stages[-1]
+    if total not in result.val_losses:
+        result.val_losses[total] = evaluate(final_stage)
+        log(total, {"val_loss": result.val_losses[total]})
+    elapsed = time.perf_counter() - t_run
+    result.tokens_seen, result.steps = tokens_seen, total
+    result.tokens_per_s = tokens_run / elapsed if tokens_run else 0.0
+    result.mfu = flops_per_token(final_stage.batches.seq_len) * result.tokens_per_s / (device_probe["peak_flops"] * world)
+    state_dict = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards; every process must call it
+    accelerator.wait_for_everyone()
+    return result, accelerator, state_dict if main else None
