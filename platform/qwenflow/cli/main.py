@@ -9,6 +9,7 @@ from . import model as model_cli
 from . import recipe as recipe_cli
 from . import run as run_cli
 from . import tokenizer as tokenizer_cli
+from . import train as train_cli
 
 app = typer.Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -17,6 +18,7 @@ app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
 app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(train_cli.app, name="train")
 app.add_typer(data_cli.app, name="data")
 
 if __name__ == "__main__":
