@@ -3,7 +3,8 @@ from kfp.dsl import Artifact, Input, Output
 
 def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: str, kfp_run_id: str,
            release: Output[Artifact]):
-    """Deploy the registered model: write the Helm values for its service (image, GPU resources, model source).
+    """Deploy the registered model: Helm values for its service (image, GPU resources, model source), checked
+    against the chart's schema, and the `helm upgrade --install` command that releases it.
 
     Args:
         recipe: Resolved recipe from start-run (deploy section).

@@ -33,6 +33,9 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
         "dpo", "grpo", "evaluate", "gate", "register", "build_bento", "deploy", "finish_run")}
 
     def k8s(task, resources, name):
+        if resources.nodes > 1:
+            # The step only launches and follows a PyTorchJob that gets the GPUs: it needs none itself.
+            resources = LIGHT.model_copy(update={"retries": resources.retries, "timeout_s": resources.timeout_s})
         task.set_display_name(name)
         task.set_caching_options(False)  # stages cache by content themselves; KFP's URI cache would skip wrongly
         return apply(task, resources, cluster) if kubernetes else task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,47 @@ def _patched_env(values: dict[str, str]):
                 os.environ[k] = v
 
 
+def _descendants(pid: int) -> list[int]:
+    """Child processes (kfp's task subprocesses and theirs), read from /proc: no extra dependency."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@contextlib.contextmanager
+def _stop_children_on_sigterm():
+    """`kill` of the runner must not leave a training process running on its own (Ctrl-C reaches the whole
+    process group already; SIGTERM reaches only us)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for pid in reversed(_descendants(os.getpid())):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_local(run: LocalRun, console=None) -> RunSummary:
     """Run the whole pipeline; returns the summary or raises PipelineFailed naming the failing stage."""
     import kfp.local
@@ -84,6 +126,8 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     events_path, log_path = run_dir / f"events-{stamp}.jsonl", run_dir / f"run-{stamp}.log"
     pipeline = build_pipeline(recipe, list(run.overrides), kubernetes=False)
 
+    # Local runs execute the components in this venv by design; kfp warns about the image name on every task.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom", category=RuntimeWarning)
     t0 = time.time()
     tee = LogTee(log_path)
     error: Exception | None = None
@@ -93,7 +137,7 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
         live = Live(get_renderable=lambda: view(events_path, t0, tee), console=console, refresh_per_second=2,
                     redirect_stdout=False, redirect_stderr=False, transient=False) if run.live else contextlib.nullcontext()
         try:
-            with live, contextlib.redirect_stdout(tee):
+            with _stop_children_on_sigterm(), live, contextlib.redirect_stdout(tee):
                 pipeline(recipe_name=recipe_arg)
         except Exception as e:  # kfp.local raises RuntimeError naming the task; our events carry the cause
             error = e

@@ -131,13 +131,21 @@ def _register(recipe, inputs, out, resume):
 def _bento(recipe, inputs, out, resume):
     from qwenflow.deploy.bento import build_bento
 
-    return {"bento": str(build_bento(inputs["model_uri"]))}
+    return {"bento": str(build_bento(inputs["model_uri"], deploy=recipe.deploy))}
 
 
 def _deploy(recipe, inputs, out, resume):
-    from qwenflow.deploy.release import deploy_model
+    """Helm values that serve the registered model with the recipe's deploy settings (validated against the
+    chart's schema); `helm upgrade --install` with them is the release step (docs/kubeflow.md)."""
+    import yaml
 
-    return deploy_model(recipe, inputs["model_uri"], inputs["bento"], out)
+    from qwenflow.deploy.helm_values import helm_values
+
+    values = helm_values(inputs["model_uri"], recipe.deploy)
+    values_file = Path(out) / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return {"model_uri": inputs["model_uri"], "bento": inputs["bento"], "helm_values": str(values_file),
+            "install": f"helm upgrade --install {recipe.deploy.registered_model} helm/qwenflow-serving -f {values_file}"}
 
 
 _TRAIN_CODE = ("qwenflow.train", "qwenflow.models", "qwenflow.data.pack", "qwenflow.artifacts")

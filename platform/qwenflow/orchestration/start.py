@@ -34,11 +34,14 @@ def resolve_recipe(recipe_name: str, overrides: list[str] | None = None, model_s
 
 def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     """Write the resolved recipe artifact and open the parent MLflow run; returns its id."""
+    import time
+
     from mlflow.tracking import MlflowClient
 
     from qwenflow.recipe import recipe_to_yaml
     from qwenflow.tracking import _setup, tracking_uri
 
+    t0 = time.perf_counter()
     out = Path(recipe_out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
@@ -48,7 +51,7 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags={
         "qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id})
     client.log_text(run.info.run_id, recipe_to_yaml(recipe), "recipe.yaml")
-    events.emit("start-run", "done", seconds=0.0, result={
+    events.emit("start-run", "done", seconds=time.perf_counter() - t0, result={
         "parent_run_id": run.info.run_id, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri(),
         "recipe": recipe.name})
     return run.info.run_id
