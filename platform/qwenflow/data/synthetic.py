@@ -1,0 +1,77 @@
+"""Verifiable problems with exact answers: our own two-digit arithmetic plus reasoning-gym's seeded generators.
+
+A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
+stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
+operands 10..99, CALIBRATION.md); every other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Iterator
+
+ARITHMETIC = "arithmetic"
+CHAT = "chat"
+# Generators whose worked problems make the `math_synthetic` pre-training source. gsm_symbolic is left out on
+# purpose: it is built from GSM8K templates, which is an evaluation set.
+MATH_TEXT_TASKS = ("chain_sum", "gcd", "lcm", "prime_factorization", "fraction_simplification")
+
+
+def arithmetic_problem(rng: random.Random) -> dict:
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    op = rng.choice("+-")
+    return {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
+
+
+def arithmetic_universe() -> list[dict]:
+    """All 2 * 90 * 90 distinct problems, so splits can be drawn without replacement and never overlap."""
+    return [{"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
+            for a in range(10, 100) for b in range(10, 100) for op in "+-"]
+
+
+def gym_problems(task: str, n: int, seed: int) -> list[dict]:
+    import reasoning_gym
+
+    try:
+        ds = reasoning_gym.create_dataset(task, size=n, seed=seed)
+    except Exception as e:  # reasoning-gym raises a bare KeyError/ValueError for unknown names
+        raise ValueError(f"unknown post-training task {task!r}: use 'arithmetic', 'chat' or a reasoning-gym dataset "
+                         f"name (e.g. gsm_symbolic, chain_sum, gcd) ({e})") from None
+    return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
+
+
+def problems(task: str, n: int, seed: int) -> list[dict]:
+    if task == ARITHMETIC:
+        rng = random.Random(seed)
+        return [arithmetic_problem(rng) for _ in range(n)]
+    return gym_problems(task, n, seed)
+
+
+def wrong_answer(problem: dict, rng: random.Random, others: list[dict]) -> str:
+    """A plausible wrong answer: a near miss for numbers (off by one, a carry slip, sign), else another problem's answer."""
+    ans = problem["answer"].strip()
+    if re.fullmatch(r"-?\d+", ans):
+        v = int(ans)
+        for _ in range(10):
+            cand = str(v + rng.choice([-10, -2, -1, 1, 2, 10, -v - v if v else 3]))
+            if cand != ans:
+                return cand
+    pool = [o["answer"] for o in others if o["answer"].strip() != ans]
+    if pool:
+        return rng.choice(pool)
+    return ans + " (approximately)"
+
+
+def math_documents(seed: int = 0, per_doc: int = 12) -> Iterator[str]:
+    """Endless pre-training documents of worked problems, cycling through MATH_TEXT_TASKS."""
+    import reasoning_gym
+
+    batch = 600
+    round_ = 0
+    while True:
+        for task in MATH_TEXT_TASKS:
+            ds = reasoning_gym.create_dataset(task, size=batch, seed=seed + round_)
+            items = [f"Problem: {x['question'].strip()}\nAnswer: {x['answer']}" for x in ds]
+            for i in range(0, len(items), per_doc):
+                yield "\n\n".join(items[i:i + per_doc])
+        round_ += 1
