@@ -252,25 +252,33 @@ LOADERS: dict[str, Callable[[], Benchmark]] = {
 }
 
 
+def item_text(it) -> str:
+    """The question + answer text of one item (what decontamination compares)."""
+    if isinstance(it, MultipleChoice):
+        return "\n".join([it.question, *it.choices])
+    if isinstance(it, MathProblem):
+        return f"{it.question}\n{it.solution or it.answer}"
+    if isinstance(it, CodeProblem):
+        return it.prompt + it.canonical_solution
+    if isinstance(it, PreferencePair):
+        return f"{it.prompt}\n{it.chosen}\n{it.rejected}"
+    raise TypeError(f"no text for {type(it).__name__}")
+
+
+def benchmark_texts_of(benches: dict[str, Benchmark]) -> dict[str, list[str]]:
+    return {name: [item_text(it) for it in b.items] for name, b in benches.items()}
+
+
 def benchmark_texts() -> dict[str, list[str]]:
     """Question + answer text of every item per benchmark, for decontaminating training data."""
-    out: dict[str, list[str]] = {}
+    benches = {}
     for name, load in LOADERS.items():
         try:
-            bench = load()
+            benches[name] = load()
         except BenchmarkUnavailable:
             continue
-        texts = []
-        for it in bench.items:
-            if isinstance(it, MultipleChoice):
-                texts.append("\n".join([it.question, *it.choices]))
-            elif isinstance(it, MathProblem):
-                texts.append(f"{it.question}\n{it.solution or it.answer}")
-            elif isinstance(it, CodeProblem):
-                texts.append(it.prompt + it.canonical_solution)
-        out[name] = texts
     try:
-        out["hhh_alignment"] = [f"{p.prompt}\n{p.chosen}\n{p.rejected}" for p in load_hhh_alignment().items]
+        benches["hhh_alignment"] = load_hhh_alignment()
     except BenchmarkUnavailable:
         pass
-    return out
+    return benchmark_texts_of(benches)
