@@ -9,6 +9,7 @@ from . import model as model_cli
 from . import recipe as recipe_cli
 from . import run as run_cli
 from . import tokenizer as tokenizer_cli
+from . import eval as eval_cli
 from . import train as train_cli
 
 app = typer.Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
@@ -17,6 +18,8 @@ app.add_typer(recipe_cli.app, name="recipe")
 app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
+app.add_typer(eval_cli.app, name="eval")
+app.add_typer(eval_cli.promote_app, name="promote")
 app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(data_cli.app, name="data")
