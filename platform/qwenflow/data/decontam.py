@@ -93,7 +93,7 @@ class Decontaminator:
                 checked.add(item)
                 name, itoks = self.items[item]
                 m = len(itoks)
-                window = toks[max(0, pos - m): pos + 2 * m]
+                window = toks[max(0, pos - 2 * m): pos + 3 * m]  # room for a gappy subsequence around the hit
                 lcs = lcs_len(window, itoks)
                 if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), m):
                     return name
