@@ -105,7 +105,9 @@ def test_helm_values_for_a_registered_model_render_valid_manifests(registered, t
                                       "--credentials-secret", "mlflow-creds"])
     assert result.exit_code == 0, result.output
     values = yaml.safe_load(out.read_text())
-    assert values["model"]["uri"] == good and values["podAnnotations"]["qwenflow.io/model-version"] == "1"
+    assert values["model"]["uri"] == "models:/qwenflow-tiny/1"  # the alias resolved and pinned
+    assert values["podAnnotations"]["qwenflow.io/model-uri"] == good
+    assert values["podAnnotations"]["qwenflow.io/model-version"] == "1"
     assert values["gpu"]["count"] >= 1 and values["serving"]["yarn"] is True
     chart = helm_python.Chart.load(CHART_DIR)
     docs = documents(chart.render(values, name="llm", namespace="serving"))

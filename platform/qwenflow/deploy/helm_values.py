@@ -18,8 +18,10 @@ def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, cred
         raise ValueError("no MLflow tracking URI: pass --tracking-uri (the address pods use, e.g. "
                          "http://mlflow.qwenflow-platform.svc:5000) or set MLFLOW_TRACKING_URI")
     annotations = {"qwenflow.io/model-uri": model_uri}
-    if check_registry:  # pin what the alias points at now, so `helm upgrade` rolls pods when the alias moves
+    served_uri = model_uri
+    if check_registry:  # pin the version the alias points at now: upgrades roll when it moves, rollbacks restore it
         mv = model_version(model_uri)
+        served_uri = f"models:/{name}/{mv.version}"
         annotations["qwenflow.io/model-version"] = str(mv.version)
         annotations["qwenflow.io/model-sha256"] = (mv.tags or {}).get(SHA256_TAG, "")
     repo, _, tag = deploy.image.rpartition(":")
@@ -28,7 +30,7 @@ def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, cred
     res = deploy.resources
     values = {
         "image": {"repository": repo, "tag": tag},
-        "model": {"source": "registry", "uri": model_uri, "servedName": name,
+        "model": {"source": "registry", "uri": served_uri, "servedName": name,
                   "mlflow": {"trackingUri": tracking_uri, "credentialsSecret": credentials_secret}},
         "serving": {"yarn": deploy.yarn, "attention": deploy.attention, "maxTokensLimit": deploy.max_tokens_limit,
                     "maxBatchSize": deploy.max_batch_size},
