@@ -107,3 +107,32 @@ def test_sparse_approximates_dense_when_attention_is_concentrated():
     err = (sparse - dense).norm() / dense.norm()
     assert err < 0.1, err
     assert err < 0.5 * (uniform_guess - dense).norm() / dense.norm()  # the top-k choice is what makes it close
+
+
+def test_dca_matches_a_naive_reference_over_many_chunks():
+    """Beyond the trained length: every (query, key) pair scored at the paper's remapped positions, one pair at a
+    time from un-rotated vectors, against the chunked implementation fed RoPE'd vectors (5 chunks + a partial)."""
+    from qwenflow.longctx.dca import dca_core
+    from qwenflow.longctx.rope import inv_freq_for, rerotate
+
+    module = _Module(True)
+    c = module.config.dual_chunk_attention_config["chunk_size"]
+    s = c - module.config.dual_chunk_attention_config["local_size"]
+    g = torch.Generator().manual_seed(7)
+    length, d = 5 * s + 7, 16
+    q, k, v = (torch.randn(1, h, length, d, generator=g) for h in (4, 2, 2))
+    inv = inv_freq_for(module)
+    pos = torch.arange(length)
+    out = dca_core(module, rerotate(q, pos, inv), rerotate(k, pos, inv), v, d ** -0.5)[0]  # (L, H, D)
+
+    kr = rerotate(k, pos % s, inv).repeat_interleave(2, 1)[0]  # keys at j mod s
+    vr = v.repeat_interleave(2, 1)[0]
+    for i in [0, s - 1, s, s + 3, 2 * s + 40, 4 * s + 1, length - 1]:
+        chunk_q = i // s
+        qpos = torch.tensor([i % s if j // s == chunk_q else min(s + i % s, c - 1) if j // s == chunk_q - 1
+                             else c - 1 for j in range(i + 1)])
+        qi = torch.stack([rerotate(q[0, :, i:i + 1], qpos[j:j + 1], inv)[:, 0] for j in range(i + 1)], 1)  # (H, i+1, D)
+        scores = (qi * kr[:, :i + 1]).sum(-1) * d ** -0.5
+        assert int((qpos - pos[:i + 1] % s).max()) <= c - 1  # no distance beyond the trained length
+        ref = torch.einsum("hj,hjd->hd", scores.softmax(-1), vr[:, :i + 1])
+        torch.testing.assert_close(out[i], ref, atol=1e-4, rtol=1e-4)

@@ -35,12 +35,26 @@ def query_positions(pos: torch.Tensor, c: int, s: int) -> dict[str, torch.Tensor
     return {"intra": intra, "succ": torch.clamp(intra + s, max=c - 1), "inter": torch.full_like(pos, c - 1)}
 
 
-def check_positions(kwargs: dict, q_len: int, k_len: int) -> None:
-    """DCA and sparse attention assume one unpadded sequence per row: queries are the last q_len of k_len keys."""
+def per_sequence(core, query, key, value, kwargs: dict) -> torch.Tensor:
+    """Run `core(q, k, v) -> (B, Q, H, D)` on the unpadded part of each row. Chunk boundaries depend on each
+    sequence's own positions, so left-padded rows (batched generate) are handled one at a time; the pad count of a
+    row is read from its last position id (transformers numbers real tokens 0..n-1 after the pads)."""
+    q_len, k_len = query.shape[2], key.shape[2]
     pos = kwargs.get("position_ids")
-    if pos is not None and (pos.shape[-1] != q_len or int(pos[0, -1]) != k_len - 1 or int(pos[0, 0]) != k_len - q_len):
-        raise ValueError("DCA/sparse attention need contiguous positions 0..n-1 per sequence (no left padding, no "
-                         "packed sequences); run one prompt at a time or batch prompts of equal length")
+    if pos is None or pos.shape[0] == 1 and int(pos[0, -1]) == k_len - 1:
+        return core(query, key, value)
+    pads = (k_len - 1 - pos[:, -1]).tolist()
+    if any(p < 0 for p in pads):
+        raise ValueError("DCA/sparse attention need positions 0..n-1 per sequence (packed sequences are not "
+                         "supported); run one prompt per row")
+    if not any(pads):
+        return core(query, key, value)
+    out = query.new_zeros(query.shape[0], q_len, query.shape[1], query.shape[3])
+    for row, pad in enumerate(pads):
+        q_from = max(0, pad - (k_len - q_len))  # pad positions among the queries (prefill) get zeros
+        out[row:row + 1, q_from:] = core(query[row:row + 1, :, q_from:], key[row:row + 1, :, pad:],
+                                         value[row:row + 1, :, pad:])
+    return out
 
 
 def dca_core(module, query, key, value, scaling: float, key_block: int = 4096) -> torch.Tensor:
@@ -83,6 +97,5 @@ def dca_core(module, query, key, value, scaling: float, key_block: int = 4096) -
 
 def dca_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention function for attn_implementation="dca" (inference only: no dropout, no padding)."""
-    check_positions(kwargs, query.shape[2], key.shape[2])
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    return dca_core(module, query, key, value, scaling), None
+    return per_sequence(lambda q, k, v: dca_core(module, q, k, v, scaling), query, key, value, kwargs), None

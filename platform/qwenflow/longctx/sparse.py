@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .dca import check_positions, dca_core, dca_params, query_positions
+from .dca import dca_core, dca_params, per_sequence, query_positions
 from .rope import inv_freq_for, rerotate
 
 
@@ -129,10 +129,12 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
 
 def sparse_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """transformers attention function for attn_implementation="sparse" (inference only, no padding)."""
-    q_len, k_len = query.shape[2], key.shape[2]
-    check_positions(kwargs, q_len, k_len)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
     cfg = sparse_config(module.config)
-    if q_len != k_len or k_len < cfg.threshold:
-        return dense_attention(module, query, key, value, scaling), None
-    return block_sparse_prefill(module, query, key, value, scaling, cfg), None
+
+    def core(q, k, v):
+        if q.shape[2] != k.shape[2] or k.shape[2] < cfg.threshold:
+            return dense_attention(module, q, k, v, scaling)
+        return block_sparse_prefill(module, q, k, v, scaling, cfg)
+
+    return per_sequence(core, query, key, value, kwargs), None

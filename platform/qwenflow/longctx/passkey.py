@@ -1,0 +1,137 @@
+"""Passkey retrieval and in-length perplexity under each long-context setting, and their heat maps.
+
+A minimal generator kept here so the long-context check runs without the evaluation stage (and on a bare GPU
+machine); its prompt is the one qwenflow.eval.longcontext uses, so a model trained on it serves both. Prompts are
+built in token space to an exact length, so a (length, depth) cell batches without padding.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+PREFIX = "There is a pass key hidden in this text. Find it.\n\n"
+NEEDLE = " The pass key is {v}. Remember it. {v} is the pass key. "
+QUESTION = "\n\nWhat is the pass key? The pass key is"
+
+
+class Passkeys:
+    """Passkey prompts of an exact token length, the key at a chosen depth of real filler text."""
+
+    def __init__(self, tokenizer, filler: str):
+        self.tok = tokenizer
+        self.enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
+        self.hay = self.enc(filler)
+        self.prefix, self.question = self.enc(PREFIX), self.enc(QUESTION)
+
+    def case(self, length: int, depth: float, rng: random.Random) -> tuple[list[int], str]:
+        value = str(rng.randint(10000, 99999))
+        needle = self.enc(NEEDLE.format(v=value))
+        n_fill = length - len(self.prefix) - len(needle) - len(self.question)
+        if n_fill < 0:
+            raise ValueError(f"passkey length {length} is shorter than the prompt's fixed parts")
+        start = rng.randrange(0, max(1, len(self.hay) - n_fill))
+        fill = self.hay[start:start + n_fill]
+        if len(fill) < n_fill:  # filler shorter than asked: repeat it
+            fill = (self.hay * (n_fill // max(len(self.hay), 1) + 2))[start:start + n_fill]
+        cut = int(depth * n_fill)
+        return self.prefix + fill[:cut] + needle + fill[cut:] + self.question, value
+
+    def answer_ids(self, value: str) -> list[int]:
+        return self.enc(" " + value)
+
+
+@torch.inference_mode()
+def passkey_accuracy(model, keys: Passkeys, length: int, depth: float, samples: int, seed: int = 0) -> float:
+    rng = random.Random(f"{seed}:{length}:{depth}")
+    cases = [keys.case(length, depth, rng) for _ in range(samples)]
+    ids = torch.tensor([c[0] for c in cases], device=model.device)
+    new = max(len(keys.answer_ids(v)) for _, v in cases) + 1
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
+                         pad_token_id=keys.tok.pad_token_id, eos_token_id=None)
+    texts = keys.tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    return sum(t.strip().startswith(v) for t, (_, v) in zip(texts, cases)) / samples
+
+
+@torch.inference_mode()
+def perplexity(model, ids: list[int], length: int, windows: int = 8) -> float:
+    """Mean next-token perplexity over `windows` non-overlapping windows of `length` tokens of held-out text."""
+    nll, n = 0.0, 0
+    for w in range(windows):
+        chunk = ids[w * length:(w + 1) * length + 1]
+        if len(chunk) < length + 1:
+            break
+        x = torch.tensor([chunk], device=model.device)
+        logits = model(x[:, :-1]).logits.float()
+        nll += torch.nn.functional.cross_entropy(logits[0], x[0, 1:], reduction="sum").item()
+        n += length
+    if not n:
+        raise ValueError(f"held-out text too short for one window of {length} tokens")
+    return math.exp(nll / n)
+
+
+def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8),
+             depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 10, heldout: list[int] | None = None,
+             log=print) -> dict:
+    """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model."""
+    lengths = [int(m * trained) for m in multiples]
+    report = {"trained_length": trained, "lengths": lengths, "depths": list(depths), "samples": samples,
+              "accuracy": {}, "perplexity": {}, "seconds": {}}
+    for setting in settings:
+        t0 = time.time()
+        model = load(setting)
+        grid = [[passkey_accuracy(model, keys, L, d, samples) for L in lengths] for d in depths]
+        report["accuracy"][setting] = grid
+        if heldout:
+            report["perplexity"][setting] = {str(L): perplexity(model, heldout, L) for L in (trained, 4 * trained)}
+        report["seconds"][setting] = round(time.time() - t0, 1)
+        means = [sum(grid[i][j] for i in range(len(depths))) / len(depths) for j in range(len(lengths))]
+        log(f"{setting:16s} " + " ".join(f"{L}:{a:.2f}" for L, a in zip(lengths, means))
+            + f"  ppl {report['perplexity'].get(setting)}  ({report['seconds'][setting]} s)")
+        del model
+    return report
+
+
+def table(report: dict) -> str:
+    """Markdown table: passkey accuracy (mean over depths) by length multiple, and perplexity."""
+    lengths, trained = report["lengths"], report["trained_length"]
+    head = "| setting | " + " | ".join(f"{L // trained}x ({L})" for L in lengths) + \
+        f" | ppl @ {trained} | ppl @ {4 * trained} |"
+    rows = [head, "|" + "---|" * (len(lengths) + 3)]
+    for setting, grid in report["accuracy"].items():
+        means = [sum(row[j] for row in grid) / len(grid) for j in range(len(lengths))]
+        ppl = report["perplexity"].get(setting, {})
+        rows.append(f"| {setting} | " + " | ".join(f"{m:.0%}" for m in means) + " | " +
+                    " | ".join(f"{ppl[k]:.2f}" if k in ppl else "-" for k in (str(trained), str(4 * trained))) + " |")
+    return "\n".join(rows)
+
+
+def heatmaps(report: dict, path: str | Path) -> Path:
+    """One panel per setting: accuracy by context length (x) and needle depth (y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(report["accuracy"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.2), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        im = ax.imshow(report["accuracy"][setting], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_xticks(range(len(report["lengths"])), [str(L) for L in report["lengths"]], fontsize=7)
+        ax.set_yticks(range(len(report["depths"])), [f"{d:.0%}" for d in report["depths"]], fontsize=7)
+        ax.set_title(setting, fontsize=9)
+        ax.set_xlabel("context tokens", fontsize=8)
+        ax.set_ylabel("passkey depth", fontsize=8)
+        for i, row in enumerate(report["accuracy"][setting]):
+            for j, a in enumerate(row):
+                ax.text(j, i, f"{a:.0%}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="accuracy")
+    fig.suptitle(f"passkey retrieval, trained length {report['trained_length']}", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
