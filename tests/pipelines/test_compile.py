@@ -22,7 +22,7 @@ def test_component_compiles_with_its_docstring(name, tmp_path):
     first_line = comp.python_func.__doc__.strip().splitlines()[0]
     assert f"# Description: {first_line}" in out.read_text()
     comp_spec = next(iter(spec["components"].values()))
-    for kind in ("inputDefinitions", "outputDefinitions"):
+    for kind in ("inputDefinitions",):
         for group in comp_spec.get(kind, {}).values():
             for io_name, io in group.items():
                 assert io.get("description"), f"{name}: {io_name} has no description"

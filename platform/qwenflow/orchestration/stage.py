@@ -86,7 +86,7 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
 
         root = cache.cache_root()
         entry = None
-        if root is not None:
+        if root is not None and stage.cacheable:
             entry = cache.StageCache(root, name, cache.stage_key(stage, recipe, paths))
             hit = None if cache.forced(name) else entry.lookup()
             if hit is not None:
@@ -95,9 +95,9 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
                 return _write_result(output, hit["result"])
 
         work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
-        resources = getattr(section if section is not None else getattr(recipe, stage.sections[0], None), "resources", None)
+        resources = section.resources if stage.trains else None
         started = time.perf_counter()
-        if stage.trains and resources is not None and resources.nodes > 1:
+        if resources is not None and resources.nodes > 1:
             from .trainjob import run_as_trainjob
 
             result = run_as_trainjob(name, recipe, recipe_path, paths, work, resources)

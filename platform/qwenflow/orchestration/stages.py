@@ -22,6 +22,7 @@ class Stage:
     switch: str | None = None        # recipe section whose `enabled` turns the stage off (passes its model through)
     resumable: bool = False          # keeps a partial work dir between attempts (training checkpoints)
     trains: bool = False             # may run as a multi-node job when resources.nodes > 1
+    cacheable: bool = True           # False when the result depends on outside state (the registry's champion)
 
 
 def _prepare(recipe, inputs, out, resume):
@@ -108,9 +109,11 @@ def _gate(recipe, inputs, out, resume):
     import json
 
     from qwenflow.eval.gates import check_gates
+    from qwenflow.eval.registry import champion_metrics
 
     report = json.loads((Path(inputs["report"]) / "report.json").read_text(encoding="utf-8"))
-    result = check_gates(report, recipe.eval.gates)
+    # No-regression gates compare against the current champion (none yet: absolute gates only).
+    result = check_gates(report, recipe.eval.gates, baseline=champion_metrics(recipe.deploy.registered_model))
     verdict = {"passed": bool(result.passed), "reasons": [str(r) for r in result.reasons]}
     (Path(out) / "gate.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
     return verdict
@@ -122,8 +125,8 @@ def _register(recipe, inputs, out, resume):
     from qwenflow.eval.registry import register_model
 
     report = json.loads((Path(inputs["report"]) / "report.json").read_text(encoding="utf-8"))
-    version = register_model(inputs["model"], recipe.deploy.registered_model, report)
-    version = getattr(version, "version", version)
+    version = register_model(inputs["model"], recipe.deploy.registered_model, report,
+                             experiment=recipe.tracking.experiment)
     return {"name": recipe.deploy.registered_model, "version": str(version),
             "uri": f"models:/{recipe.deploy.registered_model}/{version}"}
 
@@ -162,7 +165,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", trains=True),
     Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", trains=True),
     Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),
-    Stage("gate", _gate, ("eval",), ("qwenflow.eval",)),
+    Stage("gate", _gate, ("eval", "deploy"), ("qwenflow.eval",), cacheable=False),
     Stage("register", _register, ("deploy", "tracking"), ("qwenflow.eval",)),
     Stage("build-bento", _bento, ("deploy",), ("qwenflow.deploy", "qwenflow.serving")),
     Stage("deploy", _deploy, ("deploy",), ("qwenflow.deploy",), "deploy"),
