@@ -47,8 +47,11 @@ def build_random_model(recipe, out: Path) -> Path:
 
 
 def run_one(name: str, trainer_cls, cfg, model_dir: Path, tok, dataset, funcs, tracker=None) -> dict:
+    from accelerate.state import AcceleratorState
+
     from qwenflow.posttrain import common
 
+    AcceleratorState._reset_state(reset_partial_state=True)  # stock uses bf16, ours may not: one state per run
     model, _, _ = common.starting_model(model_dir)
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=cfg, train_dataset=dataset, processing_class=tok)
     trainer.tracker = tracker

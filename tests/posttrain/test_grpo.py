@@ -87,3 +87,23 @@ def test_bad_rl_data_and_recipe_get_clear_errors(tmp_path, tiny_model_dir):
         load_prompts(tmp_path, tok, 5)
     with pytest.raises(RecipeError, match="unknown reward source"):
         load_recipe("tiny", ["grpo.reward_weights={verifier: 1.0, vibes: 2.0}"])
+
+
+def test_reward_model_scores_prompt_plus_completion(tiny_model_dir, tmp_path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from qwenflow.posttrain.grpo import RewardModelScore, reward_functions
+
+    cfg = AutoConfig.from_pretrained(tiny_model_dir, num_labels=1)
+    rm = AutoModelForSequenceClassification.from_config(cfg)
+    rm.save_pretrained(tmp_path / "rm")
+    common.load_chat_tokenizer(tiny_model_dir).save_pretrained(tmp_path / "rm")
+    score = RewardModelScore(tmp_path / "rm")
+    prompts = [[{"role": "user", "content": "What is 1 + 1?"}]] * 2
+    out = score([[{"role": "assistant", "content": "2"}], [{"role": "assistant", "content": "three"}]], prompts)
+    assert len(out) == 2 and all(math.isfinite(x) for x in out) and out[0] != out[1]
+    spec = load_recipe("tiny", ["grpo.reward_weights={reward_model: 0.5, verifier: 1.0}"]).grpo
+    funcs, weights, guards = reward_functions(spec, tmp_path / "rm")
+    assert [f.__name__ for f in funcs] == ["reward_model", "verifier"] and weights == [0.5, 1.0]
+    funcs, weights, _ = reward_functions(spec, None)  # no reward model given: verifiers only, said in the log
+    assert [f.__name__ for f in funcs] == ["verifier"]

@@ -39,6 +39,13 @@ class SFTSpec(_Batched):
     two_stage: bool = Field(False, description="Turbo variant: short instructions first, then short+long mixed")
     short_max_len: int = Field(32768, gt=0, description="Two-stage: length limit of stage 1")
 
+    @model_validator(mode="after")
+    def _two_stage_splits(self):
+        if self.two_stage and self.short_max_len >= self.max_seq_len:
+            raise ValueError(f"two_stage needs short_max_len ({self.short_max_len}) below max_seq_len "
+                             f"({self.max_seq_len}), or stage 1 is the same data as stage 2")
+        return self
+
 
 class RewardSpec(_Batched):
     learning_rate: float = 5e-6
