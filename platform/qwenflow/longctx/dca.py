@@ -17,12 +17,25 @@ from .merge import attend, merge
 from .rope import inv_freq_for, rerotate
 
 
+def default_dca(trained: int, block: int = 64) -> dict:
+    """DCA settings for a model trained at `trained` tokens. local_size: the window across a chunk boundary kept
+    at exact distances (ChunkLlama and Qwen use 1/8-1/32 of the trained length), rounded so the chunk length is a
+    whole number of sparse blocks."""
+    w = max(trained // 8, 1)
+    if trained > 64:
+        w += (trained - w) % block
+    return {"chunk_size": trained, "local_size": w, "original_max_position_embeddings": trained}
+
+
 def dca_params(config) -> tuple[int, int]:
-    """(chunk_size c, chunk length s) from config.dual_chunk_attention_config, validated."""
+    """(chunk_size c, chunk length s) from config.dual_chunk_attention_config (Qwen's and vLLM's key), or the
+    defaults for the config's trained length when a deployment only set attn_implementation="dca"."""
     cfg = getattr(config, "dual_chunk_attention_config", None)
     if not cfg:
-        raise ValueError("attn_implementation 'dca' needs config.dual_chunk_attention_config = "
-                         "{'chunk_size': <trained length>, 'local_size': <window>}; use qwenflow.longctx.load_model")
+        from .settings import default_sparse, trained_length
+
+        trained = trained_length(config)
+        cfg = config.dual_chunk_attention_config = default_dca(trained, default_sparse(trained).block_size)
     c, w = int(cfg["chunk_size"]), int(cfg["local_size"])
     if not 0 < w < c:
         raise ValueError(f"dual_chunk_attention_config: need 0 < local_size ({w}) < chunk_size ({c})")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AttentionInterface
 
-from .dca import dca_attention
+from .dca import dca_attention, default_dca
 from .sparse import SparseConfig, sparse_attention
 
 SETTINGS = ("none", "yarn", "yarn+dca", "yarn+dca+sparse")
@@ -25,6 +25,13 @@ def register() -> None:
     """Make attn_implementation="dca" and "sparse" known to transformers. Safe to call any number of times."""
     for name, fn in ATTENTION.items():
         AttentionInterface.register(name, fn)
+
+
+def register_attention(name: str) -> None:
+    """Register one attention implementation by name (the serving loader's seam); unknown names are an error."""
+    if name not in ATTENTION:
+        raise ValueError(f"unknown long-context attention {name!r}; choose one of {', '.join(ATTENTION)}")
+    AttentionInterface.register(name, ATTENTION[name])
 
 
 def trained_length(config) -> int:
@@ -57,12 +64,9 @@ def configure(config, setting: str, *, trained: int | None = None, yarn_factor: 
     config.sparse_attention_config = None
     attn = "sdpa"
     if "dca" in setting:
-        # local_size: the window across a chunk boundary kept at exact distances; ChunkLlama and Qwen use 1/8-1/32
-        # of the trained length. The default rounds it so the chunk length is a whole number of default blocks.
-        w = max(trained // 8, 1)
-        w = local_size or (w + (trained - w) % default_sparse(trained).block_size if trained > 64 else w)
-        config.dual_chunk_attention_config = {"chunk_size": trained, "local_size": w,
-                                              "original_max_position_embeddings": trained}
+        config.dual_chunk_attention_config = default_dca(trained, default_sparse(trained).block_size)
+        if local_size:
+            config.dual_chunk_attention_config["local_size"] = local_size
         attn = "dca"
     if "sparse" in setting:
         config.sparse_attention_config = (sparse or default_sparse(trained)).to_dict()
