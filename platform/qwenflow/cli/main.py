@@ -8,9 +8,11 @@ from . import deploy as deploy_cli
 from . import model as model_cli
 from . import recipe as recipe_cli
 from . import run as run_cli
+from . import scaling as scaling_cli
 from . import tokenizer as tokenizer_cli
 from . import eval as eval_cli
 from . import train as train_cli
+from . import train_post  # noqa: F401  (adds sft, grpo, reward, dpo to the train app)
 
 app = typer.Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -23,6 +25,7 @@ app.add_typer(eval_cli.promote_app, name="promote")
 app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(data_cli.app, name="data")
+app.add_typer(scaling_cli.app, name="scaling")
 
 if __name__ == "__main__":
     app()
