@@ -12,11 +12,11 @@ from arith_data import problems
 
 
 def make_preferences(root: Path, n_train: int = 96, n_test: int = 32, seed: int = 0, rejected: str | None = None,
-                     identical: int = 0) -> Path:
+                     identical: int = 0, lo: int = 10, hi: int = 99) -> Path:
     """Chosen = the right sum, rejected = a wrong one (or the fixed text `rejected`); `identical` extra broken
     pairs with chosen == rejected are appended to train."""
     rng = random.Random(seed)
-    rows = problems(n_train + n_test, seed + 7)
+    rows = problems(n_train + n_test, seed + 7, lo, hi)
     msg = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
 
     def frame(part):

@@ -89,7 +89,7 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
     model, tok, start = starting_model(spec.init_from or model_dir)
     base = merge_base_dir(spec, start)
     lineage = model_lineage("dpo", start, data_dir, ["rl", "preferences", "eval"],
-                            merge_base=str(base) if base else None)
+                            merge_base_model=str(base) if base else None)
     with stage_run("dpo", recipe, params=lineage):
         result: dict = {}
         if _has_eval(data_dir):
