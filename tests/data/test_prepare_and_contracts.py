@@ -111,6 +111,9 @@ def test_packed_tokens_contract_checks_length_and_vocab(tmp_path):
         validate_dataset("packed", tmp_path)
     failed = {(f["file"], f["column"]) for f in e.value.result.failures}
     assert failed == {("train.parquet", "length"), ("val.parquet", "max_token_id")}
+    write_manifest(tmp_path, seq_len=4)  # what pack.py writes: the caller supplies the vocabulary size
+    with pytest.raises(DataContractError, match="max_token_id"):
+        validate_dataset("packed", tmp_path, vocab_size=4000)
 
 
 def test_preferences_with_chosen_equal_rejected_fail(prepared, tmp_path):

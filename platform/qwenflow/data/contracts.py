@@ -247,14 +247,18 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
 
 
 def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | None = None,
-                     raise_on_failure: bool = True) -> ValidationResult:
-    """Run the contract of `kind` over a dataset directory; save the report; raise DataContractError on failure."""
+                     raise_on_failure: bool = True, *, seq_len: int | None = None,
+                     vocab_size: int | None = None) -> ValidationResult:
+    """Run the contract of `kind` over a dataset directory; save the report; raise DataContractError on failure.
+
+    Packed tokens are checked against `seq_len` / `vocab_size` given here or found in the manifest."""
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such dataset directory")
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8")) if (directory / MANIFEST).is_file() else {}
+    manifest.update({k: v for k, v in (("seq_len", seq_len), ("vocab_size", vocab_size)) if v is not None})
     files = [directory / f for f in FILES[kind]] if FILES[kind] else sorted(directory.glob("*.parquet"))
     result = ValidationResult(kind=kind, directory=str(directory), success=True)
     if not files:
