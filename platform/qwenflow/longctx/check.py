@@ -96,6 +96,7 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--samples", type=int, default=20, help="passkey prompts per (length, depth) cell")
     ap.add_argument("--model", type=Path, default=None, help="skip training: evaluate this model directory")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help="settings to compare")
     ap.add_argument("--save-model", type=Path, default=None, help="where the trained model goes (default OUT/model)")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -125,7 +126,7 @@ def main(argv=None):
     tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     keys = Passkeys(tok, "\n\n".join(held))
     heldout_ids = tok("\n\n".join(held), add_special_tokens=False)["input_ids"]
-    report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), SETTINGS, keys,
+    report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), args.settings, keys,
                       args.seq, samples=args.samples, heldout=heldout_ids)
     report["device"] = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)

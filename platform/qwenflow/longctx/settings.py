@@ -18,6 +18,7 @@ from .dca import dca_attention, default_dca
 from .sparse import SparseConfig, sparse_attention
 
 SETTINGS = ("none", "yarn", "yarn+dca", "yarn+dca+sparse")
+ABLATIONS = ("dca", "dca+sparse")  # DCA without YaRN (ChunkLlama's form), for comparison
 ATTENTION = {"dca": dca_attention, "sparse": sparse_attention}
 
 
@@ -48,8 +49,8 @@ def default_sparse(trained: int) -> SparseConfig:
 def configure(config, setting: str, *, trained: int | None = None, yarn_factor: float = 4.0,
               local_size: int | None = None, sparse: SparseConfig | None = None):
     """Edit a Qwen2-family config in place for `setting`; returns it. `trained` overrides the trained length."""
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown long-context setting {setting!r}; choose one of {', '.join(SETTINGS)}")
+    if setting not in SETTINGS + ABLATIONS:
+        raise ValueError(f"unknown long-context setting {setting!r}; choose one of {', '.join(SETTINGS + ABLATIONS)}")
     register()
     trained = trained or trained_length(config)
     rope = dict(config.rope_parameters)
