@@ -144,12 +144,14 @@ def main() -> int:
         model_dir = a.model or tiny_model(tmp)
         n1 = max(8, a.requests // 3)
         base = baseline(model_dir, n1, a.max_tokens)
+        print(row("baseline in-process c=1", base, base), flush=True)
         results = {}
         for mode in a.modes.split(","):
             proc, url = serve(model_dir, mode, tmp, a.port, 16)
             try:
                 for c in (1, 4, 16):
                     results[mode, c] = asyncio.run(load(url, "bench", n1 if c == 1 else a.requests, c, a.max_tokens))
+                    print(row(f"bentoml serve {mode} c={c}", results[mode, c], base), flush=True)
             finally:
                 proc.terminate()
                 proc.wait(30)
