@@ -68,7 +68,8 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
 
         if section is not None and not section.enabled:
             # Switched off: pass the model through so the rest of the chain runs unchanged.
-            source = getattr(section, "init_from", None) or (model_in if _has_model(model_in) else None)
+            source = getattr(section, "init_from", None) or (
+                model_in if stage.passthrough and _has_model(model_in) else None)
             if source:
                 cache.link_tree(_resolve_start(source, output.parent / f"{output.name}.start"), output)
             else:

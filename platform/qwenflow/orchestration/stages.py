@@ -23,6 +23,7 @@ class Stage:
     resumable: bool = False          # keeps a partial work dir between attempts (training checkpoints)
     trains: bool = False             # may run as a multi-node job when resources.nodes > 1
     cacheable: bool = True           # False when the result depends on outside state (the registry's champion)
+    passthrough: bool = True         # switched off, hands its input model on (the reward model has none to hand on)
 
 
 def _prepare(recipe, inputs, out, resume):
@@ -161,7 +162,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("pretrain", _pretrain, ("model", "pretrain"), _TRAIN_CODE, "pretrain", resumable=True, trains=True),
     Stage("long-context", _long_context, ("long_context",), _TRAIN_CODE, "long_context", resumable=True, trains=True),
     Stage("sft", _sft, ("sft",), _POST_CODE, "sft", trains=True),
-    Stage("reward", _reward, ("reward",), _POST_CODE, "reward", trains=True),
+    Stage("reward", _reward, ("reward",), _POST_CODE, "reward", trains=True, passthrough=False),
     Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", trains=True),
     Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", trains=True),
     Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),

@@ -12,7 +12,10 @@ ORDER = ("start-run", "prepare-data", "validate-data", "tokenizer", "pretrain", 
 
 
 def flat_scores(report: dict, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of an evaluation report as task/metric names (booleans and counts of items left out)."""
+    """Numeric leaves of an evaluation report as task/metric names (booleans and counts of items left out).
+    A qwenflow report carries its headline numbers in `metrics`; only those are taken when present."""
+    if isinstance((report or {}).get("metrics"), dict) and not prefix:
+        report = report["metrics"]
     out: dict[str, float] = {}
     for k, v in (report or {}).items():
         name = f"{prefix}{k}"
