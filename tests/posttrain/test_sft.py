@@ -83,7 +83,7 @@ def test_bad_sft_data_gets_specific_errors(tmp_path):
     d = _write(tmp_path / "c", {"messages": [[{"role": "user", "content": "hi"}]]})
     with pytest.raises(common.DataError, match="last message must be the assistant's"):
         common.read_dataset(d, "sft")
-    with pytest.raises(common.DataError, match="produced by `qwenflow data prepare`"):
+    with pytest.raises(common.DataError, match="no sft dataset here"):
         common.read_dataset(tmp_path / "nowhere", "sft")
 
 
@@ -111,3 +111,22 @@ def test_two_stage_sft_trains_short_first_then_the_mix(tracking, arith, small_mo
     m = run.data.metrics
     assert m["data/stage1_rows"] == sum(n <= cut for n in lengths) < m["data/stage2_rows"] == len(lengths)
     assert "sft/stage1/train_loss" in m and "sft/stage2/train_loss" in m
+
+
+def test_cli_reports_bad_inputs_in_one_line(tmp_path, small_model_dir):
+    from typer.testing import CliRunner
+
+    from qwenflow.cli.main import app
+
+    runner = CliRunner()
+    flat = lambda r: " ".join(r.output.split())  # noqa: E731 - rich wraps long lines
+    r = runner.invoke(app, ["train", "sft", "--from", str(tmp_path / "nope"), "--data", str(tmp_path), "--out",
+                            str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no sft dataset here" in flat(r) and "Traceback" not in r.output
+    _write(tmp_path / "d", {"messages": [[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]]})
+    r = runner.invoke(app, ["train", "sft", "--from", str(small_model_dir), "--data", str(tmp_path / "d"),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "unknown role 'robot'" in flat(r)
+    r = runner.invoke(app, ["train", "grpo", "--from", str(small_model_dir), "--data", str(tmp_path / "d"),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no rl dataset here" in flat(r) and "Traceback" not in r.output

@@ -178,6 +178,9 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
     if split:
         fname = f"{split}.parquet"
     d = Path(data_dir)
+    if not (d / kind).is_dir() and not (d / fname).is_file():
+        raise DataError(f"{d}: no {kind} dataset here (expected {d / kind / fname}); `qwenflow data prepare` "
+                        "writes it (docs/stages.md)")
     d = d / kind if (d / kind).is_dir() else d
     df = _read_parquet(d / fname, cols, kind)
     if len(df) == 0:
