@@ -117,8 +117,12 @@ def heatmaps(report: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     settings = list(report["accuracy"])
-    fig, axes = plt.subplots(1, len(settings), figsize=(3.4 * len(settings), 3.2), squeeze=False)
-    for ax, setting in zip(axes[0], settings):
+    cols = min(len(settings), 3)
+    rows = -(-len(settings) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat[len(settings):]:
+        ax.axis("off")
+    for ax, setting in zip(axes.flat, settings):
         im = ax.imshow(report["accuracy"][setting], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
         ax.set_xticks(range(len(report["lengths"])), [str(L) for L in report["lengths"]], fontsize=7)
         ax.set_yticks(range(len(report["depths"])), [f"{d:.0%}" for d in report["depths"]], fontsize=7)
@@ -128,7 +132,7 @@ def heatmaps(report: dict, path: str | Path) -> Path:
         for i, row in enumerate(report["accuracy"][setting]):
             for j, a in enumerate(row):
                 ax.text(j, i, f"{a:.0%}", ha="center", va="center", fontsize=6)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="accuracy")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="accuracy")
     fig.suptitle(f"passkey retrieval, trained length {report['trained_length']}", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
