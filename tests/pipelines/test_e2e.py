@@ -12,7 +12,7 @@ import pytest
 
 from qwenflow.orchestration import events
 
-from .conftest import SMOKE, qwenflow_cmd, run_qwenflow
+from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
 
 ALL_STAGES = ["start-run", "prepare-data", "validate-data", "tokenizer", "pretrain", "long-context", "sft", "reward",
               "dpo", "grpo", "evaluate", "gate", "register", "build-bento", "deploy"]

@@ -1,7 +1,7 @@
 """A failing stage stops the run with the stage's name and the cause, and the MLflow parent run says FAILED."""
 import mlflow
 
-from .conftest import SMOKE, run_qwenflow
+from pipeline_smoke import SMOKE, run_qwenflow
 
 
 def test_failing_stage_is_named_with_its_reason(tracking, tmp_path):
