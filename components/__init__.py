@@ -15,6 +15,7 @@ DEFAULT_BASE_IMAGE = "ghcr.io/qwenflow/train:0.1.0"
 COMPONENTS = (
     "start_run", "prepare_data", "validate_data", "tokenizer", "pretrain", "long_context", "sft", "reward_model",
     "dpo", "grpo", "evaluate", "gate", "register", "build_bento", "deploy", "finish_run",
+    "scaling_prepare", "scaling_point", "scaling_fit",  # the scaling-law sweep (pipelines/scaling_sweep.py)
 )
 
 
