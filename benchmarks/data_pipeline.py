@@ -4,7 +4,7 @@ Prints MB/s per step and in total, each step's share of the time, and two baseli
 plain reading (the floor any pipeline pays) and datasketch's own MinHash.update_batch against our numpy
 signatures. Target (issue #3): the full corpus prepared in under 5 minutes on 2 cores.
 
-    python benchmarks/data_pipeline.py [--mb-per-source 16] [--out DIR]
+    python benchmarks/data_pipeline.py [--mb-per-source 20] [--out DIR]
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def minhash_baselines(texts: list[str]) -> tuple[float, float, float]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mb-per-source", type=float, default=16.0)
+    ap.add_argument("--mb-per-source", type=float, default=20.0)  # ~120 MB over the 9 sources
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     recipe = load_recipe("tiny", [f"data.max_bytes_per_source={int(args.mb_per_source * 1e6)}"])

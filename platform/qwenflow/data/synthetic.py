@@ -70,7 +70,8 @@ def math_documents(seed: int = 0, per_doc: int = 12) -> Iterator[str]:
     round_ = 0
     while True:
         for task in MATH_TEXT_TASKS:
-            ds = reasoning_gym.create_dataset(task, size=batch, seed=seed + round_)
+            # reasoning-gym seeds item i with seed + i: rounds must start far apart or they repeat each other.
+            ds = reasoning_gym.create_dataset(task, size=batch, seed=seed * 1_000_003 + round_ * 100_003)
             items = [f"Problem: {x['question'].strip()}\nAnswer: {x['answer']}" for x in ds]
             for i in range(0, len(items), per_doc):
                 yield "\n\n".join(items[i:i + per_doc])
