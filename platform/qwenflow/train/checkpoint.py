@@ -27,17 +27,17 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def save_checkpoint(accelerator, root: str | Path, step: int, state: dict) -> Path:
+def save_checkpoint(accelerator, main: bool, root: str | Path, step: int, state: dict) -> Path:
     """Every process calls this (ZeRO shards are saved by their owners); the main one publishes it."""
     root = Path(root)
     tmp, final = root / f".tmp-{_name(step)}", root / _name(step)
-    if accelerator.is_main_process:
+    if main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if main:
         (tmp / STATE).write_text(json.dumps(state, indent=2))
         with open(tmp / MARKER, "w") as f:
             f.write(str(step))

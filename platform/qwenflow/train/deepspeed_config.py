@@ -37,11 +37,18 @@ def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
     }
 
 
-def validate(config: dict) -> None:
+def validate(config: dict, world: int | None = None) -> None:
     """Raise ValueError with DeepSpeed's own message when the config is not one it accepts."""
+    from deepspeed import comm
     from deepspeed.runtime.config import DeepSpeedConfig
 
+    check = dict(config)
+    world = world or world_size()
+    if not comm.is_initialized():  # DeepSpeed then checks the batch as for one process: give it one's share
+        if config["train_batch_size"] % world:
+            raise ValueError(f"train_batch_size {config['train_batch_size']} does not split over {world} processes")
+        check["train_batch_size"] = config["train_batch_size"] // world
     try:
-        DeepSpeedConfig(dict(config))
+        DeepSpeedConfig(check)
     except Exception as e:  # DeepSpeed raises AssertionError / ValidationError / ValueError
         raise ValueError(f"DeepSpeed rejected the generated config: {e}") from None

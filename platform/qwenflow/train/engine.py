@@ -60,6 +60,14 @@ def _single_process_dist_env() -> None:
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
+def mean_over_ranks(x: torch.Tensor, world: int) -> float:
+    if world > 1 and torch.distributed.is_initialized():
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        x /= world
+    return float(x)
+
+
 def make_accelerator(section, device_probe: dict):
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin
@@ -71,9 +79,12 @@ def make_accelerator(section, device_probe: dict):
         _single_process_dist_env()
         ds_cfg = deepspeed_config(section, bf16=device_probe["bf16"])
         plugin = DeepSpeedPlugin(hf_ds_config=ds_cfg)
-    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu,
+    # cpu=True would make accelerate drop DeepSpeed; without CUDA the device is the CPU either way.
+    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu and plugin is None,
                       deepspeed_plugin=plugin, gradient_accumulation_steps=accum, step_scheduler_with_optimizer=False)
     if ds_cfg is not None:
+        if acc.distributed_type.value != "DEEPSPEED":
+            raise RuntimeError(f"zero_stage={section.zero_stage} but accelerate runs {acc.distributed_type.value}")
         validate(ds_cfg)  # after the process group exists, so DeepSpeed checks the batch against the real world size
     return acc, accum, ds_cfg
 
@@ -172,7 +183,8 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
     """
     device_probe = probe(section.bf16, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     accelerator, accum, ds_cfg = make_accelerator(section, device_probe)
-    main, device, world = accelerator.is_main_process, accelerator.device, accelerator.num_processes
+    # Ranks from torchrun's environment: accelerate 1.15 reports process_index 0 on every rank under DeepSpeed on CPU.
+    main, device, world, rank = is_main_process(), accelerator.device, world_size(), int(os.environ.get("RANK", "0"))
     bf16 = device_probe["bf16"]
 
     if section.compile:
@@ -200,7 +212,7 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
 
         if mlflow.active_run():
             mlflow.log_params({"device": device_probe["device_name"], "bf16_autocast": bf16, "world_size": world,
-                               "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
+                               "engine": accelerator.distributed_type.value, "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
                                "resumed_from_step": resumed_from if resumed_from is not None else "none"})
             if ds_cfg is not None:
                 mlflow.log_dict(ds_cfg, "deepspeed_config.json")
@@ -227,11 +239,11 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         for step in range(start, total):
             stage, local = stage_at(step)
             t0 = time.perf_counter()
-            micro = [stage.batches.micro_batch(local, a * world + accelerator.process_index).to(device)
+            micro = [stage.batches.micro_batch(local, a * world + rank).to(device)
                      for a in range(accum)]
             lr = scheduler.get_last_lr()[0]
             loss_t, grad_norm, aux = train_step(accelerator, model, optimizer, scheduler, micro, section.grad_clip)
-            loss = float(accelerator.reduce(loss_t, "mean"))
+            loss = mean_over_ranks(loss_t, world)
             batch = micro[-1]
             dt = time.perf_counter() - t0
             tokens = stage.batches.tokens_per_step()
@@ -255,7 +267,7 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
             if progress:
                 progress.update(task, advance=1, loss=loss, tps=tps)
             if done % section.checkpoint_every == 0 and done < total:
-                path = ckpt.save_checkpoint(accelerator, ckpt_root, done,
+                path = ckpt.save_checkpoint(accelerator, main, ckpt_root, done,
                                             {"step": done, "scheduler": scheduler.state_dict(), "tokens_seen": tokens_seen,
                                              "data_position": {"step": done, "seed": section.seed}})
                 if on_checkpoint and main:

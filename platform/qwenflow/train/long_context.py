@@ -70,7 +70,7 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
     from qwenflow.tracking import ensure_reachable
 
     from .batches import PackedBatches
-    from .engine import Stage, held_out_loss, train
+    from .engine import Stage, held_out_loss, is_main_process, train
     from .finish import log_checkpoint, log_model_dir, loss_plot, save_model
     from .pretrain import flops_counter, pack_on_main, stage_context
 
@@ -114,7 +114,7 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
         result, accelerator, state_dict = train(
             model, lc, stages, out_dir, name="long-context", resume=resume, before_train=measure_before,
             flops_per_token=flops_counter(recipe.model), on_checkpoint=log_checkpoint)
-        if accelerator.is_main_process:
+        if is_main_process():
             unwrapped = accelerator.unwrap_model(model)
             setattr(unwrapped.config, YARN_KEY, yarn_parameters(lc.rope_theta, final_len, lc.yarn_factor))
             unwrapped.config.qwenflow_trained_context = final_len

@@ -69,7 +69,7 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
     from qwenflow.tracking import ensure_reachable
 
     from .batches import PackedBatches
-    from .engine import Stage, train
+    from .engine import Stage, is_main_process, train
     from .finish import log_checkpoint, log_model_dir, loss_plot, save_model
 
     ensure_reachable()  # before any compute
@@ -97,7 +97,7 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
         result, accelerator, state_dict = train(
             model, p, [Stage(batches, p.max_steps)], out_dir, name="pretrain", resume=resume,
             flops_per_token=flops_counter(recipe.model), on_checkpoint=log_checkpoint)
-        if accelerator.is_main_process:
+        if is_main_process():
             lineage = {"stage": "pretrain", "data_manifest": manifest["files"], "tokenizer": str(tokenizer_dir),
                        "mlflow_run_id": run.info.run_id if run is not None else None}
             save_model(accelerator.unwrap_model(model), state_dict, tok, out_dir, recipe=recipe, lineage=lineage)
