@@ -91,7 +91,7 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
             entry = cache.StageCache(root, name, cache.stage_key(stage, recipe, paths))
             hit = None if cache.forced(name) else entry.lookup()
             if hit is not None:
-                cache.link_tree(entry.dir, output)
+                cache.link_tree(entry.dir / hit["result"].get("artifact", "."), output)
                 events.emit(name, "cached", seconds=time.perf_counter() - t0, output=str(output), key=entry.dir.name)
                 return _write_result(output, hit["result"])
 
@@ -106,10 +106,13 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
             result = stage.run(recipe, paths, work, stage.resumable)
         compute_s = time.perf_counter() - started
         result = result if isinstance(result, dict) else {"value": result}
+        # A stage may save its model in a sub-directory of its work dir (and return that path): that is the artifact.
+        produced = Path(result.get("model_dir") or work).resolve()
+        work_abs = Path(work).resolve()
+        result["artifact"] = produced.relative_to(work_abs).as_posix() if produced.is_relative_to(work_abs) else "."
         if entry:
             entry.commit(result)
-        if Path(work) != output:
-            cache.link_tree(work, output)
+        cache.link_tree(work_abs / result["artifact"], output)
         result = _write_result(output, result)
         events.emit(name, "done", seconds=compute_s, output=str(output), result=result)
         return result
@@ -121,11 +124,11 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
 
 def _work_dir(name: str, output: Path) -> Path:
     """Without the local cache: train on the shared volume when the cluster mounts one (retries after a
-    preemption resume from its checkpoints), else straight into the output artifact."""
+    preemption resume from its checkpoints), else beside the output artifact."""
     shared = os.environ.get("QWENFLOW_WORK_DIR")
     if shared and os.environ.get("KFP_RUN_ID"):
         work = Path(shared) / os.environ["KFP_RUN_ID"] / name
-        work.mkdir(parents=True, exist_ok=True)
-        return work
-    output.mkdir(parents=True, exist_ok=True)
-    return output
+    else:  # beside the output, which receives (hard links to) the artifact when the stage is done
+        work = output.parent / f"{output.name}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
