@@ -47,6 +47,12 @@ def register_attention(name: str) -> None:
     longctx.register_attention(name)
 
 
+def batch_limit(attention: str, requested: int) -> int:
+    """Rows decoded together. The long-context kernels ignore left padding (checked: batched dca output differs
+    from one-at-a-time), so they decode one sequence at a time until they take an attention mask."""
+    return 1 if attention in LONGCTX_ATTENTION else requested
+
+
 def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", device: str | None = None,
          dtype: str = "auto") -> Loaded:
     import torch

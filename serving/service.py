@@ -71,7 +71,7 @@ async def _api_error(request: Request, exc: ApiError):
 class QwenflowLLM:
     def __init__(self) -> None:
         from qwenflow.deploy.model_source import resolve_model
-        from qwenflow.serving.loader import load, model_info
+        from qwenflow.serving.loader import batch_limit, load, model_info
 
         self.settings = Settings.load(_bento_src())
         model_dir = resolve_model(self.settings.model, self.settings.model_cache or None)
@@ -79,7 +79,10 @@ class QwenflowLLM:
         self.tokenizer = loaded.tokenizer
         self.context_limit = loaded.context_limit
         self.lineage = model_info(model_dir)
-        self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=self.settings.max_batch_size,
+        batch = batch_limit(self.settings.attention, self.settings.max_batch_size)
+        if batch < self.settings.max_batch_size:
+            log.warning("attention=%s decodes one sequence at a time (it ignores padding masks)", self.settings.attention)
+        self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=batch,
                              continuous=self.settings.batching == "continuous")
         self.created = now()
         log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s)", self.settings.served_name,

@@ -116,15 +116,27 @@ def test_yarn_switch_extends_the_context(tiny_model_dir, tmp_path):
     assert load(model_dir, device="cpu").context_limit == plain.context_limit  # off unless switched on
 
 
-def test_longctx_attention_needs_its_registration(tiny_model_dir, monkeypatch):
-    import qwenflow.longctx as longctx
+def test_dca_attention_is_registered_and_decodes_exactly(tiny_model_dir):
+    """attention=dca goes through qwenflow.longctx.register_attention; served one sequence at a time it matches
+    generate token for token."""
+    from qwenflow.serving.loader import batch_limit
 
-    if hasattr(longctx, "register_attention"):
-        calls = []
-        monkeypatch.setattr(longctx, "register_attention", calls.append)
-        with pytest.raises(Exception):  # registration recorded, but no kernel registered under the name here
-            load(tiny_model_dir, attention="dca", device="cpu")
-        assert calls == ["dca"]
-    else:
-        with pytest.raises(ValueError, match="register_attention"):
-            load(tiny_model_dir, attention="dca", device="cpu")
+    loaded = load(tiny_model_dir, attention="dca", device="cpu")
+    model, tok = loaded.model, loaded.tokenizer
+    assert model.config._attn_implementation == "dca" and batch_limit("dca", 16) == 1 and batch_limit("sdpa", 16) == 16
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    expected = []
+    for p in PROMPTS[:2]:
+        ids = tok(p, return_tensors="pt").input_ids
+        gen = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
+        expected.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+    engine = Engine(model, tok, max_batch_size=batch_limit("dca", 16))
+    engine.eos_ids = set()
+    try:
+        out = run_all(engine, [GenRequest(tok(p).input_ids, 6, temperature=0) for p in PROMPTS[:2]])
+    finally:
+        engine.close()
+    assert [out[0]["text"], out[1]["text"]] == expected

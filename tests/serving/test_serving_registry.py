@@ -7,7 +7,6 @@ from pathlib import Path
 
 import helm_python
 import httpx
-import mlflow
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -19,21 +18,14 @@ from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
 from qwenflow.deploy.manifests import documents, validate
 from qwenflow.deploy.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
+from qwenflow.eval.registry import register_model
 
 
 def register(model_dir: Path, name: str, alias: str, sha: str | None = None) -> str:
-    """Register a model directory the way the evaluation stage does: its files as run artifacts,
-    the directory's sha256 as a model-version tag, and an alias."""
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
-    client = MlflowClient()
-    try:
-        client.create_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        pass
-    mv = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                     tags={SHA256_TAG: sha or sha256_path(model_dir)})
-    client.set_registered_model_alias(name, alias, mv.version)
+    """Register with the evaluation stage's own function; `sha` overwrites the recorded hash (a tampered version)."""
+    version = register_model(model_dir, name, {"suite": "quick", "metrics": {}}, alias=alias)
+    if sha:
+        MlflowClient().set_model_version_tag(name, version, SHA256_TAG, sha)
     return f"models:/{name}@{alias}"
 
 
@@ -42,6 +34,7 @@ def registered(tiny_model_dir, mlflow_server, tmp_path_factory):
     """A good champion and a 'tampered' version whose recorded hash does not match its files."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    mp.setenv("QWENFLOW_HOME", str(tmp_path_factory.mktemp("qwenflow_home")))
     good = register(tiny_model_dir, "qwenflow-tiny", "champion")
     bad = register(tiny_model_dir, "qwenflow-tiny", "tampered", sha="0" * 64)
     yield good, bad, mlflow_server

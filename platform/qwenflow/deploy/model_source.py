@@ -6,9 +6,8 @@ from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
 
-# The model-version tag that registration (qwenflow.eval.registry.register_model) writes with the
-# model directory's qwenflow.artifacts.sha256_path; the one name both sides agree on.
-SHA256_TAG = "sha256"
+# The model-version tag registration writes with the directory's qwenflow.artifacts.sha256_path: one constant.
+from qwenflow.eval.registry import SHA256_TAG  # noqa: E402
 REGISTRY_PREFIX = "models:/"
 
 
