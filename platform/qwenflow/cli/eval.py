@@ -11,8 +11,7 @@ from rich.table import Table
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
 
 app = typer.Typer(help="Evaluate models on real benchmarks, gate them, register them.", invoke_without_command=True)
-promote_app = typer.Typer(help="Move the registry alias `champion` to a model version, with evidence.",
-                          invoke_without_command=True)
+promote_app = typer.Typer()  # added without a name: `qwenflow promote` sits at the top level
 
 
 def _errors():
@@ -141,7 +140,7 @@ def register(model: Annotated[Path, typer.Option("--model", "-m", help="The eval
     console.print(f"registered {name} version {version} as @challenger")
 
 
-@promote_app.callback()
+@promote_app.command("promote")
 def promote(name: Annotated[str, typer.Argument(help="Registered model name")],
             version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger)")] = None,
             reason: Annotated[str, typer.Option(help="Why (kept as a tag)")] = "",

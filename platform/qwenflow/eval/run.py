@@ -156,7 +156,7 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
     if track:
         from qwenflow.tracking import stage_run
 
-        with stage_run("eval", recipe, params={"suite": suite, "model": str(model_dir), "limit": limit}) as run:
+        with stage_run("eval", recipe, params={"eval_suite": suite, "eval_model": str(model_dir), "eval_limit": limit}) as run:
             report["mlflow_run_id"] = run.info.run_id
             write_report(report, out_dir)
             log_to_mlflow(report, out_dir)
