@@ -21,7 +21,7 @@ app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
 app.add_typer(eval_cli.app, name="eval")
-app.add_typer(eval_cli.promote_app, name="promote")
+app.add_typer(eval_cli.promote_app)  # `qwenflow promote` at the top level
 app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(data_cli.app, name="data")
