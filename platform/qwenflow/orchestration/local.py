@@ -128,6 +128,7 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
 
     # Local runs execute the components in this venv by design; kfp warns about the image name on every task.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=r"Task '.*': settings \['display_name'\] have no effect", category=UserWarning)
     t0 = time.time()
     tee = LogTee(log_path)
     error: Exception | None = None

@@ -119,7 +119,25 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
     except Exception as e:
         reason = f"{type(e).__name__}: {e}"
         events.emit(name, "failed", seconds=time.perf_counter() - t0, error=reason)
+        _mark_parent_failed(parent_run_id, name, reason)
         raise StageFailed(f"stage '{name}' failed: {reason}") from e
+
+
+def _mark_parent_failed(parent_run_id: str, stage: str, reason: str) -> None:
+    """Tag the pipeline's parent run with the failing stage and why, so finish-run closes it as FAILED even when the
+    stage died before opening its own MLflow run. Best effort: the stage's own error is what gets raised."""
+    if not parent_run_id:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from qwenflow.tracking import tracking_uri
+
+        client = MlflowClient(tracking_uri())
+        client.set_tag(parent_run_id, "qwenflow.failed_stage", stage)
+        client.set_tag(parent_run_id, "qwenflow.failure", reason[:4000])
+    except Exception:  # noqa: BLE001 - tracking down must not hide the real failure
+        pass
 
 
 def _work_dir(name: str, output: Path) -> Path:

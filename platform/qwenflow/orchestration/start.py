@@ -72,6 +72,7 @@ def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
     if not parents:
         return "no parent run"
     failed = state.upper() in ("FAILED", "ERROR", "CANCELED", "CANCELLED") or any(
+        "qwenflow.failed_stage" in p.data.tags for p in parents) or any(
         r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
     status = "FAILED" if failed else "FINISHED"
     for p in parents:
