@@ -72,7 +72,7 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
             reward: Train the reward model for GRPO.
             dpo: Run DPO with the Online Merging Optimizer.
             grpo: Run GRPO.
-            deploy: Register, build the Bento and deploy when the evaluation gate passes.
+            deploy: Write the release (Helm values) when the gate passes; registration and the Bento follow the gate.
         """
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         finish = op["finish_run"](kfp_run_id=run_id)
@@ -103,14 +103,14 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
             final = grpo_t.outputs["grpo_model"]
             ev = k8s(op["evaluate"](data=dataset, model=final, **common), recipe.eval.resources, "evaluate")
             gate = k8s(op["gate"](report=ev.outputs["report"], **common), LIGHT, "gate")
+            # One condition only: kfp.local cannot resolve a nested dsl.If's parameters. The `deploy` switch is
+            # applied inside the recipe (start-run), and the deploy stage honours it.
             with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
-                with dsl.If(deploy == True, name="deploy-on"):  # noqa: E712
-                    reg = k8s(op["register"](model=final, report=ev.outputs["report"], **common),
-                              LIGHT, "register")
-                    bento = k8s(op["build_bento"](model_uri=reg.outputs["Output"], **common),
-                                recipe.deploy.resources.model_copy(update={"gpus": 0}), "build-bento")
-                    k8s(op["deploy"](model_uri=reg.outputs["Output"], bento=bento.outputs["Output"], **common),
-                        LIGHT, "deploy")
+                reg = k8s(op["register"](model=final, report=ev.outputs["report"], **common), LIGHT, "register")
+                bento = k8s(op["build_bento"](model_uri=reg.outputs["Output"], **common),
+                            recipe.deploy.resources.model_copy(update={"gpus": 0}), "build-bento")
+                k8s(op["deploy"](model_uri=reg.outputs["Output"], bento=bento.outputs["Output"], **common),
+                    LIGHT, "deploy")
 
     return qwen25_recipe
 
