@@ -1,10 +1,8 @@
-from typing import NamedTuple
-
 from kfp.dsl import Artifact, Input, Output
 
 
 def gate(recipe: Input[Artifact], report: Input[Artifact], parent_run_id: str, kfp_run_id: str,
-         verdict: Output[Artifact]) -> NamedTuple("GateOutputs", [("passed", bool), ("reasons", str)]):
+         verdict: Output[Artifact]) -> bool:
     """Check the evaluation against the recipe's quality gates; registration and deployment run only if it passes.
 
     Args:
@@ -15,13 +13,12 @@ def gate(recipe: Input[Artifact], report: Input[Artifact], parent_run_id: str, k
         verdict: gate.json with the verdict and its reasons.
 
     Returns:
-        passed: Whether every gate passed.
-        reasons: One line per gate, why it passed or failed.
+        Whether every gate passed (the reasons are in `verdict` and the task's log). A single bool output, not a
+        NamedTuple: kfp.local cannot resolve a dsl.If on a NamedTuple field (measured with kfp 2.17.3).
     """
-    from collections import namedtuple
-
     from qwenflow.orchestration.stage import run_stage
 
     result = run_stage("gate", recipe_path=recipe.path, inputs={"report": report.path}, output=verdict.path,
                        parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    return namedtuple("GateOutputs", ["passed", "reasons"])(bool(result["passed"]), "\n".join(result["reasons"]))
+    print("\n".join(result["reasons"]))
+    return bool(result["passed"])

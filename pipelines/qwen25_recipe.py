@@ -103,9 +103,9 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
             final = grpo_t.outputs["grpo_model"]
             ev = k8s(op["evaluate"](data=dataset, model=final, **common), recipe.eval.resources, "evaluate")
             gate = k8s(op["gate"](report=ev.outputs["report"], **common), LIGHT, "gate")
-            # One condition only: kfp.local cannot resolve a nested dsl.If's parameters. The `deploy` switch is
-            # applied inside the recipe (start-run), and the deploy stage honours it.
-            with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
+            # One condition on the gate's single bool output (kfp.local resolves neither NamedTuple fields nor
+            # nested conditions here). The `deploy` switch is applied inside the recipe and the deploy stage honours it.
+            with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
                 reg = k8s(op["register"](model=final, report=ev.outputs["report"], **common), LIGHT, "register")
                 bento = k8s(op["build_bento"](model_uri=reg.outputs["Output"], **common),
                             recipe.deploy.resources.model_copy(update={"gpus": 0}), "build-bento")
