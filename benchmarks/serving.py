@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from qwenflow.serving.launch import start_serve
 
 PROMPTS = ["def fibonacci(n):", "import os\nimport sys\n", "class Stack:\n    def push(self, x):",
            "for i in range(10):", "The quick brown fox", "# Parse the configuration file\n", "while True:",
@@ -106,22 +107,7 @@ def serve(model_dir: Path, batching: str, tmp: Path, port: int, max_batch: int):
     env = {**os.environ, "QWENFLOW_MODEL": str(model_dir), "QWENFLOW_BATCHING": batching,
            "QWENFLOW_SERVED_NAME": "bench", "QWENFLOW_MAX_BATCH_SIZE": str(max_batch),
            "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
-    log = open(tmp / f"serve-{batching}.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve",
-                             "qwenflow.serving.service:QwenflowLLM", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / f"serve-{batching}.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server not ready")
+    return start_serve(tmp, env, port, tmp / f"serve-{batching}.log", timeout=300)
 
 
 def row(label: str, r: dict, base: dict) -> str:

@@ -4,15 +4,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-
-BENTOML = str(Path(sys.executable).parent / "bentoml")
+from qwenflow.serving.launch import start_serve
 
 
 def free_port() -> int:
@@ -25,22 +21,7 @@ def start_server(tmp: Path, env: dict[str, str], timeout: float = 120) -> tuple[
     port = free_port()
     full = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true",
             "OMP_NUM_THREADS": "1", **env}
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([BENTOML, "serve", "qwenflow.serving.service:QwenflowLLM", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=tmp, env=full, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited early:\n{(tmp / 'serve.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"bentoml serve not ready in {timeout} s:\n{(tmp / 'serve.log').read_text()[-3000:]}")
+    return start_serve(tmp, full, port, tmp / "serve.log", timeout)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
