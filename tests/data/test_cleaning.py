@@ -58,8 +58,6 @@ def test_a_corpus_of_duplicates_collapses_to_one_document():
     assert kept == [PROSE]
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness: the scorer ranks real text above junk (checked first) but "
-                   "scores 40% of word salad/spam >= 0.5, so the 0.1 recipe threshold does not drop it; see issue #3")
 def test_quality_scorer_ranks_real_text_above_junk():
     fit, held = [], []
     for name, cap in (("python_docs", 1_200_000), ("bible", 300_000), ("go_src", 600_000)):

@@ -95,9 +95,10 @@ def test_helm_values_for_a_registered_model_render_valid_manifests(registered, t
                                       "--credentials-secret", "mlflow-creds"])
     assert result.exit_code == 0, result.output
     values = yaml.safe_load(out.read_text())
-    assert values["model"]["uri"] == "models:/qwenflow-tiny/1"  # the alias resolved and pinned
+    version = MlflowClient(uri).get_model_version_by_alias("qwenflow-tiny", "champion").version
+    assert values["model"]["uri"] == f"models:/qwenflow-tiny/{version}"  # the alias resolved and pinned
     assert values["podAnnotations"]["qwenflow.io/model-uri"] == good
-    assert values["podAnnotations"]["qwenflow.io/model-version"] == "1"
+    assert values["podAnnotations"]["qwenflow.io/model-version"] == str(version)
     assert values["gpu"]["count"] >= 1 and values["serving"]["yarn"] is True
     chart = helm_python.Chart.load(CHART_DIR)
     docs = documents(chart.render(values, name="llm", namespace="serving"))

@@ -61,17 +61,22 @@ class BigramLM:
     def features(self, text: str) -> list[float]:
         toks = _tokens(text)
         if len(toks) < 2:
-            return [0.0, -20.0, 1.0, 1.0]
-        gain, uni_lp, oov = 0.0, 0.0, 0
+            return [0.0, 0.0, -20.0, 1.0, 1.0, 1.0]
+        gain, known_gain, known, uni_lp, oov = 0.0, 0.0, 0, 0.0, 0
         for prev, w in zip(toks, toks[1:]):
             cw = self.uni.get(w, 0)
             oov += cw == 0
             p_uni = (cw + 1) / (self.total + self.vocab)
             p_bi = (self.bi.get((prev, w), 0) + self.alpha * p_uni) / (self.uni.get(prev, 0) + self.alpha)
-            gain += math.log(p_bi / p_uni)
+            g = math.log(p_bi / p_uni)
+            gain += g
             uni_lp += math.log(p_uni)
+            if cw and prev in self.uni:  # unknown words carry no syntax signal; judge transitions between known ones
+                known_gain += g
+                known += 1
         n = len(toks) - 1
-        return [gain / n, uni_lp / n, oov / n, len(set(toks)) / len(toks)]
+        top_share = Counter(toks).most_common(1)[0][1] / len(toks)  # keyword spam repeats one word
+        return [gain / n, known_gain / max(known, 1), uni_lp / n, oov / n, len(set(toks)) / len(toks), top_share]
 
 
 class QualityScorer:
@@ -89,7 +94,7 @@ class QualityScorer:
         half = len(sample) // 2
         self.lm = BigramLM(sample[:half])  # the reference model never sees the classifier's positives
         good = sample[half:]
-        vocab = list({w for t in good[:200] for w in t[:SCORE_CHARS].split()})[:20000] or ["x"]
+        vocab = sorted({w for t in good[:200] for w in t[:SCORE_CHARS].split()})[:20000] or ["x"]
         bad = [corrupt(t, rng, vocab) for t in good]
         X = np.array([self.lm.features(t) for t in good + bad])
         y = np.r_[np.ones(len(good)), np.zeros(len(bad))]
