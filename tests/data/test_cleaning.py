@@ -8,7 +8,6 @@ from qwenflow.recipe import load_recipe
 from qwenflow.data.sources import load_source
 from collections import Counter
 
-import pytest
 
 SPEC = load_recipe("tiny").data
 PROSE = ("The committee met on Tuesday to discuss the new library, which will open next spring. Members agreed that "
