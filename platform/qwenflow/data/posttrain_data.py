@@ -10,11 +10,17 @@ import random
 from collections import Counter
 
 from .chat import chatterbot_conversations
+from .code_tasks import CODE_TASK, fenced, split_code_problems
 from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, problems, wrong_answer
 
 
 def _user(q: str) -> list[dict]:
     return [{"role": "user", "content": q}]
+
+
+def _reply(p: dict) -> str:
+    """The assistant's correct reply: the reference solution for code tasks (whose answer is the hidden tests)."""
+    return fenced(p["solution"]) if "solution" in p else p["answer"]
 
 
 def _cycle(pool: list[dict], n: int, rng: random.Random) -> list[dict]:
@@ -33,6 +39,8 @@ def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[di
         universe = arithmetic_universe()
         rng.shuffle(universe)
         return universe[: spec.eval_examples], universe[spec.eval_examples:]
+    if task == CODE_TASK:  # a fixed universe of problems, split by problem (never a problem in both)
+        return split_code_problems(spec.eval_examples, spec.seed, n_train=need)
     # Generated with a seed of their own; duplicates collapse to one, then eval takes the first distinct ones.
     seen, uniq = set(), []
     for p in problems(task, spec.eval_examples + need, seed=spec.seed * 1000 + 17):
@@ -78,13 +86,14 @@ def build_posttrain(spec, decon=None) -> dict:
             raise ValueError(f"task {task!r}: no training problems left after holding out {len(eval_ps)} and decontamination")
         evals[task] = [{"prompt": _user(p["question"]), "task": task, "answer": p["answer"]} for p in eval_ps]
         for p in _cycle(pool, per_task_sft, rng):
-            sft.append({"messages": _user(p["question"]) + [{"role": "assistant", "content": p["answer"]}],
+            sft.append({"messages": _user(p["question"]) + [{"role": "assistant", "content": _reply(p)}],
                         "task": task, "answer": p["answer"]})
         for p in _cycle(pool, per_task_rl, rng):
             rl.append({"prompt": _user(p["question"]), "task": task, "answer": p["answer"]})
         for p in _cycle(pool, per_task_pref, rng):
-            wrong = wrong_answer(p, rng, pool[:200])
-            prefs.append({"prompt": _user(p["question"]), "chosen": [{"role": "assistant", "content": p["answer"]}],
+            # code tasks carry their own plausible bug; other tasks get a near-miss answer
+            wrong = fenced(p["wrong"]) if "wrong" in p else wrong_answer(p, rng, pool[:200])
+            prefs.append({"prompt": _user(p["question"]), "chosen": [{"role": "assistant", "content": _reply(p)}],
                           "rejected": [{"role": "assistant", "content": wrong}], "task": task})
 
     chat_count = 0

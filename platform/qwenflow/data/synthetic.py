@@ -2,7 +2,8 @@
 
 A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
 stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
-operands 10..99, CALIBRATION.md); every other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
+operands 10..99, CALIBRATION.md); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
+other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def gym_problems(task: str, n: int, seed: int) -> list[dict]:
     try:
         ds = reasoning_gym.create_dataset(task, size=n, seed=seed)
     except Exception as e:  # reasoning-gym raises a bare KeyError/ValueError for unknown names
-        raise ValueError(f"unknown post-training task {task!r}: use 'arithmetic', 'chat' or a reasoning-gym dataset "
-                         f"name (e.g. gsm_symbolic, chain_sum, gcd) ({e})") from None
+        raise ValueError(f"unknown post-training task {task!r}: use 'arithmetic', 'python_functions', 'chat' or a "
+                         f"reasoning-gym dataset name (e.g. gsm_symbolic, chain_sum, gcd) ({e})") from None
     return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
 
 

@@ -33,7 +33,9 @@ class DataSpec(Strict):
     eval_examples: int = Field(200, gt=0, description="Held-out verifiable problems per task")
     preference_pairs: int = Field(2000, gt=0, description="Chosen/rejected pairs (verified answer vs a plausible wrong one) for the reward model")
     tasks: list[str] = Field(default_factory=lambda: ["arithmetic"],
-                             description="Verifiable task families for post-training: 'arithmetic' or reasoning-gym dataset names")
+                             description="Verifiable task families for post-training: 'arithmetic', 'python_functions' "
+                                         "(write a function; graded by hidden unit tests in the sandbox), 'chat' "
+                                         "or reasoning-gym dataset names")
     chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
     decontaminate: bool = Field(True, description="Drop training texts that overlap any evaluation set (LCS rule)")
     seed: int = 0

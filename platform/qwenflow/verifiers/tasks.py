@@ -6,7 +6,7 @@ from .code import CodeReward
 from .math import math_reward
 
 MATH_TASKS = {"arithmetic", "math", "gsm8k", "gsm_symbolic", "basic_arithmetic"}
-CODE_TASKS = {"code", "humaneval", "mbpp", "python"}
+CODE_TASKS = {"code", "humaneval", "mbpp", "python", "python_functions"}  # python_functions: qwenflow.data.code_tasks
 
 
 class TaskVerifier:
