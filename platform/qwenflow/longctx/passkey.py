@@ -21,7 +21,7 @@ QUESTION = "\n\nWhat is the pass key? The pass key is"
 class Passkeys:
     """Passkey prompts of an exact token length, the key at a chosen depth of real filler text."""
 
-    def __init__(self, tokenizer, filler: str):
+    def __init__(self, tokenizer, filler: str = ""):
         self.tok = tokenizer
         self.enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
         self.hay = self.enc(filler)
@@ -42,6 +42,17 @@ class Passkeys:
 
     def answer_ids(self, value: str) -> list[int]:
         return self.enc(" " + value)
+
+    def document(self, hay: list[int], rng: random.Random, eos: int) -> list[int] | None:
+        """A training document of exactly len(hay) tokens: a passkey prompt over `hay` (real text), its answer and
+        EOS; None when `hay` is too short to hold the prompt's fixed parts."""
+        value = str(rng.randint(10000, 99999))
+        needle, answer = self.enc(NEEDLE.format(v=value)), self.answer_ids(value)
+        n_fill = len(hay) - len(self.prefix) - len(needle) - len(self.question) - len(answer) - 1
+        if n_fill < 16:
+            return None
+        cut = rng.randint(0, n_fill)
+        return self.prefix + hay[:cut] + needle + hay[cut:n_fill] + self.question + answer + [eos]
 
 
 @torch.inference_mode()
@@ -75,7 +86,7 @@ def perplexity(model, ids: list[int], length: int, windows: int = 8) -> float:
 
 def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8),
              depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 10, heldout: list[int] | None = None,
-             log=print) -> dict:
+             ppl_multiples=(1, 4), ppl_windows: int = 8, log=print) -> dict:
     """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model."""
     lengths = [int(m * trained) for m in multiples]
     report = {"trained_length": trained, "lengths": lengths, "depths": list(depths), "samples": samples,
@@ -83,10 +94,15 @@ def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8
     for setting in settings:
         t0 = time.time()
         model = load(setting)
-        grid = [[passkey_accuracy(model, keys, L, d, samples) for L in lengths] for d in depths]
+        grid = [[0.0] * len(lengths) for _ in depths]
+        for j, L in enumerate(lengths):
+            for i, d in enumerate(depths):
+                grid[i][j] = passkey_accuracy(model, keys, L, d, samples)
+            log(f"  {setting} {L} tokens: {[row[j] for row in grid]} by depth ({time.time() - t0:.0f} s)")
         report["accuracy"][setting] = grid
         if heldout:
-            report["perplexity"][setting] = {str(L): perplexity(model, heldout, L) for L in (trained, 4 * trained)}
+            report["perplexity"][setting] = {str(int(m * trained)): perplexity(model, heldout, int(m * trained),
+                                                                          ppl_windows) for m in ppl_multiples}
         report["seconds"][setting] = round(time.time() - t0, 1)
         means = [sum(grid[i][j] for i in range(len(depths))) / len(depths) for j in range(len(lengths))]
         log(f"{setting:16s} " + " ".join(f"{L}:{a:.2f}" for L, a in zip(lengths, means))
@@ -96,16 +112,17 @@ def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8
 
 
 def table(report: dict) -> str:
-    """Markdown table: passkey accuracy (mean over depths) by length multiple, and perplexity."""
+    """Markdown table: passkey accuracy (mean over depths; n = samples x depths per length) and perplexity."""
     lengths, trained = report["lengths"], report["trained_length"]
-    head = "| setting | " + " | ".join(f"{L // trained}x ({L})" for L in lengths) + \
-        f" | ppl @ {trained} | ppl @ {4 * trained} |"
-    rows = [head, "|" + "---|" * (len(lengths) + 3)]
+    ppl_lengths = list(dict.fromkeys(k for p in report["perplexity"].values() for k in p))
+    head = "| setting | " + " | ".join(f"{L // trained}x ({L})" for L in lengths) + " | " + \
+        "".join(f"ppl @ {k} | " for k in ppl_lengths)
+    rows = [head.rstrip(), "|" + "---|" * (len(lengths) + len(ppl_lengths) + 1)]
     for setting, grid in report["accuracy"].items():
         means = [sum(row[j] for row in grid) / len(grid) for j in range(len(lengths))]
         ppl = report["perplexity"].get(setting, {})
         rows.append(f"| {setting} | " + " | ".join(f"{m:.0%}" for m in means) + " | " +
-                    " | ".join(f"{ppl[k]:.2f}" if k in ppl else "-" for k in (str(trained), str(4 * trained))) + " |")
+                    "".join(f"{ppl[k]:.2f} | " if k in ppl else "- | " for k in ppl_lengths).rstrip())
     return "\n".join(rows)
 
 

@@ -44,6 +44,8 @@ class LongContextSpec(StageBase, OptimSpec):
     seq_lens: list[int] = Field(default_factory=lambda: [32768], description="Stage max lengths; several = Turbo's progressive schedule")
     rope_theta: float = Field(1_000_000.0, gt=0, description="New RoPE base (ABF)")
     long_fraction: float = Field(0.4, gt=0, le=1, description="Share of sequences at the stage's max length; the rest shorter")
+    retrieval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of training sequences rewritten as synthetic "
+                                      "passkey-retrieval documents over their own text (0 = plain text only)")
     global_batch_size: int = Field(64, gt=0)
     micro_batch_size: int = Field(1, gt=0)
     max_steps: int = Field(200, gt=0, description="Optimizer steps per length stage")
