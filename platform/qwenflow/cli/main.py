@@ -13,6 +13,7 @@ from . import tokenizer as tokenizer_cli
 from . import eval as eval_cli
 from . import train as train_cli
 from . import train_post  # noqa: F401  (adds sft, grpo, reward, dpo to the train app)
+from . import long_context  # noqa: F401  (adds `eval long-context`)
 
 app = typer.Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
