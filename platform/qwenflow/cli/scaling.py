@@ -66,9 +66,11 @@ def sweep(grid: Annotated[str, typer.Option(help="Shipped grid name or a grid YA
 @app.command("fit")
 def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + fit.json)")] = Path("runs/scaling/report"),
         sweep_name: Annotated[str | None, typer.Option("--sweep", help="Only points of this sweep (default: all)")] = None,
-        grid: Annotated[str, typer.Option(help="Grid (for the held-out model)")] = "tiny",
+        grid: Annotated[str, typer.Option(help="Grid (names the held-out model)")] = "tiny",
         holdout_check: Annotated[bool, typer.Option(help="Train the held-out size at its predicted settings")] = True,
         work: Annotated[Path, typer.Option(help="Working directory of the sweep")] = Path("runs/scaling"),
+        data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: WORK/data)")] = None,
+        tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: WORK/tokenizer)")] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500):
     """Fit LR/batch/loss laws from the sweep runs in MLflow; log the fit and its report to MLflow."""
     import mlflow
@@ -76,9 +78,9 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
 
     from qwenflow.scaling.fit import EXPERIMENT, FIT_TAG, collect_points, fit_scaling
     from qwenflow.scaling.grid import load_grid
-    from qwenflow.scaling.holdout import fit_without, holdout_points, holdout_table, write_holdout
-    from qwenflow.scaling.report import coefficient_rows, write_report
-    from qwenflow.scaling.sweep import _client, run_point
+    from qwenflow.scaling.holdout import fit_without, holdout_model, holdout_points, holdout_table, write_holdout
+    from qwenflow.scaling.report import coefficient_rows, deepseek_rows, write_report
+    from qwenflow.scaling.sweep import _client, run_or_reuse
     from qwenflow.tracking import ensure_reachable
 
     with clean_errors():
@@ -87,41 +89,57 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
         if df.empty:
             raise ValueError("no finished sweep points in MLflow: run `qwenflow scaling sweep` first")
         g = load_grid(grid)
-        extra = []
-        holdout_n = None
-        if g.holdout:
-            sizes = sorted(df[df["arch"] == "dense"]["n"].unique())
-            holdout_n = sizes[-1]
-        result = fit_scaling(df[df["n"] != holdout_n] if holdout_n and holdout_check else df, n_boot=bootstrap)
-        if holdout_n and holdout_check:
-            data, tok = _prepare(work, g.base_recipe, None, None)
+        result = fit_scaling(df, n_boot=bootstrap)  # every size: the fit `learning_rate: auto` resolves from
+        extra, table = [], None
+        if holdout_check and g.holdout:
+            model, holdout_n = holdout_model(g, df)
+            held = fit_without(df, holdout_n, bootstrap)
+            data, tok = _prepare(work, g.base_recipe, data, tokenizer)
             client, exp_id = _client()
             from qwenflow.data.pack import pack_corpus
 
             pack_corpus(data, tok, g.seq_len, work / "packed")
             preds = []
-            for p in holdout_points(g, fit_without(df, holdout_n, bootstrap), holdout_n):
-                r = run_point(p, data, tok, work, work / "packed", client, exp_id)
-                preds.append({"d": p.tokens, "loss": r["val_loss"]})
-            table = holdout_table(df, result, holdout_n, pd.DataFrame(preds))
+            for p in holdout_points(g, held, model, holdout_n):
+                r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
+                preds.append({"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len,
+                              "loss": r["val_loss"]})
+            table = holdout_table(df, held, holdout_n, pd.DataFrame(preds))
             out.mkdir(parents=True, exist_ok=True)
             write_holdout(table, out)
+            extra.append((f"held-out fit ({model.name} left out)", "; ".join(
+                f"{k}: {t}" for k, t in coefficient_rows(held)[:2])))
             for _, row in table.iterrows():
-                extra.append((f"held-out N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.2f}M",
-                              f"LR pred {row['pred_lr']:.3g} vs grid opt {row['grid_lr_opt']:.3g} (x{row['lr_ratio']:.2f}); "
-                              f"loss at pred {row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f}"))
+                extra.append((
+                    f"held-out {model.name} N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.3f}M",
+                    f"LR pred {row['pred_lr']:.3g} [{row['pred_lr_lo']:.3g}, {row['pred_lr_hi']:.3g}] "
+                    f"(law in {row['pred_lr_law']}) vs grid opt {row['grid_lr_opt']:.3g} ({row['grid_lr_edge']}), "
+                    f"x{row['lr_ratio']:.2f}; trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok "
+                    f"(grid opt B {row['grid_batch_opt']:.0f}, {row['grid_batch_edge']}): loss {row['loss_at_pred']:.4f} "
+                    f"vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
+                    f"loss law predicted {row['pred_loss_law']:.4f}"))
             console.print(table.to_string(index=False))
         report = write_report(result, df, out, extra)
         mlflow.set_experiment(EXPERIMENT)
         with mlflow.start_run(run_name="scaling-fit", tags={FIT_TAG: "true", "qwenflow.stage": "scaling-fit"}):
             mlflow.log_text(result.to_json(), "fit.json")
             mlflow.log_artifacts(str(report), "report")
-            mlflow.log_metrics({"lr_exp_N": result.lr.exps[0], "lr_exp_D": result.lr.exps[1],
-                                "batch_exp_N": result.batch.exps[0], "batch_exp_D": result.batch.exps[1],
-                                "lr_exp_C": result.lr_c.exps[0], "batch_exp_C": result.batch_c.exps[0],
-                                "points": result.n_points})
+            metrics = {"points": result.n_points, "loss_E": result.loss.E, "loss_alpha": result.loss.alpha,
+                       "loss_beta": result.loss.beta, "loss_law_well_defined": float(result.loss.well_defined)}
+            for name, law in (("lr", result.lr), ("batch", result.batch), ("lr_c", result.lr_c),
+                              ("batch_c", result.batch_c)):
+                if law is not None:
+                    metrics.update({f"{name}_exp_{v}": e for v, e in zip(law.variables, law.exps)})
+                    metrics[f"{name}_reliable"] = float(law.reliable)
+            if table is not None:
+                for _, row in table.iterrows():
+                    tag = f"d{int(row['d'])}"
+                    metrics.update({f"holdout_lr_ratio_{tag}": row["lr_ratio"],
+                                    f"holdout_loss_at_pred_{tag}": row["loss_at_pred"],
+                                    f"holdout_grid_best_loss_{tag}": row["grid_best_loss"]})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
     t = Table("law", "fit", title=f"scaling laws from {result.n_points} points (report: {report / 'report.html'})")
-    for a, b in [*coefficient_rows(result), *extra]:
+    for a, b in [*coefficient_rows(result), *extra, *deepseek_rows(result)[:2]]:
         t.add_row(a, b)
     console.print(t)
 
@@ -149,6 +167,9 @@ def predict(params: Annotated[str | None, typer.Option(help="Non-embedding param
     with clean_errors():
         fit, run_id = latest_fit()
     p = fit.predict(n, d)
+    if p["learning_rate"] is None or p["batch_tokens"] is None:
+        console.print(f"[red]error:[/] the fit cannot predict: {p['notes']}")
+        raise typer.Exit(1)
     t = Table("quantity", "predicted", "90% interval", title=f"N={n:.3g}, D={d:.3g} (fit run {run_id})")
     lo, hi = p["learning_rate_interval"]
     t.add_row("learning rate", f"{p['learning_rate']:.3g}", f"[{lo:.3g}, {hi:.3g}]")
@@ -160,3 +181,5 @@ def predict(params: Annotated[str | None, typer.Option(help="Non-embedding param
     if max(n / max(c["n"] for c in fit.cells), d / max(c["d"] for c in fit.cells)) > 100:
         console.print("[yellow]note:[/] this extrapolates more than 100x beyond the sweep's largest N or D; "
                       "the intervals cover fit noise, not the extrapolation itself.")
+    for what, note in p["notes"].items():
+        console.print(f"[yellow]note ({what}):[/] {note}")

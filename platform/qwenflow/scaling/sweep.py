@@ -12,10 +12,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .fit import EXPERIMENT, POINT_TAG
+from .fit import EXPERIMENT, POINT_TAG, SWEEP_TAG
 from .grid import Grid, Point
-
-SWEEP_TAG = "qwenflow.scaling.sweep"
 
 
 def _client():
@@ -86,6 +84,17 @@ def run_point(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path,
     client.set_terminated(rid, "FINISHED")
     shutil.rmtree(out, ignore_errors=True)  # the fit needs the metrics, not the weights
     return {**params, "val_loss": val, "wall_s": wall, "run_id": rid, "reused": False}
+
+
+def run_or_reuse(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path, packed: Path, client,
+                 exp_id) -> dict:
+    """A point's summary: from MLflow when it already finished there, else trained now."""
+    done = finished_points(client, exp_id)
+    if point.key in done:
+        run = client.get_run(done[point.key])
+        return {"run_id": run.info.run_id, "val_loss": run.data.metrics["val_loss"], "reused": True,
+                "learning_rate": point.learning_rate, "batch_tokens": point.batch_size * point.seq_len}
+    return run_point(point, data_dir, tokenizer_dir, work_dir, packed, client, exp_id)
 
 
 def run_sweep(grid: Grid, data_dir: str | Path, tokenizer_dir: str | Path, work_dir: str | Path,
