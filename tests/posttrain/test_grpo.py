@@ -2,6 +2,7 @@
 reward variance, and handles failing reward functions as the recipe says."""
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -107,3 +108,10 @@ def test_reward_model_scores_prompt_plus_completion(tiny_model_dir, tmp_path):
     assert [f.__name__ for f in funcs] == ["reward_model", "verifier"] and weights == [0.5, 1.0]
     funcs, weights, _ = reward_functions(spec, None)  # no reward model given: verifiers only, said in the log
     assert [f.__name__ for f in funcs] == ["verifier"]
+    # a reward model barely better than chance on its held-out pairs is left out (GRPO would climb its noise)
+    (tmp_path / "rm" / "qwenflow_lineage.json").write_text(json.dumps({"reward/pairwise_accuracy": 0.545}))
+    funcs, _, _ = reward_functions(spec, tmp_path / "rm")
+    assert [f.__name__ for f in funcs] == ["verifier"]
+    trusting = load_recipe("tiny", ["grpo.reward_weights={reward_model: 0.5, verifier: 1.0}",
+                                    "grpo.min_reward_model_accuracy=0"]).grpo
+    assert [f.__name__ for f in reward_functions(trusting, tmp_path / "rm")[0]] == ["reward_model", "verifier"]

@@ -75,6 +75,9 @@ class GRPOSpec(_Batched):
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"reward_model": 1.0, "verifier": 1.0}, description="Weight of each reward source"
     )
+    min_reward_model_accuracy: float = Field(
+        0.6, ge=0, le=1, description="A reward model whose held-out pairwise accuracy (recorded in its lineage) is "
+        "below this is left out of the reward: GRPO would climb its noise instead of the task. 0 always uses it")
     order_by_variance: bool = Field(True, description="Process prompts with the highest reward variance first")
     global_batch_size: int = 2048
     reward_on_error: Literal["zero", "skip", "stop"] = Field(
