@@ -7,6 +7,11 @@ adaptive batching: a batch closes when it starts) so the winner can be kept.
 
     python benchmarks/serving.py                           # a random tiny model built here (~2-4 min on 2 cores)
     python benchmarks/serving.py --model DIR --max-tokens 64 --requests 64
+    python benchmarks/serving.py --model models:/qwenflow-tiny@champion   # a trained, registered model
+                                                           # (MLFLOW_TRACKING_URI set; sha256-verified download)
+
+A trained model (e.g. the tiny pipeline's SFT/GRPO output) stops at its own <|im_end|>/EOS, so it may generate
+fewer tokens per request than max_tokens; both sides stop on the same tokens, so the comparison stays fair.
 """
 from __future__ import annotations
 
@@ -117,7 +122,7 @@ def row(label: str, r: dict, base: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, help="model directory (default: a random tiny model built here)")
+    ap.add_argument("--model", help="model directory or models:/NAME@ALIAS (default: a random tiny model built here)")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (c=1 uses a third)")
     ap.add_argument("--modes", default="continuous,static")
@@ -126,7 +131,12 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="qwenflow-bench-") as t:
         tmp = Path(t)
-        model_dir = a.model or tiny_model(tmp)
+        if a.model:
+            from qwenflow.deploy.model_source import resolve_model
+
+            model_dir = resolve_model(a.model, tmp / "download")  # a registry URI is fetched and its sha256 checked
+        else:
+            model_dir = tiny_model(tmp)
         n1 = max(8, a.requests // 3)
         base = baseline(model_dir, n1, a.max_tokens)
         print(row("baseline in-process c=1", base, base), flush=True)
@@ -140,7 +150,7 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(30)
-    print(f"\nmodel {model_dir.name if a.model else 'tiny (random)'}; max_tokens={a.max_tokens}; "
+    print(f"\nmodel {a.model or 'tiny (random)'}; max_tokens={a.max_tokens}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} (contended if above the CPU count)")
     print(f"{'':<28} {'tok/s':>9} {'vs base':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
     print(row("baseline in-process c=1", base, base))
