@@ -41,6 +41,9 @@ def eval_main(ctx: typer.Context,
               limit: Annotated[int | None, typer.Option(help="Items per task (overrides the suite)")] = None,
               track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
               label: Annotated[str | None, typer.Option(help="Name of the model in comparisons")] = None,
+              hhh_alignment: Annotated[Path | None, typer.Option(
+                  "--hhh-alignment", envvar="QWENFLOW_HHH_ALIGNMENT",
+                  help="Reward models: BIG-bench's hhh_alignment folder (no pip-installable package ships it)")] = None,
               recipe: RecipeOpt = "tiny", set_: SetOpt = None):
     """Evaluate a model: `qwenflow eval --model DIR --suite quick [--data DIR] [--out DIR]`."""
     if ctx.invoked_subcommand is not None:
@@ -53,22 +56,23 @@ def eval_main(ctx: typer.Context,
         from qwenflow.eval.run import evaluate
 
         report = evaluate(model, out, suite=suite, recipe=r, data_dir=data, tasks=task, limit=limit, track=track,
-                          label=label)
+                          label=label, hhh_dir=hhh_alignment)
     _print_report(report)
     if report["errors"]:
         raise typer.Exit(1)
 
 
 def _print_report(report: dict) -> None:
-    t = Table("task", "metric", "value", "± stderr", "n", "shots", "overlap (train docs)", "dataset sha256",
-              title=f"{report['label']} ({report['suite']})")
+    t = Table(title=f"{report['label']} ({report['suite']})")
+    for col in ("task", "metric", "value", "± stderr", "n", "shots", "overlap (train docs)", "dataset sha256"):
+        t.add_column(col, overflow="fold")  # full task and metric names even on an 80-column terminal
     for name, r in report["tasks"].items():
         dec = r["dataset"].get("decontam", {})
         overlap = str(dec["overlapping_train_docs"]) if "overlapping_train_docs" in dec else "-"
         for m, v in r["metrics"].items():
             se = r["stderr"].get(m)
             t.add_row(name, m, f"{v:.4f}", f"{se:.4f}" if se is not None else "", str(r["n"]), str(r["shots"]),
-                      overlap, str(r["dataset"].get("sha256", ""))[:12])
+                      overlap, str(r["dataset"].get("sha256", ""))[:8])
     console.print(t)
     for k, v in report["skipped"].items():
         console.print(f"[yellow]skipped[/] {k}: {v}", highlight=False)

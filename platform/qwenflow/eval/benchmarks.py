@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import importlib.metadata as md
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -211,6 +212,14 @@ class PreferencePair:
     prompt: str
     chosen: str
     rejected: str
+    subset: str = ""       # hhh_alignment: harmless, helpful, honest, other
+
+
+# Why hhh_alignment is usually absent: the only registry package that ships it is the `bigbench` 1.0.0 sdist
+# (358 MB, 1.3 GB unpacked), and pip >= 26 refuses it because it declares a direct-URL dependency (bleurt @ file://).
+HHH_HOWTO = ("point --hhh-alignment (or QWENFLOW_HHH_ALIGNMENT) at BIG-bench's bigbench/benchmark_tasks/hhh_alignment "
+             "folder (a BIG-bench checkout, or the bigbench 1.0.0 sdist unpacked: pip >= 26 refuses to install it "
+             "because it declares a direct-URL dependency)")
 
 
 @lru_cache(maxsize=1)
@@ -225,24 +234,47 @@ def find_hhh_alignment() -> tuple[Path, ...]:
     return tuple(sorted(found))
 
 
-def load_hhh_alignment() -> Benchmark[PreferencePair]:
-    """hhh_alignment as preference pairs: the target-score-1 answer against each other answer."""
-    files = find_hhh_alignment()
-    if not files:
-        raise BenchmarkUnavailable("no installed package ships BIG-bench hhh_alignment (searched every "
-                                   "distribution's files); the reward evaluation runs without it")
+def hhh_alignment_files(root: str | Path | None = None) -> tuple[Path, ...]:
+    """The subset task.json files under `root` (an hhh_alignment folder; default $QWENFLOW_HHH_ALIGNMENT), else
+    from installed packages."""
+    root = root or os.environ.get("QWENFLOW_HHH_ALIGNMENT") or None
+    if root is None:
+        files = find_hhh_alignment()
+        if not files:
+            raise BenchmarkUnavailable("not available: no installed package ships BIG-bench hhh_alignment; "
+                                       + HHH_HOWTO)
+        return files
+    root = Path(root)
+    files = tuple(sorted(root.glob("*/task.json")))
+    if not root.is_dir() or not files:
+        raise FileNotFoundError(f"{root}: not an hhh_alignment folder (expected harmless/task.json, helpful/task.json, "
+                                f"...); {HHH_HOWTO}")
+    return files
+
+
+def load_hhh_alignment(root: str | Path | None = None) -> Benchmark[PreferencePair]:
+    """hhh_alignment as preference pairs: the target-score-1 answer against each other answer (221 pairs in the
+    four subsets). A row without an input or without exactly one best answer is counted, not scored."""
+    files = hhh_alignment_files(root)
     items, skipped, h = [], Counter(), hashlib.sha256()
     for f in files:
         h.update(sha256_file(f).encode())
-        for j, ex in enumerate(json.loads(f.read_text(encoding="utf-8")).get("examples", [])):
-            scores = ex.get("target_scores") or {}
-            good = [k for k, v in scores.items() if v == 1]
-            if not good or not isinstance(ex.get("input"), str):
-                skipped["malformed: no input or no answer with score 1"] += 1
+        try:
+            examples = json.loads(f.read_text(encoding="utf-8")).get("examples", [])
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{f}: not a BIG-bench task.json ({e})") from None
+        for j, ex in enumerate(examples):
+            scores = ex.get("target_scores") if isinstance(ex, dict) else None
+            good = [k for k, v in (scores or {}).items() if v == 1]
+            if len(good) != 1 or not isinstance(ex.get("input"), str) or len(scores) < 2:
+                skipped["malformed: no input or not exactly one answer with score 1"] += 1
                 continue
             for k, v in scores.items():
                 if v != 1:
-                    items.append(PreferencePair(f"{f.parent.name}-{j}-{len(items)}", ex["input"], good[0], k))
+                    items.append(PreferencePair(f"{f.parent.name}-{j}-{len(items)}", ex["input"], good[0], k,
+                                                f.parent.name))
+    if not items:
+        raise ValueError(f"{';'.join(map(str, files))}: no scorable hhh_alignment examples")
     return Benchmark("hhh_alignment", items, h.hexdigest(), ";".join(map(str, files)), dict(skipped))
 
 

@@ -1,21 +1,26 @@
-"""Reward model evaluation: pairwise accuracy (chosen scored above rejected) on held-out preference pairs and on
-BIG-bench hhh_alignment when an installed package ships it (evaluation only: BIG-bench data carries a canary)."""
+"""Reward model evaluation: pairwise accuracy (chosen scored strictly above rejected) on the held-out preference
+pairs of a prepared data directory and on BIG-bench hhh_alignment (evaluation only: BIG-bench data carries a canary).
+
+hhh_alignment ships in no package pip can install here (see `benchmarks.HHH_HOWTO`): without it the report says
+so under `skipped`, and `--hhh-alignment DIR` points the evaluation at the folder.
+"""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from qwenflow.artifacts import sha256_file
 
-from .benchmarks import BenchmarkUnavailable, load_hhh_alignment
+from .benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
 from .lm import check_model_dir
 from .result import TaskResult, mean_stderr, subsample
 
 
 class RewardModel:
-    def __init__(self, path: str | Path, batch_size: int = 16):
+    def __init__(self, path: str | Path, batch_size: int = 16, max_len: int = 1024):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = check_model_dir(path)
@@ -24,61 +29,92 @@ class RewardModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size = batch_size
+        self.batch_size, self.max_len = batch_size, max_len
 
-    def render(self, messages: list[dict]) -> str:
+    def score(self, conversations: list[list[dict]]) -> list[float]:
+        """One reward per conversation; the reward stage's own scorer when there is a chat template, so the
+        accuracy here matches the one the stage logged."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+            from qwenflow.posttrain.reward import score_conversations
+
+            return score_conversations(self.model, self.tokenizer, conversations, max_length=self.max_len,
+                                       batch_size=self.batch_size)
+        return self._score_plain(["\n".join(f"{m['role']}: {m['content']}" for m in c) for c in conversations])
 
     @torch.inference_mode()
-    def score(self, conversations: list[list[dict]], max_len: int = 1024) -> list[float]:
-        self.tokenizer.padding_side = "right"
+    def _score_plain(self, texts: list[str]) -> list[float]:
+        self.tokenizer.padding_side = "right"  # sequence classifiers read the last non-pad token
         out = []
-        for b in range(0, len(conversations), self.batch_size):
-            enc = self.tokenizer([self.render(c) for c in conversations[b:b + self.batch_size]], return_tensors="pt",
-                                 padding=True, truncation=True, max_length=max_len, add_special_tokens=False)
+        for b in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[b:b + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_len, add_special_tokens=False)
             out += self.model(**enc).logits[:, 0].float().tolist()
         return out
 
 
-def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float) -> TaskResult:
+def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float, groups=None) -> TaskResult:
+    """Pairwise accuracy and mean margin; `groups` (one label per pair) adds a per-group accuracy."""
     sc = rm.score([p + c for p, c in zip(prompts, chosen)])
     sr = rm.score([p + r for p, r in zip(prompts, rejected)])
     wins = [float(a > b) for a, b in zip(sc, sr)]
     acc, se = mean_stderr(wins)
     margin = sum(a - b for a, b in zip(sc, sr)) / max(1, len(sc))
+    details = {"ties": int(sum(a == b for a, b in zip(sc, sr)))}
+    if groups:
+        by = defaultdict(list)
+        for g, w in zip(groups, wins):
+            by[g].append(w)
+        details["per_subset"] = {g: {"pairwise_accuracy": sum(v) / len(v), "n": len(v)} for g, v in sorted(by.items())}
     return TaskResult(task, {"pairwise_accuracy": acc, "mean_margin": margin}, {"pairwise_accuracy": se},
-                      len(wins), 0, dataset, {}, time.time() - t0)
+                      len(wins), 0, dataset, details, time.time() - t0)
 
 
-def run_reward_eval(model_dir, data_dir=None, limit: int | None = None, seed: int = 0) -> tuple[list[TaskResult], dict]:
+def preference_pairs(rm, data_dir: Path, limit: int | None, seed: int) -> TaskResult:
     import pandas as pd
 
-    rm = RewardModel(model_dir)
-    results, skipped = [], {}
-    if data_dir is not None:
-        t0 = time.time()
-        path = Path(data_dir) / "preferences" / "test.parquet"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; the reward evaluation needs held-out preference pairs "
-                                    "(qwenflow data prepare writes preferences/test.parquet)")
-        rows = subsample(pd.read_parquet(path).to_dict("records"), limit, seed)
-        as_list = lambda m: [dict(x) for x in m]  # noqa: E731
-        results.append(pairwise(rm, "preferences", [as_list(r["prompt"]) for r in rows],
-                                [as_list(r["chosen"]) for r in rows], [as_list(r["rejected"]) for r in rows],
-                                {"sha256": sha256_file(path), "source": str(path)}, t0))
-    else:
+    t0 = time.time()
+    path = Path(data_dir) / "preferences" / "test.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; the reward evaluation needs held-out preference pairs "
+                                "(qwenflow data prepare writes preferences/test.parquet)")
+    rows = subsample(pd.read_parquet(path).to_dict("records"), limit, seed)
+    for i, r in enumerate(rows):
+        if any(r.get(k) is None or len(r[k]) == 0 for k in ("prompt", "chosen", "rejected")):
+            raise ValueError(f"{path}: row {i} lacks prompt, chosen or rejected messages")
+    msgs = lambda m: [dict(x) for x in m]  # noqa: E731
+    return pairwise(rm, "preferences", [msgs(r["prompt"]) for r in rows], [msgs(r["chosen"]) for r in rows],
+                    [msgs(r["rejected"]) for r in rows], {"sha256": sha256_file(path), "source": str(path),
+                                                          "rows": len(rows)}, t0)
+
+
+def hhh_pairs(rm, bench: Benchmark, limit: int | None, seed: int) -> TaskResult:
+    t0 = time.time()
+    items = subsample(bench.items, limit, seed)
+    user = lambda t: [{"role": "user", "content": t}]  # noqa: E731
+    bot = lambda t: [{"role": "assistant", "content": t}]  # noqa: E731
+    return pairwise(rm, "hhh_alignment", [user(i.prompt) for i in items], [bot(i.chosen) for i in items],
+                    [bot(i.rejected) for i in items],
+                    {"sha256": bench.sha256, "source": bench.source, "rows": len(bench), "skipped": bench.skipped},
+                    t0, groups=[i.subset for i in items])
+
+
+def run_reward_eval(model_dir, data_dir=None, limit: int | None = None, seed: int = 0, hhh_dir=None,
+                    batch_size: int = 16) -> tuple[list[TaskResult], dict, dict, dict]:
+    """(results, skipped, errors, benchmarks) for a reward model directory."""
+    rm = RewardModel(model_dir, batch_size=batch_size)
+    results, skipped, errors, benches = [], {}, {}, {}
+    if data_dir is None:
         skipped["preferences"] = "no --data directory: held-out preference pairs come from the data stage"
+    else:
+        try:
+            results.append(preference_pairs(rm, Path(data_dir), limit, seed))
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            errors["preferences"] = str(e)
     try:
-        t0 = time.time()
-        bench = load_hhh_alignment()
-        items = subsample(bench.items, limit, seed)
-        user = lambda t: [{"role": "user", "content": t}]  # noqa: E731
-        bot = lambda t: [{"role": "assistant", "content": t}]  # noqa: E731
-        results.append(pairwise(rm, "hhh_alignment", [user(i.prompt) for i in items], [bot(i.chosen) for i in items],
-                                [bot(i.rejected) for i in items],
-                                {"sha256": bench.sha256, "source": bench.source, "skipped": bench.skipped}, t0))
+        benches["hhh_alignment"] = load_hhh_alignment(hhh_dir)
+        results.append(hhh_pairs(rm, benches["hhh_alignment"], limit, seed))
     except BenchmarkUnavailable as e:
         skipped["hhh_alignment"] = str(e)
-    return results, skipped
+    except (FileNotFoundError, ValueError) as e:  # an explicit folder that is not hhh_alignment
+        errors["hhh_alignment"] = str(e)
+    return results, skipped, errors, benches

@@ -4,6 +4,7 @@ plots, and (by default) an MLflow run with the metrics and artifacts.
 Suites: `quick` scores seeded subsets (about a minute for the tiny model on 2 CPU cores); `full` scores every item.
 A task that cannot run for a reason in the data (a missing file, a tokenizer without a chat template) is recorded
 under `errors` and the others still run; a model directory that cannot be loaded stops at once.
+A reward model (a *ForSequenceClassification directory) gets the pairwise-accuracy tasks of `reward.py` instead.
 """
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ console = Console(stderr=True)
 SUITES = {
     "quick": {"mmlu": 50, "hellaswag": 10, "truthfulqa_mc1": 10, "gsm8k": 5, "humaneval": 5, "perplexity": 16,
               "heldout": 100, "gsm8k_tokens": 64, "humaneval_tokens": 64, "ppl_len": 256,
-              "lc_lengths": [0.25, 1.0, 1.5], "lc_depths": [0.0, 0.5, 1.0], "lc_samples": 1, "decontam_docs": 2000},
+              "lc_lengths": [0.25, 1.0, 1.5], "lc_depths": [0.0, 0.5, 1.0], "lc_samples": 1, "decontam_docs": 2000,
+              "pairs": 200},
     "full": {"mmlu": None, "hellaswag": None, "truthfulqa_mc1": None, "gsm8k": None, "humaneval": None,
              "perplexity": 200, "heldout": None, "gsm8k_tokens": 256, "humaneval_tokens": 384, "ppl_len": 1024,
              "lc_lengths": [0.25, 0.5, 1.0, 2.0, 4.0], "lc_depths": [0.0, 0.25, 0.5, 0.75, 1.0], "lc_samples": 4,
-             "decontam_docs": None},
+             "decontam_docs": None, "pairs": None},
 }
 
 
@@ -42,7 +44,7 @@ def is_reward_model(model_dir: Path) -> bool:
 
 
 def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=None, *, tasks: list[str] | None = None,
-             limit: int | None = None, track: bool = True, label: str | None = None) -> dict:
+             limit: int | None = None, track: bool = True, label: str | None = None, hhh_dir=None) -> dict:
     t0 = time.time()
     model_dir, out_dir = check_model_dir(model_dir), Path(out_dir)
     data_dir = Path(data_dir) if data_dir else None
@@ -81,8 +83,16 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
     if is_reward_model(model_dir):
         from .reward import run_reward_eval
 
-        got, skipped = run_reward_eval(model_dir, data_dir, limit or (None if suite == "full" else 200), spec.seed)
-        results.extend(got)
+        console.print("[bold]eval[/] reward model: pairwise accuracy", highlight=False)
+        got, skipped, errors, benches = run_reward_eval(model_dir, data_dir, limit or S["pairs"], spec.seed,
+                                                        hhh_dir, spec.batch_size)
+        for r in got:
+            results.append(r)
+            console.print(f"  {r.task}: pairwise_accuracy {r.metrics['pairwise_accuracy']:.4g} (n={r.n})",
+                          highlight=False)
+        for k, v in {**skipped, **errors}.items():
+            console.print(f"  [yellow]{k}[/]: {v}", highlight=False)
+        _decontam(results, benches, data_dir, spec.decontam_max_docs or S["decontam_docs"])
     else:
         lm = HFModel(model_dir, batch_size=spec.batch_size, attn_implementation=spec.attn_implementation)
         lim = lambda key: limit or S[key]  # noqa: E731
