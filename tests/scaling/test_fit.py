@@ -10,6 +10,8 @@ import pytest
 
 from qwenflow.recipe import load_recipe
 from qwenflow.scaling.fit import FIT_TAG, fit_scaling, optimal_cells, parabola_optimum
+from qwenflow.scaling.grid import Grid
+from qwenflow.scaling.holdout import fit_without, holdout_model, holdout_table
 from qwenflow.scaling.laws import EXP_BOUNDS, LossLaw, dense_equivalent_params, fit_loss_law, fit_power_law
 from qwenflow.scaling.resolve import NoScalingFit, resolve_auto
 
@@ -127,6 +129,26 @@ def test_degenerate_loss_law_is_flagged_and_moe_equivalent_undefined():
         dense_equivalent_params(law, 8.9, 6e4)
     with pytest.raises(ValueError, match="infinite-size limit"):
         dense_equivalent_params(TRUE_LOSS, TRUE_LOSS.E, 1e6)
+
+
+def test_holdout_compares_the_held_out_model_with_its_own_grid():
+    df = synthetic_sweep(noise=0.001)
+    df["model"] = df["n"].map({1e5: "s", 3e5: "m", 1e6: "l", 3e6: "xl"})
+    grid = Grid.model_validate({
+        "name": "syn", "data_tokens": [300000], "learning_rates": [1e-3], "batch_sizes": [4], "holdout": "xl",
+        "models": [{"name": k, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+                    "intermediate_size": 64} for k in ("s", "m", "l", "xl")]})
+    model, n = holdout_model(grid, df)
+    assert model.name == "xl" and n == 3e6
+    held = fit_without(df, n, n_boot=50)
+    assert 3e6 not in held.fitted_n
+    table = holdout_table(df, held, n, pd.DataFrame(columns=["d", "lr", "batch", "loss"]))
+    assert list(table["d"]) == [3e5, 1e6, 3e6]
+    assert table["lr_ratio"].to_numpy() == pytest.approx(1.0, abs=0.1)  # the law extrapolates one size up
+    own = df[df["n"] == 3e6]
+    assert set(table["loss_at_nearest_grid"]) <= set(own["loss"]) and (table["nearest_grid_gap"] >= 0).all()
+    with pytest.raises(ValueError, match="no finished grid points"):
+        holdout_model(grid, df[df["model"] != "xl"])
 
 
 def test_fit_needs_two_sizes():

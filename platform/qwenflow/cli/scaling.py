@@ -71,6 +71,8 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
         work: Annotated[Path, typer.Option(help="Working directory of the sweep")] = Path("runs/scaling"),
         data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: WORK/data)")] = None,
         tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: WORK/tokenizer)")] = None,
+        holdout_tokens: Annotated[list[int] | None, typer.Option(
+            help="Train the held-out model at its prediction only for these data sizes (default: every one)")] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500):
     """Fit LR/batch/loss laws from the sweep runs in MLflow; log the fit and its report to MLflow."""
     import mlflow
@@ -100,11 +102,11 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
 
             pack_corpus(data, tok, g.seq_len, work / "packed")
             preds = []
-            for p in holdout_points(g, held, model, holdout_n):
+            for p in holdout_points(g, held, model, holdout_n, holdout_tokens):
                 r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
                 preds.append({"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len,
                               "loss": r["val_loss"]})
-            table = holdout_table(df, held, holdout_n, pd.DataFrame(preds))
+            table = holdout_table(df, held, holdout_n, pd.DataFrame(preds, columns=["d", "lr", "batch", "loss"]))
             out.mkdir(parents=True, exist_ok=True)
             write_holdout(table, out)
             extra.append((f"held-out fit ({model.name} left out)", "; ".join(
@@ -114,9 +116,12 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
                     f"held-out {model.name} N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.3f}M",
                     f"LR pred {row['pred_lr']:.3g} [{row['pred_lr_lo']:.3g}, {row['pred_lr_hi']:.3g}] "
                     f"(law in {row['pred_lr_law']}) vs grid opt {row['grid_lr_opt']:.3g} ({row['grid_lr_edge']}), "
-                    f"x{row['lr_ratio']:.2f}; trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok "
-                    f"(grid opt B {row['grid_batch_opt']:.0f}, {row['grid_batch_edge']}): loss {row['loss_at_pred']:.4f} "
-                    f"vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
+                    f"x{row['lr_ratio']:.2f}; grid opt B {row['grid_batch_opt']:.0f} tok ({row['grid_batch_edge']}); "
+                    + (f"trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok: loss "
+                       f"{row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
+                       if row["loss_at_pred"] == row["loss_at_pred"] else "not trained at the prediction; ")
+                    + f"nearest grid point (lr {row['nearest_grid_lr']:.3g}, B {row['nearest_grid_batch']:.0f}) loss "
+                    f"{row['loss_at_nearest_grid']:.4f} (gap {row['nearest_grid_gap']:+.4f}); "
                     f"loss law predicted {row['pred_loss_law']:.4f}"))
             console.print(table.to_string(index=False))
         report = write_report(result, df, out, extra)
@@ -136,7 +141,8 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
                     tag = f"d{int(row['d'])}"
                     metrics.update({f"holdout_lr_ratio_{tag}": row["lr_ratio"],
                                     f"holdout_loss_at_pred_{tag}": row["loss_at_pred"],
-                                    f"holdout_grid_best_loss_{tag}": row["grid_best_loss"]})
+                                    f"holdout_grid_best_loss_{tag}": row["grid_best_loss"],
+                                    f"holdout_loss_at_nearest_grid_{tag}": row["loss_at_nearest_grid"]})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
     t = Table("law", "fit", title=f"scaling laws from {result.n_points} points (report: {report / 'report.html'})")
     for a, b in [*coefficient_rows(result), *extra, *deepseek_rows(result)[:2]]:
@@ -167,16 +173,19 @@ def predict(params: Annotated[str | None, typer.Option(help="Non-embedding param
     with clean_errors():
         fit, run_id = latest_fit()
     p = fit.predict(n, d)
-    if p["learning_rate"] is None or p["batch_tokens"] is None:
+    if p["learning_rate"] is None and p["batch_tokens"] is None:
         console.print(f"[red]error:[/] the fit cannot predict: {p['notes']}")
         raise typer.Exit(1)
-    t = Table("quantity", "predicted", "90% interval", title=f"N={n:.3g}, D={d:.3g} (fit run {run_id})")
-    lo, hi = p["learning_rate_interval"]
-    t.add_row("learning rate", f"{p['learning_rate']:.3g}", f"[{lo:.3g}, {hi:.3g}]")
-    lo, hi = p["batch_tokens_interval"]
-    t.add_row("batch (tokens)", f"{p['batch_tokens']:.4g}", f"[{lo:.4g}, {hi:.4g}]")
-    t.add_row(f"batch (sequences of {seq_len})", f"{p['batch_tokens'] / seq_len:.0f}", f"[{lo / seq_len:.0f}, {hi / seq_len:.0f}]")
-    t.add_row("loss (L(N, D))", f"{p['loss']:.3f}", "")
+    t = Table("quantity", "predicted", "90% interval", "law", title=f"N={n:.3g}, D={d:.3g} (fit run {run_id})")
+    if p["learning_rate"] is not None:
+        lo, hi = p["learning_rate_interval"]
+        t.add_row("learning rate", f"{p['learning_rate']:.3g}", f"[{lo:.3g}, {hi:.3g}]", p["learning_rate_law"])
+    if p["batch_tokens"] is not None:
+        lo, hi = p["batch_tokens_interval"]
+        t.add_row("batch (tokens)", f"{p['batch_tokens']:.4g}", f"[{lo:.4g}, {hi:.4g}]", p["batch_tokens_law"])
+        t.add_row(f"batch (sequences of {seq_len})", f"{p['batch_tokens'] / seq_len:.0f}",
+                  f"[{lo / seq_len:.0f}, {hi / seq_len:.0f}]", p["batch_tokens_law"])
+    t.add_row("loss (L(N, D))", f"{p['loss']:.3f}", "", "degenerate" if fit.loss.note else "N,D")
     console.print(t)
     if max(n / max(c["n"] for c in fit.cells), d / max(c["d"] for c in fit.cells)) > 100:
         console.print("[yellow]note:[/] this extrapolates more than 100x beyond the sweep's largest N or D; "

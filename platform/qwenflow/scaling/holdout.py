@@ -32,10 +32,11 @@ def fitted_batch_fallback(fit: ScalingFit) -> float:
     return float(np.median([c["batch_opt"] for c in cells]))
 
 
-def holdout_points(grid: Grid, fit: ScalingFit, model: LadderModel, n_holdout: float) -> list[Point]:
-    """One point per data size for the held-out model, at the learning rate and batch predicted without it."""
+def holdout_points(grid: Grid, fit: ScalingFit, model: LadderModel, n_holdout: float,
+                   tokens: list[int] | None = None) -> list[Point]:
+    """One point per data size (or per `tokens`) for the held-out model, at the LR and batch predicted without it."""
     pts = []
-    for d in model.data_tokens or grid.data_tokens:
+    for d in tokens or model.data_tokens or grid.data_tokens:
         pred = fit.predict(n_holdout, d)
         if pred["learning_rate"] is None:
             raise ValueError(f"no learning-rate law to predict from: {pred['notes']['learning_rate']}")
@@ -50,11 +51,17 @@ def holdout_table(df: pd.DataFrame, fit: ScalingFit, n_holdout: float, predicted
     """Per data size: the held-out model's grid optimum vs the prediction made without it, and the losses.
 
     `predicted` has one row per data size: d, lr, batch (tokens) actually trained, loss reached."""
-    cells = optimal_cells(df[(df["n"] == n_holdout) & (df["arch"] == "dense")])
+    own = df[(df["n"] == n_holdout) & (df["arch"] == "dense")]
+    cells = optimal_cells(own)
     rows = []
     for _, c in cells.iterrows():
-        p = predicted[predicted["d"] == c["d"]]
+        p = predicted[predicted["d"] == c["d"]] if len(predicted) else predicted
         pred = fit.predict(n_holdout, c["d"])
+        batch = pred["batch_tokens"] or fitted_batch_fallback(fit)
+        grid = own[own["d"] == c["d"]]
+        # The grid point nearest the prediction (log distance): a check that needs no extra training.
+        near = grid.loc[(np.log(grid["lr"] / pred["learning_rate"]) ** 2
+                         + np.log(grid["batch"] / batch) ** 2).idxmin()]
         lr_c = fit.lr_c.predict(6 * n_holdout * c["d"]) if fit.lr_c else float("nan")
         rows.append({
             "d": c["d"], "grid_lr_opt": c["lr_opt"], "grid_lr_edge": c["lr_edge"] or "bracketed",
@@ -67,10 +74,13 @@ def holdout_table(df: pd.DataFrame, fit: ScalingFit, n_holdout: float, predicted
             "trained_batch": float(p["batch"].iloc[0]) if len(p) else float("nan"),
             "grid_best_loss": c["loss"], "grid_best_lr": c["best_lr"], "grid_best_batch": c["best_batch"],
             "loss_at_pred": float(p["loss"].min()) if len(p) else float("nan"),
+            "nearest_grid_lr": float(near["lr"]), "nearest_grid_batch": float(near["batch"]),
+            "loss_at_nearest_grid": float(near["loss"]),
             "pred_loss_law": pred["loss"]})
     t = pd.DataFrame(rows)
     if len(t):
         t["loss_gap"] = t["loss_at_pred"] - t["grid_best_loss"]
+        t["nearest_grid_gap"] = t["loss_at_nearest_grid"] - t["grid_best_loss"]
     return t
 
 

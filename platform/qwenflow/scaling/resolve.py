@@ -49,6 +49,10 @@ def resolve_auto(recipe: Recipe) -> tuple[Recipe, dict]:
         seqs = batch_seqs or p.micro_batch_size
         d = float(p.max_steps * seqs * p.seq_len)
         pred = fit.predict(n, d)
+        for field_name, key in (("learning_rate", "learning_rate"), ("global_batch_size", "batch_tokens")):
+            if getattr(p, field_name) == "auto" and pred[key] is None:
+                raise NoScalingFit(f"the scaling fit in run {run_id} cannot give pretrain.{field_name}: "
+                                   f"{pred['notes'][key]}; widen the sweep grid or set a number")
         if p.global_batch_size == "auto":
             raw = pred["batch_tokens"] / p.seq_len
             batch_seqs = max(p.micro_batch_size, int(round(raw / p.micro_batch_size)) * p.micro_batch_size)
@@ -59,5 +63,6 @@ def resolve_auto(recipe: Recipe) -> tuple[Recipe, dict]:
     info = {"scaling_fit_run_id": run_id, "scaling_n_params": n, "scaling_tokens": d,
             "auto_learning_rate": float(lr), "auto_global_batch_size": int(batch_seqs),
             "predicted_lr_interval": pred["learning_rate_interval"],
-            "predicted_batch_tokens_interval": pred["batch_tokens_interval"]}
+            "predicted_batch_tokens_interval": pred["batch_tokens_interval"],
+            "lr_law": pred["learning_rate_law"], "batch_law": pred["batch_tokens_law"], "fit_notes": pred["notes"]}
     return resolved, info
