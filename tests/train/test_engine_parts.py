@@ -44,3 +44,25 @@ def test_half_written_checkpoints_are_ignored(tmp_path):
             (d / "COMPLETE").write_text(str(step))
     (tmp_path / ".tmp-step-0000016").mkdir()
     assert latest_checkpoint(tmp_path).name == "step-0000008"
+
+
+def test_compile_auto_only_for_long_dense_runs():
+    from qwenflow.models import model_size
+    from qwenflow.train.engine import compile_decision
+
+    cpu = {"device_name": "cpu:AVX2", "peak_flops": 1e11}
+
+    def run_flops(r):
+        p = r.pretrain
+        return p.max_steps * p.global_batch_size * p.seq_len * model_size(r.model, p.seq_len).flops_per_token
+
+    tiny = load_recipe("tiny")
+    assert compile_decision(tiny.pretrain, "dense", run_flops(tiny), cpu)[0] is False  # ~10 min: not worth compiling
+    wide = load_recipe("tiny", ["model.hidden_size=384", "model.num_heads=6", "model.intermediate_size=1152",
+                                "pretrain.max_steps=2000"])
+    assert compile_decision(wide.pretrain, "dense", run_flops(wide), cpu)[0] is True
+    assert compile_decision(wide.pretrain, "moe", run_flops(wide), cpu)[0] is False
+    zero = wide.pretrain.model_copy(update={"zero_stage": 3})
+    assert compile_decision(zero, "dense", run_flops(wide), cpu)[0] is False
+    forced = tiny.pretrain.model_copy(update={"compile": True})
+    assert compile_decision(forced, "dense", 0.0, cpu) == (True, "set in the recipe")

@@ -29,7 +29,9 @@ class PretrainSpec(StageBase, OptimSpec):
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage (0 = plain DDP/single process)")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     eval_every: int = Field(100, gt=0, description="Steps between held-out loss evaluations")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the model: true, false, or auto = on for dense models outside DeepSpeed when "
+        "the run's estimated compute (~30 min or more) amortises compiling")
 
     @model_validator(mode="after")
     def _batch_divides(self):

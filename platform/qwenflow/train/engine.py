@@ -21,7 +21,7 @@ import torch
 from . import checkpoint as ckpt
 from .batches import PackedBatches
 from .deepspeed_config import deepspeed_config, grad_accum_steps, validate, world_size
-from .hardware import probe
+from .hardware import gpu_peak, probe
 from .schedule import staged_lr_lambda
 
 METRICS = "metrics.jsonl"
@@ -174,6 +174,65 @@ def train_step(accelerator, model, optimizer, scheduler, micro_batches: list, gr
     return loss_sum / n, grad_norm, None if aux_sum is None else aux_sum / n
 
 
+# torch.compile costs a minute or two on a CPU (inductor builds C++ kernels) for a gain per step, so `compile: auto`
+# only turns it on for runs whose estimated compute time dwarfs that. The estimate uses a nominal peak, not the
+# measured one, so that the choice cannot flip between a run and its resume when the machine is busier.
+COMPILE_PAYS_AFTER_S = 1800.0
+ASSUMED_MFU = 0.4
+CPU_NOMINAL_FLOPS_PER_CORE = 5e10  # fp32 FMA, AVX2, ~2.5 GHz
+
+
+def compile_decision(section, arch: str, est_flops: float, device_probe: dict) -> tuple[bool, str]:
+    """(compile?, why) for the section's `compile` setting: true/false as set; auto compiles dense models outside
+    DeepSpeed when the run is estimated to take over COMPILE_PAYS_AFTER_S seconds of compute."""
+    setting = section.compile
+    if setting is True or setting is False:
+        return setting, "set in the recipe"
+    if section.zero_stage:
+        return False, "auto: not with DeepSpeed ZeRO"
+    if arch != "dense":
+        return False, "auto: dense models only (MoE expert dispatch is data-dependent)"
+    if device_probe["device_name"].startswith("cpu:"):
+        nominal = CPU_NOMINAL_FLOPS_PER_CORE * torch.get_num_threads()
+    else:
+        nominal = gpu_peak(device_probe["device_name"]) or device_probe["peak_flops"]
+    nominal *= world_size()
+    est_s = est_flops / (nominal * ASSUMED_MFU)
+    if est_s < COMPILE_PAYS_AFTER_S:
+        return False, f"auto: ~{est_s:,.0f} s of compute, too short to amortise compiling"
+    return True, f"auto: ~{est_s:,.0f} s of compute"
+
+
+@dataclass
+class Prepared:
+    """What a training step needs, built the same way for train() and benchmarks/train_throughput.py."""
+    accelerator: object
+    model: object
+    optimizer: object
+    scheduler: object
+    accum: int
+    ds_cfg: dict | None
+    device_probe: dict
+    compiled: bool
+    compile_reason: str
+
+
+def prepare(model, section, lr_lambda, *, arch: str = "dense", est_flops: float = 0.0,
+            device_probe: dict | None = None) -> Prepared:
+    """Accelerator (plain, DDP or DeepSpeed), optional torch.compile, AdamW and the LR schedule around `model`."""
+    if device_probe is None:
+        device_probe = probe(section.bf16, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerator, accum, ds_cfg = make_accelerator(section, device_probe)
+    compiled, why = compile_decision(section, arch, est_flops, device_probe)
+    if compiled:
+        model.compile()  # in place: state-dict keys, checkpoints and accelerate's unwrapping stay as without it
+    optimizer = adamw(model, section, fused=not section.zero_stage)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    return Prepared(accelerator, model, optimizer, scheduler, accum, ds_cfg, device_probe, compiled, why)
+
+
 def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flops_per_token, resume: bool = False,
           on_checkpoint=None, before_train=None) -> tuple[Result, object, dict]:
     """Train `model` through `stages`; returns (result, accelerator, unwrapped model state dict on main or None).
@@ -181,20 +240,16 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
     flops_per_token(seq_len) gives training FLOPs per token for MFU. before_train(eval_fn) runs once before the
     first step of a fresh run as before_train(evaluate, bf16, device) (long context measures the model before it trains).
     """
-    device_probe = probe(section.bf16, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    accelerator, accum, ds_cfg = make_accelerator(section, device_probe)
+    total = sum(s.steps for s in stages)
+    est_flops = sum(s.steps * s.batches.tokens_per_step() * flops_per_token(s.batches.seq_len) for s in stages)
+    arch = "moe" if getattr(model.config, "num_experts", None) else "dense"
+    prep = prepare(model, section, staged_lr_lambda(stages[0].steps, len(stages), section), arch=arch,
+                   est_flops=est_flops)
+    accelerator, model, optimizer, scheduler = prep.accelerator, prep.model, prep.optimizer, prep.scheduler
+    accum, ds_cfg, device_probe = prep.accum, prep.ds_cfg, prep.device_probe
     # Ranks from torchrun's environment: accelerate 1.15 reports process_index 0 on every rank under DeepSpeed on CPU.
     main, device, world, rank = is_main_process(), accelerator.device, world_size(), int(os.environ.get("RANK", "0"))
     bf16 = device_probe["bf16"]
-
-    if section.compile:
-        model = torch.compile(model)
-    optimizer = adamw(model, section, fused=not section.zero_stage)
-    total = sum(s.steps for s in stages)
-    per_stage = stages[0].steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, staged_lr_lambda(per_stage, len(stages), section))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
 
     ckpt_root = out_dir / "checkpoints"
     start, resumed_from = 0, None
@@ -213,6 +268,8 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         if mlflow.active_run():
             mlflow.log_params({"device": device_probe["device_name"], "bf16_autocast": bf16, "world_size": world,
                                "engine": accelerator.distributed_type.value, "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
+                               "compile": prep.compiled, "compile_reason": prep.compile_reason,
+                               "torch_threads": torch.get_num_threads(),
                                "resumed_from_step": resumed_from if resumed_from is not None else "none"})
             if ds_cfg is not None:
                 mlflow.log_dict(ds_cfg, "deepspeed_config.json")
@@ -272,11 +329,11 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
                                              "data_position": {"step": done, "seed": section.seed}})
                 if on_checkpoint and main:
                     on_checkpoint(path, done)
+    elapsed = time.perf_counter() - t_run
     final_stage = stages[-1]
     if total not in result.val_losses:
         result.val_losses[total] = evaluate(final_stage)
         log(total, {"val_loss": result.val_losses[total]})
-    elapsed = time.perf_counter() - t_run
     result.tokens_seen, result.steps = tokens_seen, total
     result.tokens_per_s = tokens_run / elapsed if tokens_run else 0.0
     result.mfu = flops_per_token(final_stage.batches.seq_len) * result.tokens_per_s / (device_probe["peak_flops"] * world)
