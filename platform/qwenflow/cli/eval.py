@@ -65,7 +65,7 @@ def eval_main(ctx: typer.Context,
 def _print_report(report: dict) -> None:
     t = Table(title=f"{report['label']} ({report['suite']})")
     for col in ("task", "metric", "value", "± stderr", "n", "shots", "overlap (train docs)", "dataset sha256"):
-        t.add_column(col, overflow="fold")  # full task and metric names even on an 80-column terminal
+        t.add_column(col, overflow="fold")  # full task and metric names even on a narrow terminal
     for name, r in report["tasks"].items():
         dec = r["dataset"].get("decontam", {})
         overlap = str(dec["overlapping_train_docs"]) if "overlapping_train_docs" in dec else "-"
@@ -73,7 +73,7 @@ def _print_report(report: dict) -> None:
             se = r["stderr"].get(m)
             t.add_row(name, m, f"{v:.4f}", f"{se:.4f}" if se is not None else "", str(r["n"]), str(r["shots"]),
                       overlap, str(r["dataset"].get("sha256", ""))[:8])
-    console.print(t)
+    console.print(t, width=None if console.is_terminal else 120)  # logs and pipes: room for every column
     for k, v in report["skipped"].items():
         console.print(f"[yellow]skipped[/] {k}: {v}", highlight=False)
     for k, v in report["errors"].items():
@@ -115,7 +115,7 @@ def compare_cmd(reports: Annotated[list[Path], typer.Argument(help="Reports in s
     t = Table("metric", *labels, title="evaluation across models")
     for n, row in zip(names, values):
         t.add_row(n, *[f"{v:.4f}" if isinstance(v, (int, float)) else "-" for v in row])
-    console.print(t)
+    console.print(t, width=None if console.is_terminal else 120)
     console.print(f"plot: {plot}")
 
 
