@@ -71,6 +71,8 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
         work: Annotated[Path, typer.Option(help="Working directory of the sweep")] = Path("runs/scaling"),
         data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: WORK/data)")] = None,
         tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: WORK/tokenizer)")] = None,
+        holdout_train: Annotated[bool, typer.Option(
+            help="Train the held-out model at its prediction (off: compare with the nearest grid point only)")] = True,
         holdout_tokens: Annotated[list[int] | None, typer.Option(
             help="Train the held-out model at its prediction only for these data sizes (default: every one)")] = None,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500):
@@ -96,13 +98,15 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
         if holdout_check and g.holdout:
             model, holdout_n = holdout_model(g, df)
             held = fit_without(df, holdout_n, bootstrap)
-            data, tok = _prepare(work, g.base_recipe, data, tokenizer)
-            client, exp_id = _client()
-            from qwenflow.data.pack import pack_corpus
-
-            pack_corpus(data, tok, g.seq_len, work / "packed")
             preds = []
-            for p in holdout_points(g, held, model, holdout_n, holdout_tokens):
+            to_train = holdout_points(g, held, model, holdout_n, holdout_tokens) if holdout_train else []
+            if to_train:
+                from qwenflow.data.pack import pack_corpus
+
+                data, tok = _prepare(work, g.base_recipe, data, tokenizer)
+                client, exp_id = _client()
+                pack_corpus(data, tok, g.seq_len, work / "packed")
+            for p in to_train:
                 r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
                 preds.append({"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len,
                               "loss": r["val_loss"]})
