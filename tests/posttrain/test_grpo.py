@@ -36,13 +36,15 @@ def test_grpo_runs_and_logs_rewards_kl_lengths_and_zero_variance_share(tracking,
     assert 0.0 <= lin["zero_variance_prompts"] <= 1.0
     assert lin["generated_tokens"] > 0 and lin["generation_seconds"] > 0
     assert set(lin["exact_match_before"]) == {"arithmetic"} and set(lin["exact_match_after"]) == {"arithmetic"}
+    assert 0.0 <= lin["sampled_reward_before"]["arithmetic"] <= 1.0 and 0.0 <= lin["sampled_reward_after"]["arithmetic"] <= 1.0
     mlflow.set_tracking_uri(tracking)
     run = mlflow.search_runs(experiment_names=[recipe.tracking.experiment],
                              filter_string="tags.qwenflow.stage = 'grpo'", output_format="list")[0]
     m = run.data.metrics
     for key in ("grpo/rewards/verifier/mean", "grpo/rewards/verifier/std", "grpo/rewards/format/mean",
                 "grpo/rewards/format/std", "grpo/kl", "grpo/completions/mean_length", "grpo/frac_reward_zero_std",
-                "eval/arithmetic/exact_match_before", "eval/arithmetic/exact_match_after"):
+                "eval/arithmetic/exact_match_before", "eval/arithmetic/exact_match_after",
+                "eval/arithmetic/sampled_reward_before", "eval/arithmetic/sampled_reward_after"):
         assert key in m, f"{key} not logged; have {sorted(m)}"
     assert run.data.params["parent_model.sha256"] == lin["parent_model.sha256"]
 

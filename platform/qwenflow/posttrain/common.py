@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -354,6 +355,25 @@ def exact_match(model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, bat
         "completion": comps, "answer": list(rows["answer"]), "correct": correct,
     })
     return (float(sum(correct)) / max(1, len(correct))), table
+
+
+def sampled_reward(model, tok, data_dir: str | Path, *, samples: int, temperature: float, max_new_tokens: int,
+                   limit: int | None = 200, seed: int = 0) -> dict[str, float]:
+    """Mean verifier reward of `samples` sampled answers per held-out prompt, per task (sampled pass@1).
+
+    The policy's reward on a fixed prompt set: GRPO's logged batch reward also moves with which prompts a batch holds
+    (variance ordering puts high-variance prompts first each epoch), so it cannot show progress on its own."""
+    from qwenflow.verifiers.math import answers_match
+
+    torch.manual_seed(seed)
+    out = {}
+    for task, rows in read_eval(data_dir).items():
+        rows = rows.iloc[:limit] if limit is not None else rows
+        comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=max_new_tokens, do_sample=True,
+                         temperature=temperature, num_return_sequences=samples)
+        answers = [a for a in rows["answer"] for _ in range(samples)]
+        out[task] = float(np.mean([answers_match(c, a) for c, a in zip(comps, answers)]))
+    return out
 
 
 def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None = 200,

@@ -242,6 +242,11 @@ def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
     )
 
 
+def _sampled(model, tok, data_dir, spec) -> dict[str, float]:
+    return common.sampled_reward(model, tok, data_dir, samples=spec.num_generations, temperature=spec.temperature,
+                                 max_new_tokens=spec.max_completion_length, seed=spec.seed)
+
+
 def _phase_mean(history: list[dict], key: str, first: bool, share: float = 0.1) -> float:
     vals = [h[key] for h in history if key in h]
     if not vals:
@@ -286,6 +291,8 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
             common.log_samples(table, "before")
             mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
             result["exact_match_before"] = before
+            result["sampled_reward_before"] = _sampled(trainer.model, tok, data_dir, spec)
+            mlflow.log_metrics({f"eval/{t}/sampled_reward_before": v for t, v in result["sampled_reward_before"].items()})
         t0 = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - t0
@@ -308,6 +315,8 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
             common.log_samples(table, "after")
             mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
             result["exact_match_after"] = after
+            result["sampled_reward_after"] = _sampled(trainer.model, tok, data_dir, spec)
+            mlflow.log_metrics({f"eval/{t}/sampled_reward_after": v for t, v in result["sampled_reward_after"].items()})
         model_out = out_dir / "model"
         save_model_dir(trainer.model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
