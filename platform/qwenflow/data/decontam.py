@@ -43,10 +43,23 @@ def lcs_len(a: list[str], b: list[str]) -> int:
     return len(a) - bin(v).count("1")
 
 
+class _TokenIds(dict):
+    """token -> crc32, computed once per distinct token: a C-level dict lookup instead of encode + crc32 per token."""
+
+    def __missing__(self, t: str) -> int:
+        if len(self) > 2_000_000:  # bounded memory on corpora with endless distinct tokens (hex, numbers)
+            self.clear()
+        v = self[t] = zlib.crc32(t.encode("utf-8", "surrogatepass"))
+        return v
+
+
+_IDS = _TokenIds()
+
+
 def _ngram_hashes(toks: list[str]) -> np.ndarray:
     if len(toks) < NGRAM:
         return np.zeros(0, dtype=np.uint64)
-    ids = np.fromiter((zlib.crc32(t.encode("utf-8", "surrogatepass")) for t in toks), dtype=np.uint64, count=len(toks))
+    ids = np.fromiter(map(_IDS.__getitem__, toks), dtype=np.uint64, count=len(toks))
     n = len(ids) - NGRAM + 1
     h = ids[:n] * _MIX[0]
     for k in range(1, NGRAM):
@@ -83,11 +96,17 @@ class Decontaminator:
         hashes = _ngram_hashes(toks)
         if not len(hashes):
             return self._match_short(toks)
-        left = np.searchsorted(self.keys, hashes, side="left")
-        right = np.searchsorted(self.keys, hashes, side="right")
+        # sorted needles make the binary searches walk the index in order (several times faster than random order)
+        order = np.argsort(hashes)
+        left = np.empty(len(hashes), dtype=np.int64)
+        left[order] = np.searchsorted(self.keys, hashes[order], side="left")
+        hit = np.flatnonzero(self.keys[left.clip(max=len(self.keys) - 1)] == hashes)  # almost always empty
+        if not len(hit):
+            return None
+        right = np.searchsorted(self.keys, hashes[hit], side="right")
         checked: set[int] = set()
-        for pos in np.flatnonzero(right > left).tolist():
-            for item in self.owners[left[pos]:right[pos]].tolist():
+        for pos, r in zip(hit.tolist(), right.tolist()):
+            for item in self.owners[left[pos]:r].tolist():
                 if item in checked:
                     continue
                 checked.add(item)

@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHashLSH
 
 _WORD = re.compile(rb"\w+")
 _PRIME = np.uint64((1 << 61) - 1)
@@ -50,17 +50,20 @@ class NearDedup:
         sh = ids[:n] * self.mix[0]
         for k in range(1, self.shingle):
             sh ^= ids[k:k + n] * self.mix[k]
-        sh = np.unique(sh)
+        # no np.unique: repeated shingles cannot change a minimum, and sorting them cost more than they do
         # Universal hashing per permutation; uint64 arithmetic wraps, which keeps it a fine hash family.
+        # The shift is monotonic, so it is applied once to the minima rather than to every product.
         out = np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         for i in range(0, len(sh), 4096):  # bounded memory for very long documents
-            blk = sh[i:i + 4096, None]
-            np.minimum(out, ((blk * self.a + self.b) >> np.uint64(29)).min(0), out=out)
-        return out
+            prod = sh[i:i + 4096, None] * self.a
+            prod += self.b
+            np.minimum(out, prod.min(0), out=out)
+        return out >> np.uint64(29)
 
     def is_duplicate(self, text: str) -> bool:
         sig = self.signature(text)
-        m = MinHash(num_perm=self.num_perm, hashvalues=sig, scheme="affine64")
+        # LeanMinHash wraps the values as they are; MinHash(...) would draw 128 permutations per document first
+        m = LeanMinHash(seed=1, hashvalues=sig, scheme="affine64")
         for key in self.lsh.query(m):
             if np.mean(self.sigs[key] == sig) >= self.threshold:  # LSH gives candidates; confirm the estimate
                 return True

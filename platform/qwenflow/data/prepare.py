@@ -63,7 +63,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     if decon is not None:  # the corpus must not contain the platform's own held-out problems either
         from .decontam import Decontaminator
 
-        decon = Decontaminator({**benchmark_texts(), **_eval_texts(post)}, spec.decontam_min_tokens, spec.decontam_min_ratio)
+        decon = Decontaminator({**sets, **_eval_texts(post)}, spec.decontam_min_tokens, spec.decontam_min_ratio)
     corpus = build_corpus(spec, decon, say)
 
     # ---- write -------------------------------------------------------------------------------------------
