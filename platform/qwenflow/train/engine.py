@@ -268,7 +268,7 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         if mlflow.active_run():
             mlflow.log_params({"device": device_probe["device_name"], "bf16_autocast": bf16, "world_size": world,
                                "engine": accelerator.distributed_type.value, "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
-                               "compile": prep.compiled, "compile_reason": prep.compile_reason,
+                               "compiled": prep.compiled, "compile_reason": prep.compile_reason,
                                "torch_threads": torch.get_num_threads(),
                                "resumed_from_step": resumed_from if resumed_from is not None else "none"})
             if ds_cfg is not None:
