@@ -100,13 +100,14 @@ def comparison_plot(labels, names, values, path: str | Path) -> Path:
 
     keep = [(n, v) for n, v in zip(names, values) if not lower_is_better(n) and "margin" not in n
             and all(x is None or 0 <= x <= 1 for x in v)]
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(labels)), 4))
-    for n, v in keep:
-        ax.plot(range(len(labels)), [x if x is not None else float("nan") for x in v], marker="o", label=n)
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(labels)) + 3.5, max(4, 0.16 * len(keep))))
+    for i, (n, v) in enumerate(keep):  # line style changes every 10 metrics so no two lines look alike
+        ax.plot(range(len(labels)), [x if x is not None else float("nan") for x in v], marker="o", label=n,
+                linestyle=("-", "--", ":", "-.")[(i // 10) % 4])
     ax.set_xticks(range(len(labels)), labels, rotation=20)
     ax.set_ylabel("score")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never over the lines
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
