@@ -118,15 +118,18 @@ def evaluate(model_dir: str | Path, out: str | Path, *, settings=SETTINGS, multi
     heldout_ids = tok(text, add_special_tokens=False)["input_ids"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
+
+    def save(report):  # after every setting, so a long run that is stopped keeps what it measured
+        report.update(model=str(model_dir), perplexity_text=source, seconds_total=round(time.time() - t0, 1),
+                      device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "passkey_report.json").write_text(json.dumps(report, indent=1))
+        (out / "passkey_table.md").write_text(table(report) + "\n")
+        heatmaps(report, out / "passkey_heatmap.png")
+
     report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), settings, keys,
                       trained, multiples=multiples, depths=depths, samples=samples, heldout=heldout_ids,
-                      ppl_multiples=ppl_multiples, ppl_windows=ppl_windows, log=log)
-    report.update(model=str(model_dir), perplexity_text=source, seconds_total=round(time.time() - t0, 1),
-                  device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "passkey_report.json").write_text(json.dumps(report, indent=1))
-    (out / "passkey_table.md").write_text(table(report) + "\n")
-    heatmaps(report, out / "passkey_heatmap.png")
+                      ppl_multiples=ppl_multiples, ppl_windows=ppl_windows, log=log, on_setting=save)
     if track:
         log_report(report, out)
     return report
@@ -144,9 +147,9 @@ def log_report(report: dict, out: Path) -> None:
             name = setting.replace("+", "_")
             for j, length in enumerate(report["lengths"]):
                 mean = sum(row[j] for row in grid) / len(grid)
-                mlflow.log_metric(f"passkey_{name}_{length // report['trained_length']}x", mean)
+                mlflow.log_metric(f"passkey_{name}_{length / report['trained_length']:g}x", mean)
             for length, ppl in report["perplexity"].get(setting, {}).items():
-                mlflow.log_metric(f"ppl_{name}_{int(length) // report['trained_length']}x", ppl)
+                mlflow.log_metric(f"ppl_{name}_{int(length) / report['trained_length']:g}x", ppl)
         for f in ("passkey_report.json", "passkey_table.md", "passkey_heatmap.png"):
             mlflow.log_artifact(str(out / f))
 

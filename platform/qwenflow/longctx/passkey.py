@@ -86,29 +86,39 @@ def perplexity(model, ids: list[int], length: int, windows: int = 8) -> float:
 
 def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8),
              depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 10, heldout: list[int] | None = None,
-             ppl_multiples=(1, 4), ppl_windows: int = 8, log=print) -> dict:
-    """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model."""
+             ppl_multiples=(1, 4), ppl_windows: int = 8, log=print, on_setting=None) -> dict:
+    """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model.
+    `on_setting(report)` runs after each setting (to save partial results of a long run)."""
     lengths = [int(m * trained) for m in multiples]
     report = {"trained_length": trained, "lengths": lengths, "depths": list(depths), "samples": samples,
               "accuracy": {}, "perplexity": {}, "seconds": {}}
     for setting in settings:
         t0 = time.time()
         model = load(setting)
+        if heldout:
+            report["perplexity"][setting] = {str(int(m * trained)): perplexity(model, heldout, int(m * trained),
+                                                                          ppl_windows) for m in ppl_multiples}
+            log(f"  {setting} perplexity {report['perplexity'][setting]} ({time.time() - t0:.0f} s)")
         grid = [[0.0] * len(lengths) for _ in depths]
         for j, L in enumerate(lengths):
             for i, d in enumerate(depths):
                 grid[i][j] = passkey_accuracy(model, keys, L, d, samples)
             log(f"  {setting} {L} tokens: {[row[j] for row in grid]} by depth ({time.time() - t0:.0f} s)")
         report["accuracy"][setting] = grid
-        if heldout:
-            report["perplexity"][setting] = {str(int(m * trained)): perplexity(model, heldout, int(m * trained),
-                                                                          ppl_windows) for m in ppl_multiples}
         report["seconds"][setting] = round(time.time() - t0, 1)
         means = [sum(grid[i][j] for i in range(len(depths))) / len(depths) for j in range(len(lengths))]
         log(f"{setting:16s} " + " ".join(f"{L}:{a:.2f}" for L, a in zip(lengths, means))
             + f"  ppl {report['perplexity'].get(setting)}  ({report['seconds'][setting]} s)")
         del model
+        if on_setting:
+            on_setting(report)
     return report
+
+
+def mean_over_depths(grid: list[list[float | None]], j: int) -> float | None:
+    """Mean accuracy of length column j; None when a cell was not measured (a stopped or partial run)."""
+    col = [row[j] for row in grid]
+    return None if any(a is None for a in col) else sum(col) / len(col)
 
 
 def table(report: dict) -> str:
@@ -119,9 +129,9 @@ def table(report: dict) -> str:
         "".join(f"ppl @ {k} | " for k in ppl_lengths)
     rows = [head.rstrip(), "|" + "---|" * (len(lengths) + len(ppl_lengths) + 1)]
     for setting, grid in report["accuracy"].items():
-        means = [sum(row[j] for row in grid) / len(grid) for j in range(len(lengths))]
+        means = [mean_over_depths(grid, j) for j in range(len(lengths))]
         ppl = report["perplexity"].get(setting, {})
-        rows.append(f"| {setting} | " + " | ".join(f"{m:.0%}" for m in means) + " | " +
+        rows.append(f"| {setting} | " + " | ".join("-" if m is None else f"{m:.0%}" for m in means) + " | " +
                     "".join(f"{ppl[k]:.2f} | " if k in ppl else "- | " for k in ppl_lengths).rstrip())
     return "\n".join(rows)
 
@@ -140,7 +150,9 @@ def heatmaps(report: dict, path: str | Path) -> Path:
     for ax in axes.flat[len(settings):]:
         ax.axis("off")
     for ax, setting in zip(axes.flat, settings):
-        im = ax.imshow(report["accuracy"][setting], vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        grid = [[float("nan") if a is None else a for a in row] for row in report["accuracy"][setting]]
+        cmap = plt.get_cmap("RdYlGn").with_extremes(bad="lightgrey")  # grey: not measured
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap=cmap, aspect="auto")
         ax.set_xticks(range(len(report["lengths"])), [str(L) for L in report["lengths"]], fontsize=7)
         ax.set_yticks(range(len(report["depths"])), [f"{d:.0%}" for d in report["depths"]], fontsize=7)
         ax.set_title(setting, fontsize=9)
@@ -148,9 +160,10 @@ def heatmaps(report: dict, path: str | Path) -> Path:
         ax.set_ylabel("passkey depth", fontsize=8)
         for i, row in enumerate(report["accuracy"][setting]):
             for j, a in enumerate(row):
-                ax.text(j, i, f"{a:.0%}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, "n/a" if a is None else f"{a:.0%}", ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=axes, shrink=0.6, label="accuracy")
-    fig.suptitle(f"passkey retrieval, trained length {report['trained_length']}", fontsize=9)
+    fig.suptitle(f"passkey retrieval, trained length {report['trained_length']}, "
+                 f"n = {report['samples']} per cell", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
