@@ -23,7 +23,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from qwenflow.tokenizer.bpe import train_bpe
 
-from .passkey import Passkeys, heatmaps, run_grid, table
+from .passkey import Passkeys, heatmaps, mean_over_depths, run_grid, table
 from .settings import SETTINGS, load_model
 
 
@@ -146,8 +146,9 @@ def log_report(report: dict, out: Path) -> None:
         for setting, grid in report["accuracy"].items():
             name = setting.replace("+", "_")
             for j, length in enumerate(report["lengths"]):
-                mean = sum(row[j] for row in grid) / len(grid)
-                mlflow.log_metric(f"passkey_{name}_{length / report['trained_length']:g}x", mean)
+                mean = mean_over_depths(grid, j)
+                if mean is not None:  # unmeasured cells of a partial run are left out
+                    mlflow.log_metric(f"passkey_{name}_{length / report['trained_length']:g}x", mean)
             for length, ppl in report["perplexity"].get(setting, {}).items():
                 mlflow.log_metric(f"ppl_{name}_{int(length) / report['trained_length']:g}x", ppl)
         for f in ("passkey_report.json", "passkey_table.md", "passkey_heatmap.png"):
