@@ -41,19 +41,28 @@ def test_max_tokens_bounds_the_completion(client, server):
 
 
 def test_seed_makes_sampling_repeatable(client, server):
-    ask = dict(model=server[1], prompt="class Point:", max_tokens=10, temperature=1.0, top_p=0.9)
-    a = client.completions.create(**ask, seed=7).choices[0].text
-    b = client.completions.create(**ask, seed=7).choices[0].text
-    others = {client.completions.create(**ask, seed=s).choices[0].text for s in range(8, 12)}
+    # a question the tiny model is unsure about (its held-out accuracy is near zero): samples spread over digits
+    ask = dict(model=server[1], messages=[{"role": "user", "content": "What is 47 + 38?"}], max_tokens=8,
+               temperature=1.0, top_p=0.9)
+
+    def sample(seed: int) -> str:
+        return client.chat.completions.create(**ask, seed=seed).choices[0].message.content
+
+    a, b = sample(7), sample(7)
+    others = {sample(s) for s in range(8, 12)}
     assert a == b
     assert others - {a}, "different seeds should give some different samples"
 
 
 def test_stop_string_cuts_the_text(client, server):
-    ask = dict(model=server[1], prompt="for i in range(10):", max_tokens=20, temperature=0)
-    text = client.completions.create(**ask).choices[0].text
-    if len(text) < 4:
-        pytest.fail(f"untrained model produced too little text to test stop strings: {text!r}")
+    # the first raw prompt the (chat-tuned) model continues for a few characters before its own end of turn
+    for prompt in ("for i in range(10):", "import os\n", "def main():", "The quick brown fox"):
+        ask = dict(model=server[1], prompt=prompt, max_tokens=20, temperature=0)
+        text = client.completions.create(**ask).choices[0].text
+        if len(text) >= 4:
+            break
+    else:
+        pytest.fail(f"the model produced too little text to test stop strings: {text!r}")
     stop = text[2:4]
     cut = client.completions.create(**ask, stop=[stop])
     assert cut.choices[0].text == text[:text.find(stop)]
