@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def mlflow_server(tmp_path_factory):
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its uvicorn workers die with the group
         # The server's background job runner (huey consumers) is not needed and costs CPU on 2 cores.
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     uri = f"http://127.0.0.1:{port}"
@@ -48,14 +49,23 @@ def mlflow_server(tmp_path_factory):
         except OSError:
             time.sleep(0.5)
     else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not become healthy in 300 s")
+        _stop_group(proc)
+        raise RuntimeError(f"mlflow server did not become healthy in 300 s: {(root / 'server.log').read_text()[-2000:]}")
     yield uri
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group (its uvicorn children too), then SIGKILL whatever is left."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 @pytest.fixture
