@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from functools import partial
 from typing import Callable
 
 import xxhash
@@ -12,6 +13,7 @@ import xxhash
 from .clean import heuristic_reason, normalise, split_long
 from .dedup import ExactDedup, NearDedup
 from .domains import DomainClassifier, byte_mixture, resample
+from .parallel import map_records
 from .quality import QualityScorer
 from .sources import load_source
 
@@ -53,15 +55,22 @@ def load_all(spec, drops: Counter, say) -> tuple[list[dict], dict]:
     return records, per_source
 
 
+def _clean_one(text: str, spec) -> list[tuple[str, str | None]] | None:
+    """(piece, drop reason or None) for each piece of one document; None when normalising leaves nothing."""
+    text = normalise(text)
+    if not text:
+        return None
+    return [(piece, heuristic_reason(piece, spec)) for piece in split_long(text, spec.max_chars)]
+
+
 def clean_and_filter(records: list[dict], spec, drops: Counter) -> list[dict]:
+    results = map_records(partial(_clean_one, spec=spec), [r["text"] for r in records], spec.workers)
     out = []
-    for r in records:
-        text = normalise(r["text"])
-        if not text:
+    for r, pieces in zip(records, results):
+        if pieces is None:
             drops["empty"] += 1
             continue
-        for piece in split_long(text, spec.max_chars):
-            reason = heuristic_reason(piece, spec)
+        for piece, reason in pieces:
             if reason:
                 drops[reason] += 1
             else:
@@ -71,11 +80,13 @@ def clean_and_filter(records: list[dict], spec, drops: Counter) -> list[dict]:
 
 def dedup(records: list[dict], spec, drops: Counter) -> list[dict]:
     exact, near = ExactDedup(), NearDedup(spec.near_dup_threshold, spec.minhash_perm, seed=spec.seed + 1)
+    # Hashes and signatures are per-document work (the pool); the index lookups stay in order, here.
+    keys = map_records(lambda t: (exact.key(t), near.signature(t)), [r["text"] for r in records], spec.workers)
     out = []
-    for r in records:
-        if exact.is_duplicate(r["text"]):
+    for r, (key, sig) in zip(records, keys):
+        if exact.seen_key(key):
             drops["exact_duplicate"] += 1
-        elif near.is_duplicate(r["text"]):
+        elif near.seen_signature(sig):
             drops["near_duplicate"] += 1
         else:
             out.append(r)
@@ -86,7 +97,7 @@ def quality_filter(records: list[dict], spec, drops: Counter) -> tuple[list[dict
     if not records:
         return records, {}
     scorer = QualityScorer(seed=spec.seed).fit([r["text"] for r in records])
-    scores = scorer.score([r["text"] for r in records])
+    scores = scorer.score([r["text"] for r in records], spec.workers)
     out = []
     for r, s in zip(records, scores):
         if s < spec.quality_threshold:
@@ -112,10 +123,9 @@ def classify_domains(records: list[dict], spec) -> dict:
     return info
 
 
-def decontaminate(records: list[dict], decon, drops: Counter, hits: Counter) -> list[dict]:
+def decontaminate(records: list[dict], decon, drops: Counter, hits: Counter, workers: int = 0) -> list[dict]:
     out = []
-    for r in records:
-        name = decon.match(r["text"])
+    for r, name in zip(records, map_records(decon.match, [r["text"] for r in records], workers)):
         if name:
             drops["contaminated"] += 1
             hits[name] += 1
@@ -154,7 +164,7 @@ def build_corpus(spec, decon, say=log.info) -> dict:
     domains = timer.run("domains", _nbytes(records), classify_domains, records, spec)
     hits: Counter = Counter()
     if decon is not None:
-        records = timer.run("decontam", _nbytes(records), decontaminate, records, decon, drops, hits)
+        records = timer.run("decontam", _nbytes(records), decontaminate, records, decon, drops, hits, spec.workers)
     before = byte_mixture(records)
     train, val = split_train_val(records, spec)
     train, mix = timer.run("mix", _nbytes(train), resample, train, spec.mixture, spec.max_upsample, spec.seed, drops)

@@ -21,8 +21,15 @@ class ExactDedup:
     def __init__(self):
         self.seen: set[int] = set()
 
+    @staticmethod
+    def key(text: str) -> int:
+        """Hash of the text with whitespace runs collapsed (pure: computed in worker processes)."""
+        return xxhash.xxh3_64_intdigest(" ".join(text.split()).encode("utf-8", "surrogatepass"))
+
     def is_duplicate(self, text: str) -> bool:
-        key = xxhash.xxh3_64_intdigest(" ".join(text.split()).encode("utf-8", "surrogatepass"))
+        return self.seen_key(self.key(text))
+
+    def seen_key(self, key: int) -> bool:
         if key in self.seen:
             return True
         self.seen.add(key)
@@ -61,7 +68,10 @@ class NearDedup:
         return out >> np.uint64(29)
 
     def is_duplicate(self, text: str) -> bool:
-        sig = self.signature(text)
+        return self.seen_signature(self.signature(text))
+
+    def seen_signature(self, sig: np.ndarray) -> bool:
+        """Query + insert into the LSH index: sequential, in input order (the first of a group is the one kept)."""
         # LeanMinHash wraps the values as they are; MinHash(...) would draw 128 permutations per document first
         m = LeanMinHash(seed=1, hashvalues=sig, scheme="affine64")
         for key in self.lsh.query(m):

@@ -21,6 +21,8 @@ from itertools import chain, repeat
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from .parallel import map_batches
+
 SCORE_CHARS = 1500  # the head of a document is enough to judge it and keeps scoring fast
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -134,8 +136,12 @@ class QualityScorer:
         self.clf.fit((X - self.mean) / self.std, y)
         return self
 
-    def score(self, texts: list[str]) -> np.ndarray:
+    def score(self, texts: list[str], workers: int | None = 1) -> np.ndarray:
+        """P(good) per text; the features are computed over `workers` processes (0 = every core)."""
         if not texts:
             return np.zeros(0)
-        X = np.concatenate([self.lm.features_many(texts[i:i + 2000]) for i in range(0, len(texts), 2000)])
+        # features_many's rows do not depend on how the texts are batched, so any split gives the same scores
+        rows = map_batches(lambda part: list(self.lm.features_many(part)), texts,
+                           [min(len(t), SCORE_CHARS) for t in texts], workers)
+        X = np.array(rows, dtype=np.float64).reshape(len(texts), -1)
         return self.clf.predict_proba((X - self.mean) / self.std)[:, 1]

@@ -38,6 +38,9 @@ class DataSpec(Strict):
                                          "or reasoning-gym dataset names")
     chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
     decontaminate: bool = Field(True, description="Drop training texts that overlap any evaluation set (LCS rule)")
+    workers: int = Field(0, ge=0, description="Processes for the per-record corpus work (cleaning, MinHash signatures, "
+                                              "quality features, decontamination); 0 = every core. Results do not "
+                                              "depend on it")
     seed: int = 0
     resources: Resources = Field(default_factory=Resources)
 
