@@ -63,9 +63,7 @@ def _optimum_vs(fit: ScalingFit, key: str, law: PowerLaw | None, path: Path, yla
                 continue
             xs = np.geomspace(dense[var].min() / 1.5, dense[var].max() * 3, 50)
             args = [(x, o) if var == "n" else (o, x) for x in xs]
-            ax.plot(xs, [law.predict(*a) for a in args], "-" if law.reliable else ":", color=color)
-            bands = np.array([law.interval(*a) for a in args])
-            ax.fill_between(xs, bands[:, 0], bands[:, 1], color=color, alpha=0.12)
+            _law_line(ax, xs, args, law, color)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set(xlabel=f"{var.upper()} ({'params' if var == 'n' else 'tokens'})", ylabel=ylabel,
@@ -74,6 +72,13 @@ def _optimum_vs(fit: ScalingFit, key: str, law: PowerLaw | None, path: Path, yla
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _law_line(ax, xs, args, law, color, label=None) -> None:
+    """A fitted law's curve (dotted when indicative only) with its confidence band."""
+    ax.plot(xs, [law.predict(*a) for a in args], "-" if law.reliable else ":", color=color, label=label)
+    bands = np.array([law.interval(*a) for a in args])
+    ax.fill_between(xs, bands[:, 0], bands[:, 1], color=color, alpha=0.12)
 
 
 def _vs_compute(fit: ScalingFit, path: Path) -> None:
@@ -86,10 +91,7 @@ def _vs_compute(fit: ScalingFit, path: Path) -> None:
                                          (axes[1], "batch", fit.batch_c, "batch_c", "optimal batch (tokens)")):
         _scatter_cells(ax, dense, "c", key, "sweep cells")
         if law is not None:
-            ax.plot(cs, [law.predict(c) for c in cs], "-" if law.reliable else ":", color="C0",
-                    label=f"fit: C^{law.exps[0]:+.3f}")
-            bands = np.array([law.interval(c) for c in cs])
-            ax.fill_between(cs, bands[:, 0], bands[:, 1], color="C0", alpha=0.12)
+            _law_line(ax, cs, [(c,) for c in cs], law, "C0", label=f"fit: C^{law.exps[0]:+.3f}")
         ax.plot(cs, [deepseek(ds_key, c) for c in cs], "--", color="C3",
                 label=f"DeepSeek LLM: {DEEPSEEK[ds_key][0]} C^{DEEPSEEK[ds_key][1]:+.4f}")
         ax.set_xscale("log")
