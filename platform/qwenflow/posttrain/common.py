@@ -338,18 +338,33 @@ def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: i
     return out
 
 
+# A function in a ```python block needs far more tokens than a numeric answer; code splits get at least this many.
+CODE_MIN_NEW_TOKENS = 256
+
+
+def grade(completions: Sequence[str], tasks: Sequence[str], answers: Sequence[str]) -> list[bool]:
+    """Each completion checked by its own task's verifier: the dispatch GRPO rewards with (math tasks by exact
+    answer, code tasks by their hidden unit tests in the sandbox); an unknown task raises."""
+    from qwenflow.verifiers.tasks import TaskVerifier
+
+    return [s >= 1.0 for s in TaskVerifier()(list(completions), task=list(tasks), answer=list(answers))]
+
+
+def new_tokens_for(rows: pd.DataFrame, max_new_tokens: int) -> int:
+    from qwenflow.verifiers.tasks import CODE_TASKS
+
+    return max(max_new_tokens, CODE_MIN_NEW_TOKENS) if set(rows["task"]) & CODE_TASKS else max_new_tokens
+
+
 def exact_match(model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, batch_size: int = 64,
                 limit: int | None = None) -> tuple[float, pd.DataFrame]:
-    """Greedy exact match on a verifiable split (prompt, answer): (accuracy, table of prompt/completion/answer/correct).
-
-    Answers are compared with the math verifier (numbers and fractions compare by value, else stripped text).
-    """
-    from qwenflow.verifiers.math import answers_match
-
+    """Greedy exact match on a verifiable split (prompt, task, answer): (accuracy, table of
+    prompt/completion/answer/correct). Rows are graded by their task's verifier (`grade`)."""
     if limit is not None:
         rows = rows.iloc[:limit]
-    comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=max_new_tokens, batch_size=batch_size)
-    correct = [answers_match(c, a) for c, a in zip(comps, rows["answer"])]
+    comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=new_tokens_for(rows, max_new_tokens),
+                     batch_size=batch_size)
+    correct = grade(comps, rows["task"], rows["answer"])
     table = pd.DataFrame({
         "prompt": [p[-1]["content"] for p in rows["prompt"]],
         "completion": comps, "answer": list(rows["answer"]), "correct": correct,
@@ -363,16 +378,14 @@ def sampled_reward(model, tok, data_dir: str | Path, *, samples: int, temperatur
 
     The policy's reward on a fixed prompt set: GRPO's logged batch reward also moves with which prompts a batch holds
     (variance ordering puts high-variance prompts first each epoch), so it cannot show progress on its own."""
-    from qwenflow.verifiers.math import answers_match
-
     torch.manual_seed(seed)
     out = {}
     for task, rows in read_eval(data_dir).items():
         rows = rows.iloc[:limit] if limit is not None else rows
-        comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=max_new_tokens, do_sample=True,
-                         temperature=temperature, num_return_sequences=samples)
-        answers = [a for a in rows["answer"] for _ in range(samples)]
-        out[task] = float(np.mean([answers_match(c, a) for c, a in zip(comps, answers)]))
+        comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=new_tokens_for(rows, max_new_tokens),
+                         do_sample=True, temperature=temperature, num_return_sequences=samples)
+        repeat = lambda col: [v for v in rows[col] for _ in range(samples)]  # noqa: E731
+        out[task] = float(np.mean(grade(comps, repeat("task"), repeat("answer"))))
     return out
 
 

@@ -1,6 +1,7 @@
 """The platform's own held-out verifiable tasks (data_dir/eval/<task>.parquet: prompt messages, task, answer).
 
-Chat-formatted with the model's template, greedy, scored by exact match after trimming (numbers compare as numbers).
+Chat-formatted with the model's template, greedy, graded by the row's task verifier (qwenflow.verifiers.tasks, the one
+GRPO rewards with): math answers compare by value, code tasks run their hidden unit tests in the sandbox.
 These never overlap training (the data stage holds them out), so they measure what SFT/DPO/GRPO taught.
 """
 from __future__ import annotations
@@ -9,18 +10,12 @@ import time
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_file
+from qwenflow.verifiers.tasks import CODE_TASKS, TaskVerifier
 
 from ..lm import LM
 from ..result import TaskResult, mean_stderr, subsample
 
-
-def normalise(text: str) -> str:
-    t = text.strip().rstrip(".").strip()
-    try:
-        f = float(t.replace(",", ""))
-        return str(int(f)) if f == int(f) else str(f)
-    except ValueError:
-        return t
+CODE_MIN_NEW_TOKENS = 256  # a short function in a code block; numeric answers need only max_new_tokens
 
 
 def heldout_tasks(data_dir: str | Path) -> list[Path]:
@@ -38,8 +33,14 @@ def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0,
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected prompt (messages), task, answer")
     rows = subsample(df.to_dict("records"), limit, seed)
     prompts = [lm.chat_prompt([dict(m) for m in r["prompt"]]) for r in rows]
-    outs = lm.generate(prompts, max_new_tokens, stop=("<|im_end|>", "\n"))
-    correct = [float(normalise(o[0]) == normalise(str(r["answer"]))) for o, r in zip(outs, rows)]
+    tasks = [str(r.get("task") or path.stem) for r in rows]
+    if set(tasks) & CODE_TASKS:  # a function in a ```python block spans lines and needs room
+        outs = lm.generate(prompts, max(max_new_tokens, CODE_MIN_NEW_TOKENS), stop=("<|im_end|>",))
+    else:
+        outs = lm.generate(prompts, max_new_tokens, stop=("<|im_end|>", "\n"))
+    # Each row by its task's verifier, as GRPO rewards it: math by value, code by its hidden tests in the sandbox.
+    scores = TaskVerifier()([o[0] for o in outs], task=tasks, answer=[str(r["answer"]) for r in rows])
+    correct = [float(s >= 1.0) for s in scores]
     acc, se = mean_stderr(correct)
     return TaskResult(path.stem, {"exact_match": acc}, {"exact_match": se}, len(rows), 0,
                       {"sha256": sha256_file(path), "source": str(path), "rows": len(df)},
