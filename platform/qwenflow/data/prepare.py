@@ -61,9 +61,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     say("post-training data:")
     post = build_posttrain(spec, decon)
     if decon is not None:  # the corpus must not contain the platform's own held-out problems either
-        from .decontam import Decontaminator
-
-        decon = Decontaminator({**sets, **_eval_texts(post)}, spec.decontam_min_tokens, spec.decontam_min_ratio)
+        decon = decon.extended(_eval_texts(post))
     corpus = build_corpus(spec, decon, say)
 
     # ---- write -------------------------------------------------------------------------------------------
