@@ -13,7 +13,7 @@ import xxhash
 from .clean import heuristic_reason, normalise, split_long
 from .dedup import ExactDedup, NearDedup
 from .domains import DomainClassifier, byte_mixture, resample
-from .parallel import map_records
+from .parallel import imap_records
 from .quality import QualityScorer
 from .sources import load_source
 
@@ -64,9 +64,9 @@ def _clean_one(text: str, spec) -> list[tuple[str, str | None]] | None:
 
 
 def clean_and_filter(records: list[dict], spec, drops: Counter) -> list[dict]:
-    results = map_records(partial(_clean_one, spec=spec), [r["text"] for r in records], spec.workers)
+    results = imap_records(partial(_clean_one, spec=spec), [r["text"] for r in records], spec.workers)
     out = []
-    for r, pieces in zip(records, results):
+    for r, pieces in zip(records, results, strict=True):
         if pieces is None:
             drops["empty"] += 1
             continue
@@ -80,10 +80,10 @@ def clean_and_filter(records: list[dict], spec, drops: Counter) -> list[dict]:
 
 def dedup(records: list[dict], spec, drops: Counter) -> list[dict]:
     exact, near = ExactDedup(), NearDedup(spec.near_dup_threshold, spec.minhash_perm, seed=spec.seed + 1)
-    # Hashes and signatures are per-document work (the pool); the index lookups stay in order, here.
-    keys = map_records(lambda t: (exact.key(t), near.signature(t)), [r["text"] for r in records], spec.workers)
+    # Hashes and signatures are per-document work (the pool); the index lookups stay in order, here, overlapping it.
+    keys = imap_records(lambda t: (exact.key(t), near.signature(t)), [r["text"] for r in records], spec.workers)
     out = []
-    for r, (key, sig) in zip(records, keys):
+    for r, (key, sig) in zip(records, keys, strict=True):
         if exact.seen_key(key):
             drops["exact_duplicate"] += 1
         elif near.seen_signature(sig):
@@ -124,8 +124,9 @@ def classify_domains(records: list[dict], spec) -> dict:
 
 
 def decontaminate(records: list[dict], decon, drops: Counter, hits: Counter, workers: int = 0) -> list[dict]:
+    names = imap_records(decon.match, [r["text"] for r in records], workers)
     out = []
-    for r, name in zip(records, map_records(decon.match, [r["text"] for r in records], workers)):
+    for r, name in zip(records, names, strict=True):
         if name:
             drops["contaminated"] += 1
             hits[name] += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 BATCH_BYTES = 2_000_000  # per task: large enough to amortise the round trip, small enough to balance the cores
 MIN_ITEMS = 64  # below this a pool costs more than it saves
@@ -48,27 +48,38 @@ def batches(sizes: Sequence[int], workers: int) -> list[tuple[int, int]]:
     return out
 
 
-def map_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequence[int], workers: int | None = None) -> list:
-    """fn(items[a:b]) for contiguous batches, concatenated in order; fn must return one result per item."""
+def imap_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequence[int], workers: int | None = None,
+                 min_items: int = MIN_ITEMS) -> Iterator:
+    """fn(items[a:b]) over contiguous batches, yielded item by item in input order as batches complete, so the
+    caller's sequential part (an index insert) overlaps the workers; fn must return one result per item."""
     global _JOB
     workers = resolve_workers(workers)
-    if workers <= 1 or len(items) < MIN_ITEMS or "fork" not in mp.get_all_start_methods():
-        return list(fn(items))
-    if _JOB is not None:  # a map inside a worker (or a nested map) runs serially
-        return list(fn(items))
+    if workers <= 1 or len(items) < min_items or _JOB is not None or "fork" not in mp.get_all_start_methods():
+        yield from fn(items)  # _JOB set: a map inside a worker (or a nested map) runs serially
+        return
     _JOB = (fn, items)
+    n = 0
     try:
         with mp.get_context("fork").Pool(workers) as pool:
-            out: list = []
             for part in pool.imap(_run, batches(sizes, workers)):
-                out += part
+                n += len(part)
+                yield from part
     finally:
         _JOB = None
-    if len(out) != len(items):
-        raise RuntimeError(f"parallel map returned {len(out)} results for {len(items)} items")
-    return out
+    if n != len(items):
+        raise RuntimeError(f"parallel map returned {n} results for {len(items)} items")
+
+
+def map_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequence[int], workers: int | None = None,
+                min_items: int = MIN_ITEMS) -> list:
+    """The results of imap_batches as a list."""
+    return list(imap_batches(fn, items, sizes, workers, min_items))
+
+
+def imap_records(fn: Callable, texts: Sequence[str], workers: int | None = None) -> Iterator:
+    """fn(text) for every text, in order, over the pool (batched by text length)."""
+    return imap_batches(lambda part: [fn(t) for t in part], texts, [len(t) for t in texts], workers)
 
 
 def map_records(fn: Callable, texts: Sequence[str], workers: int | None = None) -> list:
-    """fn(text) for every text, in order, over the pool (batched by text length)."""
-    return map_batches(lambda part: [fn(t) for t in part], texts, [len(t) for t in texts], workers)
+    return list(imap_records(fn, texts, workers))

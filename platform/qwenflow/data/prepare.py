@@ -47,6 +47,12 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    laps: dict[str, float] = {}  # seconds of the work around the corpus steps, for the benchmark's breakdown
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        laps[name] = round(now - since, 3)
+        return now
 
     decon = None
     if spec.decontaminate:
@@ -57,12 +63,16 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         decon = Decontaminator(sets, spec.decontam_min_tokens, spec.decontam_min_ratio)
         say(f"decontamination index: {sum(len(v) for v in sets.values())} items from {', '.join(sorted(sets))} "
             f"({time.perf_counter() - t:.1f} s)")
+        lap("decontam_index", t)
 
     say("post-training data:")
+    t = time.perf_counter()
     post = build_posttrain(spec, decon)
     if decon is not None:  # the corpus must not contain the platform's own held-out problems either
         decon = decon.extended(_eval_texts(post))
+    t = lap("posttrain", t)
     corpus = build_corpus(spec, decon, say)
+    t = time.perf_counter()
 
     # ---- write -------------------------------------------------------------------------------------------
     dirs = {k: out / k for k in ("corpus", "sft", "rl", "preferences", "eval")}
@@ -94,6 +104,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
                      disjoint_from_training=True),
     }
     # ---- validate: the manifest is written first (the contracts read the mixture from it), then completed ---
+    t = lap("write", t)
     validation = {}
     say("contracts:")
     for kind, fields in manifests.items():
@@ -107,13 +118,15 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
             from .contracts import DataContractError
 
             raise DataContractError(res.summary(), res)
+    lap("contracts", t)
 
     report = {"out_dir": str(out), "seconds": round(time.perf_counter() - t0, 1), "raw_mb": corpus["raw_mb"],
               "corpus_rows": manifests["corpus"]["rows"], "corpus_bytes": manifests["corpus"]["bytes"],
               "drops": corpus["drops"], "posttrain_drops": post["drops"], "contamination": corpus["contamination"],
               "posttrain_contamination": post["contamination"], "mixture": corpus["mixture"],
               "per_source": corpus["per_source"], "steps": corpus["steps"], "quality": corpus["quality"],
-              "domains": corpus["domains"], "posttrain": post["counts"], "validation": validation}
+              "domains": corpus["domains"], "posttrain": post["counts"], "validation": validation,
+              "other_steps": laps}
     atomic_write_text(out / "data_report.json", json.dumps(report, indent=2, default=str))
     _log_to_mlflow(report, out)
     return report
