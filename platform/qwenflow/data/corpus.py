@@ -13,7 +13,7 @@ import xxhash
 from .clean import heuristic_reason, normalise, split_long
 from .dedup import ExactDedup, NearDedup
 from .domains import DomainClassifier, byte_mixture, resample
-from .parallel import imap_records
+from .parallel import BATCH_BYTES, imap_records, map_batches
 from .quality import QualityScorer
 from .sources import load_source
 
@@ -41,17 +41,30 @@ def _nbytes(records) -> int:
     return sum(len(r["text"]) for r in records)
 
 
+def _load_one(name: str, max_bytes: int) -> tuple[list[dict], Counter, float] | Exception:
+    stats: Counter = Counter()
+    t = time.perf_counter()
+    try:
+        return list(load_source(name, max_bytes, stats)), stats, time.perf_counter() - t
+    except Exception as e:  # raised by the parent in source order, so the first broken source is the one reported
+        return e
+
+
 def load_all(spec, drops: Counter, say) -> tuple[list[dict], dict]:
+    # One source per worker task, the last-listed first: the recipes list the slowest source (generated math) last.
+    names = spec.sources[::-1]
+    loaded = map_batches(lambda part: [_load_one(n, spec.max_bytes_per_source) for n in part], names,
+                         [BATCH_BYTES] * len(names), spec.workers, min_items=2)[::-1]
     records, per_source = [], {}
-    for name in spec.sources:
-        stats: Counter = Counter()
-        t = time.perf_counter()
-        got = list(load_source(name, spec.max_bytes_per_source, stats))
-        per_source[name] = {"docs": len(got), "mb": round(_nbytes(got) / 1e6, 2), "seconds": round(time.perf_counter() - t, 2),
+    for name, got in zip(spec.sources, loaded, strict=True):
+        if isinstance(got, Exception):
+            raise got
+        recs, stats, seconds = got
+        per_source[name] = {"docs": len(recs), "mb": round(_nbytes(recs) / 1e6, 2), "seconds": round(seconds, 2),
                             "skipped": dict(stats)}
         drops.update({k: v for k, v in stats.items() if k != "over_byte_cap"})  # unread files are not drops
-        say(f"    source {name:<16} {len(got):6d} docs {per_source[name]['mb']:7.2f} MB")
-        records += got
+        say(f"    source {name:<16} {len(recs):6d} docs {per_source[name]['mb']:7.2f} MB")
+        records += recs
     return records, per_source
 
 
