@@ -30,6 +30,7 @@ def test_mmlu_oracle_scores_100_and_always_a_scores_the_share_of_a():
     always_a = mc.run_mmlu(ScriptedLM(pick=lambda r: r.continuation == " A"), bench=bench)
     share_a = sum(it.answer == 0 for it in scored) / len(scored)
     assert abs(always_a.metrics["accuracy"] - share_a) < 1e-12 and 0.2 < share_a < 0.26
+    assert always_a.details["picked_share"] == {"A": 1.0} and always_a.details["answer_share"]["A"] == round(share_a, 4)
     assert always_a.dataset["sha256"] == bench.sha256
 
 

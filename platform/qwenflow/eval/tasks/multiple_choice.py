@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from ..benchmarks import LETTERS, MultipleChoice, load_hellaswag, load_mmlu, load_truthfulqa_mc1
 from ..lm import LM, Request
@@ -43,17 +43,22 @@ def run_mmlu(lm: LM, limit: int | None = None, shots: int = 5, seed: int = 0, be
     reqs = [Request(prefixes[it.subject], mmlu_block(it, False), f" {LETTERS[j]}")
             for it in items for j in range(len(it.choices))]
     scores = lm.loglikelihood(reqs)
-    correct, per_subject = [], defaultdict(list)
+    correct, per_subject, picked = [], defaultdict(list), Counter()
     k = 0
     for it in items:
         s = scores[k:k + len(it.choices)]
         k += len(it.choices)
-        ok = float(max(range(len(s)), key=s.__getitem__) == it.answer)
+        pick = max(range(len(s)), key=s.__getitem__)
+        picked[LETTERS[pick]] += 1
+        ok = float(pick == it.answer)
         correct.append(ok)
         per_subject[it.subject].append(ok)
     acc, se = mean_stderr(correct)
+    # A weak model often picks one letter every time: it then scores that letter's share of the answers, not 25%.
+    share = lambda c: {x: round(c[x] / max(1, len(items)), 4) for x in sorted(c)}  # noqa: E731
     return TaskResult("mmlu", {"accuracy": acc}, {"accuracy": se}, len(items), shots, dataset_info(bench),
-                      {"per_subject": {s: sum(v) / len(v) for s, v in sorted(per_subject.items())}},
+                      {"per_subject": {s: sum(v) / len(v) for s, v in sorted(per_subject.items())},
+                       "picked_share": share(picked), "answer_share": share(Counter(LETTERS[it.answer] for it in items))},
                       time.time() - t0)
 
 
