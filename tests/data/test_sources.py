@@ -85,3 +85,16 @@ def test_a_100mb_single_line_is_read_in_bounded_pieces(tmp_path):
 def test_unknown_source_name_says_what_exists():
     with pytest.raises(SourceError, match="neither a named source .*python_stdlib"):
         list(load_source("no_such_source", 100, Counter()))
+
+
+def test_source_walk_finds_what_rglob_finds_outside_excluded_folders(tmp_path):
+    from qwenflow.data.sources import _walk
+
+    for rel in ["a.py", "pkg/b.py", "pkg/c.txt", "pkg/test/d.py", "tests/e.py", "deep/x/y/f.py", "deep/x/.hidden.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+    (tmp_path / "dir.py").mkdir()  # a folder whose name matches is not a file
+    exclude = ("test", "tests")
+    rglob = {p for p in tmp_path.rglob("*.py") if p.is_file() and not set(p.relative_to(tmp_path).parts) & set(exclude)}
+    assert set(_walk(tmp_path, ["*.py"], exclude)) == rglob
+    assert {p.name for p in rglob} == {"a.py", "b.py", "f.py", ".hidden.py"}
