@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import re
 import zlib
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -68,36 +69,57 @@ def _ngram_hashes(toks: list[str]) -> np.ndarray:
     return h
 
 
+def _item_ngrams(token_lists: list[list[str]], first: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n-gram hash, item index) for every n-gram of every item, items numbered from `first`: one numpy pass over
+    all items' tokens together (n-grams that would cross from one item into the next are left out)."""
+    lens = np.array([len(t) for t in token_lists], dtype=np.int64)
+    total = int(lens.sum())
+    if total < NGRAM:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    ids = np.fromiter(map(_IDS.__getitem__, chain.from_iterable(token_lists)), dtype=np.uint64, count=total)
+    n = total - NGRAM + 1
+    h = ids[:n] * _MIX[0]
+    for k in range(1, NGRAM):
+        h ^= ids[k:k + n] * _MIX[k]
+    owner = np.repeat(np.arange(first, first + len(lens), dtype=np.int64), lens)[:n]
+    ends = np.repeat(np.cumsum(lens), lens)[:n]  # one past the last token of each position's item
+    inside = np.arange(n) + NGRAM <= ends
+    return h[inside], owner[inside]
+
+
 class Decontaminator:
     def __init__(self, test_sets: dict[str, list[str]], min_tokens: int = 13, min_ratio: float = 0.6):
         self.min_tokens, self.min_ratio = min_tokens, min_ratio
         self.items: list[tuple[str, list[str]]] = []
         self.sizes: dict[str, int] = {}
-        self._item_hashes: list[np.ndarray] = []
+        self.keys, self.owners = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         self._add(test_sets)
 
     def extended(self, more_sets: dict[str, list[str]]) -> "Decontaminator":
         """This index plus more sets (same as building from both; the items already here are not re-tokenised)."""
         new = copy.copy(self)
-        new.items, new.sizes, new._item_hashes = list(self.items), dict(self.sizes), list(self._item_hashes)
+        new.items, new.sizes = list(self.items), dict(self.sizes)
         new._add(more_sets)
         return new
 
     def _add(self, test_sets: dict[str, list[str]]) -> None:
+        first = len(self.items)
         for name, texts in test_sets.items():
             for text in texts:
                 toks = tokens(text)
                 if len(toks) < self.min_tokens:  # its LCS with anything is below min_tokens: it can never match
                     continue
-                self._item_hashes.append(np.unique(_ngram_hashes(toks)))
                 self.items.append((name, toks))
             self.sizes[name] = len(texts)
-        # A sorted array of (n-gram hash -> item) pairs: searchsorted finds a document's hits without a Python dict.
-        hashes = self._item_hashes
-        all_h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
-        owners = np.repeat(np.arange(len(hashes), dtype=np.int64), [len(h) for h in hashes])
-        order = np.argsort(all_h, kind="stable")
-        self.keys, self.owners = all_h[order], owners[order]
+        h, owner = _item_ngrams([toks for _, toks in self.items[first:]], first)
+        # A sorted array of distinct (n-gram hash, item) pairs, items ascending within a hash: searchsorted finds a
+        # document's hits without a Python dict.
+        h, owner = np.concatenate([self.keys, h]), np.concatenate([self.owners, owner])
+        order = np.lexsort((owner, h))
+        h, owner = h[order], owner[order]
+        distinct = np.ones(len(h), dtype=bool)
+        distinct[1:] = (h[1:] != h[:-1]) | (owner[1:] != owner[:-1])
+        self.keys, self.owners = h[distinct], owner[distinct]
         # A one-byte-per-slot filter on the hashes' top bits (~3% of slots set) rules out almost every n-gram of a
         # training text with one gather; only the few that pass are binary-searched. 32 MB for ~1M n-grams.
         bits = int(np.clip(np.ceil(np.log2(max(1, len(self.keys)) * 32)), 16, 25))

@@ -54,8 +54,9 @@ def imap_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequenc
     caller's sequential part (an index insert) overlaps the workers; fn must return one result per item."""
     global _JOB
     workers = resolve_workers(workers)
-    if workers <= 1 or len(items) < min_items or _JOB is not None or "fork" not in mp.get_all_start_methods():
-        yield from fn(items)  # _JOB set: a map inside a worker (or a nested map) runs serially
+    if (workers <= 1 or len(items) < min_items or _JOB is not None  # _JOB set: a nested map runs serially
+            or mp.current_process().daemon or "fork" not in mp.get_all_start_methods()):  # no pool possible there
+        yield from fn(items)
         return
     _JOB = (fn, items)
     n = 0
