@@ -1,6 +1,7 @@
 """Shared fixtures: a real MLflow server on loopback, an isolated QWENFLOW_HOME, a tiny model directory."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -34,7 +35,7 @@ def mlflow_server(tmp_path_factory):
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its uvicorn workers die with the group
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_own_group_dying_with_parent,
         # The server's background job runner (huey consumers) is not needed and costs CPU on 2 cores.
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     uri = f"http://127.0.0.1:{port}"
@@ -53,6 +54,13 @@ def mlflow_server(tmp_path_factory):
         raise RuntimeError(f"mlflow server did not become healthy in 300 s: {(root / 'server.log').read_text()[-2000:]}")
     yield uri
     _stop_group(proc)
+
+
+def _own_group_dying_with_parent() -> None:
+    """In the server's child: its own process group (so teardown can stop its uvicorn workers too), and SIGTERM
+    when pytest dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG), so no server outlives the test session."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
