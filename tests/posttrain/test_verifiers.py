@@ -49,6 +49,18 @@ def test_task_verifier_dispatches_and_rejects_unknown_tasks():
         v(["x"], task=["poetry"], answer=["y"])
 
 
+def test_reasoning_gym_tasks_are_graded_by_exact_answer():
+    from qwenflow.data.synthetic import gym_problems
+
+    v = TaskVerifier()
+    gcd = gym_problems("gcd", 2, seed=3)
+    words = gym_problems("word_sorting", 1, seed=3)[0]
+    rows = gcd + [words]
+    got = v([p["answer"] for p in rows] + ["The answer is " + gcd[0]["answer"], "0.5", words["answer"] + " extra"],
+            task=[p["task"] for p in rows] * 2, answer=[p["answer"] for p in rows] * 2)
+    assert got == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+
+
 def _raises(completions, **kw):
     raise KeyError("answer")
 

@@ -2,6 +2,8 @@
 dispatches per row."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .code import CodeReward
 from .math import math_reward
 
@@ -9,8 +11,26 @@ MATH_TASKS = {"arithmetic", "math", "gsm8k", "gsm_symbolic", "basic_arithmetic"}
 CODE_TASKS = {"code", "humaneval", "mbpp", "python", "python_functions"}  # python_functions: qwenflow.data.code_tasks
 
 
+@lru_cache(maxsize=None)
+def is_gym_task(name: str) -> bool:
+    """A reasoning-gym dataset name (qwenflow.data.synthetic generates those): its rows carry the exact answer."""
+    from reasoning_gym.factory import DATASETS
+
+    return name in DATASETS
+
+
+def verifier_kind(task: str) -> str | None:
+    """'code' for unit-test-graded tasks; 'math' (exact answer: numbers by value, else whitespace-normalised text)
+    for our math tasks and reasoning-gym's (its own score_answer needs per-item metadata our rows do not keep)."""
+    if task in CODE_TASKS:
+        return "code"
+    if task in MATH_TASKS or is_gym_task(task):
+        return "math"
+    return None
+
+
 class TaskVerifier:
-    """Reward per row by its task: math tasks by exact answer, code tasks by sandboxed unit tests.
+    """Reward per row by its task: math and reasoning-gym tasks by exact answer, code tasks by sandboxed unit tests.
 
     Unknown tasks raise (a silent 0 would hide a data bug); the guard counts that as a failure.
     """
@@ -24,9 +44,10 @@ class TaskVerifier:
         out: list[float] = [0.0] * len(completions)
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(task):
-            kind = "math" if t in MATH_TASKS else "code" if t in CODE_TASKS else None
+            kind = verifier_kind(t)
             if kind is None:
-                raise ValueError(f"no verifier for task {t!r}; known: {sorted(MATH_TASKS | CODE_TASKS)}")
+                raise ValueError(f"no verifier for task {t!r}; known: {sorted(MATH_TASKS | CODE_TASKS)} and "
+                                 "reasoning-gym dataset names")
             groups.setdefault(kind, []).append(i)
         for kind, idx in groups.items():
             fn = math_reward if kind == "math" else self.code
