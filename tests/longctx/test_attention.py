@@ -39,6 +39,23 @@ def test_dca_equals_standard_attention_inside_trained_length(weights, length):
     torch.testing.assert_close(dca, yarn, atol=1e-5, rtol=1e-5)
 
 
+def test_dca_chunked_form_equals_standard_attention_inside_trained_length():
+    """The chunked computation itself (which dca_core skips up to the trained length) is exact there too."""
+    from qwenflow.longctx.dca import dca_chunked, dca_core
+    from qwenflow.longctx.rope import inv_freq_for, rerotate
+
+    module = _Module(True)
+    c = module.config.dual_chunk_attention_config["chunk_size"]
+    g = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(1, h, c, 16, generator=g) for h in (4, 2, 2))
+    pos = torch.arange(c)
+    inv = inv_freq_for(module)
+    q, k = rerotate(q, pos, inv), rerotate(k, pos, inv)
+    torch.testing.assert_close(dca_chunked(module, q, k, v, 0.25), dca_core(module, q, k, v, 0.25), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dca_chunked(module, q[:, :, -3:], k, v, 0.25), dca_core(module, q[:, :, -3:], k, v, 0.25),
+                               atol=1e-5, rtol=1e-5)  # decoding-shaped: a few queries at the end
+
+
 def test_dca_changes_attention_beyond_trained_length_and_bounds_distances(weights):
     ids = torch.randint(0, 128, (1, 4 * TRAINED), generator=torch.Generator().manual_seed(2))
     yarn, dca = logits(weights, "yarn", ids), logits(weights, "yarn+dca", ids)
