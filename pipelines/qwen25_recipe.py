@@ -15,7 +15,7 @@ from qwenflow.components import component
 from qwenflow.recipe import Recipe, load_recipe
 from qwenflow.recipe.base import Resources
 
-from .kubernetes import ClusterSettings, apply
+from qwenflow.pipelines.kubernetes import ClusterSettings, apply  # absolute: `kfp dsl compile --py` imports this file alone
 
 PIPELINE_NAME = "qwen25-recipe"
 LIGHT = Resources(cpu="1", memory="4Gi")  # bookkeeping steps: run parent, gate, registry, Helm values
@@ -125,5 +125,15 @@ def compile_pipeline(recipe_name: str, out_path: str, overrides: list[str] | Non
     return out_path
 
 
-# Default: the tiny recipe, so `kfp dsl compile --py pipelines/qwen25_recipe.py` works out of the box.
-qwen25_recipe = build_pipeline(load_recipe("tiny"))
+def __getattr__(name: str):
+    """`qwen25_recipe`, the default pipeline (tiny recipe), so `kfp dsl compile --py pipelines/qwen25_recipe.py` works
+    out of the box (kfp finds it through dir()). Built on first use, not at import: kfp's task setters call
+    inspect.stack(), which costs ~20 s per build once torch is loaded, and `qwenflow run` builds its own."""
+    if name == "qwen25_recipe":
+        globals()[name] = pipeline = build_pipeline(load_recipe("tiny"))
+        return pipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "qwen25_recipe"})

@@ -104,3 +104,20 @@ def test_docs_carry_the_current_compiled_7b_pipeline(compiled_7b, tmp_path):
     compile_pipeline("qwen2.5-7b", str(fresh))
     assert list(yaml.safe_load_all(docs.read_text())) == list(yaml.safe_load_all(fresh.read_text())), (
         "docs/kubeflow/qwen2.5-7b.yaml is stale: run `qwenflow compile -r qwen2.5-7b -o docs/kubeflow/qwen2.5-7b.yaml`")
+
+
+def test_kfp_cli_compiles_the_pipeline_file(tmp_path):
+    """`kfp dsl compile --py pipelines/qwen25_recipe.py` (kfp's own CLI) finds the default pipeline in the file."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "pipelines" / "qwen25_recipe.py"
+    out = tmp_path / "p.yaml"
+    done = subprocess.run([str(Path(sys.executable).with_name("kfp")), "dsl", "compile", "--py", str(src), "--output", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spec, platform = yaml.safe_load_all(out.read_text())  # the pipeline, then its Kubernetes platform spec
+    assert spec["pipelineInfo"]["name"] == "qwen25-recipe"
+    assert "exec-grpo" in spec["deploymentSpec"]["executors"]
+    assert "kubernetes" in platform["platforms"]
