@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from qwenflow.models import model_size, training_memory_gb
-
 from .common import RecipeOpt, SetOpt, clean_errors, console, get_recipe
 
 app = typer.Typer(help="Model sizes and costs.", no_args_is_help=True)
@@ -21,6 +19,8 @@ def info(recipe: RecipeOpt = "tiny", set_: SetOpt = None,
          seq_len: Annotated[int | None, typer.Option(help="Sequence length for FLOPs (default: pretrain.seq_len)")] = None):
     """Print parameter counts, training FLOPs per token and the memory estimate for one recipe."""
     r = get_recipe(recipe, set_)
+    from qwenflow.models import model_size, training_memory_gb  # torch + transformers: only when asked (CLI start-up)
+
     s = model_size(r.model, seq_len or r.pretrain.seq_len)
     mem = training_memory_gb(r.model, gpus=gpus, zero_stage=zero)
     t = Table("quantity", "value", title=f"{r.name} ({r.model.arch})")
