@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from qwenflow.data.code_tasks import CODE_TASK, fenced, split_code_problems
-from qwenflow.posttrain.common import CODE_MIN_NEW_TOKENS, grade, new_tokens_for
+from qwenflow.posttrain.common import grade, new_tokens_for
+from qwenflow.verifiers.tasks import CODE_MIN_NEW_TOKENS
 
 
 def test_code_split_is_graded_by_its_unit_tests_and_math_by_value():

@@ -338,10 +338,6 @@ def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: i
     return out
 
 
-# A function in a ```python block needs far more tokens than a numeric answer; code splits get at least this many.
-CODE_MIN_NEW_TOKENS = 256
-
-
 def grade(completions: Sequence[str], tasks: Sequence[str], answers: Sequence[str]) -> list[bool]:
     """Each completion checked by its own task's verifier: the dispatch GRPO rewards with (math tasks by exact
     answer, code tasks by their hidden unit tests in the sandbox); an unknown task raises."""
@@ -351,9 +347,9 @@ def grade(completions: Sequence[str], tasks: Sequence[str], answers: Sequence[st
 
 
 def new_tokens_for(rows: pd.DataFrame, max_new_tokens: int) -> int:
-    from qwenflow.verifiers.tasks import CODE_TASKS
+    from qwenflow.verifiers.tasks import new_tokens_for as budget
 
-    return max(max_new_tokens, CODE_MIN_NEW_TOKENS) if set(rows["task"]) & CODE_TASKS else max_new_tokens
+    return budget(rows["task"], max_new_tokens)
 
 
 def exact_match(model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, batch_size: int = 64,

@@ -9,6 +9,12 @@ from .math import math_reward
 
 MATH_TASKS = {"arithmetic", "math", "gsm8k", "gsm_symbolic", "basic_arithmetic"}
 CODE_TASKS = {"code", "humaneval", "mbpp", "python", "python_functions"}  # python_functions: qwenflow.data.code_tasks
+CODE_MIN_NEW_TOKENS = 256  # a function in a ```python block needs far more room than a numeric answer
+
+
+def new_tokens_for(tasks, max_new_tokens: int) -> int:
+    """Generation budget for rows of these tasks: at least CODE_MIN_NEW_TOKENS when any is a code task."""
+    return max(max_new_tokens, CODE_MIN_NEW_TOKENS) if set(tasks) & CODE_TASKS else max_new_tokens
 
 
 @lru_cache(maxsize=None)

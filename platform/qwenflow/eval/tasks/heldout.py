@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_file
-from qwenflow.verifiers.tasks import CODE_TASKS, TaskVerifier
+from qwenflow.verifiers.tasks import CODE_TASKS, TaskVerifier, new_tokens_for
 
 from ..lm import LM
 from ..result import TaskResult, mean_stderr, subsample
-
-CODE_MIN_NEW_TOKENS = 256  # a short function in a code block; numeric answers need only max_new_tokens
 
 
 def heldout_tasks(data_dir: str | Path) -> list[Path]:
@@ -35,7 +33,7 @@ def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0,
     prompts = [lm.chat_prompt([dict(m) for m in r["prompt"]]) for r in rows]
     tasks = [str(r.get("task") or path.stem) for r in rows]
     if set(tasks) & CODE_TASKS:  # a function in a ```python block spans lines and needs room
-        outs = lm.generate(prompts, max(max_new_tokens, CODE_MIN_NEW_TOKENS), stop=("<|im_end|>",))
+        outs = lm.generate(prompts, new_tokens_for(tasks, max_new_tokens), stop=("<|im_end|>",))
     else:
         outs = lm.generate(prompts, max_new_tokens, stop=("<|im_end|>", "\n"))
     # Each row by its task's verifier, as GRPO rewards it: math by value, code by its hidden tests in the sandbox.
