@@ -16,6 +16,7 @@ from qwenflow.artifacts import read_lineage
 
 from .common import (DataError, MlflowMetrics, evaluate_exact_match, load_causal_lm, log_json, log_samples,
                      model_lineage, read_dataset, resolve_model_dir, starting_model, trainer_defaults)
+from .fused_head import compact_fused_lm_head
 from .online_merging import build_optimizer
 from .rejection_sampling import rejection_sample, write_sampled
 from .reward import clean_pairs, trl_pairs
@@ -82,6 +83,8 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
 
     from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import stage_run
+
+    compact_fused_lm_head()
 
     spec = recipe.dpo
     data_dir, out_dir = Path(data_dir), Path(out_dir)

@@ -25,6 +25,7 @@ from qwenflow.verifiers.guard import GuardedReward
 from qwenflow.verifiers.tasks import TaskVerifier
 
 from . import common
+from .fused_head import compact_fused_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class VarianceOrderedSampler(Sampler):
 
 def _trainer_class():
     from trl import GRPOTrainer
+
+    compact_fused_lm_head()
 
     class QwenflowGRPOTrainer(GRPOTrainer):
         """GRPOTrainer with the variance-ordered sampler and a generation-time counter (for the benchmark)."""

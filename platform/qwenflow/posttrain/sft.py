@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import common
+from .fused_head import compact_fused_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def _train(model, tok, spec, rows: pd.DataFrame, out_dir: Path, *, max_len: int,
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    compact_fused_lm_head()
     kw = common.trainer_defaults(spec, out_dir / tag)
     kw.update(max_steps=max_steps or -1, num_train_epochs=epochs)
     cfg = SFTConfig(
