@@ -95,11 +95,23 @@ def test_too_long_conversations_are_dropped_and_counted():
         drop_too_long(df, [10, 500, 20], 5, "here")
 
 
+def test_conversations_without_assistant_tokens_are_named():
+    from qwenflow.posttrain.sft import check_assistant_tokens
+
+    check_assistant_tokens([[0, 1, 0], [1]], "here")
+    with pytest.raises(common.DataError, match=r"here: 2 conversations have no assistant tokens.*first row 1"):
+        check_assistant_tokens([[0, 1], [0, 0], [0]], "here")
+
+
 def test_two_stage_sft_trains_short_first_then_the_mix(tracking, arith, small_model_dir, tmp_path):
-    from qwenflow.posttrain.sft import conversation_lengths
+    from qwenflow.posttrain.sft import tokenize_conversations
 
     tok = common.load_chat_tokenizer(small_model_dir)
-    lengths = conversation_lengths(tok, common.read_dataset(arith, "sft")["messages"])
+    messages = common.read_dataset(arith, "sft")["messages"]
+    tokens = tokenize_conversations(tok, messages, assistant_masks=True)
+    lengths = [len(ids) for ids in tokens["input_ids"]]
+    assert lengths == [common.chat_token_count(tok, m) for m in messages]  # the batched pass counts as row by row
+    assert all(any(m) for m in tokens["assistant_masks"])
     cut = sorted(lengths)[len(lengths) // 2]  # about half the conversations are "short"
     recipe = load_recipe("tiny", TINY + SMALL_MODEL + [
         "sft.max_steps=4", "sft.global_batch_size=8", "sft.micro_batch_size=8", "sft.max_seq_len=64",
