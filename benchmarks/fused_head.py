@@ -39,7 +39,7 @@ def main() -> None:
     ids = torch.randint(0, recipe.model.vocab_size, (args.batch, args.seq_len))
     labels = ids.clone()
     labels[:, : args.seq_len - args.labelled] = -100
-    full_switch, compact_switch = trl_utils._use_triton, None
+    full_switch = trl_utils._use_triton  # TRL's own: compact only on Triton devices
     compact_fused_lm_head()
     compact_switch = trl_utils._use_triton
 

@@ -20,13 +20,14 @@ def _compact_unless_graph_device(device: torch.device) -> bool:
 
 def compact_fused_lm_head() -> None:
     """Make TRL's fused LM head score only labelled positions on CPU too (idempotent, process-wide)."""
+    import trl
     import trl.trainer.utils as trl_utils
 
-    if getattr(trl_utils, "_use_triton", None) is _compact_unless_graph_device:
+    current = getattr(trl_utils, "_use_triton", None)
+    if current is _compact_unless_graph_device:
         return
-    if not callable(getattr(trl_utils, "_use_triton", None)):
-        raise RuntimeError(f"trl {getattr(__import__('trl'), '__version__', '?')}: trl.trainer.utils._use_triton is "
-                           "gone, so qwenflow cannot make the fused LM head compact on CPU; update "
-                           "qwenflow/posttrain/fused_head.py for this TRL version")
+    if not callable(current):
+        raise RuntimeError(f"trl {trl.__version__}: trl.trainer.utils._use_triton is gone, so qwenflow cannot make "
+                           "the fused LM head compact on CPU; update qwenflow/posttrain/fused_head.py for this TRL")
     # In trl.trainer.utils this name only decides compaction; the kernel module keeps its own copy to pick Triton.
     trl_utils._use_triton = _compact_unless_graph_device

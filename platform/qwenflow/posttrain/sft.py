@@ -54,7 +54,7 @@ def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) 
     return df[keep].reset_index(drop=True), dropped
 
 
-def _train(model, tok, spec, rows: dict[str, list], out_dir: Path, *, max_len: int, max_steps: int | None,
+def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len: int, max_steps: int | None,
            epochs: float, tag: str):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -72,7 +72,7 @@ def _train(model, tok, spec, rows: dict[str, list], out_dir: Path, *, max_len: i
         shuffle_dataset=True,
         dataset_num_proc=None,
     )
-    ds = Dataset.from_dict(rows)  # already tokenized: TRL builds labels from assistant_masks
+    ds = Dataset.from_dict(tokens)  # already tokenized: TRL builds labels from assistant_masks
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
                          callbacks=[common.MlflowMetrics(f"sft/{tag}")])
     trainer.train()
