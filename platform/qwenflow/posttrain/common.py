@@ -244,8 +244,11 @@ def model_lineage(stage: str, start_dir: Path, data_dir: str | Path, kinds: Iter
 def bf16_available() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    # CPU autocast to bf16 pays off only with native bf16 instructions (AVX512-BF16/AMX).
-    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+    # CPU autocast to bf16 pays off only with native bf16 instructions (AVX512-BF16/AMX); the same test (and
+    # QWENFLOW_CPU_BF16 override) as pre-training's, so every stage of a run trains in the same precision.
+    from qwenflow.train.hardware import cpu_has_bf16
+
+    return cpu_has_bf16()
 
 
 def trainer_defaults(section, out_dir: str | Path, *, world_size: int = 1) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What the hardware gives: device, whether bf16 pays off, and the peak FLOP/s that MFU is measured against."""
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -71,9 +72,20 @@ def probe(want_bf16: bool, device: torch.device) -> dict:
     return {"bf16": bf16, "peak_flops": peak, "device_name": f"cpu:{torch.backends.cpu.get_cpu_capability()}"}
 
 
+# Overrides the CPU's choice: "1" trains with bf16 autocast on any CPU (slow without bf16 instructions, but the
+# numerics of an AVX512-BF16 machine), "0" trains fp32 (the numerics of an AVX2-only machine). Used to run the
+# learning tests under both CPU kinds' numerics on one machine.
+CPU_BF16_ENV = "QWENFLOW_CPU_BF16"
+
+
 def cpu_has_bf16() -> bool:
     """Native bf16 matmul instructions (AVX512-BF16 or AMX); decided from the CPU flags so that runs are
-    reproducible (a timing-based choice could flip between a run and its resume)."""
+    reproducible (a timing-based choice could flip between a run and its resume). QWENFLOW_CPU_BF16=1/0 forces it."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ValueError(f"{CPU_BF16_ENV}={forced!r}: use 1 (bf16 autocast on CPU) or 0 (fp32)")
+        return forced == "1"
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
