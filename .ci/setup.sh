@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq >/dev/null 2>&1 || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    golang-1.19-src python3.11-doc linux-doc-6.1 dict-gcide fortunes bible-kjv >/dev/null
+    golang-1.19-src python3.11-doc linux-doc-6.1 dict-gcide fortunes bible-kjv \
+    bubblewrap >/dev/null  # bubblewrap: the namespaces the code sandbox (qwenflow.verifiers.sandbox) runs in
 fi
 
 PY=${PYTHON:-python3}

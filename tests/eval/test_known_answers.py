@@ -77,6 +77,6 @@ def test_humaneval_canonical_solutions_all_pass_in_the_sandbox():
     failed = [(p.task_id, s) for p, s in zip(bench.items, statuses) if s != ["passed"]]
     assert not failed, failed
     print(f"164 canonical solutions in {took:.1f} s")
-    broken = humaneval.execute(bench.items[:3], [["    while True:\n        pass\n"], ["    import os\n    os.fork()\n"],
+    broken = humaneval.execute(bench.items[:3], [["    while True:\n        pass\n"], ["    import sys\n    sys.exit(0)\n"],
                                                  ["    return None\n"]], workers=3)
     assert [s[0] for s in broken] == ["timeout", "error", "failed"]

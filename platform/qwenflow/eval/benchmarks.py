@@ -50,8 +50,12 @@ class CodeProblem:
     entry_point: str
 
     def program(self, completion: str) -> str:
-        """The script the sandbox runs: prompt + completion, the tests, then the check call."""
-        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+        """The code under test: prompt + completion (the sandbox runs `tests()` after it, in its globals)."""
+        return f"{self.prompt}{completion}\n"
+
+    def tests(self) -> list[str]:
+        """HumanEval's test code and the check call, run as one test after the program."""
+        return [f"{self.test}\n\ncheck({self.entry_point})\n"]
 
 
 @dataclass

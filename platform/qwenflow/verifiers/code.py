@@ -1,6 +1,7 @@
 """Code verifier: run the completion's code with the task's unit tests in the sandbox (time and memory limits)."""
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 
@@ -17,12 +18,23 @@ def extract_code(completion) -> str:
     return blocks[-1] if blocks else text
 
 
+def split_tests(tests: str) -> list[str]:
+    """One test per top-level statement (each assert reports its own outcome); unparsable text stays one test,
+    so its SyntaxError is reported as that test's error."""
+    try:
+        body = ast.parse(tests).body
+    except SyntaxError:
+        return [tests]
+    return [ast.get_source_segment(tests, node) or "" for node in body] or [tests]
+
+
 def run_tests(completions, tests, limits: Limits = Limits(timeout_s=5.0, cpu_s=5, memory_bytes=512 << 20),
               prompts_code: list[str] | None = None) -> list:
-    """Sandbox results, one per completion: program = (prompt's code prefix) + completion code + tests."""
+    """Sandbox results, one per completion: (prompt's code prefix) + completion code runs first, then each test
+    statement in its globals; passed only when every test reports passed (exiting early scores 0)."""
     prefix = prompts_code or [""] * len(completions)
-    programs = [f"{p}{extract_code(c)}\n\n{t}\n" for p, c, t in zip(prefix, completions, tests)]
-    return run_many(programs, limits)
+    programs = [f"{p}{extract_code(c)}\n" for p, c in zip(prefix, completions)]
+    return run_many(programs, limits, tests=[split_tests(t) for t in tests])
 
 
 class CodeReward:

@@ -1,5 +1,6 @@
 """Guarding reward functions: one that raises, hangs or returns NaN is counted and handled as the recipe says
-(on_error = "zero": score 0, "skip": no score for that batch (GRPO ignores it), "stop": raise RewardFunctionError)."""
+(on_error = "zero": score 0, "skip": no score for that batch (GRPO ignores it), "stop": raise RewardFunctionError).
+A missing code sandbox (SandboxUnavailable) always stops: scoring every code answer 0 would hide it."""
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -7,6 +8,8 @@ import logging
 import math
 from collections import Counter
 from typing import Callable
+
+from .sandbox import SandboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class GuardedReward:
             self._pool.shutdown(wait=False)  # leave the hung thread behind; a fresh one serves the next call
             self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"reward-{self.__name__}")
             return self._fail("timeout", n, f"took longer than {self.timeout_s:g} s")
-        except RewardFunctionError:
+        except (RewardFunctionError, SandboxUnavailable):  # no sandbox here: stop, never score code unsandboxed
             raise
         except Exception as e:  # noqa: BLE001 - any bug in a user's reward function is counted, not fatal
             return self._fail("raised", n, f"raised {type(e).__name__}: {e}")

@@ -29,7 +29,8 @@ def execute(problems, completions: list[list[str]], limits: Limits = Limits(time
             workers: int | None = None) -> list[list[str]]:
     """Sandbox status of every completion, problems x samples."""
     flat = [(p, c) for p, cs in zip(problems, completions) for c in cs]
-    res = run_many([p.program(c) for p, c in flat], limits, workers, progress=True)
+    res = run_many([p.program(c) for p, c in flat], limits, workers, progress=True,
+                   tests=[p.tests() for p, _ in flat])
     out, k = [], 0
     for cs in completions:
         out.append([r.status for r in res[k:k + len(cs)]])
