@@ -13,7 +13,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Shipped recipe name or path to a recipe YAML")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key, e.g. --set sft.learning_rate=1e-5")]
+
+
+def _check_set(ctx: typer.Context, values: list[str] | None):
+    """Reject a bad --set at parse time, naming the flag (not the recipe file) and the closest valid key."""
+    from qwenflow.recipe.overrides import check_overrides
+
+    try:
+        check_overrides(values or [], (ctx.params or {}).get("recipe") or DEFAULT_RECIPE)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--set'") from None
+    return values
+
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", callback=_check_set,
+                                                  help="Override a recipe key, e.g. --set sft.learning_rate=1e-5")]
 
 
 @contextlib.contextmanager
