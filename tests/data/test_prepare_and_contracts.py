@@ -106,12 +106,12 @@ def test_packed_tokens_contract_checks_length_and_vocab(tmp_path):
     ids = pa.array([[1, 2, 3, 4], [5, 6, 7, 4095], [1, 2, 3]], type=pa.list_(pa.int32()))
     pq.write_table(pa.table({"input_ids": ids}), tmp_path / "train.parquet")
     pq.write_table(pa.table({"input_ids": pa.array([[1, 2, 3, 4096]], type=pa.list_(pa.int32()))}), tmp_path / "val.parquet")
-    write_manifest(tmp_path, seq_len=4, vocab_size=4096)
+    write_manifest(tmp_path, seq_len=4, vocab_size=4096, rows={"train": 3, "val": 1})
     with pytest.raises(DataContractError) as e:
         validate_dataset("packed", tmp_path)
     failed = {(f["file"], f["column"]) for f in e.value.result.failures}
     assert failed == {("train.parquet", "length"), ("val.parquet", "max_token_id")}
-    write_manifest(tmp_path, seq_len=4)  # what pack.py writes: the caller supplies the vocabulary size
+    write_manifest(tmp_path, seq_len=4, rows={"train": 3, "val": 1})  # no vocab_size: the caller supplies it
     with pytest.raises(DataContractError, match="max_token_id"):
         validate_dataset("packed", tmp_path, vocab_size=4000)
 

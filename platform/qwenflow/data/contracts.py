@@ -10,23 +10,27 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from qwenflow.artifacts import MANIFEST, atomic_write_text
+from qwenflow.artifacts import MANIFEST, atomic_write_text, sha256_file
+from qwenflow.recipe.contracts import ContractSpec
 
 from .chat import role_problem
 
 KINDS = ("corpus", "packed", "sft", "preferences", "rl", "eval")
-FILES = {"corpus": ["train.parquet", "val.parquet"], "packed": ["train.parquet", "val.parquet"],
+FILES = {"corpus": ["train.parquet", "val.parquet"], "packed": None,  # packed: train-/val-NNNNN.parquet shards
          "sft": ["train.parquet"], "preferences": ["train.parquet", "test.parquet"], "rl": ["prompts.parquet"],
          "eval": None}  # eval: every <task>.parquet
 COLUMNS = {"corpus": ["text", "source", "domain", "license"], "packed": ["input_ids"],
            "sft": ["messages", "task", "answer"], "preferences": ["prompt", "chosen", "rejected"],
            "rl": ["prompt", "task", "answer"], "eval": ["prompt", "task", "answer"]}
+OPTIONAL = {"preferences": ["criterion"]}  # checked when present (preference_pairs.py labels each pair's criterion)
 MIXTURE_TOLERANCE = 0.05  # absolute share of bytes per domain
 
 
@@ -81,6 +85,27 @@ def _text_of(msgs) -> str:
     return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in _messages(msgs) if isinstance(m, dict))
 
 
+def _norm(text) -> str:
+    """What "the same text" means for duplicates and chosen == rejected: NFKC, whitespace collapsed, case folded."""
+    if not isinstance(text, str):
+        return ""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def _misordered(criterion, chosen, rejected) -> bool:
+    """A pair whose own criterion says rejected is the better answer (chosen/rejected swapped). Checkable by
+    program for `concise` (chosen is the shorter) and `format` (chosen is the clean one); not `correct`/`on_topic`."""
+    from qwenflow.verifiers.format import clean_format
+
+    c, r = _text_of(chosen), _text_of(rejected)
+    if criterion == "concise":
+        return len(_norm(c)) >= len(_norm(r))
+    if criterion == "format":
+        last = lambda ms: (_messages(ms)[-1].get("content") if _messages(ms) else "") or ""
+        return not clean_format(last(chosen)) or clean_format(last(rejected))
+    return False
+
+
 def _prompt_problem(msgs) -> str:
     """A prompt is a conversation that ends on the user's turn, waiting for the model."""
     ms = _messages(msgs)
@@ -97,29 +122,35 @@ def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
         d["text"] = df["text"]
         for c in ("source", "domain", "license"):
             d[c] = df[c]
+        d["blank"] = df["text"].map(lambda t: not isinstance(t, str) or not t.strip())
+        d["duplicate"] = df["text"].map(_norm).duplicated()
     elif kind == "packed":
         d["length"] = df["input_ids"].map(lambda x: -1 if x is None else len(x))
         d["min_token_id"] = df["input_ids"].map(lambda x: min(x) if x is not None and len(x) else -1)
         d["max_token_id"] = df["input_ids"].map(lambda x: max(x) if x is not None and len(x) else -1)
     elif kind == "sft":
         d["role_problem"] = df["messages"].map(lambda m: role_problem(_messages(m)) or "")
-        d["conversation"] = df["messages"].map(_text_of)
+        d["conversation"] = df["messages"].map(lambda m: _norm(_text_of(m)))
         d["task"] = df["task"]
         d["answer"] = df["answer"]
     elif kind == "preferences":
         d["prompt_problem"] = df["prompt"].map(_prompt_problem)
         d["chosen_problem"] = [role_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])]
         d["rejected_problem"] = [role_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])]
-        d["chosen_equals_rejected"] = [_text_of(c) == _text_of(r) for c, r in zip(df["chosen"], df["rejected"])]
+        d["chosen_equals_rejected"] = [_norm(_text_of(c)) == _norm(_text_of(r)) for c, r in zip(df["chosen"], df["rejected"])]
+        d["pair"] = [_norm(_text_of(p) + "\x00" + _text_of(c) + "\x00" + _text_of(r))
+                     for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])]
+        if "criterion" in df:
+            d["misordered"] = [_misordered(k, c, r) for k, c, r in zip(df["criterion"], df["chosen"], df["rejected"])]
     elif kind in ("rl", "eval"):
         d["prompt_problem"] = df["prompt"].map(_prompt_problem)
-        d["prompt_text"] = df["prompt"].map(_text_of)
+        d["prompt_text"] = df["prompt"].map(lambda m: _norm(_text_of(m)))
         d["task"] = df["task"]
         d["answer"] = df["answer"].map(lambda a: a.strip() if isinstance(a, str) else a)
     return d
 
 
-def _expectations(kind: str, manifest: dict, file: str):
+def _expectations(kind: str, manifest: dict, file: str, contract: ContractSpec, columns=()):
     import great_expectations as gx
 
     E = gx.expectations
@@ -127,6 +158,7 @@ def _expectations(kind: str, manifest: dict, file: str):
         domains = sorted((manifest.get("mixture") or {}).get("target", {}) or []) or None
         out = [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("text", "source", "domain", "license")]
         out.append(E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1))
+        out.append(E.ExpectColumnValuesToBeInSet(column="blank", value_set=[False], mostly=1 - contract.max_blank_rate))
         if domains:
             out.append(E.ExpectColumnValuesToBeInSet(column="domain", value_set=domains))
         # Resampling repeats scarce domains, so some duplicates are by design; a corpus of copies is not.
@@ -147,12 +179,16 @@ def _expectations(kind: str, manifest: dict, file: str):
         return [E.ExpectColumnValuesToBeInSet(column="role_problem", value_set=[""]),
                 E.ExpectColumnValuesToNotBeNull(column="task"),
                 E.ExpectColumnValuesToNotBeNull(column="answer"),
-                E.ExpectColumnProportionOfUniqueValuesToBeBetween(column="conversation", min_value=0.3)]
+                E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                    column="conversation", min_value=round(1 - contract.sft_max_duplicate_rate, 6))]
     if kind == "preferences":
         return [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
                 E.ExpectColumnValuesToBeInSet(column="chosen_problem", value_set=[""]),
                 E.ExpectColumnValuesToBeInSet(column="rejected_problem", value_set=[""]),
-                E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False])]
+                E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False]),
+                E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                    column="pair", min_value=round(1 - contract.preferences_max_duplicate_rate, 6))] + \
+            ([E.ExpectColumnValuesToBeInSet(column="misordered", value_set=[False])] if "misordered" in columns else [])
     if kind in ("rl", "eval"):
         out = [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
                E.ExpectColumnValuesToNotBeNull(column="task"),
@@ -160,6 +196,9 @@ def _expectations(kind: str, manifest: dict, file: str):
                E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1)]
         if kind == "eval":  # a held-out set with repeated problems over-weights them
             out.append(E.ExpectColumnValuesToBeUnique(column="prompt_text"))
+        else:
+            out.append(E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                column="prompt_text", min_value=round(1 - contract.rl_max_duplicate_rate, 6)))
         return out
     raise ValueError(kind)
 
@@ -228,12 +267,65 @@ def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], p
     checks.append(_check(path.name, "expect_column_types", "", types_ok, table.num_rows, observed=observed))
     if not types_ok:
         return checks, None
-    return checks, table.select(COLUMNS[kind]).to_pandas()
+    return checks, table.select(COLUMNS[kind] + [c for c in OPTIONAL.get(kind, []) if c in names]).to_pandas()
+
+
+def _manifest_rows(manifest: dict, stem: str):
+    """Rows the manifest records for one file: `rows: {stem: n}` (data stage) or `splits: {stem: {rows: n}}` (pack)."""
+    rows = manifest.get("rows")
+    if isinstance(rows, dict) and stem in rows:
+        return rows[stem]
+    split = (manifest.get("splits") or {}).get(stem)
+    return split.get("rows") if isinstance(split, dict) else None
+
+
+def _manifest_checks(directory: Path, files: list[Path], manifest: dict, rows: dict[str, int]) -> list[dict]:
+    """Every Parquet file is the one the manifest describes: its sha256 and row count, and no file missing."""
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    out = []
+    for path in files:
+        if not path.is_file():
+            continue
+        want, got = listed.get(path.name), sha256_file(path)
+        out.append(_check(path.name, "expect_sha256_to_match_manifest", "", want == got, rows.get(path.name, 0),
+                          observed=f"sha256 {got[:12]}..., manifest says {want[:12] + '...' if want else 'nothing'}"
+                          + ("" if want == got else "; the file changed after the manifest was written")))
+        if path.name in rows:
+            n = _manifest_rows(manifest, path.stem)
+            out.append(_check(path.name, "expect_row_count_to_match_manifest", "", n == rows[path.name], rows[path.name],
+                              observed=f"{rows[path.name]} rows, manifest says {n}"))
+    gone = sorted(set(listed) - {p.name for p in files if p.is_file()})
+    if gone:
+        out.append(_check("", "expect_manifest_files_to_exist", "", False, 0, observed=f"listed but missing: {gone}"))
+    return out
+
+
+def _duplicate_check(d: pd.DataFrame, manifest: dict, file: str, contract: ContractSpec) -> list[dict]:
+    """Corpus duplicates per domain: a domain the mixture upsampled (its byte share grew in re-balancing, per the
+    manifest) repeats documents by design, up to 1 - 1/max_upsample of its rows; beyond that, in a domain that was
+    not upsampled, or in val, repeats are copies."""
+    mix = manifest.get("mixture") or {}
+    before, after = mix.get("before") or {}, mix.get("after") or {}
+    max_up = float(manifest.get("max_upsample", 1.0))
+    rows = []
+    for domain, dup in d.groupby("domain")["duplicate"]:
+        factor = 1.0
+        if _split(file) == "train" and before.get(domain) and float(after.get(domain, 0)) > float(before[domain]):
+            factor = max(max_up, 1.0)  # whole documents repeat, so the row share exceeds the byte share's factor
+        allowed = 1 - 1 / factor + contract.corpus_max_duplicate_rate
+        rate = float(dup.mean())
+        rows.append({"domain": str(domain), "verdict": "" if rate <= allowed else
+                     f"{domain}: {rate:.0%} of {len(dup)} rows repeat one, {allowed:.0%} allowed"
+                     + (f" (upsampled, at most {factor:g}x)" if factor > 1 else " (not upsampled)")})
+    import great_expectations as gx
+
+    return _run_gx(pd.DataFrame(rows), [gx.expectations.ExpectColumnValuesToBeInSet(column="verdict", value_set=[""])],
+                   "duplicates")
 
 
 def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
     target = ((manifest.get("mixture") or {}).get("effective_target")) or {}
-    if not target or file != "train.parquet":
+    if not target or _split(file) != "train":
         return []
     sizes = df.groupby("domain")["text"].apply(lambda s: int(s.str.len().sum()))
     total = sizes.sum() or 1
@@ -246,21 +338,62 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
                    "mixture")
 
 
+def _dataset_files(kind: str, directory: Path) -> list[Path]:
+    """The Parquet files of each split: `train.parquet`, or its shards `train-00000.parquet`, ... (pack writes
+    shards); a split with neither is reported missing under its plain name."""
+    if FILES[kind] is None:
+        return sorted(directory.glob("*.parquet"))
+    out: list[Path] = []
+    for name in FILES[kind]:
+        out += sorted(directory.glob(f"{name.removesuffix('.parquet')}-*.parquet")) or [directory / name]
+    return out
+
+
+def _split(file: str) -> str:
+    return file.removesuffix(".parquet").split("-")[0]
+
+
+def _read_manifest(directory: Path) -> tuple[dict, dict | None]:
+    """(manifest, None) or ({}, a failed check saying why there is no usable manifest)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {}, _check("", "expect_manifest", MANIFEST, False, 0,
+                          observed=f"no {MANIFEST} in {directory}: row counts, digests, the mixture and the vocabulary "
+                          "cannot be checked; write datasets with `qwenflow data prepare` (or pack)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError(f"a JSON object is expected, not {type(manifest).__name__}")
+    except (ValueError, UnicodeDecodeError) as e:
+        return {}, _check("", "expect_manifest", MANIFEST, False, 0, observed=f"{path} is not valid JSON: {str(e)[:200]}")
+    return manifest, None
+
+
 def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | None = None,
                      raise_on_failure: bool = True, *, seq_len: int | None = None,
-                     vocab_size: int | None = None) -> ValidationResult:
+                     vocab_size: int | None = None, contract: ContractSpec | None = None) -> ValidationResult:
     """Run the contract of `kind` over a dataset directory; save the report; raise DataContractError on failure.
 
-    Packed tokens are checked against `seq_len` / `vocab_size` given here or found in the manifest."""
+    The manifest must be there and describe every file (sha256, rows). Packed tokens are checked against
+    `seq_len` / `vocab_size` given here or found in the manifest (pack records the tokenizer's size); without a
+    vocabulary size the packed contract fails. Thresholds come from `contract` (the recipe's data.contracts)."""
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such dataset directory")
-    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8")) if (directory / MANIFEST).is_file() else {}
+    contract = contract or ContractSpec()
+    manifest, no_manifest = _read_manifest(directory)
     manifest.update({k: v for k, v in (("seq_len", seq_len), ("vocab_size", vocab_size)) if v is not None})
-    files = [directory / f for f in FILES[kind]] if FILES[kind] else sorted(directory.glob("*.parquet"))
+    files = _dataset_files(kind, directory)
     result = ValidationResult(kind=kind, directory=str(directory), success=True)
+    if kind == "packed" and not manifest.get("vocab_size"):
+        result.checks.append(_check("", "expect_vocab_size", "max_token_id", False, 0,
+                                    observed="the manifest records no vocab_size, so token ids cannot be checked "
+                                    "against the tokenizer; re-pack (pack records it) or pass vocab_size"))
+    if kind == "corpus" and not no_manifest and not (manifest.get("mixture") or {}).get("target"):
+        result.checks.append(_check("", "expect_manifest_mixture", "domain", False, 0,
+                                    observed="the manifest records no mixture target: domains cannot be checked"))
     if not files:
         result.checks.append(_check("", "expect_parquet_files", "", False, 0, observed=f"no *.parquet in {directory}"))
     for path in files:
@@ -276,13 +409,15 @@ def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | 
         if df is None:
             continue
         result.rows[path.name] = len(df)
-        for c in _run_gx(_derive(kind, df), _expectations(kind, manifest, path.name), f"{kind}_{path.stem}"):
+        derived = _derive(kind, df)
+        extra = _duplicate_check(derived, manifest, path.name, contract) if kind == "corpus" else []
+        if kind == "corpus":
+            extra += _mixture_check(df, manifest, path.name)
+        for c in _run_gx(derived, _expectations(kind, manifest, path.name, contract, derived.columns),
+                         f"{kind}_{path.stem}") + extra:
             c["file"] = path.name
             result.checks.append(c)
-        if kind == "corpus":
-            for c in _mixture_check(df, manifest, path.name):
-                c["file"] = path.name
-                result.checks.append(c)
+    result.checks += [no_manifest] if no_manifest else _manifest_checks(directory, files, manifest, result.rows)
     result.success = all(c["success"] for c in result.checks)
     if report_dir is not None:
         _save_report(result, Path(report_dir))

@@ -169,7 +169,8 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
             stats[split]["retrieval_documents"] = n_retrieval
     # Every token in a row is text or a document separator: no padding. The share drops only by the cut tail.
     real = sum(s["tokens"] for s in stats.values()) / sum(s["stream_tokens"] for s in stats.values())
-    return write_manifest(out_dir, kind="packed", seq_len=seq_len, splits=stats, real_token_fraction=1.0,
+    return write_manifest(out_dir, kind="packed", seq_len=seq_len, vocab_size=len(tok), splits=stats,
+                          real_token_fraction=1.0,
                           stream_used_fraction=real, separator=SEPARATOR, inputs=inputs,
                           schema={"input_ids": f"list<int32>[{seq_len}]",
                                   **({"segment_len": "int32"} if long_fraction is not None else {})})

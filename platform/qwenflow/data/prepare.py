@@ -109,7 +109,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     say("contracts:")
     for kind, fields in manifests.items():
         write_manifest(dirs[kind], **common, **fields)
-        res = validate_dataset(kind, dirs[kind], out / "reports", raise_on_failure=False)
+        res = validate_dataset(kind, dirs[kind], out / "reports", raise_on_failure=False, contract=spec.contracts)
         validation[kind] = res.success
         write_manifest(dirs[kind], **common, **fields, validation={"success": res.success, "checks": len(res.checks),
                                                                    "failures": res.failures, "report": res.report_json})

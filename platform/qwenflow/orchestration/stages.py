@@ -39,7 +39,7 @@ def _validate(recipe, inputs, out, resume):
     for kind in DATASET_KINDS:
         directory = Path(inputs["data"]) / kind
         try:
-            r = validate_dataset(kind, directory, Path(out) / kind)
+            r = validate_dataset(kind, directory, Path(out) / kind, contract=recipe.data.contracts)
         except DataContractError as e:  # collect every broken dataset before failing, so one run shows them all
             broken.append(str(e))
             r = e.result

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .base import Resources, Strict
+from .contracts import ContractSpec
 
 
 class DataSpec(Strict):
@@ -42,6 +43,7 @@ class DataSpec(Strict):
                                               "quality features, decontamination); 0 = every core. Results do not "
                                               "depend on it")
     seed: int = 0
+    contracts: ContractSpec = Field(default_factory=ContractSpec, description="Data-contract thresholds (duplicates, blank text)")
     resources: Resources = Field(default_factory=Resources)
 
     @model_validator(mode="after")
