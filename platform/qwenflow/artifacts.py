@@ -61,19 +61,11 @@ def read_manifest(directory: str | Path) -> dict:
 
 
 def save_model_dir(model, tokenizer, out_dir: str | Path, *, recipe=None, lineage: dict | None = None) -> Path:
-    """save_pretrained in safetensors, with the tokenizer, the recipe that made it and its lineage."""
-    from qwenflow.recipe import recipe_to_yaml
+    """save_pretrained in safetensors, with the tokenizer, the recipe that made it and its lineage (every rank calls
+    it; qwenflow.models.io gathers sharded weights and writes from rank 0 only)."""
+    from qwenflow.models import io
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
-    if recipe is not None:
-        atomic_write_text(out_dir / RECIPE_FILE, recipe_to_yaml(recipe))
-    if lineage is not None:
-        atomic_write_text(out_dir / LINEAGE_FILE, json.dumps(lineage, indent=2, default=str))
-    return out_dir
+    return io.save(model, out_dir, tokenizer=tokenizer, recipe=recipe, lineage=lineage)
 
 
 def read_lineage(model_dir: str | Path) -> dict:

@@ -15,7 +15,7 @@ from tests.train.conftest import TINY
 
 def test_zero3_two_processes(tracking, corpus_dir, tiny_tokenizer_dir, tmp_path):
     out = tmp_path / "zero3"
-    sets = TINY + ["pretrain.zero_stage=3", "pretrain.max_steps=3", "pretrain.checkpoint_every=2",
+    sets = TINY + ["pretrain.distributed.strategy=zero3", "pretrain.max_steps=3", "pretrain.checkpoint_every=2",
                    "pretrain.eval_every=100"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "qwenflow.cli.main", "train", "pretrain", "--data", str(corpus_dir), "--out", str(out),
@@ -32,7 +32,7 @@ def test_zero3_two_processes(tracking, corpus_dir, tiny_tokenizer_dir, tmp_path)
     assert model.model.embed_tokens.weight.std() > 0.01
 
     client = mlflow.MlflowClient(tracking)
-    run = client.search_runs([client.get_experiment_by_name("qwenflow").experiment_id],
+    run = client.search_runs([client.get_experiment_by_name("qwenflow-tiny").experiment_id],
                              "tags.`qwenflow.stage` = 'pretrain'", order_by=["attributes.start_time DESC"])[0]
     assert run.data.params["world_size"] == "2" and run.data.params["grad_accum_steps"] == "1"
     assert run.data.params["engine"] == "DEEPSPEED"

@@ -20,7 +20,7 @@ def test_schedules():
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_config_is_valid(stage):
-    r = load_recipe("qwen2.5-0.5b", [f"pretrain.zero_stage={stage}", "pretrain.global_batch_size=32",
+    r = load_recipe("qwen2.5-0.5b", [f"pretrain.distributed.strategy=zero{stage}", "pretrain.global_batch_size=32",
                                      "pretrain.micro_batch_size=4"])
     cfg = deepspeed_config(r.pretrain, bf16=True, world=1)
     validate(cfg)
@@ -31,7 +31,7 @@ def test_deepspeed_config_is_valid(stage):
 
 
 def test_batch_that_does_not_split_over_processes_is_refused():
-    r = load_recipe("tiny", ["pretrain.zero_stage=2"])
+    r = load_recipe("tiny", ["pretrain.distributed.strategy=zero2"])
     with pytest.raises(ValueError, match="not a multiple"):
         deepspeed_config(r.pretrain, bf16=False, world=3)
 
@@ -62,7 +62,7 @@ def test_compile_auto_only_for_long_dense_runs():
                                 "pretrain.max_steps=2000"])
     assert compile_decision(wide.pretrain, "dense", run_flops(wide), cpu)[0] is True
     assert compile_decision(wide.pretrain, "moe", run_flops(wide), cpu)[0] is False
-    zero = wide.pretrain.model_copy(update={"zero_stage": 3})
+    zero = wide.pretrain.model_copy(update={"distributed": wide.pretrain.distributed.model_copy(update={"strategy": "zero3"})})
     assert compile_decision(zero, "dense", run_flops(wide), cpu)[0] is False
     forced = tiny.pretrain.model_copy(update={"compile": True})
     assert compile_decision(forced, "dense", 0.0, cpu) == (True, "set in the recipe")

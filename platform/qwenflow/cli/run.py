@@ -24,6 +24,8 @@ def run_cmd(
     force: Annotated[list[str] | None, typer.Option("--force", help=f"Rerun this stage although it is cached (repeatable; 'all' for every stage): {STAGE_NAMES}")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage; neither read nor write the resume cache")] = False,
     plain: Annotated[bool, typer.Option("--plain", help="No live view (logs still go to the run's log file)")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Run every training stage as N processes under torchrun "
+                                       "(CPU: gloo), the launcher a multi-GPU node uses")] = 1,
 ):
     """Run the whole recipe pipeline on this machine (kfp.local), tracked in MLflow; rerunning resumes."""
     from qwenflow.orchestration.local import LocalRun, PipelineFailed, run_local
@@ -38,7 +40,7 @@ def run_cmd(
         try:
             summary = run_local(LocalRun(recipe=recipe, overrides=tuple(set_ or []), run_dir=run_dir,
                                          tracking_uri=tracking_uri, force=tuple(force or []), no_cache=no_cache,
-                                         live=not plain), console=console)
+                                         live=not plain, nproc=nproc), console=console)
         except PipelineFailed as e:
             console.print(render(e.summary))
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -72,6 +74,7 @@ def submit_cmd(
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
     pvc: Annotated[str, typer.Option(help="Existing ReadWriteMany PVC shared by every stage")] = "qwenflow-work",
     mlflow_secret: Annotated[str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")] = "mlflow-credentials",
+    service_account: Annotated[str, typer.Option(help="Service account the steps run as (infra/ defines it)")] = "qwenflow-step",
 ):
     """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
     import tempfile
@@ -89,7 +92,7 @@ def submit_cmd(
                 client = kfp.Client(host=host, namespace=namespace)
                 run = client.create_run_from_pipeline_package(path, arguments={}, experiment_name=experiment,
                                                               run_name=f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                                              namespace=namespace)
+                                                              namespace=namespace, service_account=service_account)
             except Exception as e:  # connection refused, auth, bad host: one readable line
                 raise ValueError(f"could not submit to {host}: {type(e).__name__}: {e}") from None
     console.print(f"submitted run {run.run_id} to {host} (experiment {experiment}); follow it with "

@@ -14,17 +14,56 @@ app = typer.Typer(help="Training stages: pre-training, long-context extension, p
 DataOpt = Annotated[Path, typer.Option("--data", help="Prepared data directory (holds corpus/) or a corpus directory")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output model directory (checkpoints go in OUT/checkpoints)")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint in OUT")]
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Run as N processes under torchrun on this machine (one "
+                                       "per GPU; on CPU, N gloo processes): the launcher a multi-GPU node uses")]
+
+
+def relaunched(nproc: int) -> bool:
+    """Re-run this very command as `nproc` torchrun processes and return True (the caller then stops); False when
+    one process was asked for or this already is one of the torchrun processes."""
+    import os
+    import sys
+
+    from qwenflow.orchestration.launch import torchrun
+
+    if nproc <= 1 or "RANK" in os.environ:
+        return False
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    with stage_errors():
+        torchrun(["qwenflow.cli.main", *argv], nproc, env={"QWENFLOW_FIT_BATCH": "1"})
+    return True
+
+
+def for_world(recipe, section: str):
+    """The recipe with micro batches fitted to this run's process count (see orchestration.launch)."""
+    from qwenflow.orchestration.launch import fit_recipe_to_world
+
+    return fit_recipe_to_world(recipe, section)
+
+
+def main_prints() -> bool:
+    from qwenflow import dist
+
+    return dist.is_main()
 
 
 @contextlib.contextmanager
 def stage_errors():
     """Clean exits for the training stages' expected failures, on top of the shared ones."""
+    from qwenflow.orchestration.launch import LaunchFailed
     from qwenflow.tracking import TrackingUnavailable
 
     with clean_errors():
         try:
             yield
-        except (TrackingUnavailable, FileExistsError) as e:
+        except (TrackingUnavailable, FileExistsError, LaunchFailed) as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -32,29 +71,36 @@ def stage_errors():
 @app.command("pretrain")
 def pretrain(data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
              tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: DATA/tokenizer)")] = None,
-             resume: ResumeOpt = False):
+             resume: ResumeOpt = False, nproc: NprocOpt = 1):
     """Pre-train the recipe's model from scratch on the packed corpus."""
     from qwenflow.train.pretrain import run_pretrain
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "pretrain")
     tokenizer = tokenizer or data / "tokenizer"
     with stage_errors():
         path = run_pretrain(r, data, tokenizer, out, resume=resume)
-    console.print(f"pre-trained model saved to {path}")
+    if main_prints():
+        console.print(f"pre-trained model saved to {path}")
 
 
 @app.command("long-context")
 def long_context(data: DataOpt, out: OutOpt,
                  model: Annotated[Path, typer.Option(help="Pre-trained model directory to extend")],
-                 recipe: RecipeOpt = "tiny", set_: SetOpt = None, resume: ResumeOpt = False):
+                 recipe: RecipeOpt = "tiny", set_: SetOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = 1):
     """Raise the RoPE base and train on long sequences (Qwen2.5-Turbo's progressive schedule when several lengths)."""
     import json
 
     from qwenflow.train.long_context import run_long_context
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "long_context")
     with stage_errors():
         path = run_long_context(r, data, model, out, resume=resume)
+    if not main_prints():
+        return
     summary = json.loads((path / "long_context_summary.json").read_text())
     console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
     console.print(f"long-context model saved to {path}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
-from .train import app
+from .train import NprocOpt, app, for_world, main_prints, relaunched
 
 FromOpt = Annotated[str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")]
@@ -18,13 +18,14 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output directory; the model
 @contextlib.contextmanager
 def _stage_errors():
     """Bad data, bad recipe, a reward function failing under reward_on_error=stop, MLflow down: one line, exit 2."""
+    from qwenflow.orchestration.launch import LaunchFailed
     from qwenflow.tracking import TrackingUnavailable
     from qwenflow.verifiers.guard import RewardFunctionError
 
     with clean_errors():
         try:
             yield
-        except (RewardFunctionError, TrackingUnavailable) as e:
+        except (RewardFunctionError, TrackingUnavailable, LaunchFailed) as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -32,6 +33,8 @@ def _stage_errors():
 def _show(model_dir: Path) -> None:
     from qwenflow.artifacts import read_lineage
 
+    if not main_prints():
+        return
     lin = read_lineage(model_dir)
     for k in ("exact_match_before", "exact_match_after", "reward_start", "reward_end"):
         if k in lin:
@@ -40,35 +43,43 @@ def _show(model_dir: Path) -> None:
 
 
 @app.command("sft")
-def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1):
     """Supervised fine-tuning on DATA/sft (assistant-only loss); exact match on DATA/eval before and after."""
     from qwenflow.posttrain.sft import run_sft
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "sft")
     with _stage_errors():
         _show(run_sft(r, data, from_, out))
 
 
 @app.command("grpo")
-def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
+def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
          reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None):
     """GRPO on DATA/rl with verifier (and reward-model) rewards; exact match on DATA/eval before and after."""
     from qwenflow.posttrain.grpo import run_grpo
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "grpo")
     with _stage_errors():
         _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model))
 
 
 @app.command("reward")
-def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1):
     """Reward model on DATA/preferences (TRL RewardTrainer); pairwise accuracy on the held-out split."""
     from qwenflow.artifacts import read_lineage
     from qwenflow.posttrain.reward import run_reward
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "reward")
     with _stage_errors():
         model_dir = run_reward(r, data, from_, out)
+    if not main_prints():
+        return
     lin = read_lineage(model_dir)
     console.print(f"pairwise accuracy: {lin['reward/pairwise_accuracy']:.3f} held-out "
                   f"({lin['pairs.test']} pairs; {lin['pairs.dropped_identical']} chosen == rejected dropped)")
@@ -76,10 +87,14 @@ def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny
 
 
 @app.command("dpo")
-def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
+        reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`: ranks "
+                                                              "the sampled answers")] = None):
     """DPO on rejection-sampled DATA/rl pairs (or DATA/preferences) with the recipe's optimizer (dpo.optimizer)."""
     from qwenflow.posttrain.dpo import run_dpo
 
-    r = get_recipe(recipe, set_)
+    if relaunched(nproc):
+        return
+    r = for_world(get_recipe(recipe, set_), "dpo")
     with _stage_errors():
-        _show(run_dpo(r, data, from_, out))
+        _show(run_dpo(r, data, from_, out, reward_model_dir=reward_model))

@@ -21,13 +21,15 @@ from .result import TaskResult, mean_stderr, subsample
 
 class RewardModel:
     def __init__(self, path: str | Path, batch_size: int = 16, max_len: int = 1024):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from qwenflow.models import io
 
         path = check_model_dir(path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True).eval()
+        self.model = io.load_reward_model(path).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size, self.max_len = batch_size, max_len
 

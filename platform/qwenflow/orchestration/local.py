@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, events
+from . import cache, events, launch
 from .summary import RunSummary, summarize
 
 
@@ -30,6 +30,7 @@ class LocalRun:
     force: tuple[str, ...] = ()          # stages to rerun although cached ("all" reruns everything)
     no_cache: bool = False
     live: bool = True
+    nproc: int = 1                       # >1: training stages run as N torchrun processes (orchestration.launch)
 
 
 def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
@@ -45,6 +46,7 @@ def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(home / "bentoml")),
         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "false",
         "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+        launch.ENV_NPROC: str(run.nproc) if run.nproc > 1 else "",
     }
     return env
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import cache, events
+from . import cache, events, launch
 from .stages import NO_MODEL, STAGES, _has_model
 
 RESULT_FILE = ".qwenflow_result.json"
@@ -86,6 +86,8 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
             raise ValueError(f"no model to start from: the stages before {name} were switched off; set "
                              f"{stage.switch}.init_from to a model directory or models:/ URI")
         paths = {k: (str(v) if v else None) for k, v in inputs.items()}
+        if paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
+            os.environ["QWENFLOW_DATA_DIR"] = paths["data"]
 
         root = cache.cache_root()
         entry = None
@@ -100,14 +102,21 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
         work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
         resources = section.resources if stage.trains else None
         started = time.perf_counter()
-        if resources is not None and resources.nodes > 1:
+        nproc = launch.processes(resources) if stage.trains else 1
+        if resources is not None and resources.nodes > 1 and not os.environ.get(launch.ENV_NPROC):
             from .trainjob import run_as_trainjob
 
             result = run_as_trainjob(name, recipe, recipe_path, paths, work, resources)
+        elif nproc > 1:
+            result = launch.run_stage_processes(name, recipe_path, paths, Path(work), nproc, stage.resumable)
         else:
             result = stage.run(recipe, paths, work, stage.resumable)
         compute_s = time.perf_counter() - started
         result = result if isinstance(result, dict) else {"value": result}
+        from qwenflow.tracking import last_run_id  # the stage's MLflow run: KFP UI links and metrics use it
+
+        if last_run_id():
+            result.setdefault("mlflow_run_id", last_run_id())
         # A stage may save its model in a sub-directory of its work dir (and return that path): that is the artifact.
         produced = Path(result.get("model_dir") or work).resolve()
         work_abs = Path(work).resolve()

@@ -33,25 +33,10 @@ class DataError(ValueError):
 # ---------------------------------------------------------------- model and tokenizer
 
 def resolve_model_dir(path_or_uri: str | Path) -> Path:
-    """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded through MLflow."""
-    s = str(path_or_uri)
-    if s.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        import mlflow
+    """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded and sha256-verified."""
+    from qwenflow.models import io
 
-        from qwenflow.tracking import ensure_reachable, qwenflow_home
-
-        mlflow.set_tracking_uri(ensure_reachable())
-        dst = qwenflow_home() / "downloads" / s.replace(":/", "_").replace("/", "_").replace("@", "_")
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=s, dst_path=str(dst)))
-        configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
-        if not configs:
-            raise FileNotFoundError(f"{s}: downloaded to {local} but found no config.json; is it a transformers model?")
-        return configs[0].parent
-    path = Path(s)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory "
-                                "or a models:/NAME@ALIAS URI")
-    return path
+    return io.resolve(path_or_uri)
 
 
 def load_chat_tokenizer(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
@@ -99,20 +84,19 @@ def stop_token_ids(tok) -> list[int]:
     return ids
 
 
-def load_causal_lm(model_dir: str | Path, dtype: torch.dtype = torch.float32):
-    """Any HF causal-LM directory; fp32 weights (Trainer's bf16 autocast handles mixed precision)."""
-    from transformers import AutoModelForCausalLM
+def load_causal_lm(model_dir: str | Path, dtype: torch.dtype = torch.float32, *, distributed=None):
+    """Any HF causal-LM directory; fp32 weights (Trainer's bf16 autocast handles mixed precision); partitioned at
+    load under ZeRO-3 (`distributed` is the stage's recipe block)."""
+    from qwenflow.models import io
 
-    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(model_dir)), dtype=dtype,
-                                                 local_files_only=True)
-    return model
+    return io.load_causal_lm(model_dir, dtype=dtype, distributed=distributed)
 
 
-def starting_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
+def starting_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, *, distributed=None):
     """(model, tokenizer, resolved dir) with generation stopping on `<|im_end|>`."""
     path = resolve_model_dir(model_dir)
     tok = load_chat_tokenizer(path, tokenizer_dir)
-    model = load_causal_lm(path)
+    model = load_causal_lm(path, distributed=distributed)
     model.generation_config.eos_token_id = stop_token_ids(tok)
     model.generation_config.pad_token_id = tok.pad_token_id
     if model.config.pad_token_id is None:
@@ -219,11 +203,15 @@ def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[
 
 
 def dataset_hashes(data_dir: str | Path, kinds: Iterable[str]) -> dict[str, str]:
-    """sha256 of each dataset directory used (for the MLflow run's params)."""
+    """sha256 of each dataset directory used (for the MLflow run's params); rank 0 only (others get {}), so no rank
+    hashes while the others wait."""
+    from qwenflow import dist
     from qwenflow.artifacts import sha256_path
 
     d = Path(data_dir)
-    out = {}
+    out: dict[str, str] = {}
+    if not dist.is_main():
+        return out
     for k in kinds:
         p = d / k if (d / k).is_dir() else d
         if p.exists():
@@ -232,10 +220,12 @@ def dataset_hashes(data_dir: str | Path, kinds: Iterable[str]) -> dict[str, str]
 
 
 def model_lineage(stage: str, start_dir: Path, data_dir: str | Path, kinds: Iterable[str], **extra) -> dict:
-    """What goes into qwenflow_lineage.json and the run's params: where this model came from."""
+    """What goes into qwenflow_lineage.json and the run's params: where this model came from (hashed on rank 0)."""
+    from qwenflow import dist
     from qwenflow.artifacts import sha256_path
 
-    return {"stage": stage, "parent_model": str(start_dir), "parent_model.sha256": sha256_path(start_dir),
+    digest = sha256_path(start_dir) if dist.is_main() else ""
+    return {"stage": stage, "parent_model": str(start_dir), "parent_model.sha256": digest,
             **dataset_hashes(data_dir, kinds), **extra}
 
 
@@ -251,11 +241,15 @@ def bf16_available() -> bool:
     return cpu_has_bf16()
 
 
-def trainer_defaults(section, out_dir: str | Path, *, world_size: int = 1) -> dict[str, Any]:
-    """TrainingArguments kwargs shared by SFT/reward/DPO/GRPO configs, from a recipe section (_Batched)."""
+def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
+    """TrainingArguments kwargs shared by SFT/reward/DPO/GRPO configs, from a recipe section (_Batched): the global
+    batch split over this run's processes, and the section's distributed strategy (DDP, ZeRO-2/3 or FSDP2)."""
+    from qwenflow.train.strategy import grad_accum, trainer_kwargs
+
     micro = section.micro_batch_size
-    accum = max(1, section.global_batch_size // (micro * world_size))
+    accum = grad_accum(section.global_batch_size, micro)
     on_cpu = not torch.cuda.is_available()
+    bf16 = bool(section.bf16 and bf16_available())
     kw: dict[str, Any] = dict(
         output_dir=str(out_dir),
         per_device_train_batch_size=micro,
@@ -268,15 +262,19 @@ def trainer_defaults(section, out_dir: str | Path, *, world_size: int = 1) -> di
         max_steps=section.max_steps or -1,
         seed=section.seed,
         data_seed=section.seed,
-        bf16=bool(section.bf16 and bf16_available()),
+        bf16=bf16,
         use_cpu=on_cpu,
-        gradient_checkpointing=False,  # tiny models: recompute costs more than the memory it saves
-        logging_steps=10,
+        logging_steps=section.logging_steps,
         save_strategy="no",
         report_to=[],  # qwenflow logs to MLflow itself (nested run, its own metric names)
         dataloader_num_workers=0,
         disable_tqdm=False,
+        **trainer_kwargs(section.distributed, bf16=bf16),
     )
+    from qwenflow import dist
+
+    if dist.world_size() > 1:
+        kw["ddp_backend"] = "gloo" if on_cpu else "nccl"
     return kw
 
 
@@ -288,7 +286,7 @@ class MlflowMetrics:
 
         class _CB(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
-                import mlflow
+                from qwenflow.tracking import main_mlflow as mlflow
 
                 if not logs or mlflow.active_run() is None:
                     return
@@ -314,12 +312,37 @@ def chat_prompt_text(tok, messages) -> str:
 
 
 @torch.no_grad()
+def _generation_mode(model):
+    """(context, synced) for generating with a possibly sharded model: ZeRO-3 partitions are gathered for the
+    duration (as TRL's GRPO does for generation); FSDP2 modules gather per layer in their forward, so every rank
+    must run the same number of forward passes (synced)."""
+    from contextlib import nullcontext
+
+    from torch.distributed.tensor import DTensor
+
+    from qwenflow import dist
+
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None), False
+    return nullcontext(), dist.world_size() > 1 and any(isinstance(p, DTensor) for p in params)
+
+
+@torch.no_grad()
 def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: int = 16, batch_size: int = 64,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1) -> list[str]:
     """Batched chat generation with the KV cache, left padding, stopping at `<|im_end|>`.
 
-    Returns the decoded completions (special tokens dropped), num_return_sequences per prompt, in order.
+    Returns the decoded completions (special tokens dropped), num_return_sequences per prompt, in order. Under
+    torchrun every rank generates for its share of the prompts and all ranks get every completion back.
     """
+    from qwenflow import dist
+
+    context, synced = _generation_mode(model)
+    sharded = dist.world_size() > 1 and dist.initialized()
+    mine, real = dist.shard(list(prompts), pad=synced) if sharded else (list(prompts), len(prompts))
     was_training = model.training
     model.eval()
     side = tok.padding_side
@@ -327,18 +350,24 @@ def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: i
     stops = stop_token_ids(tok)
     out: list[str] = []
     try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [chat_prompt_text(tok, p) for p in prompts[i:i + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                 temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                                 num_return_sequences=num_return_sequences, eos_token_id=stops,
-                                 pad_token_id=tok.pad_token_id, use_cache=True)
-            out.extend(tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+        with context:
+            for i in range(0, len(mine), batch_size):
+                texts = [chat_prompt_text(tok, p) for p in mine[i:i + batch_size]]
+                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                     temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                                     num_return_sequences=num_return_sequences, eos_token_id=stops,
+                                     pad_token_id=tok.pad_token_id, use_cache=True, synced_gpus=synced)
+                out.extend(tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
     finally:
         tok.padding_side = side
         model.train(was_training)
-    return out
+    if not sharded:
+        return out
+    n = num_return_sequences
+    groups = [out[j * n:(j + 1) * n] for j in range(real)]  # this rank's prompts, padding dropped
+    ordered = dist.unshard(dist.gather_objects(groups), len(prompts))
+    return [c for group in ordered for c in group]
 
 
 def grade(completions: Sequence[str], tasks: Sequence[str], answers: Sequence[str]) -> list[bool]:
@@ -388,9 +417,10 @@ def sampled_reward(model, tok, data_dir: str | Path, *, samples: int, temperatur
     return out
 
 
-def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None = 200,
+def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None = None,
                          max_new_tokens: int = 16) -> tuple[dict[str, float], pd.DataFrame]:
-    """Exact match on every held-out task in data_dir/eval: ({task: accuracy}, one table of all samples)."""
+    """Exact match on every held-out task in data_dir/eval (all of it by default: the stages' before/after figures
+    need n in the hundreds for their standard errors): ({task: accuracy}, one table of all samples)."""
     scores, tables = {}, []
     for task, rows in read_eval(data_dir).items():
         acc, table = exact_match(model, tok, rows, limit=limit, max_new_tokens=max_new_tokens)
@@ -401,14 +431,14 @@ def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None 
 
 def log_samples(table: pd.DataFrame, name: str, n: int = 50) -> None:
     """Sample generations as an MLflow table (`samples/<name>.json`), e.g. name='before' / 'after'."""
-    import mlflow
+    from qwenflow.tracking import main_mlflow as mlflow
 
     if mlflow.active_run() is not None:
         mlflow.log_table(data=table.head(n).astype(str), artifact_file=f"samples/{name}.json")
 
 
 def log_json(obj: Any, name: str) -> None:
-    import mlflow
+    from qwenflow.tracking import main_mlflow as mlflow
 
     if mlflow.active_run() is not None:
         mlflow.log_text(json.dumps(obj, indent=2, default=str), name)

@@ -26,6 +26,7 @@ from qwenflow.verifiers.tasks import TaskVerifier
 
 from . import common
 from .fused_head import compact_fused_lm_head
+from .heldout_gain import exact_match_gain, log_gain
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +141,18 @@ def _trainer_class():
 # ---------------------------------------------------------------- rewards
 
 class RewardModelScore:
-    """Score of a sequence-classification reward model (the reward stage's output) on prompt + completion."""
+    """Score of a sequence-classification reward model (the reward stage's output) on prompt + completion, squashed
+    to (0, 1) by a sigmoid: the verifier's rewards are 0/1, and a raw logit (its scale is arbitrary, often several
+    units) would outweigh them whatever grpo.reward_weights says. Rankings are unchanged."""
 
     __name__ = "reward_model"
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64):
-        from transformers import AutoModelForSequenceClassification
+        from qwenflow.models import io
 
         path = common.resolve_model_dir(model_dir)
         self.tok = common.load_chat_tokenizer(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True).eval()
+        self.model = io.load_reward_model(path).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tok.pad_token_id
         self.batch_size = batch_size
@@ -163,7 +166,7 @@ class RewardModelScore:
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            out.extend(self.model(**enc).logits[:, 0].float().tolist())
+            out.extend(torch.sigmoid(self.model(**enc).logits[:, 0].float()).tolist())
         return out
 
 
@@ -260,7 +263,7 @@ def _phase_mean(history: list[dict], key: str, first: bool, share: float = 0.1) 
 
 def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Path:
     """GRPO on `data_dir/rl`; exact match on `data_dir/eval` before and after; returns the model dir."""
-    import mlflow
+    from qwenflow.tracking import main_mlflow as mlflow
     from datasets import Dataset
 
     from qwenflow.artifacts import save_model_dir
@@ -268,7 +271,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
 
     spec = recipe.grpo
     out_dir = Path(out_dir)
-    model, tok, start = common.starting_model(spec.init_from or model_dir)
+    model, tok, start = common.starting_model(spec.init_from or model_dir, distributed=spec.distributed)
     max_prompt = min(spec.max_seq_len, common.max_context(model)) - spec.max_completion_length
     rows, dropped = load_prompts(data_dir, tok, max_prompt)
     tracker = VarianceTracker(dict(spec.reward_weights)) if spec.order_by_variance else None
@@ -289,9 +292,9 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
         trainer.tracker = tracker
         result: dict = {}
         if has_eval:
-            before, table = common.evaluate_exact_match(trainer.model, tok, data_dir,
-                                                        max_new_tokens=spec.max_completion_length)
-            common.log_samples(table, "before")
+            before, table_before = common.evaluate_exact_match(trainer.model, tok, data_dir,
+                                                               max_new_tokens=spec.max_completion_length)
+            common.log_samples(table_before, "before")
             mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
             result["exact_match_before"] = before
             result["sampled_reward_before"] = _sampled(trainer.model, tok, data_dir, spec)
@@ -300,6 +303,11 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
         trainer.train()
         train_s = time.perf_counter() - t0
         hist = trainer.state.log_history
+        # Each source's training reward at the start and end: the verifier's must not fall while the reward model's
+        # rises (that would be the policy exploiting the reward model, not solving the task).
+        for n in guards:
+            result[f"reward_{n}_start"] = _phase_mean(hist, f"rewards/{n}/mean", True)
+            result[f"reward_{n}_end"] = _phase_mean(hist, f"rewards/{n}/mean", False)
         result.update(reward_start=_phase_mean(hist, "reward", True), reward_end=_phase_mean(hist, "reward", False),
                       zero_variance_start=_phase_mean(hist, "frac_reward_zero_std", True),
                       zero_variance_end=_phase_mean(hist, "frac_reward_zero_std", False),
@@ -318,6 +326,13 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
             common.log_samples(table, "after")
             mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
             result["exact_match_after"] = after
+            result["exact_match_gain"] = exact_match_gain(table_before, table)
+            log_gain(result["exact_match_gain"])
+            if "reward_model" in guards:  # the reward model's mean score of the greedy held-out answers
+                for when, tab in (("before", table_before), ("after", table)):
+                    result[f"heldout_reward_model_{when}"] = float(np.mean(guards["reward_model"].fn(
+                        list(tab["completion"]), [[{"role": "user", "content": q}] for q in tab["prompt"]])))
+                    mlflow.log_metric(f"eval/heldout_reward_model_{when}", result[f"heldout_reward_model_{when}"])
             result["sampled_reward_after"] = _sampled(trainer.model, tok, data_dir, spec)
             mlflow.log_metrics({f"eval/{t}/sampled_reward_after": v for t, v in result["sampled_reward_after"].items()})
         model_out = out_dir / "model"

@@ -82,23 +82,43 @@ def score_conversations(model, tok, conversations: Sequence[Sequence[dict]], *, 
     return scores
 
 
-def pairwise_accuracy(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> float:
-    """Share of pairs where the chosen answer scores strictly above the rejected one."""
+def pairwise_wins(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> list[bool]:
+    """Per pair: does the chosen answer score strictly above the rejected one?"""
     chosen = score_conversations(model, tok, [list(p) + list(c) for p, c in zip(df["prompt"], df["chosen"])],
                                  max_length=max_length)
     rejected = score_conversations(model, tok, [list(p) + list(r) for p, r in zip(df["prompt"], df["rejected"])],
                                    max_length=max_length)
-    return float(sum(c > r for c, r in zip(chosen, rejected))) / max(1, len(df))
+    return [c > r for c, r in zip(chosen, rejected)]
 
 
-def load_reward_model(model_dir: str | Path):
+def pairwise_accuracy(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> float:
+    """Share of pairs where the chosen answer scores strictly above the rejected one."""
+    return float(sum(pairwise_wins(model, tok, df, max_length=max_length))) / max(1, len(df))
+
+
+def accuracy_by_criterion(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> dict[str, dict]:
+    """{"all": {accuracy, stderr, n}, <criterion>: {...}} over the pairs' `criterion` column (all only without it)."""
+    import math
+
+    wins = pairwise_wins(model, tok, df, max_length=max_length)
+    groups = {"all": wins}
+    if "criterion" in df.columns:
+        for c in sorted(set(df["criterion"])):
+            groups[str(c)] = [w for w, k in zip(wins, df["criterion"]) if k == c]
+    out = {}
+    for name, ws in groups.items():
+        acc = sum(ws) / max(1, len(ws))
+        out[name] = {"accuracy": acc, "stderr": math.sqrt(acc * (1 - acc) / max(1, len(ws))), "n": len(ws)}
+    return out
+
+
+def load_reward_model(model_dir: str | Path, distributed=None):
     """(model, tokenizer) of a reward model directory (or a causal LM to start one from: a fresh 1-logit head)."""
-    from transformers import AutoModelForSequenceClassification
+    from qwenflow.models import io
 
     path = resolve_model_dir(model_dir)
     tok = load_chat_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, local_files_only=True,
-                                                               dtype=torch.float32)
+    model = io.load_reward_model(path, num_labels=1, dtype=torch.float32, distributed=distributed)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return model, tok
@@ -106,7 +126,7 @@ def load_reward_model(model_dir: str | Path):
 
 def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
     """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model."""
-    import mlflow
+    from qwenflow.tracking import main_mlflow as mlflow
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
@@ -120,20 +140,33 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
     lineage = model_lineage("reward", start, data_dir, ["preferences"], **counts)
     set_seed(spec.seed)  # the new score head is random: seed it
     with stage_run("reward", recipe, params=lineage):
-        model, tok = load_reward_model(start)
-        acc_before = pairwise_accuracy(model, tok, test, max_length=spec.max_seq_len)
+        model, tok = load_reward_model(start, distributed=spec.distributed)
+        before = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)
         args = RewardConfig(**trainer_defaults(spec, out_dir / "trainer"),
                             max_length=spec.max_seq_len, disable_dropout=True)
         trainer = RewardTrainer(model=model, args=args, train_dataset=trl_pairs(train), processing_class=tok,
                                 callbacks=[MlflowMetrics("reward")])
         trainer.train()
-        acc = pairwise_accuracy(model, tok, test, max_length=spec.max_seq_len)
+        after = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)
         train_acc = pairwise_accuracy(model, tok, train.head(len(test)), max_length=spec.max_seq_len)
-        metrics = {"reward/pairwise_accuracy": acc, "reward/pairwise_accuracy_before": acc_before,
+        acc = after["all"]["accuracy"]
+        metrics = {"reward/pairwise_accuracy": acc, "reward/pairwise_accuracy_stderr": after["all"]["stderr"],
+                   "reward/pairwise_accuracy_before": before["all"]["accuracy"],
                    "reward/pairwise_accuracy_train": train_acc}
+        # Per criterion (correct, concise, on_topic, format): the table people look at, and the lineage's record.
+        for c in after:
+            if c != "all":
+                metrics[f"reward/pairwise_accuracy/{c}"] = after[c]["accuracy"]
+                metrics[f"reward/pairwise_accuracy_before/{c}"] = before[c]["accuracy"]
         mlflow.log_metrics(metrics)
-        log_json({**counts, **metrics}, "reward_report.json")
-        log.info("reward model: held-out pairwise accuracy %.3f (untrained head %.3f)", acc, acc_before)
+        if mlflow.active_run() is not None:
+            mlflow.log_table(data=pd.DataFrame([{"criterion": c, "n": after[c]["n"], "accuracy_before": before[c]["accuracy"],
+                                                 "accuracy": after[c]["accuracy"], "stderr": after[c]["stderr"]}
+                                                for c in after]), artifact_file="reward_accuracy_by_criterion.json")
+        log_json({**counts, **metrics, "by_criterion": after}, "reward_report.json")
+        log.info("reward model: held-out pairwise accuracy %.3f +- %.3f (untrained head %.3f); by criterion: %s", acc,
+                 after["all"]["stderr"], before["all"]["accuracy"],
+                 ", ".join(f"{c} {v['accuracy']:.3f}" for c, v in after.items() if c != "all"))
         model_out = out_dir / "model"
         save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **metrics})
         mlflow.log_artifacts(str(model_out), "model")  # versioned with the run

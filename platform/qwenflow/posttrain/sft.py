@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import common
 from .fused_head import compact_fused_lm_head
+from .heldout_gain import exact_match_gain, log_gain
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len:
 
 def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
     """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir."""
-    import mlflow
+    from qwenflow.tracking import main_mlflow as mlflow
 
     from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import stage_run
@@ -89,7 +90,7 @@ def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
     spec = recipe.sft
     out_dir = Path(out_dir)
     rows = common.read_dataset(data_dir, "sft")
-    model, tok, start = common.starting_model(spec.init_from or model_dir)
+    model, tok, start = common.starting_model(spec.init_from or model_dir, distributed=spec.distributed)
     if spec.assistant_only_loss:
         common.ensure_chatml_template(tok)
     max_len = min(spec.max_seq_len, common.max_context(model))
@@ -107,8 +108,8 @@ def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
     with stage_run("sft", recipe, params={**lineage, "data.sft.rows": len(rows), "data.sft.dropped_too_long": dropped}):
         mlflow.log_metric("data/dropped_too_long", dropped)
         if has_eval:
-            before, table = common.evaluate_exact_match(model, tok, data_dir)
-            common.log_samples(table, "before")
+            before, table_before = common.evaluate_exact_match(model, tok, data_dir)
+            common.log_samples(table_before, "before")
             mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
         if spec.two_stage:
             # Turbo: stage 1 on short instructions only, stage 2 on the full short+long mix; each gets half the budget.
@@ -130,7 +131,9 @@ def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
             after, table = common.evaluate_exact_match(model, tok, data_dir)
             common.log_samples(table, "after")
             mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
-            result = {"exact_match_before": before, "exact_match_after": after}
+            gain = exact_match_gain(table_before, table)
+            log_gain(gain)
+            result = {"exact_match_before": before, "exact_match_after": after, "exact_match_gain": gain}
         model_out = out_dir / "model"
         save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))

@@ -6,19 +6,21 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import StageBase
+from .ranges import Batch, Coefficient, Count, Epochs, LearningRate, Length, Samples, Seconds, Steps, Temperature
 
 
 class _Batched(StageBase):
-    learning_rate: float = Field(gt=0)
-    global_batch_size: int = Field(64, gt=0)
-    micro_batch_size: int = Field(8, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
+    learning_rate: LearningRate
+    global_batch_size: Batch = 64
+    micro_batch_size: Batch = 8
+    weight_decay: Coefficient = 0.1
+    grad_clip: float = Field(1.0, gt=0, le=1e6)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (overrides epochs)")
-    epochs: float = Field(1.0, gt=0)
-    max_seq_len: int = Field(4096, gt=0)
+    max_steps: Steps | None = Field(None, description="Stop after this many steps (overrides epochs)")
+    epochs: Epochs = 1.0
+    max_seq_len: Length = 4096
     bf16: bool = True
+    logging_steps: Steps = Field(10, description="Optimizer steps between logged training metrics")
 
     @model_validator(mode="after")
     def _batch_divides(self):
@@ -30,14 +32,14 @@ class _Batched(StageBase):
 
 
 class SFTSpec(_Batched):
-    learning_rate: float = Field(7e-6, gt=0, description="Peak LR, decayed to min_learning_rate")
-    min_learning_rate: float = Field(7e-7, ge=0)
-    epochs: float = 2.0
-    max_seq_len: int = 32768
+    learning_rate: LearningRate = Field(7e-6, description="Peak LR, decayed to min_learning_rate")
+    min_learning_rate: float = Field(7e-7, ge=0, le=1.0)
+    epochs: Epochs = 2.0
+    max_seq_len: Length = 32768
     packing: bool = True
     assistant_only_loss: bool = True
     two_stage: bool = Field(False, description="Turbo variant: short instructions first, then short+long mixed")
-    short_max_len: int = Field(32768, gt=0, description="Two-stage: length limit of stage 1")
+    short_max_len: Length = Field(32768, description="Two-stage: length limit of stage 1")
 
     @model_validator(mode="after")
     def _two_stage_splits(self):
@@ -48,30 +50,40 @@ class SFTSpec(_Batched):
 
 
 class RewardSpec(_Batched):
-    learning_rate: float = 5e-6
+    learning_rate: LearningRate = 5e-6
     heldout_fraction: float = Field(0.1, gt=0, lt=0.5)
 
 
 class DPOSpec(_Batched):
-    learning_rate: float = 7e-7
-    beta: float = Field(0.1, gt=0, description="DPO beta (the report does not give one)")
+    learning_rate: LearningRate = 7e-7
+    beta: Coefficient = Field(0.1, gt=0, description="DPO beta (the report does not give one)")
     optimizer: Literal["adamw", "ondare_adamw", "onties_adamw"] = Field("onties_adamw", description="Online Merging Optimizer variant or plain AdamW")
     merge_reserve_p: float = Field(0.01, gt=0, le=1, description="Share of the update kept when sparsifying")
-    merge_alpha: float = Field(1e-7, ge=0, description="Weight of the reference delta merged into each step")
-    samples_per_prompt: int = Field(4, ge=2, description="Rejection sampling: answers drawn per prompt")
-    max_prompts: int | None = Field(None, gt=0, description="Rejection sampling: prompts used from rl/prompts.parquet (None = all)")
-    sample_temperature: float = Field(1.0, gt=0, description="Rejection sampling: sampling temperature")
-    max_new_tokens: int = Field(1024, gt=0, description="Rejection sampling: longest answer sampled, in tokens")
-    min_pairs: int = Field(64, ge=1, description="Fewer rejection-sampled pairs than this: train on preferences/ instead (logged)")
+    merge_alpha: float = Field(1e-7, ge=0, le=1, description="Weight of the reference delta merged into each step")
+    samples_per_prompt: Samples = Field(4, ge=2, description="Rejection sampling: answers drawn per prompt")
+    max_prompts: Count | None = Field(None, description="Rejection sampling: prompts used from rl/prompts.parquet (None = all)")
+    sample_temperature: Temperature = Field(1.0, description="Rejection sampling: sampling temperature")
+    max_new_tokens: Length = Field(1024, description="Rejection sampling: longest answer sampled, in tokens")
+    min_pairs: Count = Field(64, description="Fewer rejection-sampled pairs than this: train on preferences/ instead (logged)")
     merge_base: str | None = Field(None, description="Model the starting (SFT) model was tuned from; the merging optimizer's reference delta is start - base. Default: the starting model's lineage parent; none found: zero delta")
 
 
+    @model_validator(mode="after")
+    def _merging_needs_whole_parameters(self):
+        # DeepSpeed ZeRO hands the optimizer flat partitions that mix parameters, so the Online Merging Optimizer's
+        # per-parameter top-k and sign election could not be computed; FSDP2 keeps one (sharded) tensor per parameter.
+        if self.optimizer != "adamw" and self.distributed.strategy in ("zero2", "zero3"):
+            raise ValueError(f"dpo.optimizer={self.optimizer} needs whole parameters: use distributed.strategy ddp or "
+                             "fsdp2 (ZeRO flattens parameters into partitions), or optimizer adamw")
+        return self
+
+
 class GRPOSpec(_Batched):
-    learning_rate: float = 1e-6
-    num_generations: int = Field(8, ge=2, description="Responses per prompt")
-    max_completion_length: int = Field(1024, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the reference model")
+    learning_rate: LearningRate = 1e-6
+    num_generations: Samples = Field(8, ge=2, description="Responses per prompt")
+    max_completion_length: Length = 1024
+    temperature: Temperature = 1.0
+    beta: Coefficient = Field(0.0, description="KL coefficient to the reference model")
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"reward_model": 1.0, "verifier": 1.0}, description="Weight of each reward source"
     )
@@ -79,10 +91,10 @@ class GRPOSpec(_Batched):
         0.6, ge=0, le=1, description="A reward model whose held-out pairwise accuracy (recorded in its lineage) is "
         "below this is left out of the reward: GRPO would climb its noise instead of the task. 0 always uses it")
     order_by_variance: bool = Field(True, description="Process prompts with the highest reward variance first")
-    global_batch_size: int = 2048
+    global_batch_size: Batch = 2048
     reward_on_error: Literal["zero", "skip", "stop"] = Field(
         "zero", description="A reward function that raises, hangs or returns NaN: score 0, skip the score, or stop the run")
-    reward_timeout_s: float = Field(60.0, gt=0, description="A reward call taking longer than this counts as failed")
+    reward_timeout_s: Seconds = Field(60.0, description="A reward call taking longer than this counts as failed")
 
     @model_validator(mode="after")
     def _known_rewards(self):

@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_last_run: dict[str, str] = {}
+
+
+def last_run_id() -> str | None:
+    """The id of the last run stage_run opened in this process (what a KFP step links to), or None."""
+    return _last_run.get("id")
+
+
 class TrackingUnavailable(RuntimeError):
     """The MLflow server cannot be reached: raised before any compute is spent."""
 
@@ -46,18 +54,27 @@ def ensure_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
     return uri
 
 
+# MLflow 3's UI opens an experiment on its GenAI pages (traces, sessions) unless the experiment says it holds model
+# training; this tag (read by the UI) makes it open on the runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def _setup(experiment: str):
     import mlflow
 
     uri = ensure_reachable()
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
         # Local stores keep artifacts under QWENFLOW_HOME; servers choose their own (--artifacts-destination).
         location = None if uri.startswith("http") else (qwenflow_home() / "mlartifacts").as_uri()
         try:
-            mlflow.create_experiment(experiment, artifact_location=location)
+            mlflow.create_experiment(experiment, artifact_location=location,
+                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, "qwenflow": "true"})
         except Exception:  # created concurrently by another stage
             pass
+    elif exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment)
     return mlflow
 
@@ -73,10 +90,34 @@ def flat_params(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _MainProcessMlflow:
+    """mlflow's fluent API on rank 0; on every other rank each call is a no-op and active_run() is None, so stage
+    code that runs on all ranks logs exactly once (a bare mlflow.log_metric elsewhere would start a stray run)."""
+
+    def __getattr__(self, name: str):
+        import mlflow
+
+        from qwenflow import dist
+
+        attr = getattr(mlflow, name)
+        if dist.is_main() or not callable(attr):
+            return attr
+        return lambda *args, **kwargs: None
+
+
+main_mlflow = _MainProcessMlflow()
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params: dict | None = None,
               tags: dict | None = None) -> Iterator[Any]:
-    """An MLflow run for one stage; logs the resolved recipe and the stage's section as params."""
+    """An MLflow run for one stage, opened by rank 0 only (other ranks get None); logs the resolved recipe and the
+    stage's section as params."""
+    from qwenflow import dist
+
+    if not dist.is_main():
+        yield None
+        return
     experiment = experiment or (recipe.tracking.experiment if recipe is not None else "qwenflow")
     mlflow = _setup(experiment)
     parent = os.environ.get("QWENFLOW_PARENT_RUN_ID")
@@ -85,7 +126,13 @@ def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params:
         run_tags["kfp.run_id"] = os.environ["KFP_RUN_ID"]
     if parent:
         run_tags["mlflow.parentRunId"] = parent
-    with mlflow.start_run(run_name=stage, tags=run_tags) as run:
+    # System metrics (CPU, memory, disk, GPU with pynvml) every 5 s, so short stages get samples too.
+    mlflow.set_system_metrics_sampling_interval(5)
+    with mlflow.start_run(run_name=stage, tags=run_tags, log_system_metrics=True) as run:
+        _last_run["id"] = run.info.run_id
+        from .datasets import log_stage_inputs
+
+        log_stage_inputs(stage, recipe.name if recipe is not None else "")
         if recipe is not None:
             from qwenflow.recipe import recipe_to_yaml
 

@@ -1,28 +1,22 @@
 """DeepSpeed config generated from a recipe's training section and checked by DeepSpeed's own validator."""
 from __future__ import annotations
 
-import os
+from qwenflow.dist import world_size
 
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def grad_accum_steps(global_batch: int, micro_batch: int, world: int) -> int:
-    if global_batch % (micro_batch * world):
-        raise ValueError(f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch} x "
-                         f"{world} processes; change one of them")
-    return global_batch // (micro_batch * world)
+from .strategy import grad_accum as grad_accum_steps
 
 
 def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
-    """ZeRO-2/3 config: batch sizes, clipping, precision. The optimizer and LR schedule stay the platform's own
-    (torch AdamW + our LambdaLR, passed through accelerate), so every engine trains with the same update rule."""
+    """ZeRO-2/3 config (from section.distributed): batch sizes, clipping, precision, offload. The optimizer and LR
+    schedule stay the platform's own (torch AdamW + our LambdaLR, passed through accelerate), so every engine trains with the same update rule."""
     world = world or world_size()
     accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world)
-    zero: dict = {"stage": section.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
-    if section.zero_stage == 3:
+    stage = int(section.distributed.strategy[-1])
+    zero: dict = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
+    if stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # save_pretrained gets full weights
+    if section.distributed.cpu_offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
     return {
         "train_batch_size": section.global_batch_size,
         "train_micro_batch_size_per_gpu": section.micro_batch_size,

@@ -69,30 +69,36 @@ def mean_over_ranks(x: torch.Tensor, world: int) -> float:
 
 
 def make_accelerator(section, device_probe: dict):
+    """The accelerate engine for the section's strategy: plain (DDP under torchrun), DeepSpeed ZeRO-2/3 or FSDP2."""
     from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin
+
+    from .strategy import accelerate_plugins
 
     on_cpu = not torch.cuda.is_available()
+    strategy = section.distributed.strategy
     accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world_size())
-    plugin, ds_cfg = None, None
-    if section.zero_stage:
+    if strategy != "ddp":
         _single_process_dist_env()
-        ds_cfg = deepspeed_config(section, bf16=device_probe["bf16"])
-        plugin = DeepSpeedPlugin(hf_ds_config=ds_cfg)
-    # cpu=True would make accelerate drop DeepSpeed; without CUDA the device is the CPU either way.
-    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu and plugin is None,
-                      deepspeed_plugin=plugin, gradient_accumulation_steps=accum, step_scheduler_with_optimizer=False)
+    plugins = accelerate_plugins(section, bf16=device_probe["bf16"])
+    # cpu=True would make accelerate drop DeepSpeed/FSDP; without CUDA the device is the CPU either way.
+    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu and not plugins,
+                      gradient_accumulation_steps=accum, step_scheduler_with_optimizer=False, **plugins)
+    ds_cfg = plugins["deepspeed_plugin"].deepspeed_config if "deepspeed_plugin" in plugins else None
+    expected = {"zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp2": "FSDP"}.get(strategy)
+    if expected and acc.distributed_type.value != expected:
+        raise RuntimeError(f"distributed.strategy={strategy} but accelerate runs {acc.distributed_type.value}")
     if ds_cfg is not None:
-        if acc.distributed_type.value != "DEEPSPEED":
-            raise RuntimeError(f"zero_stage={section.zero_stage} but accelerate runs {acc.distributed_type.value}")
         validate(ds_cfg)  # after the process group exists, so DeepSpeed checks the batch against the real world size
     return acc, accum, ds_cfg
 
 
 def adamw(model, section, fused: bool):
     """AdamW with weight decay on matrices only (norm scales and biases are not decayed)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    def ndim(p):  # ZeRO-3 parameters built partitioned are empty 1-D tensors that remember their shape
+        return len(getattr(p, "ds_shape", p.shape))
+
+    decay = [p for p in model.parameters() if p.requires_grad and ndim(p) >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and ndim(p) < 2]
     groups = [{"params": decay, "weight_decay": section.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kw = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(groups, lr=section.learning_rate, betas=(section.beta1, section.beta2), **kw)
@@ -188,8 +194,8 @@ def compile_decision(section, arch: str, est_flops: float, device_probe: dict) -
     setting = section.compile
     if setting is True or setting is False:
         return setting, "set in the recipe"
-    if section.zero_stage:
-        return False, "auto: not with DeepSpeed ZeRO"
+    if section.distributed.strategy != "ddp":
+        return False, f"auto: not with {section.distributed.strategy}"
     if arch != "dense":
         return False, "auto: dense models only (MoE expert dispatch is data-dependent)"
     if device_probe["device_name"].startswith("cpu:"):
@@ -226,7 +232,9 @@ def prepare(model, section, lr_lambda, *, arch: str = "dense", est_flops: float 
     compiled, why = compile_decision(section, arch, est_flops, device_probe)
     if compiled:
         model.compile()  # in place: state-dict keys, checkpoints and accelerate's unwrapping stay as without it
-    optimizer = adamw(model, section, fused=not section.zero_stage)
+    if section.distributed.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = adamw(model, section, fused=section.distributed.strategy == "ddp")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()

@@ -4,20 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qwenflow.artifacts import LINEAGE_FILE, RECIPE_FILE, atomic_write_text, sha256_path
+from qwenflow.artifacts import sha256_path
 
 from .engine import METRICS
 
 
 def save_model(model, state_dict, tokenizer, out_dir: Path, *, recipe, lineage: dict) -> Path:
-    """save_pretrained (safetensors) from the gathered state dict, plus tokenizer, recipe and lineage."""
-    from qwenflow.recipe import recipe_to_yaml
+    """save_pretrained (safetensors) from the gathered state dict, plus tokenizer, recipe and lineage, into the
+    engine's output directory (beside its checkpoints and metrics)."""
+    from qwenflow.models import io
 
-    model.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    atomic_write_text(out_dir / RECIPE_FILE, recipe_to_yaml(recipe))
-    atomic_write_text(out_dir / LINEAGE_FILE, json.dumps(lineage, indent=2, default=str))
-    return out_dir
+    return io.save(model, out_dir, tokenizer=tokenizer, recipe=recipe, lineage=lineage, state_dict=state_dict,
+                   atomic=False)
 
 
 def loss_plot(out_dir: Path, title: str) -> Path:
@@ -47,13 +45,14 @@ def loss_plot(out_dir: Path, title: str) -> Path:
 
 
 def log_checkpoint(path: Path, step: int) -> None:
-    """Reference a checkpoint in MLflow by path and hash (the weights stay on disk; they are large)."""
+    """Reference a checkpoint in MLflow by path (the weights stay on disk; they are large). Not hashed: rank 0 would
+    hash gigabytes while the other ranks wait in the next step's collective (the NCCL-timeout-on-save failure);
+    the final model directory is hashed once training is over."""
     import mlflow
 
     if mlflow.active_run():
-        digest = sha256_path(path)
-        mlflow.set_tag(f"checkpoint.{step}", f"{path.resolve()} sha256:{digest}")
-        mlflow.log_dict({"path": str(path.resolve()), "sha256": digest, "step": step}, f"checkpoints/step-{step}.json")
+        mlflow.set_tag(f"checkpoint.{step}", str(path.resolve()))
+        mlflow.log_dict({"path": str(path.resolve()), "step": step}, f"checkpoints/step-{step}.json")
 
 
 def log_model_dir(out_dir: Path, summary: dict) -> None:

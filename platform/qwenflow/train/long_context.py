@@ -33,7 +33,8 @@ def long_context_config(model_dir: str | Path, rope_theta: float, max_len: int):
 
 
 def check_rope_base(model, rope_theta: float) -> None:
-    """Fail loudly if the rotary embedding does not use the new base (the CALIBRATION.md pitfall)."""
+    """Fail loudly if the rotary embedding does not use the new base: transformers caches inv_freq when the model
+    is built, so editing rope_theta on a loaded model silently changes nothing."""
     import torch
 
     rotary = model.model.rotary_emb
@@ -64,8 +65,9 @@ def enable_yarn(model_dir: str | Path) -> dict:
 def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
                      resume: bool = False) -> Path:
     """Extend model_dir's context per recipe.long_context; return the new model directory (= out_dir)."""
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import set_seed
 
+    from qwenflow.models import io
     from qwenflow.tokenizer import load_tokenizer
     from qwenflow.tracking import ensure_reachable
 
@@ -97,16 +99,18 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
     set_seed(lc.seed)
     config = long_context_config(model_dir, lc.rope_theta, final_len)
     base_theta = json.loads((model_dir / "config.json").read_text()).get("rope_parameters", {}).get("rope_theta")
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), config=config, local_files_only=True)
+    model = io.load_causal_lm(model_dir, config=config, distributed=lc.distributed)
     check_rope_base(model, lc.rope_theta)
 
     before: dict = {}
 
     def measure_before(evaluate, bf16, device):
-        """Held-out loss at the final length: the base model as it was, and with only the RoPE base raised."""
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True).to(device)
-        before["val_loss_base_model"] = held_out_loss(base, stages[-1].batches.val_batches(), bf16, device)
-        del base
+        """Held-out loss at the final length: the base model as it was, and with only the RoPE base raised. The
+        first needs a second whole copy of the model, so sharded runs (whose point is not to hold one) skip it."""
+        if lc.distributed.strategy in ("ddp", "zero2"):
+            base = io.load_causal_lm(model_dir).to(device)
+            before["val_loss_base_model"] = held_out_loss(base, stages[-1].batches.val_batches(), bf16, device)
+            del base
         before["val_loss_rope_only"] = evaluate(stages[-1])
 
     params = {"base_rope_theta": base_theta, "trained_length": final_len, "yarn_factor": lc.yarn_factor,
@@ -132,6 +136,5 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
                 summary[k] = v
                 summary[k.replace("val_loss", f"val_ppl_at_{final_len}")] = math.exp(v)
             (out_dir / "long_context_summary.json").write_text(json.dumps(summary, indent=2))
-            log_model_dir(out_dir, summary)
-        accelerator.wait_for_everyone()
+            log_model_dir(out_dir, summary)  # rank 0 hashes and uploads; the others have already returned
     return out_dir

@@ -64,7 +64,7 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
     """Train the recipe's model from scratch on data_dir's corpus; return the model directory (= out_dir)."""
     from transformers import set_seed
 
-    from qwenflow.models import build_model
+    from qwenflow.models import io
     from qwenflow.tokenizer import load_tokenizer
     from qwenflow.tracking import ensure_reachable
 
@@ -85,7 +85,8 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
     batches = PackedBatches(out_dir / ".packed", micro_batch=p.micro_batch_size, global_batch=p.global_batch_size,
                             seed=p.seed)
     set_seed(p.seed)
-    model = build_model(recipe.model, seed=p.seed, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = io.build_causal_lm(recipe.model, distributed=p.distributed, seed=p.seed, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id)
 
     params = {"packed.rows": manifest["splits"]["train"]["rows"], "packed.tokens": manifest["splits"]["train"]["tokens"]}
     with stage_context("pretrain", recipe, params) as run:
@@ -105,6 +106,5 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
             summary = {"first_loss": result.first_loss, "last_loss": result.last_loss,
                        "final_val_loss": result.val_losses[max(result.val_losses)], "tokens_seen": result.tokens_seen,
                        "mean_tokens_per_s": result.tokens_per_s, "mean_mfu": result.mfu, "steps": result.steps}
-            log_model_dir(out_dir, summary)
-        accelerator.wait_for_everyone()
+            log_model_dir(out_dir, summary)  # rank 0 hashes and uploads; the others have already returned
     return out_dir

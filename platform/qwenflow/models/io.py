@@ -1,0 +1,289 @@
+"""The one place models are found, built, loaded and saved.
+
+- `resolve(source)`: a local save_pretrained directory, or a `models:/NAME@ALIAS|VERSION` / `runs:/` URI downloaded
+  through MLflow and checked against the sha256 recorded at registration (a mismatch is refused).
+- `build_causal_lm` / `load_causal_lm` / `load_reward_model`: under ZeRO-3 the parameters are partitioned as they
+  are created or read (DeepSpeed's zero.Init, through transformers' HfDeepSpeedConfig), so no rank ever holds the
+  whole model; otherwise one process builds/loads it whole, in the dtype asked for.
+- `save(model, out_dir, ...)`: every rank calls it; sharded parameters are gathered to rank 0 one tensor at a time,
+  and only rank 0 writes (safetensors, tokenizer, recipe, lineage) into a temporary directory that is renamed into
+  place, so a reader never sees half a model. No rank waits for another's disk or network work afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from qwenflow import dist
+
+REGISTRY_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/")
+_DS_CONFIGS: list = []  # HfDeepSpeedConfig objects must stay alive while transformers loads under zero.Init
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be used: not a model directory, unreadable weights, or weights that do not fit the config."""
+
+
+# ---------------------------------------------------------------- where a model comes from
+
+def resolve(source: str | Path, dest: str | Path | None = None) -> Path:
+    """A local model directory for `source`; registry and run URIs are downloaded once per machine and verified."""
+    s = str(source)
+    if s.startswith(REGISTRY_PREFIXES):
+        return _download(s, dest)
+    path = Path(s)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
+                             "a registry URI like models:/qwenflow-tiny@champion")
+    return path
+
+
+def _download(uri: str, dest: str | Path | None) -> Path:
+    """Local rank 0 downloads and verifies; the other ranks on the node wait for its marker file (no collective)."""
+    from qwenflow.tracking import qwenflow_home
+
+    dest = Path(dest) if dest else qwenflow_home() / "models" / uri.replace(":/", "_").replace("/", "_").replace("@", "_")
+    done = dest / ".qwenflow_verified"
+    if dist.local_rank() == 0:
+        if done.is_file() and Path(done.read_text()).is_dir():
+            return Path(done.read_text())
+        local = _fetch_verified(uri, dest)
+        done.write_text(str(local))
+        return local
+    for _ in range(24 * 3600):
+        if done.is_file():
+            return Path(done.read_text())
+        time.sleep(1)
+    raise TimeoutError(f"{uri}: local rank 0 did not finish downloading it into {dest}")
+
+
+def _fetch_verified(uri: str, dest: Path) -> Path:
+    import mlflow
+
+    from qwenflow.artifacts import sha256_path
+    from qwenflow.deploy.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
+    from qwenflow.tracking import ensure_reachable
+
+    mlflow.set_tracking_uri(ensure_reachable())
+    if is_registry_uri(uri):
+        local, _ = fetch_registered_model(uri, dest)
+    else:  # runs:/ and mlflow-artifacts:/ point inside a run: check against the run's recorded model hash if any
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise ModelLoadError(f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?")
+    model_dir = configs[0].parent
+    if uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        expected = mlflow.MlflowClient().get_run(run_id).data.tags.get("qwenflow.model_sha256")
+        if expected and sha256_path(model_dir) != expected:
+            raise ModelIntegrityError(f"{uri}: downloaded files do not hash to the run's qwenflow.model_sha256 tag "
+                                      f"({expected}); refusing to use a changed artifact")
+    return model_dir
+
+
+# ---------------------------------------------------------------- sharded construction
+
+def deepspeed_init_config(distributed, *, bf16: bool) -> dict:
+    """The part of a DeepSpeed config zero.Init reads (stage, precision, offload)."""
+    world = dist.world_size()
+    zero: dict[str, Any] = {"stage": 3}
+    if distributed.cpu_offload:
+        zero["offload_param"] = {"device": "cpu"}
+    return {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, "train_batch_size": world,
+            "zero_optimization": zero, "bf16": {"enabled": bool(bf16)}}
+
+
+def _init_deepspeed_dist() -> None:
+    import deepspeed
+
+    if not dist.initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                                   verbose=False)
+
+
+@contextmanager
+def sharded_init(distributed, *, bf16: bool = False) -> Iterator[None]:
+    """Inside: models transformers builds or loads are partitioned across ranks as they are created (ZeRO-3)."""
+    if distributed is None or distributed.strategy != "zero3" or dist.world_size() == 1:
+        yield
+        return
+    from transformers.integrations import HfDeepSpeedConfig
+
+    _init_deepspeed_dist()
+    cfg = HfDeepSpeedConfig(deepspeed_init_config(distributed, bf16=bf16))
+    _DS_CONFIGS.append(cfg)  # transformers holds it by weak reference: keep it alive for the stage
+    yield
+
+
+def build_causal_lm(spec, *, distributed=None, bf16: bool = False, seed: int | None = None, **token_ids):
+    """A freshly initialised model of the recipe's architecture. Under ZeRO-3 it is partitioned as it is created
+    (zero.Init through transformers' from_config) and initialised per parameter from (seed, name), so the weights are
+    the same whatever the number of processes; other strategies keep transformers' own initialisation."""
+    from .builder import build_config, build_model
+
+    if distributed is None or distributed.strategy != "zero3":
+        return build_model(spec, seed=seed, **token_ids)
+    if dist.world_size() == 1:
+        model = build_model(spec, seed=seed, **token_ids)
+    else:
+        from transformers import Qwen2ForCausalLM, Qwen2MoeForCausalLM
+
+        cls = Qwen2ForCausalLM if spec.arch == "dense" else Qwen2MoeForCausalLM
+        with sharded_init(distributed, bf16=bf16):
+            model = cls._from_config(build_config(spec, **token_ids))
+    init_by_name(model, seed or 0, spec.initializer_range)
+    return model
+
+
+@torch.no_grad()
+def init_by_name(model, seed: int, std: float) -> None:
+    """Qwen2's initialisation (normal(0, std) matrices and embeddings, zero biases, unit norm scales) drawn from a
+    generator seeded by (seed, parameter name): independent of module order and of how parameters are sharded.
+    Under ZeRO-3 each parameter is gathered in turn and rank 0's values are scattered back."""
+    import zlib
+
+    for name, p in model.named_parameters():
+        shape = tuple(getattr(p, "ds_shape", p.shape))
+        if name.endswith(".bias"):
+            values = torch.zeros(shape)
+        elif "norm" in name.rsplit(".", 2)[-2] or name.endswith("norm.weight"):
+            values = torch.ones(shape)
+        else:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+            values = torch.randn(shape, generator=g) * std
+        if hasattr(p, "ds_id"):
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                if dist.is_main():
+                    p.data.copy_(values.to(p.dtype))
+        else:
+            p.data.copy_(values.to(p.dtype))
+
+
+# ---------------------------------------------------------------- loading
+
+def _checked_from_pretrained(cls, path: Path, **kwargs):
+    try:
+        model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path}: cannot read the model's weights ({type(e).__name__}: {first}); the "
+                             "safetensors file is truncated or not a model of this architecture") from None
+    ignored = set(getattr(model, "_keys_to_ignore_on_load_missing", None) or ())
+    missing = [k for k in info.get("missing_keys", []) if k not in ignored]
+    unexpected = list(info.get("unexpected_keys", []))
+    if kwargs.get("num_labels") is not None:  # a reward head on an LM: the score head is new, the LM head unused
+        missing = [k for k in missing if not k.startswith("score.")]
+        unexpected = [k for k in unexpected if not k.startswith("lm_head.")]
+    if missing or unexpected or info.get("mismatched_keys"):
+        raise ModelLoadError(f"{path}: the weights do not match the config's architecture (missing {missing[:3]}"
+                             f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+                             f"{'...' if len(unexpected) > 3 else ''}, mismatched {list(info.get('mismatched_keys', []))[:3]});"
+                             " the directory mixes files from different models")
+    return model
+
+
+def load_causal_lm(source: str | Path, *, dtype: torch.dtype | str = torch.float32, config=None,
+                   distributed=None, bf16: bool = False, **kwargs):
+    """A causal LM from a directory or registry URI (verified), partitioned at load under ZeRO-3."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(source)
+    if config is not None:
+        kwargs["config"] = config
+    with sharded_init(distributed, bf16=bf16):
+        return _checked_from_pretrained(AutoModelForCausalLM, path, dtype=dtype, **kwargs)
+
+
+def load_reward_model(source: str | Path, *, num_labels: int | None = None, distributed=None, bf16: bool = False,
+                      **kwargs):
+    """A sequence-classification (reward) model; num_labels=1 adds a fresh score head to a causal LM."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve(source)
+    if num_labels is not None:
+        kwargs["num_labels"] = num_labels
+    with sharded_init(distributed, bf16=bf16):
+        return _checked_from_pretrained(AutoModelForSequenceClassification, path, **kwargs)
+
+
+def load_config(source: str | Path):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(resolve(source)), local_files_only=True)
+
+
+# ---------------------------------------------------------------- saving
+
+def _is_sharded(model) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(hasattr(p, "ds_id") or isinstance(p, DTensor) for p in model.parameters())
+
+
+def full_state_dict(model) -> dict[str, torch.Tensor] | None:
+    """The full state dict on rank 0 (None elsewhere). Every rank must call it: sharded tensors are gathered one at a
+    time, so no rank holds more than one whole parameter beyond its shard (rank 0 collects them on the CPU)."""
+    if dist.world_size() == 1 or not _is_sharded(model):
+        return model.state_dict() if dist.is_main() else None
+    from torch.distributed.tensor import DTensor
+
+    out: dict[str, torch.Tensor] = {}
+    main = dist.is_main()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if hasattr(t, "ds_id"):
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([t], modifier_rank=None):
+                if main:
+                    out[name] = t.detach().cpu().clone()
+        elif isinstance(t, DTensor):
+            full = t.full_tensor()
+            if main:
+                out[name] = full.detach().cpu()
+        elif main:
+            out[name] = t.detach().cpu()
+    return out if main else None
+
+
+def save(model, out_dir: str | Path, *, tokenizer=None, recipe=None, lineage: dict | None = None,
+         state_dict: dict | None = None, atomic: bool = True) -> Path:
+    """Write a model directory (safetensors + tokenizer + recipe + lineage) from rank 0 only. atomic: written
+    beside out_dir and renamed over it (out_dir is replaced); otherwise written into out_dir among its other files
+    (the pre-training engine's output directory also holds its checkpoints and metrics)."""
+    from qwenflow.artifacts import LINEAGE_FILE, RECIPE_FILE
+
+    out_dir = Path(out_dir)
+    if state_dict is None:
+        state_dict = full_state_dict(model)
+    if not dist.is_main():
+        return out_dir
+    unwrapped = getattr(model, "module", model)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp") if atomic else out_dir
+    if atomic:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    if recipe is not None:
+        from qwenflow.recipe import recipe_to_yaml
+
+        (tmp / RECIPE_FILE).write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    if lineage is not None:
+        (tmp / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, default=str), encoding="utf-8")
+    if atomic:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    return out_dir
+
