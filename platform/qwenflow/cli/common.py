@@ -36,8 +36,40 @@ def clean_errors():
     try:
         yield
     except (RecipeError, FileNotFoundError, ValueError) as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # no wrapping: a line is a line
         raise typer.Exit(2) from None
+
+
+class Typer(typer.Typer):
+    """The top-level app: a command-line mistake (bad flag value, unknown option, missing argument) prints one
+    line naming the flag and exits 2, instead of click's usage block or typer's boxed panel; help stays rich."""
+
+    def __call__(self, *args, **kwargs):
+        import sys
+
+        try:
+            from typer._click.exceptions import ClickException, UsageError  # typer >= 0.2x carries its own click
+        except ImportError:  # older typer: click's own
+            from click import ClickException, UsageError
+
+        if kwargs.get("standalone_mode", True) is False:
+            return super().__call__(*args, **kwargs)
+        try:
+            rv = super().__call__(*args, standalone_mode=False, **kwargs)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `qwenflow` alone: the help, as usual
+                e.show()
+                sys.exit(e.exit_code)
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            err_console.print(f"[bold red]error:[/] {e.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            err_console.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
 def get_recipe(name: str = DEFAULT_RECIPE, overrides: list[str] | None = None):

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Resources, Strict
+from .ranges import Batch, Length
 
 
 class DeploySpec(Strict):
@@ -13,8 +14,8 @@ class DeploySpec(Strict):
     registered_model: str = Field("qwenflow-model", description="MLflow registered model name")
     yarn: bool = Field(False, description="Switch on the YaRN rope scaling stored in the model config")
     attention: Literal["sdpa", "eager", "dca", "sparse"] = Field("sdpa", description="Attention implementation at inference")
-    max_batch_size: int = Field(16, gt=0)
-    max_tokens_limit: int = Field(4096, gt=0, description="Largest max_tokens a request may ask for")
-    replicas: int = Field(1, ge=1)
+    max_batch_size: Batch = 16
+    max_tokens_limit: Length = Field(4096, description="Largest max_tokens a request may ask for")
+    replicas: int = Field(1, ge=1, le=1000)
     image: str = Field("ghcr.io/qwenflow/serving:0.1.0", description="Serving image (infra/ builds it)")
     resources: Resources = Field(default_factory=Resources)

@@ -1,11 +1,12 @@
 """Evaluation and quality-gate section."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from .base import Resources, Strict
+from .ranges import Batch, Count, Samples, Temperature
 
 TASKS = ("mmlu", "gsm8k", "hellaswag", "truthfulqa_mc1", "humaneval", "perplexity", "heldout", "long_context")
 
@@ -26,10 +27,10 @@ class Gate(Strict):
 class LongContextEval(Strict):
     settings: list[str] = Field(["none", "yarn"], description="Inference settings compared (qwenflow.longctx: none, "
                                 "yarn, yarn+dca, yarn+dca+sparse)")
-    lengths: list[float] | None = Field(None, description="Context lengths: <= 16 means x trained length, else tokens "
+    lengths: list[Annotated[float, Field(gt=0, le=1 << 22)]] | None = Field(None, description="Context lengths: <= 16 means x trained length, else tokens "
                                         "(None = suite default)")
-    depths: list[float] | None = Field(None, description="Needle depths in [0, 1] (None = suite default)")
-    samples: int | None = Field(None, gt=0, description="Cases per (length, depth) cell (None = suite default)")
+    depths: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(None, description="Needle depths in [0, 1] (None = suite default)")
+    samples: Count | None = Field(None, description="Cases per (length, depth) cell (None = suite default)")
 
     @model_validator(mode="after")
     def _depths(self):
@@ -41,15 +42,15 @@ class LongContextEval(Strict):
 class EvalSpec(Strict):
     enabled: bool = True
     suite: Literal["quick", "full"] = Field("quick", description="quick: subsets; full: every item")
-    limit: int | None = Field(None, gt=0, description="Items per task (None = suite default)")
+    limit: Count | None = Field(None, description="Items per task (None = suite default)")
     seed: int = 0
     tasks: list[str] | None = Field(None, description=f"Tasks to run (None = all of {', '.join(TASKS)})")
-    batch_size: int = Field(16, gt=0, description="Rows per forward pass when scoring and generating")
-    humaneval_samples: int = Field(10, gt=0, description="Samples per HumanEval problem in the full suite (pass@k)")
-    humaneval_k: list[int] = Field([1, 10], description="k values for pass@k (each <= humaneval_samples)")
-    humaneval_temperature: float = Field(0.8, ge=0, description="Sampling temperature when humaneval_samples > 1")
+    batch_size: Batch = Field(16, description="Rows per forward pass when scoring and generating")
+    humaneval_samples: Samples = Field(10, description="Samples per HumanEval problem in the full suite (pass@k)")
+    humaneval_k: list[Samples] = Field([1, 10], description="k values for pass@k (each <= humaneval_samples)")
+    humaneval_temperature: float = Field(0.8, ge=0, le=100, description="Sampling temperature when humaneval_samples > 1")
     attn_implementation: str | None = Field(None, description="transformers attention implementation (None = default)")
-    decontam_max_docs: int | None = Field(None, gt=0, description="Training documents scanned for benchmark overlap "
+    decontam_max_docs: Count | None = Field(None, description="Training documents scanned for benchmark overlap "
                                           "(None = all in the full suite, 2000 in quick)")
     long_context: LongContextEval = Field(default_factory=LongContextEval)
     gates: list[Gate] = Field(default_factory=list)

@@ -77,13 +77,33 @@ def apply_override(raw: dict, assignment: str, source: str = "--set") -> None:
         if not isinstance(nxt, dict):
             raise RecipeError(f"{source} {key}: {'.'.join(parts[: i + 1])} is not a section")
         node = nxt
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise RecipeError(f"{source} {key}: value {value!r} is not valid YAML ({problem}); quote strings, "
+                          "write lists as [a, b]") from None
+
+
+def _is_union_tag(part) -> bool:
+    """pydantic names the member of a union it tried (`constrained-float`, `literal['auto']`); keys never look so."""
+    return isinstance(part, str) and ("-" in part or "[" in part)
 
 
 def _format_errors(path: Path | str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
+    lines, seen = [], set()
+    errors = err.errors()
+    for e in errors:
+        if e["loc"] and _is_union_tag(e["loc"][-1]):
+            key = tuple(p for p in e["loc"] if not _is_union_tag(p))
+            if str(e["loc"][-1]).startswith("literal[") and any(
+                    tuple(p for p in o["loc"] if not _is_union_tag(p)) == key and o is not e for o in errors):
+                continue  # "or 'auto'" is the other member; the numeric member's range is the useful message
+            e = {**e, "loc": key}
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if (loc, e["msg"]) in seen:
+            continue
+        seen.add((loc, e["msg"]))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `qwenflow recipe show tiny` lists every key)"

@@ -6,16 +6,17 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import Strict
+from .ranges import Coefficient, FFNWidth, Heads, Hidden, Layers, Length, Theta, Vocab
 
 
 class MoESpec(Strict):
     """Fine-grained experts plus a shared expert (Qwen1.5-MoE / Qwen2-MoE style)."""
 
-    num_experts: int = Field(60, ge=2, description="Routed experts per MoE layer")
-    top_k: int = Field(4, ge=1, description="Experts each token is routed to")
-    moe_intermediate_size: int = Field(1408, gt=0, description="FFN width of one routed expert")
-    shared_expert_intermediate_size: int = Field(5632, ge=0, description="FFN width of the shared expert")
-    router_aux_loss_coef: float = Field(0.001, ge=0, description="Weight of the load-balancing loss")
+    num_experts: int = Field(60, ge=2, le=1024, description="Routed experts per MoE layer")
+    top_k: int = Field(4, ge=1, le=1024, description="Experts each token is routed to")
+    moe_intermediate_size: FFNWidth = Field(1408, description="FFN width of one routed expert")
+    shared_expert_intermediate_size: int = Field(5632, ge=0, le=1 << 18, description="FFN width of the shared expert")
+    router_aux_loss_coef: Coefficient = Field(0.001, description="Weight of the load-balancing loss")
     norm_topk_prob: bool = Field(False, description="Renormalise the top-k routing weights")
 
     @model_validator(mode="after")
@@ -29,17 +30,17 @@ class ModelSpec(Strict):
     """Decoder architecture: GQA, SwiGLU, RoPE, QKV bias, pre-norm RMSNorm."""
 
     arch: Literal["dense", "moe"] = Field("dense", description="dense (Qwen2) or moe (Qwen2-MoE)")
-    hidden_size: int = Field(gt=0)
-    num_layers: int = Field(gt=0)
-    num_heads: int = Field(gt=0, description="Query heads")
-    num_kv_heads: int = Field(gt=0, description="Key/value heads (GQA)")
-    intermediate_size: int = Field(gt=0, description="SwiGLU FFN width (dense layers)")
-    vocab_size: int = Field(gt=0, description="Embedding rows (padded vocabulary)")
+    hidden_size: Hidden
+    num_layers: Layers
+    num_heads: Heads = Field(description="Query heads")
+    num_kv_heads: Heads = Field(description="Key/value heads (GQA)")
+    intermediate_size: FFNWidth = Field(description="SwiGLU FFN width (dense layers)")
+    vocab_size: Vocab = Field(description="Embedding rows (padded vocabulary)")
     tie_embeddings: bool = Field(True, description="Share input embedding and LM head")
-    max_position_embeddings: int = Field(32768, gt=0, description="Context length the final model is trained to")
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base during base pre-training")
-    rms_norm_eps: float = Field(1e-6, gt=0)
-    initializer_range: float = Field(0.02, gt=0)
+    max_position_embeddings: Length = Field(32768, description="Context length the final model is trained to")
+    rope_theta: Theta = Field(10000.0, description="RoPE base during base pre-training")
+    rms_norm_eps: float = Field(1e-6, gt=0, le=1)
+    initializer_range: float = Field(0.02, gt=0, le=1)
     moe: MoESpec | None = Field(None, description="Required when arch is moe")
 
     @model_validator(mode="after")
@@ -59,5 +60,5 @@ class TokenizerSpec(Strict):
     """qwen2.5 = the real 151,643-token vocabulary; bpe = train a small byte-level BPE on the corpus."""
 
     kind: Literal["qwen2.5", "bpe"] = Field("qwen2.5")
-    vocab_size: int = Field(4096, ge=300, description="Total vocabulary (including the 22 control tokens) when kind is bpe")
-    train_bytes: int = Field(32_000_000, gt=0, description="Bytes of corpus text to train the BPE on")
+    vocab_size: Vocab = Field(4096, ge=300, description="Total vocabulary (including the 22 control tokens) when kind is bpe")
+    train_bytes: int = Field(32_000_000, gt=0, le=1 << 50, description="Bytes of corpus text to train the BPE on")
