@@ -7,7 +7,6 @@ from pydantic import Field, model_validator
 
 from .base import StageBase
 from .ranges import Batch, Coefficient, Count, Epochs, LearningRate, Length, Samples, Seconds, Steps, Temperature
-from .ranges import Batch, Coefficient, Count, Epochs, LearningRate, Length, Samples, Seconds, Steps, Temperature
 
 
 class _Batched(StageBase):

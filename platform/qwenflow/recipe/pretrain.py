@@ -7,7 +7,6 @@ from pydantic import Field, model_validator
 
 from .base import StageBase, Strict
 from .ranges import Batch, Coefficient, LearningRate, Length, Steps, Theta
-from .ranges import Batch, Coefficient, LearningRate, Length, Steps, Theta
 
 
 class OptimSpec(Strict):
