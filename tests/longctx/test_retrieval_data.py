@@ -6,7 +6,7 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from qwenflow.data.pack import pack_corpus
+from qwenflow.data.pack import pack_corpus, shard_files
 from qwenflow.tokenizer import load_tokenizer
 from tests.conftest import stdlib_texts
 
@@ -22,7 +22,7 @@ def test_pack_mixes_passkey_documents_into_train_rows_only(tiny_tokenizer_dir, t
     mixed = pack_corpus(tmp_path, tiny_tokenizer_dir, 512, tmp_path / "mixed", retrieval_fraction=0.5, **kw)
 
     tok = load_tokenizer(tiny_tokenizer_dir)
-    t_plain, t_mixed = (pq.read_table(d / "train.parquet") for d in (tmp_path / "plain", tmp_path / "mixed"))
+    t_plain, t_mixed = (pq.read_table(shard_files(d, "train")[0]) for d in (tmp_path / "plain", tmp_path / "mixed"))
     assert t_mixed.column("segment_len").to_pylist() == t_plain.column("segment_len").to_pylist()
     n_seq = found = 0
     for row, seg in zip(t_mixed.column("input_ids").to_pylist(), t_mixed.column("segment_len").to_pylist()):
@@ -37,5 +37,5 @@ def test_pack_mixes_passkey_documents_into_train_rows_only(tiny_tokenizer_dir, t
     assert found == mixed["splits"]["train"]["retrieval_documents"]
     assert 0.35 < found / n_seq < 0.65
     # held-out rows stay plain text, so val loss stays comparable with and without the mixture
-    assert pq.read_table(tmp_path / "mixed" / "val.parquet").equals(pq.read_table(tmp_path / "plain" / "val.parquet"))
+    assert pq.read_table(shard_files(tmp_path / "mixed", "val")[0]).equals(pq.read_table(shard_files(tmp_path / "plain", "val")[0]))
     assert "retrieval_documents" not in plain["splits"]["train"]

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from qwenflow.data.pack import mixture_segments, pack_corpus
+from qwenflow.data.pack import mixture_segments, pack_corpus, shard_files
 from qwenflow.tokenizer import load_tokenizer
 
 
@@ -13,7 +13,7 @@ def test_pack_rows_are_full_and_separated(corpus_dir, tiny_tokenizer_dir, tmp_pa
     m = pack_corpus(corpus_dir, tiny_tokenizer_dir, 128, tmp_path)
     tok = load_tokenizer(tiny_tokenizer_dir)
     eos = tok.get_vocab()["<|endoftext|>"]
-    table = pq.read_table(tmp_path / "train.parquet")
+    table = pq.read_table(shard_files(tmp_path, "train")[0])
     import pyarrow as pa
 
     field_type = table.schema.field("input_ids").type
@@ -23,7 +23,8 @@ def test_pack_rows_are_full_and_separated(corpus_dir, tiny_tokenizer_dir, tmp_pa
     # one separator per document; all tokens real (the only loss is the cut tail of the stream)
     assert (rows == eos).sum() >= m["splits"]["train"]["documents"] - 1
     assert m["stream_used_fraction"] >= 0.98 and m["real_token_fraction"] == 1.0
-    assert set(m["files"]) == {"train.parquet", "val.parquet"}
+    assert set(m["files"]) == {"train-00000.parquet", "val-00000.parquet"} and m["vocab_size"] == len(tok)
+    assert m["rows"] == {"train-00000": len(rows), "val-00000": m["splits"]["val"]["rows"]}
     # the text round-trips: decoding the first row gives the first document's opening
     first_doc = pq.read_table(corpus_dir / "corpus" / "train.parquet").column("text")[0].as_py()
     assert first_doc.startswith(tok.decode(rows[0][:20].tolist()))

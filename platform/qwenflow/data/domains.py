@@ -26,16 +26,25 @@ class DomainClassifier:
         self.accuracy: float | None = None
 
     def fit(self, texts: list[str], domains: list[str], per_domain: int = 400) -> "DomainClassifier":
+        train, held = self.sample_positions(domains, per_domain)
+        return self.fit_sample([(texts[i], d) for i, d in train], [(texts[i], d) for i, d in held])
+
+    def sample_positions(self, domains: list[str], per_domain: int = 400) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """(position, domain) pairs fit() trains and checks on: a distributed run fetches only those documents."""
         rng = random.Random(self.seed)
-        by: dict[str, list[str]] = defaultdict(list)
-        for t, d in zip(texts, domains):
-            by[d].append(t)
+        by: dict[str, list[int]] = defaultdict(list)
+        for i, d in enumerate(domains):
+            by[d].append(i)
         train, held = [], []
-        for d, ts in by.items():
-            pick = rng.sample(ts, k=min(len(ts), per_domain + per_domain // 4))
+        for d, idx in by.items():
+            pick = rng.sample(idx, k=min(len(idx), per_domain + per_domain // 4))
             cut = len(pick) * 4 // 5
-            train += [(t, d) for t in pick[:cut]]
-            held += [(t, d) for t in pick[cut:]]
+            train += [(i, d) for i in pick[:cut]]
+            held += [(i, d) for i in pick[cut:]]
+        return train, held
+
+    def fit_sample(self, train: list[tuple[str, str]], held: list[tuple[str, str]]) -> "DomainClassifier":
+        by = {d for _, d in train + held}
         if len(by) < 2:
             self.single = next(iter(by), "web")
             return self
@@ -67,14 +76,24 @@ def resample(records: list[dict], mixture: dict[str, float], max_upsample: float
     """Down-sample plentiful domains and repeat scarce ones (at most max_upsample times) to hit the mixture.
 
     The total is the largest that keeps every domain within max_upsample repeats and does not grow the corpus."""
+    positions, info = resample_plan([r["domain"] for r in records],
+                                    [len(r["text"].encode("utf-8", "surrogatepass")) for r in records],
+                                    mixture, max_upsample, seed, drops)
+    return [records[i] for i in positions], info
+
+
+def resample_plan(domains: list[str], sizes: list[int], mixture: dict[str, float], max_upsample: float, seed: int,
+                  drops: Counter) -> tuple[list[int], dict]:
+    """resample() on each record's (domain, UTF-8 bytes) alone: the positions of the output records, in output order.
+    A distributed run plans from these two columns and then moves the records once."""
     rng = random.Random(seed)
-    by: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        if mixture.get(r["domain"], 0) <= 0:
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, d in enumerate(domains):
+        if mixture.get(d, 0) <= 0:
             drops["domain_not_in_mixture"] += 1
             continue
-        by[r["domain"]].append(r)
-    size = {d: sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in rs) for d, rs in by.items()}
+        by[d].append(i)
+    size = {d: sum(sizes[i] for i in idx) for d, idx in by.items()}
     weights = {d: w for d, w in mixture.items() if w > 0 and size.get(d, 0) > 0}
     missing = sorted(d for d, w in mixture.items() if w > 0 and size.get(d, 0) == 0)
     if not weights:
@@ -82,7 +101,7 @@ def resample(records: list[dict], mixture: dict[str, float], max_upsample: float
     wsum = sum(weights.values())
     weights = {d: w / wsum for d, w in weights.items()}  # domains with no data give their share to the rest
     total = min(sum(size.values()), min(size[d] * max_upsample / w for d, w in weights.items()))
-    out: list[dict] = []
+    out: list[int] = []
     for d, w in sorted(weights.items()):
         want = total * w
         docs = by[d][:]
@@ -92,7 +111,7 @@ def resample(records: list[dict], mixture: dict[str, float], max_upsample: float
         while got < want and i < len(docs) * max_upsample + 1:
             r = docs[i % len(docs)]
             out.append(r)
-            got += len(r["text"].encode("utf-8", "surrogatepass"))
+            got += sizes[r]
             i += 1
         if i < len(docs):
             drops["downsampled_for_mixture"] += len(docs) - i

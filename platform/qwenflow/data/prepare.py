@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute in stream_parquet
 import pyarrow.parquet as pq
 
 from qwenflow.artifacts import atomic_write_text, write_manifest
@@ -30,11 +31,40 @@ SCHEMAS = {
 
 
 def write_parquet(rows: list[dict], path: Path, schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
+ROW_GROUP_ROWS = 4096  # fixed, so a file streamed in batches (the Ray path) is byte-identical to one written whole
+
+
+    stream_parquet([pa.Table.from_pylist(rows, schema=schema)], path, schema)
+
+
+def stream_parquet(tables, path: Path, schema: pa.Schema) -> tuple[int, int]:
+    """Write an iterable of Arrow tables as one Parquet file in row groups of ROW_GROUP_ROWS, holding at most one
+    row group in memory; returns (rows, UTF-8 bytes of `text` if the schema has it)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    rows = nbytes = 0
+    buf: list[pa.Table] = []
+    buffered = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        def flush(n: int) -> None:
+            nonlocal buf, buffered
+            table = pa.concat_tables(buf).combine_chunks()
+            writer.write_table(table.slice(0, n), row_group_size=ROW_GROUP_ROWS)
+            rest = table.slice(n)
+            buf, buffered = ([rest] if rest.num_rows else []), rest.num_rows
+        for t in tables:
+            t = t.select(schema.names).cast(schema)
+            rows += t.num_rows
+            if "text" in schema.names:
+                nbytes += int(pa.compute.sum(pa.compute.binary_length(t.column("text"))).as_py() or 0)
+            buf.append(t)
+            buffered += t.num_rows
+            while buffered >= ROW_GROUP_ROWS:
+                flush(ROW_GROUP_ROWS)
+        if buffered:
+            flush(buffered)
     tmp.replace(path)
 
+    return rows, nbytes
 
 def _eval_texts(post: dict) -> dict[str, list[str]]:
     return {f"heldout/{task}": [r["prompt"][-1]["content"] for r in rows] for task, rows in post["eval"].items()}
@@ -71,15 +101,22 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     if decon is not None:  # the corpus must not contain the platform's own held-out problems either
         decon = decon.extended(_eval_texts(post))
     t = lap("posttrain", t)
-    corpus = build_corpus(spec, decon, say)
-    t = time.perf_counter()
-
-    # ---- write -------------------------------------------------------------------------------------------
     dirs = {k: out / k for k in ("corpus", "sft", "rl", "preferences", "eval")}
     for d in dirs.values():
         d.mkdir(exist_ok=True)
-    write_parquet(corpus["train"], dirs["corpus"] / "train.parquet", SCHEMAS["corpus"])
-    write_parquet(corpus["val"], dirs["corpus"] / "val.parquet", SCHEMAS["corpus"])
+    if spec.engine == "ray":  # writes corpus/ itself, streamed from the cluster's blocks
+        from .ray_corpus import build_corpus_ray
+
+        corpus = build_corpus_ray(spec, decon, dirs["corpus"], say)
+        t = time.perf_counter()
+    else:
+        corpus = build_corpus(spec, decon, say)
+        t = time.perf_counter()
+        counts = {split: stream_parquet([pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
+                                        dirs["corpus"] / f"{split}.parquet", SCHEMAS["corpus"]) for split in ("train", "val")}
+        corpus.update(rows={k: v[0] for k, v in counts.items()}, bytes={k: v[1] for k, v in counts.items()})
+
+    # ---- write -------------------------------------------------------------------------------------------
     write_parquet(post["sft"], dirs["sft"] / "train.parquet", SCHEMAS["sft"])
     write_parquet(post["rl"], dirs["rl"] / "prompts.parquet", SCHEMAS["rl"])
     write_parquet(post["preferences_train"], dirs["preferences"] / "train.parquet", SCHEMAS["preferences"])
@@ -89,9 +126,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
 
     common = {"recipe": recipe.name, "seed": spec.seed, "stage": "data"}
     manifests = {
-        "corpus": dict(rows={"train": len(corpus["train"]), "val": len(corpus["val"])},
-                       bytes={"train": sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in corpus["train"]),
-                              "val": sum(len(r["text"].encode("utf-8", "surrogatepass")) for r in corpus["val"])},
+        "corpus": dict(rows=corpus["rows"], bytes=corpus["bytes"], engine=spec.engine,
                        schema={f.name: str(f.type) for f in SCHEMAS["corpus"]}, mixture=corpus["mixture"],
                        max_upsample=spec.max_upsample, drops=corpus["drops"], sources=corpus["per_source"],
                        contamination=corpus["contamination"], quality=corpus["quality"], domains=corpus["domains"]),

@@ -120,8 +120,16 @@ class QualityScorer:
         self.lm: BigramLM | None = None
 
     def fit(self, texts: list[str], max_docs: int = 800) -> "QualityScorer":
+        positions, rng = self.sample_positions(len(texts), max_docs)
+        return self.fit_sample([texts[i] for i in positions], rng)
+
+    def sample_positions(self, n: int, max_docs: int = 800) -> tuple[list[int], random.Random]:
+        """Which of n documents fit() learns from, and the generator to continue with. Drawing positions is the same
+        draw as rng.sample(texts): a distributed run fetches only these documents and fits the same scorer."""
         rng = random.Random(self.seed)
-        sample = rng.sample(texts, k=min(max_docs, len(texts)))
+        return rng.sample(range(n), k=min(max_docs, n)), rng
+
+    def fit_sample(self, sample: list[str], rng: random.Random) -> "QualityScorer":
         if len(sample) < 10:
             raise ValueError(f"the quality scorer needs at least 10 documents to learn from, got {len(sample)}; "
                              "add sources or raise data.max_bytes_per_source")

@@ -1,6 +1,8 @@
 """Data section: sources, cleaning thresholds, domain mixture, decontamination, synthetic post-training data."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from .base import Resources, Strict
@@ -41,8 +43,13 @@ class DataSpec(Strict):
     chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
     decontaminate: bool = Field(True, description="Drop training texts that overlap any evaluation set (LCS rule)")
     workers: int = Field(0, ge=0, le=4096, description="Processes for the per-record corpus work (cleaning, MinHash signatures, "
-                                              "quality features, decontamination); 0 = every core. Results do not "
-                                              "depend on it")
+                                              "quality features, decontamination), or Ray CPUs with engine: ray; "
+                                              "0 = every core. Results do not depend on it")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: one process (with a fork pool for the per-record work); ray: Ray Data (a local "
+                             "Ray instance on this machine, a KubeRay RayJob on the cluster). Same datasets either way")
+    ray_object_store_mb: int = Field(0, ge=0, le=1 << 30, description="Ray object store per node in MB (0 = Ray's default, 30% of "
+                                                          "memory); cap it on small machines")
     seed: int = 0
     contracts: ContractSpec = Field(default_factory=ContractSpec, description="Data-contract thresholds (duplicates, blank text)")
     resources: Resources = Field(default_factory=Resources)
