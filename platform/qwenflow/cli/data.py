@@ -50,10 +50,14 @@ def validate(kind: Annotated[str, typer.Argument(help="corpus | packed | sft | p
              report_dir: Annotated[Path | None, typer.Option(help="Where to save the HTML/JSON report (default: DIRECTORY/reports)")] = None):
     """Check a dataset directory against its Great Expectations contract."""
     from qwenflow.data.contracts import DataContractError, validate_dataset
+    from qwenflow.data.shard_contracts import validate_sharded
 
     with clean_errors():
         try:
-            res = validate_dataset(kind, directory, report_dir or directory / "reports")
+            if kind == "packed":  # one contract run per shard, aggregated
+                res = validate_sharded(kind, directory, report_dir or directory / "reports")
+            else:
+                res = validate_dataset(kind, directory, report_dir or directory / "reports")
         except DataContractError as e:
             err_console.print(f"[bold red]data contract failed:[/]\n{e}", highlight=False)
             raise typer.Exit(3) from None
