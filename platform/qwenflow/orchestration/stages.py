@@ -27,6 +27,10 @@ class Stage:
 
 
 def _prepare(recipe, inputs, out, resume):
+    from .rayjob import on_cluster, run_as_rayjob
+
+    if recipe.data.engine == "ray" and on_cluster():  # a compiled pipeline's step: the corpus runs on a RayCluster
+        return run_as_rayjob("prepare-data", recipe, out)
     from qwenflow.data.prepare import prepare_data
 
     return prepare_data(recipe, out)
