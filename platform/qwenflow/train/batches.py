@@ -1,11 +1,14 @@
-"""Deterministic, streamed batches from packed Parquet shards: which rows a step trains on depends only on
-(seed, step, rank, world size), and a rank reads only its own share of the rows, a window at a time.
+"""Deterministic, streamed batches from packed Parquet shards: which rows an optimizer step trains on depends only
+on (seed, step), never on the number of processes, and a rank holds one window of rows at a time.
 
-A rank's share is a contiguous range of micro-batch blocks (torchrun's RANK / WORLD_SIZE pick it). Each epoch
-visits the share's windows (~WINDOW_TOKENS of consecutive rows, read from the Parquet row groups that hold them) in
-a shuffled order and the blocks inside a window in a shuffled order, so only one window is ever in memory, however
-large the packed set. With one window and one process the order is the plain per-epoch permutation of all blocks.
-That makes the data position of a checkpoint just its step.
+The packed rows are cut into micro-batch blocks and the blocks into windows (~WINDOW_TOKENS of consecutive rows,
+read from the Parquet row groups that hold them). Each epoch visits the windows in a shuffled order and the blocks
+inside a window in a shuffled order; the n-th block of that sequence is micro-batch `index` of step `step` with
+n = step * blocks_per_step + index, and under torchrun rank r serves the indices r, r + world, ... So the global
+batch of every step is the same rows with 1 or N processes (a 2-process run's first loss equals the 1-process
+one), and memory stays at one window however large the packed set. Every rank reads the window it is in (the
+price of world-independent batches: N processes read the data N times, one window at a time). With one window the
+order is the plain per-epoch permutation of all blocks. The data position of a checkpoint is just its step.
 """
 from __future__ import annotations
 
@@ -87,34 +90,29 @@ class PackedBatches:
         self.seq_len = int(read_manifest(packed_dir)["seq_len"])
         self.micro, self.blocks_per_step, self.seed = micro_batch, global_batch // micro_batch, seed
         n_blocks = self.train.num_rows // micro_batch
-        if n_blocks < self.world:
+        if n_blocks < self.blocks_per_step:
             raise ValueError(f"{packed_dir}: {self.train.num_rows} packed rows make {n_blocks} micro-batches of "
-                             f"{micro_batch}, fewer than the {self.world} training processes")
-        # this rank's contiguous share of the blocks, cut into windows of about window_tokens
-        self.first_block = n_blocks * self.rank // self.world
-        self.n_blocks = n_blocks * (self.rank + 1) // self.world - self.first_block
+                             f"{micro_batch}, fewer than the {self.blocks_per_step} one optimizer step needs")
+        self.first_block, self.n_blocks = 0, n_blocks
         self.window_blocks = max(1, min(self.n_blocks, window_tokens // (micro_batch * self.seq_len)))
         self.n_windows = -(-self.n_blocks // self.window_blocks)
         self._window: tuple[int, np.ndarray, np.ndarray | None] | None = None
 
     # ---- which block: epoch -> window order -> block order inside the window --------------------------------
-    def _stream(self, *extra: int) -> list[int]:
-        return [self.seed, *extra] + ([self.rank, self.world] if self.world > 1 else [])
-
     @lru_cache(maxsize=4)
     def _window_order(self, epoch: int) -> np.ndarray:
         if self.n_windows == 1:
             return np.zeros(1, dtype=np.int64)
-        return np.random.default_rng(self._stream(epoch, 1 << 30)).permutation(self.n_windows)
+        return np.random.default_rng([self.seed, epoch, 1 << 30]).permutation(self.n_windows)
 
     @lru_cache(maxsize=8)
     def _block_order(self, epoch: int, window: int) -> np.ndarray:
         size = min(self.window_blocks, self.n_blocks - window * self.window_blocks)
-        key = self._stream(epoch) if self.n_windows == 1 else self._stream(epoch, window)
+        key = [self.seed, epoch] if self.n_windows == 1 else [self.seed, epoch, window]
         return np.random.default_rng(key).permutation(size)
 
     def _block(self, j: int) -> tuple[int, int]:
-        """(window, block inside it) of this rank's j-th micro-batch."""
+        """(window, block inside it) of the j-th micro-batch of the whole run."""
         epoch, p = divmod(j, self.n_blocks)
         order = self._window_order(epoch)
         sizes = np.minimum(self.window_blocks, self.n_blocks - order * self.window_blocks)
@@ -137,8 +135,7 @@ class PackedBatches:
         process serves its own rank's indices."""
         if index % self.world != self.rank:
             raise ValueError(f"micro-batch index {index} belongs to rank {index % self.world}, not {self.rank}")
-        per_rank = max(1, self.blocks_per_step // self.world)
-        window, block = self._block(step * per_rank + index // self.world)
+        window, block = self._block(step * self.blocks_per_step + index)
         rows, segs = self._load(window)
         part = torch.from_numpy(rows[block * self.micro:(block + 1) * self.micro].astype(np.int64))
         seg = self.seq_len if segs is None else int(segs[block * self.micro])
