@@ -2,8 +2,13 @@
 
 Hand-written because BentoML's adaptive batching groups whole requests (a batch lasts as long as its longest
 member and cannot stream), and transformers' own continuous-batching manager takes one generation config for
-every request; here each row keeps its own temperature/top_p/seed/stop and new requests join between decode
-steps. `continuous=False` gives the adaptive-batching behaviour (a batch closes when it starts) for comparison.
+every request; here each row keeps its own sampling settings (temperature, top_p, seed, stop strings, penalties,
+logit_bias, a grammar) and new requests join between decode steps. `continuous=False` gives the adaptive-batching
+behaviour (a batch closes when it starts) for comparison.
+
+Isolation: whatever one request brings (a cancellation, sampling values at the edge of float range, a grammar that
+dead-ends, a callback that raises) ends that request's rows alone; the rest of the batch decodes on. Only a failed
+forward pass of the whole batch fails every row in it (a prefill that fails is retried one request at a time).
 """
 from __future__ import annotations
 
@@ -11,10 +16,13 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from transformers import DynamicCache
+
+GREEDY_BELOW = 1e-5        # temperatures under this are argmax (a smaller divisor overflows float32 logits)
+SEED_MASK = (1 << 64) - 1  # torch generators take seeds in [0, 2**64)
 
 
 @dataclass
@@ -25,19 +33,46 @@ class GenRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    cancelled: bool = False  # set when the client goes away; the row leaves the batch at the next step
-    # on_event(kind, payload): kind "text" (new text), "done" (finish_reason, usage) or "error" (message)
-    on_event: Callable[[str, object], None] = lambda kind, payload: None
+    n: int = 1                        # choices sampled from one prefill (choice j is seeded seed + j)
+    presence_penalty: float = 0.0     # OpenAI's: subtracted once from every token already generated
+    frequency_penalty: float = 0.0    # ... and this times how often it was generated
+    logit_bias: dict[int, float] | None = None
+    logprobs: int | None = None       # None: off; k >= 0: the chosen token's log-prob and the top k
+    matcher: Any = None               # an llguidance LLMatcher constraining the output (copied per choice)
+    stream: bool = True               # False: no "text" events, the whole text comes with "done"
+    cancelled: bool = False           # set when the client goes away; its rows leave the batch at the next step
+    # on_event(kind, index, payload) per choice `index`: "text" -> (text, logprobs or None), "done" -> (finish,
+    # usage, text or None, logprobs or None), "error" -> message. Called on the engine thread.
+    on_event: Callable[[str, int, object], None] = lambda kind, index, payload: None
 
 
 @dataclass
 class _Row:
     req: GenRequest
+    index: int
     generator: torch.Generator | None
     length: int                      # real tokens in the cache for this row (prompt + generated so far)
+    matcher: Any = None
     out_ids: list[int] = field(default_factory=list)
-    sent: str = ""                   # text already emitted
+    text: str = ""                   # decoded text so far (up to a stop string)
+    sent: int = 0                    # characters of `text` already emitted
+    prefix: int = 0                  # incremental detokenisation offsets (out_ids[prefix:read] gave the last text)
+    read: int = 0
+    counts: torch.Tensor | None = None   # generated-token counts, for penalties
+    bias: tuple | None = None            # logit_bias as (ids, values) tensors
+    logprobs: list = field(default_factory=list)  # (token, logprob, [(token, logprob), ...]) not yet emitted
     done: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.req.temperature < GREEDY_BELOW
+
+    @property
+    def plain(self) -> bool:
+        """Argmax of the raw logits is this row's whole step (decided once for the batched fast path)."""
+        r = self.req
+        return (self.greedy and self.matcher is None and r.logprobs is None and not r.logit_bias
+                and not r.presence_penalty and not r.frequency_penalty)
 
 
 class Engine:
@@ -47,6 +82,7 @@ class Engine:
         self.max_batch_size = max_batch_size
         self.continuous = continuous
         self.device = next(model.parameters()).device
+        self.vocab_size = int(model.config.vocab_size)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos, tokenizer.eos_token_id] if i is not None}
@@ -56,6 +92,7 @@ class Engine:
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, cache_len] 1 = real token, 0 = left padding
         self.steps = 0
+        self._bitmask = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="qwenflow-engine", daemon=True)
         self._thread.start()
@@ -80,47 +117,68 @@ class Engine:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.rows and not self.continuous:
-                    self._decode_step()
-                    continue
-                new = self._take_waiting(block=not self.rows)
+                new = self._take_waiting(block=not self.rows) if (self.continuous or not self.rows) else []
                 with torch.inference_mode():
                     if new:
-                        try:
-                            self._prefill(new)
-                        except Exception as e:  # the newcomers fail; rows already running go on
-                            self._fail([r for r in new if id(r) not in {id(x.req) for x in self.rows}], e)
+                        self._prefill_isolated(new)
+                    self._drop_finished()
                     if self.rows:
                         self._decode_step()
-            except Exception as e:  # a bad batch fails its requests, never the engine
-                self._fail([row.req for row in self.rows], e)
+                        self._drop_finished()
+            except Exception as e:  # a failed forward pass fails the rows in it, never the engine
+                for row in self.rows:
+                    self._error(row, e)
                 self.rows, self.cache, self.mask = [], None, None
+                if isinstance(e, torch.cuda.OutOfMemoryError):
+                    torch.cuda.empty_cache()
 
-    def _fail(self, reqs: list[GenRequest], e: Exception) -> None:
-        for r in reqs:
-            r.on_event("error", f"generation failed: {type(e).__name__}: {e}")
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            torch.cuda.empty_cache()
+    def _error(self, row: _Row, e: Exception | str) -> None:
+        row.done = True
+        message = e if isinstance(e, str) else f"generation failed: {type(e).__name__}: {str(e)[:200]}"
+        try:
+            row.req.on_event("error", row.index, message)
+        except Exception:  # the listener is gone: nothing to tell
+            pass
 
     def _take_waiting(self, block: bool) -> list[GenRequest]:
-        room = self.max_batch_size - len(self.rows)
+        room = self.max_batch_size - sum(1 for r in self.rows if not r.done)
         out: list[GenRequest] = []
-        if room <= 0:
-            return out
-        try:
-            out.append(self.waiting.get(timeout=0.1) if block else self.waiting.get_nowait())
-        except queue.Empty:
-            return out
-        if block:
-            time.sleep(0.002)  # let requests that arrive together share the prefill
-        while len(out) < room:
+        while room > 0:
             try:
-                out.append(self.waiting.get_nowait())
+                if block and not out:
+                    req = self.waiting.get(timeout=0.1)
+                    time.sleep(0.002)  # let requests that arrive together share the prefill
+                else:
+                    req = self.waiting.get_nowait()
             except queue.Empty:
                 break
+            if req.cancelled:  # gone before it started
+                continue
+            if req.n > room and out:  # its choices join together, at the next step
+                self.waiting.put(req)
+                break
+            out.append(req)
+            room -= req.n
         return out
 
+    def _prefill_isolated(self, reqs: list[GenRequest]) -> None:
+        """Prefill together; if that fails, one at a time, so a request that breaks the forward pass fails alone."""
+        try:
+            self._prefill(reqs)
+        except Exception:
+            if len(reqs) == 1:
+                raise
+            for r in reqs:
+                try:
+                    self._prefill([r])
+                except Exception as e:
+                    for j in range(r.n):
+                        self._error(_Row(r, j, None, 0), e)
+
     def _prefill(self, reqs: list[GenRequest]) -> None:
+        for r in reqs:
+            if not r.prompt_ids or max(r.prompt_ids) >= self.vocab_size or min(r.prompt_ids) < 0:
+                raise ValueError("prompt token ids outside the model's vocabulary")
         width = max(len(r.prompt_ids) for r in reqs)
         ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(reqs), width), dtype=torch.long)
@@ -131,15 +189,24 @@ class Engine:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
-        rows = []
-        for r in reqs:
-            gen = None
-            if r.temperature > 0:
-                gen = torch.Generator(device=self.device)
-                gen.manual_seed(r.seed if r.seed is not None else torch.seed())
-            rows.append(_Row(r, gen, len(r.prompt_ids)))
+        logits = out.logits[:, -1, :]
+        rows = [self._new_row(r, j) for r in reqs for j in range(r.n)]
+        if len(rows) > len(reqs):  # n > 1: every choice gets its own copy of the prompt's cache rows
+            idx = torch.tensor([i for i, r in enumerate(reqs) for _ in range(r.n)], device=self.device)
+            cache.batch_select_indices(idx)
+            mask, logits = mask[idx], logits[idx]
         self._merge(rows, cache, mask)
-        self._emit(rows, out.logits[:, -1, :])
+        self._emit(rows, logits)
+
+    def _new_row(self, r: GenRequest, j: int) -> _Row:
+        gen = None
+        if r.temperature >= GREEDY_BELOW:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(((r.seed + j) & SEED_MASK) if r.seed is not None else torch.seed())
+        matcher = None
+        if r.matcher is not None:
+            matcher = r.matcher if j == 0 else r.matcher.deep_copy()
+        return _Row(r, j, gen, len(r.prompt_ids), matcher)
 
     def _merge(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         """Append new rows to the running batch, left-padding whichever cache is shorter."""
@@ -172,52 +239,125 @@ class Engine:
             r.length += 1
         self.steps += 1
         self._emit(self.rows, out.logits[:, -1, :])
-        self._drop_finished()
 
-    def _sample(self, row: _Row, logits: torch.Tensor) -> int:
-        if row.req.temperature <= 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits.float() / row.req.temperature, dim=-1)
-        if row.req.top_p < 1.0:
-            sorted_p, order = probs.sort(descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < row.req.top_p  # always keeps the most likely token
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-        return int(torch.multinomial(probs, 1, generator=row.generator))
-
+    # ---- choosing tokens --------------------------------------------------------------------------------------
     def _emit(self, rows: list[_Row], logits: torch.Tensor) -> None:
-        for row, lg in zip(rows, logits):
+        """One token for every live row: plain greedy rows in one batched argmax, the others one by one."""
+        plain = [i for i, r in enumerate(rows) if r.plain]
+        tokens: dict[int, int] = {}
+        if plain:
+            picked = logits[plain].argmax(-1).tolist() if len(plain) < len(rows) else logits.argmax(-1).tolist()
+            tokens = dict(zip(plain, picked))
+        for i, row in enumerate(rows):
             if row.done:
                 continue
             if row.req.cancelled:
                 row.done = True
                 continue
-            token = self._sample(row, lg)
-            row.out_ids.append(token)
-            finish = None
-            if token in self.eos_ids:
-                finish, ids = "stop", row.out_ids[:-1]
-            else:
-                ids = row.out_ids
-            text = self.tok.decode(ids, skip_special_tokens=True)
-            for s in row.req.stop:
-                at = text.find(s)
-                if at >= 0:
-                    text, finish = text[:at], "stop"
-            if finish is None and len(row.out_ids) >= row.req.max_tokens:
-                finish = "length"
-            # hold back a trailing partial character, and any tail that could still become a stop string
-            hold = 0 if finish else _held_back(text, row.req.stop)
-            if len(text) - hold > len(row.sent):
-                row.req.on_event("text", text[len(row.sent):len(text) - hold])
-                row.sent = text[:len(text) - hold]
-            if finish:
-                row.done = True
-                usage = {"prompt_tokens": len(row.req.prompt_ids), "completion_tokens": len(row.out_ids),
-                         "total_tokens": len(row.req.prompt_ids) + len(row.out_ids)}
-                row.req.on_event("done", (finish, usage))
+            try:
+                token = tokens[i] if i in tokens else self._choose(row, logits[i])
+                self._advance(row, token)
+            except Exception as e:  # this row's sampling, grammar or detokenisation failed: it alone ends
+                self._error(row, e)
+
+    def _choose(self, row: _Row, logits: torch.Tensor) -> int:
+        r = row.req
+        raw = logits.float()
+        lg = raw.clone() if (r.logit_bias or r.presence_penalty or r.frequency_penalty or row.matcher) else raw
+        if r.logit_bias:
+            if row.bias is None:
+                row.bias = (torch.tensor(list(r.logit_bias), dtype=torch.long, device=lg.device),
+                            torch.tensor(list(r.logit_bias.values()), dtype=torch.float32, device=lg.device))
+            lg[row.bias[0]] += row.bias[1]
+        if (r.presence_penalty or r.frequency_penalty) and row.counts is not None:
+            lg -= r.frequency_penalty * row.counts + r.presence_penalty * (row.counts > 0).float()
+        if row.matcher is not None:
+            self._apply_grammar(row.matcher, lg)
+        if row.greedy:
+            token = int(lg.argmax())
+        else:
+            probs = torch.softmax(lg / r.temperature, dim=-1)
+            if r.top_p < 1.0:
+                sorted_p, order = probs.sort(descending=True)
+                keep = sorted_p.cumsum(-1) - sorted_p < r.top_p
+                keep[0] = True  # the most likely token always stays, however small top_p is
+                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+            if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+                raise ValueError("no token has a finite, positive probability after logit_bias and penalties")
+            token = int(torch.multinomial(probs, 1, generator=row.generator))
+        if not torch.isfinite(lg[token]):
+            raise ValueError("every token was excluded (grammar, logit_bias or penalties)")
+        if r.logprobs is not None:
+            lp = torch.log_softmax(raw, dim=-1)  # the model's own distribution, before any processing
+            top = lp.topk(r.logprobs) if r.logprobs else None
+            row.logprobs.append((token, float(lp[token]),
+                                 list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else []))
+        if r.presence_penalty or r.frequency_penalty:
+            if row.counts is None:
+                row.counts = torch.zeros(raw.shape[-1], device=raw.device)
+            row.counts[token] += 1
+        return token
+
+    def _apply_grammar(self, matcher, logits: torch.Tensor) -> None:
+        import llguidance.torch as llgt
+
+        if self._bitmask is None:
+            self._bitmask = llgt.allocate_token_bitmask(1, logits.shape[-1])
+        llgt.fill_next_token_bitmask(matcher, self._bitmask, 0)
+        err = matcher.get_error()
+        if err:
+            raise ValueError(f"grammar: {err.splitlines()[0]}")
+        llgt.apply_token_bitmask_inplace(logits.unsqueeze(0), self._bitmask.to(logits.device))
+
+    def _advance(self, row: _Row, token: int) -> None:
+        """Record the token; emit the new text (minus what a stop string may still claim); finish the row."""
+        r = row.req
+        row.out_ids.append(token)
+        finish = None
+        if token in self.eos_ids:
+            finish = "stop"
+        else:
+            if row.matcher is not None and not row.matcher.consume_token(token):
+                raise ValueError(f"grammar: {row.matcher.get_error().splitlines()[0]}")
+            checked = len(row.text)
+            self._detokenize(row)
+            if r.stop:  # only the new text, and the tail of the old that a stop string could straddle
+                start = max(0, checked - max(len(s) for s in r.stop) + 1)
+                for s in r.stop:
+                    at = row.text.find(s, start)
+                    if at >= 0:
+                        row.text, finish = row.text[:at], "stop"
+            if finish is None and row.matcher is not None and row.matcher.is_stopped():
+                finish = "stop"  # the grammar is complete and allows nothing more
+        if finish is None and len(row.out_ids) >= r.max_tokens:
+            finish = "length"
+            self._detokenize(row, final=True)
+        hold = 0 if finish else _held_back(row.text, r.stop)
+        if r.stream and len(row.text) - hold > row.sent:
+            delta = row.text[row.sent:len(row.text) - hold]
+            row.sent = len(row.text) - hold
+            lps, row.logprobs = (row.logprobs, []) if r.logprobs is not None else (None, row.logprobs)
+            r.on_event("text", row.index, (delta, lps))
+        if finish:
+            row.done = True
+            usage = {"prompt_tokens": len(r.prompt_ids), "completion_tokens": len(row.out_ids)}
+            lps = row.logprobs if r.logprobs is not None else None
+            r.on_event("done", row.index, (finish, usage, None if r.stream else row.text, lps))
+
+    def _detokenize(self, row: _Row, final: bool = False) -> None:
+        """Incremental decoding (only the last few tokens are decoded each step; a trailing partial UTF-8
+        character waits for its next byte, unless the text ends here)."""
+        ids = row.out_ids
+        if final and row.read == len(ids):
+            return
+        before = self.tok.decode(ids[row.prefix:row.read], skip_special_tokens=True) if row.read > row.prefix else ""
+        now = self.tok.decode(ids[row.prefix:], skip_special_tokens=True)
+        if len(now) > len(before) and (final or not now.endswith("\ufffd")):
+            row.text += now[len(before):]
+            row.prefix, row.read = row.read, len(ids)
 
     def _drop_finished(self) -> None:
-        keep = [i for i, r in enumerate(self.rows) if not r.done]
+        keep = [i for i, r in enumerate(self.rows) if not r.done and not r.req.cancelled]
         if len(keep) == len(self.rows):
             return
         if not keep:
@@ -235,7 +375,7 @@ class Engine:
 
 
 def _held_back(text: str, stops: list[str]) -> int:
-    hold = 1 if text.endswith("\ufffd") else 0
+    hold = 0
     for s in stops:
         for k in range(min(len(s) - 1, len(text)), 0, -1):
             if text.endswith(s[:k]):

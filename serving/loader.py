@@ -84,3 +84,46 @@ def model_info(model_dir: str | Path) -> dict:
     """Lineage summary shown by GET /v1/models (what was trained, from which stage)."""
     lineage = Path(model_dir) / "qwenflow_lineage.json"
     return json.loads(lineage.read_text()) if lineage.is_file() else {}
+
+
+def check_model_dir(model_dir: str | Path) -> None:
+    """Refuse, with one line, a directory that cannot be served: no config, not a causal LM transformers knows,
+    weight files missing or truncated, weights that do not fit the architecture, no tokenizer. Reads only
+    headers (a meta-device model gives the expected names), so it costs seconds even for a large model."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir.name}: not a model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, OSError) as e:
+        raise ValueError(f"{model_dir.name}: config.json does not describe a causal LM this server can run "
+                         f"({str(e).splitlines()[0][:160]})") from None
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir.name}: no *.safetensors weights (only safetensors are served)")
+    found: set[str] = set()
+    for f in files:
+        try:
+            with safe_open(str(f), "pt") as st:
+                found |= set(st.keys())
+        except Exception as e:
+            raise ValueError(f"{model_dir.name}/{f.name}: unreadable weights ({str(e).splitlines()[0][:160]}); "
+                             "the file is truncated or corrupt") from None
+    expected = set(model.state_dict())
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    missing, unexpected = sorted(expected - found - tied), sorted(found - expected)
+    if missing or unexpected:
+        raise ValueError(f"{model_dir.name}: the weights do not fit the {config.model_type} architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    from qwenflow.tokenizer import load_tokenizer
+
+    try:
+        load_tokenizer(model_dir)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model_dir.name}: {str(e).splitlines()[0]}") from None

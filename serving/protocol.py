@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TextPart(_Strict):
@@ -33,10 +33,10 @@ class StreamOptions(_Strict):
 class _Sampling(_Strict):
     model: str
     max_tokens: int | None = Field(None, ge=1, description="Completion tokens; at most the deployment's max_tokens_limit")
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(1.0, ge=0, le=2, description="Below 1e-5 the engine picks the argmax (greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="However small, the most likely token is always kept")
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1, description="Any 64-bit integer, signed or unsigned")
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Literal[1] = Field(1, description="Only one choice per request")
@@ -46,8 +46,8 @@ class _Sampling(_Strict):
     @classmethod
     def _stops(cls, v):
         stops = [v] if isinstance(v, str) else (v or [])
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("stop takes at most 4 non-empty strings")
+        if len(stops) > 4 or any(not s or len(s) > 256 for s in stops):
+            raise ValueError("stop takes at most 4 non-empty strings of at most 256 characters")
         return stops
 
 

@@ -1,7 +1,8 @@
 """BentoML service with an OpenAI-compatible API: /v1/chat/completions, /v1/completions, /v1/models.
 
 Run: QWENFLOW_MODEL=path/or/models:/NAME@champion bentoml serve qwenflow.serving.service:QwenflowLLM
-Settings come from QWENFLOW_* env vars (see settings.py); /readyz, /livez and /metrics are BentoML's.
+Settings come from QWENFLOW_* env vars (see settings.py; the API key from QWENFLOW_API_KEY or
+QWENFLOW_API_KEY_FILE, see guard.py); /readyz, /livez and /metrics are BentoML's.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 from fastapi import FastAPI, Request
@@ -18,10 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qwenflow.serving import metrics
 from qwenflow.serving.engine import Engine, GenRequest
+from qwenflow.serving.guard import ApiKeyMiddleware, BodyLimitMiddleware, api_key
+from qwenflow.serving.prompt import ChatEncoder, PromptError
 from qwenflow.serving.protocol import ChatRequest, CompletionRequest, error_body, new_id, now
 from qwenflow.serving.settings import Settings
 
 log = logging.getLogger("qwenflow.serving")
+metrics.bound_bentoml_route_labels()
 app = FastAPI(title="qwenflow OpenAI-compatible API")
 
 
@@ -29,6 +34,14 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def _error(request: Request, status: int, message: str, param: str | None = None, code: str | None = None):
+    """An OpenAI-shaped error; text a client sent (e.g. a lone surrogate) cannot break its encoding."""
+    metrics.REQUESTS.labels(endpoint=metrics.route(request.url.path), status=str(status)).inc()
+    clean = lambda s: s if s is None else s.encode("utf-8", "replace").decode("utf-8")  # noqa: E731
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(error_body(clean(message), kind, clean(param), code), status_code=status)
 
 
 @app.exception_handler(RequestValidationError)
@@ -42,28 +55,31 @@ async def _bad_request(request: Request, exc: RequestValidationError):
         elif e.get("type") == "json_invalid":
             where, msg = "body", f"not valid JSON at character {e['loc'][-1]} ({e.get('ctx', {}).get('error', '')})"
         problems.append(f"{where}: {msg}")
-    metrics.REQUESTS.labels(endpoint=request.url.path, status="400").inc()
     first = exc.errors()[0] if exc.errors() else {}
     param = None if first.get("type") == "json_invalid" else (
         ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None)
-    return JSONResponse(error_body("invalid request: " + "; ".join(problems), param=param), status_code=400)
+    return _error(request, 400, "invalid request: " + "; ".join(problems), param)
 
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException):
-    """FastAPI's own errors (e.g. a body that is not UTF-8) in the OpenAI error shape."""
-    metrics.REQUESTS.labels(endpoint=request.url.path, status=str(exc.status_code)).inc()
+    """FastAPI's own errors (e.g. a body that is not UTF-8, an unknown route) in the OpenAI error shape."""
     message = str(exc.detail)
     if message == "There was an error parsing the body":
         message = "the request body could not be parsed: send UTF-8 encoded JSON with content-type application/json"
-    return JSONResponse(error_body(message), status_code=exc.status_code)
+    return _error(request, exc.status_code, message)
 
 
 @app.exception_handler(ApiError)
 async def _api_error(request: Request, exc: ApiError):
-    metrics.REQUESTS.labels(endpoint=request.url.path, status=str(exc.status)).inc()
-    kind = "invalid_request_error" if exc.status < 500 else "server_error"
-    return JSONResponse(error_body(exc.message, kind, exc.param, exc.code), status_code=exc.status)
+    return _error(request, exc.status, exc.message, exc.param, exc.code)
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    """A bug, not the client's fault: logged with its traceback, answered without internals (no paths)."""
+    log.exception("unhandled error on %s", metrics.route(request.url.path))
+    return _error(request, 500, f"internal error ({type(exc).__name__}); the server log has the details")
 
 
 @bentoml.service(name="qwenflow-llm", traffic={"timeout": 600, "max_concurrency": 512})
@@ -74,16 +90,23 @@ class QwenflowLLM:
         from qwenflow.serving.loader import batch_limit, load, model_info
 
         self.settings = Settings.load(_bento_src())
+        key = api_key()
+        if key is None:
+            log.warning("no API key (QWENFLOW_API_KEY / QWENFLOW_API_KEY_FILE): /v1 is open to anyone who can reach it")
+        app.add_middleware(BodyLimitMiddleware, limit=self.settings.max_body_bytes)
+        app.add_middleware(ApiKeyMiddleware, key=key)  # outermost: a request without the key is never read
         model_dir = resolve_model(self.settings.model, self.settings.model_cache or None)
         loaded = load(model_dir, yarn=self.settings.yarn, attention=self.settings.attention)
         self.tokenizer = loaded.tokenizer
+        self.encoder = ChatEncoder(loaded.tokenizer)
         self.context_limit = loaded.context_limit
-        self.lineage = model_info(model_dir)
+        self.lineage = public_lineage(model_info(model_dir))
         batch = batch_limit(self.settings.attention, self.settings.max_batch_size)
         if batch < self.settings.max_batch_size:
             log.warning("attention=%s decodes one sequence at a time (it ignores padding masks)", self.settings.attention)
         self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=batch,
                              continuous=self.settings.batching == "continuous")
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qwenflow-tokenize")
         self.created = now()
         log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s)", self.settings.served_name,
                  model_dir, self.context_limit, bool(loaded.yarn), self.settings.attention, self.settings.batching)
@@ -97,6 +120,7 @@ class QwenflowLLM:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self.engine.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- routes -------------------------------------------------------------------------------------------
     @app.get("/models")
@@ -107,20 +131,33 @@ class QwenflowLLM:
 
     @app.post("/chat/completions")
     async def chat_completions(self, body: ChatRequest, request: Request):
+        self._check_model(body)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt_ids = await self._off_loop(lambda: self.encoder.render(messages)[1])
         max_tokens = body.max_completion_tokens or body.max_tokens
-        return await self._generate(body, text, max_tokens, request, chat=True)
+        return await self._generate(body, prompt_ids, max_tokens, request, chat=True)
 
     @app.post("/completions")
     async def completions(self, body: CompletionRequest, request: Request):
-        return await self._generate(body, body.prompt, body.max_tokens, request, chat=False)
+        self._check_model(body)
+        prompt_ids = await self._off_loop(lambda: self.encoder.encode(body.prompt))
+        return await self._generate(body, prompt_ids, body.max_tokens, request, chat=False)
 
     # ---- helpers (plain methods: calling another api from an api deadlocks, STACK.md) ------------------------
-    def _check(self, body, prompt_ids: list[int], max_tokens: int | None) -> int:
+    async def _off_loop(self, fn):
+        """Tokenisation runs in a worker thread: a long prompt never stalls the event loop (other requests,
+        /readyz). A text the tokenizer refuses is a 400."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+        except PromptError as e:
+            raise ApiError(400, str(e), "messages", "invalid_text") from None
+
+    def _check_model(self, body) -> None:
         if body.model != self.settings.served_name:
             raise ApiError(404, f"model {body.model!r} is not served here; this server serves "
                                 f"{self.settings.served_name!r} (see GET /v1/models)", "model", "model_not_found")
+
+    def _check(self, prompt_ids: list[int], max_tokens: int | None) -> int:
         limit = self.settings.max_tokens_limit
         if max_tokens is not None and max_tokens > limit:
             raise ApiError(400, f"max_tokens={max_tokens} is above this deployment's limit of {limit}", "max_tokens")
@@ -136,14 +173,15 @@ class QwenflowLLM:
                            code="queue_full")
         return max_tokens or min(limit, room)
 
-    async def _generate(self, body, prompt_text: str, max_tokens: int | None, request: Request, chat: bool):
-        endpoint = request.url.path
-        prompt_ids = self.tokenizer(prompt_text, add_special_tokens=False).input_ids
-        max_tokens = self._check(body, prompt_ids, max_tokens)
+    async def _generate(self, body, prompt_ids: list[int], max_tokens: int | None, request: Request, chat: bool):
+        endpoint = metrics.route(request.url.path)
+        max_tokens = self._check(prompt_ids, max_tokens)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         req = GenRequest(prompt_ids, max_tokens, body.temperature, body.top_p, body.seed, body.stop or [],
-                         on_event=lambda kind, payload: loop.call_soon_threadsafe(events.put_nowait, (kind, payload)))
+                         stream=body.stream,
+                         on_event=lambda kind, index, payload: loop.call_soon_threadsafe(
+                             events.put_nowait, (kind, index, payload)))
         started = time.perf_counter()
         self.engine.submit(req)
         metrics.QUEUE_DEPTH.set(self.engine.queue_depth)
@@ -158,20 +196,21 @@ class QwenflowLLM:
                 metrics.GENERATED_TOKENS.inc(usage["completion_tokens"])
             metrics.QUEUE_DEPTH.set(self.engine.queue_depth)
 
+        def total(usage: dict) -> dict:
+            return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
         if not body.stream:
-            parts = []
-            while True:
-                kind, payload = await events.get()
-                if kind == "text":
-                    parts.append(payload)
-                elif kind == "error":
-                    finished("500", None)
-                    raise ApiError(500, payload)
-                else:
-                    finish, usage = payload
-                    break
+            try:
+                kind, _, payload = await events.get()
+            except asyncio.CancelledError:  # the client went away while waiting: free its batch slot
+                req.cancelled = True
+                raise
+            if kind == "error":
+                finished("500", None)
+                raise ApiError(500, payload)
+            finish, usage, text, _ = payload
+            usage = total(usage)
             finished("200", usage)
-            text = "".join(parts)
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                       if chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish})
             return {"id": rid, "object": obj, "created": created, "model": self.settings.served_name,
@@ -194,20 +233,20 @@ class QwenflowLLM:
             return f"data: {json.dumps(out)}\n\n"
 
         async def sse():
-            status = "499"
+            status, usage = "499", None
             try:
                 if chat:
                     yield chunk({"role": "assistant", "content": ""})
                 while True:
-                    kind, payload = await events.get()
+                    kind, _, payload = await events.get()
                     if kind == "text":
-                        yield chunk({"content": payload} if chat else payload)
+                        yield chunk({"content": payload[0]} if chat else payload[0])
                     elif kind == "error":
                         status = "500"
                         yield f"data: {json.dumps(error_body(payload, 'server_error'))}\n\n"
                         break
                     else:
-                        finish, usage = payload
+                        finish, usage = payload[0], total(payload[1])
                         status = "200"
                         yield chunk({} if chat else "", finish)
                         if include_usage:
@@ -215,10 +254,24 @@ class QwenflowLLM:
                         break
                 yield "data: [DONE]\n\n"
             finally:
-                req.cancelled = status == "499"  # client went away: free its batch slot
-                finished(status, usage if status == "200" else None)
+                req.cancelled = status == "499"  # client went away: its rows leave the batch at the next step
+                finished(status, usage)
 
         return StreamingResponse(sse(), media_type="text/event-stream")
+
+
+def public_lineage(lineage: dict) -> dict:
+    """The lineage shown to clients, without host paths (a path says where files sat on the training machine)."""
+    def is_path(v) -> bool:
+        return isinstance(v, str) and (v.startswith(("/", "~", "./", "../")) or (len(v) > 2 and v[1:3] == ":\\"))
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if not is_path(x)}
+        if isinstance(v, list):
+            return [clean(x) for x in v if not is_path(x)]
+        return v
+    return clean(lineage)
 
 
 def _bento_src():

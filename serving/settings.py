@@ -21,6 +21,7 @@ class Settings:
     max_queue: int = 256            # waiting requests beyond this get 429
     batching: str = "continuous"    # or "static" (a batch closes when it starts: BentoML adaptive batching's shape)
     model_cache: str = ""           # where registry downloads go (a writable volume under a read-only root fs)
+    max_body_bytes: int = 2 << 20   # larger request bodies get 413 before parsing (128k tokens of text fit)
 
     @classmethod
     def load(cls, src_dir: str | Path | None = None) -> "Settings":
@@ -37,6 +38,7 @@ class Settings:
         s = cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
         s.yarn = str(s.yarn).lower() in {"1", "true", "yes", "on"}
         s.max_tokens_limit, s.max_batch_size, s.max_queue = int(s.max_tokens_limit), int(s.max_batch_size), int(s.max_queue)
+        s.max_body_bytes = int(s.max_body_bytes)
         if not s.model:
             raise ValueError("no model to serve: set QWENFLOW_MODEL to a model directory or models:/NAME@champion")
         if s.batching not in {"continuous", "static"}:

@@ -24,6 +24,8 @@ TRAIN = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "model.hidden_siz
          "sft.max_steps=120", "sft.global_batch_size=32", "sft.micro_batch_size=32", "sft.learning_rate=3e-3",
          "sft.min_learning_rate=3e-4", "sft.max_seq_len=64"]
 N_EVAL = 24
+API_KEY = "qwenflow-test-key"                    # the shared server requires it, as a deployment with a Secret does
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def free_port() -> int:
@@ -102,6 +104,6 @@ def server(trained_model, tmp_path_factory):
     """The trained model behind the OpenAI-compatible API: (base_url, served model name, server log path)."""
     tmp = tmp_path_factory.mktemp("serve")
     proc, url = start_server(tmp, {"QWENFLOW_MODEL": str(trained_model[0]), "QWENFLOW_SERVED_NAME": "tiny",
-                                   "QWENFLOW_MAX_TOKENS_LIMIT": "256"})
+                                   "QWENFLOW_MAX_TOKENS_LIMIT": "256", "QWENFLOW_API_KEY": API_KEY})
     yield url, "tiny", tmp / "serve.log"
     stop_server(proc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.serving.conftest import AUTH
+
 GOOD = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 CASES = {
@@ -35,10 +37,10 @@ def test_bad_chat_request_is_a_clear_4xx(server, case):
     url, name, _ = server
     body, status, needle = CASES[case]
     if isinstance(body, dict):
-        r = httpx.post(url + "/v1/chat/completions", json={"model": name, **body}, timeout=60)
+        r = httpx.post(url + "/v1/chat/completions", json={"model": name, **body}, headers=AUTH, timeout=60)
     else:
         r = httpx.post(url + "/v1/chat/completions", content=body.replace(b'"tiny"', f'"{name}"'.encode()),
-                       headers={"content-type": "application/json"}, timeout=60)
+                       headers={"content-type": "application/json", **AUTH}, timeout=60)
     assert r.status_code == status, r.text
     message = r.json()["error"]["message"]
     assert needle in message, message
@@ -52,14 +54,14 @@ def test_bad_chat_request_is_a_clear_4xx(server, case):
 ])
 def test_bad_completion_request_is_a_clear_4xx(server, body, needle):
     url, name, _ = server
-    r = httpx.post(url + "/v1/completions", json={"model": name, **body}, timeout=60)
+    r = httpx.post(url + "/v1/completions", json={"model": name, **body}, headers=AUTH, timeout=60)
     assert r.status_code == 400, r.text
     assert needle in r.json()["error"]["message"]
 
 
 def test_server_still_answers_after_bad_input(server):
     url, name, log = server
-    r = httpx.post(url + "/v1/chat/completions", json={"model": name, **GOOD}, timeout=60)
+    r = httpx.post(url + "/v1/chat/completions", json={"model": name, **GOOD}, headers=AUTH, timeout=60)
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant"
     assert httpx.get(url + "/livez").status_code == 200
     assert "Traceback" not in log.read_text()

@@ -31,9 +31,9 @@ def run_all(engine, reqs, stagger=0.0):
     out = {i: {"text": "", "finish": None} for i in range(len(reqs))}
 
     def make_cb(i):
-        def cb(kind, payload):
+        def cb(kind, index, payload):
             if kind == "text":
-                out[i]["text"] += payload
+                out[i]["text"] += payload[0]
             else:
                 out[i]["finish"] = payload if kind == "error" else payload[0]
                 done[i].set()
@@ -85,7 +85,7 @@ def test_cancelled_request_leaves_the_batch(lm):
     engine.eos_ids = set()
     started = threading.Event()
     req = GenRequest(tok("def f():").input_ids, 10_000, temperature=0,
-                     on_event=lambda kind, payload: started.set())
+                     on_event=lambda kind, index, payload: started.set())
     try:
         engine.submit(req)
         assert started.wait(30)
@@ -140,3 +140,38 @@ def test_dca_attention_is_registered_and_decodes_exactly(tiny_model_dir):
     finally:
         engine.close()
     assert [out[0]["text"], out[1]["text"]] == expected
+
+
+def test_one_requests_trouble_stays_with_it(lm):
+    """Sampling values at the edge of float range, a row whose sampling fails, a listener that raises and a request
+    cancelled before its first token share a batch with greedy rows: those rows decode exactly as they do alone."""
+    model, tok = lm
+    engine = Engine(model, tok, max_batch_size=16)
+    engine.eos_ids = set()
+    try:
+        alone = run_all(engine, [GenRequest(tok(p).input_ids, 8, temperature=0) for p in PROMPTS])
+        gone = GenRequest(tok("x").input_ids, 8, temperature=0)
+        gone.cancelled = True
+
+        def explode(kind, index, payload):
+            raise RuntimeError("listener gone")
+        hostile = [
+            GenRequest(tok("a").input_ids, 8, temperature=1e-300),                       # treated as greedy
+            GenRequest(tok("b").input_ids, 8, temperature=1.0, top_p=1e-300, seed=2**64 - 1),
+            GenRequest(tok("c").input_ids, 8, temperature=1.0, seed=-(2**63)),
+            GenRequest(tok("d").input_ids, 8, temperature=1.0, logit_bias={5: float("nan")}),  # sampling fails
+        ]
+        boom = GenRequest(tok("f").input_ids, 8, temperature=0, on_event=explode)
+        engine.submit(gone)
+        engine.submit(boom)
+        mixed = run_all(engine, hostile + [GenRequest(tok(p).input_ids, 8, temperature=0) for p in PROMPTS])
+        for _ in range(100):
+            if engine.running == 0:
+                break
+            threading.Event().wait(0.05)
+        assert engine.running == 0  # every row left the batch: no slot is held by a failed or cancelled row
+    finally:
+        engine.close()
+    assert [mixed[len(hostile) + i]["text"] for i in range(len(PROMPTS))] == [alone[i]["text"] for i in range(len(PROMPTS))]
+    assert [mixed[i]["finish"] for i in range(3)] == ["length"] * 3
+    assert mixed[3]["finish"].startswith("generation failed: ValueError")

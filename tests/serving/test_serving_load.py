@@ -5,11 +5,13 @@ import asyncio
 
 import httpx
 
+from tests.serving.conftest import AUTH
+
 
 async def _hammer(url: str, name: str, total: int, concurrency: int) -> list[int]:
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=AUTH) as client:
         async def one(i: int) -> int:
             async with sem:
                 stream = i % 5 == 0
@@ -27,7 +29,7 @@ def test_500_requests_at_concurrency_16(server):
     statuses = asyncio.run(_hammer(url, name, total=500, concurrency=16))
     assert statuses.count(200) == 500, {s: statuses.count(s) for s in set(statuses)}
     assert httpx.get(url + "/readyz").status_code == 200
-    after = httpx.post(url + "/v1/completions", json={"model": name, "prompt": "x", "max_tokens": 2}, timeout=30)
+    after = httpx.post(url + "/v1/completions", json={"model": name, "prompt": "x", "max_tokens": 2}, headers=AUTH, timeout=30)
     assert after.status_code == 200
     metrics = httpx.get(url + "/metrics").text
     line = next(ln for ln in metrics.splitlines()

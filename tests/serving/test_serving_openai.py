@@ -5,11 +5,13 @@ import httpx
 import openai
 import pytest
 
+from tests.serving.conftest import API_KEY
+
 
 @pytest.fixture(scope="module")
 def client(server):
     url, _, _ = server
-    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
 
 
 def test_models_lists_the_served_model(client, server):

@@ -3,6 +3,11 @@ inside, Helm values written for the registered version."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import helm_python
@@ -12,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import start_server, stop_server
+from conftest import free_port, start_server, stop_server
 from qwenflow.artifacts import sha256_path
 from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
@@ -107,3 +112,53 @@ def test_helm_values_for_a_registered_model_render_valid_manifests(registered, t
     missing = CliRunner().invoke(app, ["deploy", "helm-values", "--model", "models:/qwenflow-tiny@nope",
                                        "--out", str(tmp_path / "x.yaml")])
     assert missing.exit_code == 2 and "not found in the MLflow registry" in missing.output
+
+
+def _serve_cli(model: str, port: int, tmp: Path, **env) -> subprocess.Popen:
+    """`qwenflow deploy serve` as a user runs it, with its temporary files under `tmp`."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "qwenflow"), "deploy", "serve", "--model", model,
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp), "BENTOML_HOME": str(tmp / "bentoml_home"),
+                                 "OMP_NUM_THREADS": "1", **env})
+
+
+def test_deploy_serve_refuses_a_missing_model_fast(tmp_path):
+    started = time.monotonic()
+    proc = _serve_cli("/nonexistent", free_port(), tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and time.monotonic() - started < 10
+    assert "not a model directory" in err and "Traceback" not in err + out
+
+
+def test_deploy_serve_refuses_a_tampered_model_once_and_leaves_nothing(registered, tmp_path):
+    _, bad, uri = registered
+    proc = _serve_cli(bad, free_port(), tmp_path, MLFLOW_TRACKING_URI=uri)
+    out, err = proc.communicate(timeout=120)  # no retry loop: it ends by itself
+    assert proc.returncode != 0
+    assert err.count("refusing to serve") == 1 and "Traceback" not in err + out
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("qwenflow-")] == []  # the download is gone
+
+
+def test_deploy_serve_stops_its_server_on_sigterm(tiny_model_dir, tmp_path):
+    port = free_port()
+    proc = _serve_cli(str(tiny_model_dir), port, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("deploy serve did not become ready")
+    assert httpx.post(url + "/v1/completions", json={"model": "qwenflow", "prompt": "x", "max_tokens": 2},
+                      timeout=30).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    with pytest.raises(httpx.HTTPError):  # nothing answers on the port any more
+        httpx.get(url + "/readyz", timeout=2)
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    assert left == [], left  # no bentoml serve (arbiter or worker) outlives the command

@@ -8,6 +8,8 @@ import re
 import openai
 import pytest
 
+from tests.serving.conftest import API_KEY
+
 from qwenflow.artifacts import read_lineage
 from qwenflow.posttrain import common
 from qwenflow.verifiers.math import answers_match
@@ -15,7 +17,7 @@ from qwenflow.verifiers.math import answers_match
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server[0] + "/v1", api_key="unused", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
 
 
 @pytest.fixture(scope="module")
