@@ -31,7 +31,7 @@ def prepare(out: Annotated[Path, typer.Option(help="Output directory for corpus/
             else:
                 rep = prepare_data(r, out, say=console.print)
         except DataContractError as e:
-            err_console.print(f"[bold red]data contract failed:[/]\n{e}", highlight=False)
+            err_console.print(f"[bold red]data contract failed:[/]\n{e}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
     console.print(mixture_table(rep["mixture"]))
     console.print(drops_table(rep["drops"]))
@@ -59,7 +59,7 @@ def validate(kind: Annotated[str, typer.Argument(help="corpus | packed | sft | p
             else:
                 res = validate_dataset(kind, directory, report_dir or directory / "reports")
         except DataContractError as e:
-            err_console.print(f"[bold red]data contract failed:[/]\n{e}", highlight=False)
+            err_console.print(f"[bold red]data contract failed:[/]\n{e}", highlight=False, soft_wrap=True)
             raise typer.Exit(3) from None
     console.print(res.summary())
     console.print(f"report: {res.report_html}")
