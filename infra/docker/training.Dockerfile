@@ -16,12 +16,13 @@ ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DIS
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 
 # Text corpora the data stage reads from /usr/share (the same Debian packages .ci/setup.sh installs), a compiler
-# for DeepSpeed/Triton JIT ops, git for lineage. Not pinned one by one: Debian point releases replace these
+# for DeepSpeed/Triton JIT ops, git for lineage, bubblewrap for the code sandbox (GRPO's code reward, HumanEval;
+# as uid 1000 it needs user namespaces, which the pod's seccomp profile must allow). Not pinned one by one: Debian point releases replace these
 # versions (a pin breaks the build), the base image's tag fixes the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential git ca-certificates \
-        golang-1.19-src python3.11-doc linux-doc-6.1 dict-gcide fortunes bible-kjv \
+        golang-1.19-src python3.11-doc linux-doc-6.1 dict-gcide fortunes bible-kjv bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && python -m venv /opt/venv
 
