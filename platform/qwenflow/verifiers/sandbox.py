@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import secrets
 import selectors
@@ -42,7 +43,7 @@ KEY_BYTES = 32
 
 # Runs inside the sandbox as its first (trusted) code: read the job, lock down, then run program and tests.
 _HARNESS = r'''
-import json, os, resource, sys, _blake2, _thread
+import marshal, os, resource, sys, _blake2, _thread
 _MODULE_CODE = sys._getframe().f_code
 def _read_all(fd):
     chunks = []
@@ -53,7 +54,7 @@ def _read_all(fd):
         chunks.append(b)
 _raw = _read_all(0)
 _null = os.open("/dev/null", os.O_RDONLY); os.dup2(_null, 0); os.close(_null)
-_job = json.loads(_raw[32:])
+_job = marshal.loads(_raw[32:])  # built in: no json/re import on every start (the host wrote it)
 if _job["result_fd"] != 3:  # the host's pipe, moved to the fd the hook writes
     os.dup2(_job["result_fd"], 3); os.close(_job["result_fd"])
 def _lock_down(job):
@@ -87,7 +88,6 @@ def _install_hook(key, main_code, module_code):
     sys.addaudithook(hook)
 def _main(job, audit=sys.audit, ex=exec, comp=compile, flush=lambda: (sys.stdout.flush(), sys.stderr.flush()),
           exit_now=os._exit):
-    import traceback
     g = {"__name__": "__main__", "__builtins__": __builtins__}
     code, tests, names = job["code"], job["tests"], ["test_%d.py" % i for i in range(len(job["tests"]))]
     if not tests:  # a plain script is its own single test
@@ -98,6 +98,7 @@ def _main(job, audit=sys.audit, ex=exec, comp=compile, flush=lambda: (sys.stdout
             return "passed"
         except BaseException as e:
             try:
+                import traceback  # only on failure: most programs pass, and the import costs a few ms per run
                 traceback.print_exception(e)
             except BaseException:
                 print("sandbox: the program's exception could not be printed", file=sys.stderr)
@@ -261,7 +262,7 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
     deadline = start + limits.timeout_s
     try:
         try:
-            proc.stdin.write(key + json.dumps(job).encode())
+            proc.stdin.write(key + marshal.dumps(job))
             proc.stdin.close()
         except BrokenPipeError:
             pass
