@@ -1,8 +1,8 @@
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Input, Markdown, Output
 
 
 def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: str, kfp_run_id: str,
-           release: Output[Artifact]):
+           release: Output[Artifact], summary: Output[Markdown]):
     """Deploy the registered model: Helm values for its service (image, GPU resources, model source), checked
     against the chart's schema, and the `helm upgrade --install` command that releases it.
 
@@ -13,8 +13,11 @@ def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: s
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         release: Deployment record and the Helm values file.
+        summary: The step's card: the release command and MLflow run link.
     """
     from qwenflow.orchestration.stage import run_stage
+    from qwenflow.tracking.stage_report import publish
 
-    run_stage("deploy", recipe_path=recipe.path, inputs={"model_uri": model_uri, "bento": bento},
-              output=release.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage("deploy", recipe_path=recipe.path, inputs={"model_uri": model_uri, "bento": bento},
+                       output=release.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    publish("deploy", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

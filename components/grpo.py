@@ -1,8 +1,9 @@
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def grpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], reward_model: Input[Model],
-         parent_run_id: str, kfp_run_id: str, grpo_model: Output[Model]):
+         parent_run_id: str, kfp_run_id: str, grpo_model: Output[Model],
+         metrics: Output[Metrics], summary: Output[Markdown]):
     """Online RL: GRPO with verifier rewards (and the reward model when trained). Switched off, passes the model on.
 
     Args:
@@ -13,9 +14,16 @@ def grpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], rew
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         grpo_model: GRPO model directory.
+        metrics: Headline numbers of the stage's MLflow run, shown in the KFP UI.
+        summary: The step's card: MLflow run link and headline numbers.
     """
     from qwenflow.orchestration.stage import run_stage
+    from qwenflow.pipelines.artifact_refs import input_dir, output_dir
+    from qwenflow.tracking.stage_report import publish
 
-    run_stage("grpo", recipe_path=recipe.path,
-              inputs={"data": data.path, "model": model.path, "reward_model": reward_model.path},
-              output=grpo_model.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    out = output_dir(grpo_model, "grpo", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
+    result = run_stage("grpo", recipe_path=recipe.path,
+                       inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
+                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    publish("grpo", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
+            markdown=summary, model_dir=out)

@@ -1,8 +1,9 @@
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def pretrain(recipe: Input[Artifact], data: Input[Dataset], tokenizer_dir: Input[Artifact], parent_run_id: str,
-             kfp_run_id: str, model: Output[Model]):
+             kfp_run_id: str, model: Output[Model],
+             metrics: Output[Metrics], summary: Output[Markdown]):
     """Pre-train the Qwen2.5-shaped model on the packed corpus (resumes from its last checkpoint; more than one
     node runs as a Kubeflow PyTorchJob with torchrun + DeepSpeed).
 
@@ -13,8 +14,15 @@ def pretrain(recipe: Input[Artifact], data: Input[Dataset], tokenizer_dir: Input
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         model: Base model directory (safetensors + tokenizer + recipe + lineage).
+        metrics: Headline numbers of the stage's MLflow run, shown in the KFP UI.
+        summary: The step's card: MLflow run link and headline numbers.
     """
     from qwenflow.orchestration.stage import run_stage
+    from qwenflow.pipelines.artifact_refs import input_dir, output_dir
+    from qwenflow.tracking.stage_report import publish
 
-    run_stage("pretrain", recipe_path=recipe.path, inputs={"data": data.path, "tokenizer": tokenizer_dir.path},
-              output=model.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    out = output_dir(model, "pretrain", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
+    result = run_stage("pretrain", recipe_path=recipe.path, inputs={"data": input_dir(data), "tokenizer": input_dir(tokenizer_dir)},
+                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    publish("pretrain", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
+            markdown=summary, model_dir=out)

@@ -1,8 +1,8 @@
-from kfp.dsl import Artifact, Dataset, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 
 def tokenizer(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: str, kfp_run_id: str,
-              tokenizer_dir: Output[Artifact]):
+              tokenizer_dir: Output[Artifact], summary: Output[Markdown]):
     """Build the tokenizer: the real Qwen2.5 vocabulary, or a byte-level BPE trained on the prepared corpus.
 
     Args:
@@ -11,8 +11,12 @@ def tokenizer(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: str,
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         tokenizer_dir: Tokenizer directory (AutoTokenizer-loadable, ChatML template).
+        summary: The step's card: vocabulary size and MLflow run link.
     """
     from qwenflow.orchestration.stage import run_stage
+    from qwenflow.pipelines.artifact_refs import input_dir
+    from qwenflow.tracking.stage_report import publish
 
-    run_stage("tokenizer", recipe_path=recipe.path, inputs={"data": data.path}, output=tokenizer_dir.path,
-              parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage("tokenizer", recipe_path=recipe.path, inputs={"data": input_dir(data)},
+                       output=tokenizer_dir.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    publish("tokenizer", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

@@ -1,8 +1,8 @@
-from kfp.dsl import Artifact, Dataset, HTML, Input, Output
+from kfp.dsl import Artifact, Dataset, HTML, Input, Markdown, Output
 
 
 def validate_data(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: str, kfp_run_id: str,
-                  report: Output[HTML]):
+                  report: Output[Artifact], data_docs: Output[HTML], summary: Output[Markdown]):
     """Check every dataset against its contract with Great Expectations; stop the pipeline with a readable report
     when one breaks it.
 
@@ -12,8 +12,15 @@ def validate_data(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: 
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         report: Validation reports (HTML and JSON per dataset kind).
+        data_docs: Great Expectations Data Docs for every dataset as one self-contained HTML page (KFP UI).
+        summary: The step's card: MLflow run link and per-dataset verdicts.
     """
     from qwenflow.orchestration.stage import run_stage
+    from qwenflow.pipelines.artifact_refs import input_dir
+    from qwenflow.pipelines.data_docs import render
+    from qwenflow.tracking.stage_report import publish
 
-    run_stage("validate-data", recipe_path=recipe.path, inputs={"data": data.path}, output=report.path,
-              parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage("validate-data", recipe_path=recipe.path, inputs={"data": input_dir(data)},
+                       output=report.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    render(report.path, data_docs.path)
+    publish("validate-data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

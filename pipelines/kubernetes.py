@@ -1,5 +1,8 @@
 """Cluster settings for a task from the recipe's per-stage `resources`, via kfp-kubernetes: GPUs, CPU/memory,
-node selectors, tolerations, the shared PVC, MLflow credentials from a Secret, timeout and retries."""
+node selectors, tolerations, the shared PVC, MLflow credentials from a Secret, timeout and retries; every GPU step
+also tolerates the GPU taint, gets a RAM-backed /dev/shm (NCCL and DataLoader workers), and every step a scratch
+volume whose size is requested from the cluster (a generic ephemeral volume: KFP v2 has no ephemeral-storage
+resource field). The stage cache lives on the shared PVC, so a rerun on the cluster skips unchanged stages."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,6 +23,17 @@ class ClusterSettings:
         "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
     })
     image: str = ""
+    stage_cache: bool = True                   # content-keyed stage cache on the PVC (qwenflow.orchestration.cache)
+    scratch_gpu: str = "200Gi"                 # scratch space requested per GPU step (HF/Triton caches, shards)
+    scratch: str = "20Gi"                      # ... per CPU step
+    scratch_storage_class: str | None = None   # None: the cluster's default StorageClass
+    shm_size: str = "64Gi"                     # /dev/shm per GPU step (NCCL buffers, DataLoader workers)
+
+
+# The service account pipeline steps run as (infra/k8s/base/rbac/pipeline-steps.yaml). KFP v2 sets it per run,
+# not per task: `qwenflow submit` passes it, the UI's run form has a "Service account" field.
+STEP_SERVICE_ACCOUNT = "qwenflow-step"
+GPU_TAINT = "nvidia.com/gpu"
 
 
 def apply(task, res: Resources, cluster: ClusterSettings):
@@ -32,8 +46,21 @@ def apply(task, res: Resources, cluster: ClusterSettings):
         kubernetes.add_node_selector(task, "nvidia.com/gpu.product", res.gpu_product)
     for key, value in res.node_selector.items():
         kubernetes.add_node_selector(task, key, value)
+    tolerated = {t.key for t in res.tolerations}
     for t in res.tolerations:
         kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    if res.gpus:
+        if GPU_TAINT not in tolerated:  # GPU pools are tainted; without this the step stays Pending
+            kubernetes.add_toleration(task, key=GPU_TAINT, operator="Exists", effect="NoSchedule")
+        if not res.gpu_product and not res.node_selector:  # the GPU Feature Discovery label every GPU node has
+            kubernetes.add_node_selector(task, "nvidia.com/gpu.present", "true")
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                                   size_limit=cluster.shm_size)
+    kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path="/scratch", access_modes=["ReadWriteOnce"],
+                                    size=cluster.scratch_gpu if res.gpus else cluster.scratch,
+                                    storage_class_name=cluster.scratch_storage_class)
+    task.set_env_variable("TMPDIR", "/scratch")
+    task.set_env_variable("HF_HOME", "/scratch/hf")
     kubernetes.mount_pvc(task, pvc_name=cluster.pvc, mount_path=cluster.mount_path)
     kubernetes.use_secret_as_env(task, secret_name=cluster.mlflow_secret, secret_key_to_env=cluster.secret_keys)
     kubernetes.set_timeout(task, res.timeout_s)
@@ -47,4 +74,6 @@ def apply(task, res: Resources, cluster: ClusterSettings):
     task.set_env_variable("QWENFLOW_PVC", cluster.pvc)
     task.set_env_variable("QWENFLOW_PVC_MOUNT", cluster.mount_path)
     task.set_env_variable("HF_HUB_OFFLINE", "1")
+    if cluster.stage_cache:  # same content key as local runs: a rerun skips stages whose inputs did not change
+        task.set_env_variable("QWENFLOW_STAGE_CACHE", f"{cluster.mount_path}/cache")
     return task

@@ -15,6 +15,7 @@ from qwenflow.components import component
 from qwenflow.recipe import Recipe, load_recipe
 from qwenflow.recipe.base import Resources
 
+from qwenflow.pipelines.compiled_guard import fingerprint
 from qwenflow.pipelines.kubernetes import ClusterSettings, apply  # absolute: `kfp dsl compile --py` imports this file alone
 
 PIPELINE_NAME = "qwen25-recipe"
@@ -81,7 +82,8 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
             start = k8s(op["start_run"](
                 recipe_name=recipe_name, overrides=overrides, model_size=model_size, data_sources=data_sources,
                 pretrain=pretrain, long_context=long_context, sft=sft, reward=reward, dpo=dpo, grpo=grpo,
-                deploy=deploy, kfp_run_id=run_id), LIGHT, "start-run")
+                deploy=deploy, kfp_run_id=run_id, compiled_for=fingerprint(recipe) if kubernetes else ""),
+                LIGHT, "start-run")
             common = dict(recipe=start.outputs["recipe"], parent_run_id=start.outputs["Output"], kfp_run_id=run_id)
 
             data = k8s(op["prepare_data"](**common), recipe.data.resources, "prepare-data")

@@ -82,6 +82,28 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     assert {"pretrain", "sft", "grpo"} <= stages, stages
     assert all(c.data.tags.get("kfp.run_id") == kfp_run_id for c in children)
 
+    # What an MLflow user expects: every stage nested under the pipeline run, the datasets each stage read as run
+    # inputs, the headline numbers and recipe on the parent run, and a registered model in a standard flavour.
+    assert set(ALL_STAGES[1:]) - {"evaluate"} | {"eval"} <= stages, stages
+    client = mlflow.MlflowClient()
+    sft_run = client.get_run(next(c.info.run_id for c in children if c.data.tags.get("qwenflow.stage") == "sft"))
+    assert {d.dataset.name for d in sft_run.inputs.dataset_inputs} == {"tiny-sft", "tiny-eval"}
+    assert all(len(d.dataset.digest) == 32 for d in sft_run.inputs.dataset_inputs)
+    parent = client.get_run(parent_id)
+    assert parent.data.params["recipe"] == "tiny" and parent.data.params["sft.enabled"] == "True"
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {f"tiny-{k}" for k in
+                                                                    ("corpus", "sft", "rl", "preferences", "eval")}
+    assert parent.data.tags["qwenflow.registered_model"] == uri
+    for stage in ("pretrain", "sft", "grpo", "evaluate"):
+        assert any(k.startswith(f"{stage}/") for k in parent.data.metrics), (stage, sorted(parent.data.metrics))
+    assert sft_run.data.tags["qwenflow.chat_model"].startswith("models:/")  # each stage's model as a pyfunc
+    from qwenflow.eval.registry import promote
+
+    promote("qwenflow-tiny", reason="end-to-end test")
+    chat = mlflow.pyfunc.load_model("models:/qwenflow-tiny@champion")
+    answer = chat.predict({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 8})
+    assert answer["choices"][0]["message"]["role"] == "assistant" and answer["usage"]["completion_tokens"] >= 1
+
     # 3. Nothing changed: every stage comes from the cache (the gate re-checks: the champion may have moved).
     time.sleep(1.1)
     t0 = time.time()

@@ -52,7 +52,7 @@ def test_dpo_falls_back_to_preferences_and_tracks(tracking, tiny_model_dir, tmp_
     lineage = json.loads((out / "qwenflow_lineage.json").read_text())
     assert lineage["pairs_source"] == "preferences" and lineage["rs/pairs"] == 0
     assert lineage["rs/arithmetic/fail"] == 16 * 4 and "exact_match_after" in lineage
-    run = mlflow.search_runs(experiment_names=["qwenflow"], filter_string="tags.`qwenflow.stage` = 'dpo'",
+    run = mlflow.search_runs(experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'dpo'",
                              output_format="list")[0]
     assert run.data.tags["dpo.pairs_source"] == "preferences"
     assert "eval/arithmetic/exact_match_before" in run.data.metrics

@@ -29,7 +29,7 @@ def test_reward_model_learns_preference_and_is_tracked(tracking, tiny_model_dir,
 
     lineage = json.loads((out / "qwenflow_lineage.json").read_text())
     assert lineage["pairs.dropped_identical"] == 3 and lineage["reward/pairwise_accuracy"] >= 0.9
-    run = mlflow.search_runs(experiment_names=["qwenflow"], filter_string="tags.`qwenflow.stage` = 'reward'",
+    run = mlflow.search_runs(experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'reward'",
                              output_format="list")[0]
     assert run.data.metrics["reward/pairwise_accuracy"] >= 0.9
     assert run.data.params["data.preferences.sha256"] == lineage["data.preferences.sha256"]

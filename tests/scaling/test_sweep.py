@@ -75,7 +75,7 @@ def test_micro_sweep_fit_and_auto_pretrain(tracking, tmp_path, corpus_dir, tiny_
     out = run_pretrain(recipe, corpus_dir, tiny_tokenizer_dir, tmp_path / "auto")
     used = yaml.safe_load((out / "qwenflow_recipe.yaml").read_text())["pretrain"]["learning_rate"]
     assert isinstance(used, float) and used > 0
-    runs = mlflow.search_runs(experiment_names=["qwenflow"], filter_string="tags.`qwenflow.stage` = 'pretrain'",
+    runs = mlflow.search_runs(experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'pretrain'",
                               output_format="list")
     auto = json.loads(mlflow.artifacts.load_text(f"runs:/{runs[0].info.run_id}/scaling_auto.json"))
     assert auto["scaling_fit_run_id"] == fit_run.info.run_id and auto["auto_learning_rate"] == pytest.approx(used)

@@ -50,7 +50,7 @@ def test_killed_run_resumes_to_the_same_losses(tracking, corpus_dir, tiny_tokeni
 
     # the run is in MLflow with its metrics, hyperparameters, model files, loss curve and checkpoint references
     client = mlflow.MlflowClient(tracking)
-    runs = client.search_runs([client.get_experiment_by_name("qwenflow").experiment_id],
+    runs = client.search_runs([client.get_experiment_by_name("qwenflow-tiny").experiment_id],
                               "tags.`qwenflow.stage` = 'pretrain'", order_by=["attributes.start_time DESC"])
     run = runs[0]
     assert float(run.data.params["learning_rate"]) == 3e-3 and run.data.params["grad_accum_steps"] == "2"

@@ -227,6 +227,7 @@ def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
         idx = list(result.get("unexpected_index_list") or [])[:20]
         out.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column", ""),
                     "bounds": ", ".join(f"{k}={v}" for k, v in kw.items() if k != "result_format"),
+                    "kwargs": {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "result_format")},
                     "success": bool(r.success), "rows": len(frame),
                     "unexpected_count": result.get("unexpected_count"), "observed": result.get("observed_value"),
                     "rows_failing": [int(i) for i in idx if isinstance(i, (int,))],

@@ -8,8 +8,9 @@ CHART_DIR = Path(__file__).resolve().parents[3] / "helm" / "qwenflow-serving"
 
 
 def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, credentials_secret: str = "",
-                check_registry: bool = True) -> dict:
-    """Values that serve `model_uri` (models:/NAME@ALIAS) as the recipe's deploy section asks."""
+                check_registry: bool = True, recipe=None, api_key_secret: str = "") -> dict:
+    """Values that serve `model_uri` (models:/NAME@ALIAS) as the recipe's deploy section asks (`recipe`, when
+    given, supplies the trained context length and long-context settings the vLLM engine needs)."""
     from qwenflow.deploy.model_source import SHA256_TAG, model_version, parse_registry_uri
 
     name, alias, version = parse_registry_uri(model_uri)
@@ -41,7 +42,16 @@ def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, cred
         "nodeSelector": dict(res.node_selector),
         "tolerations": [t.model_dump(exclude_none=True) for t in res.tolerations],
         "podAnnotations": annotations,
+        "engine": deploy.engine,
     }
+    if api_key_secret:
+        values["apiKey"] = {"existingSecret": api_key_secret}
+    if deploy.engine == "vllm":
+        if recipe is None:
+            raise ValueError("engine vllm needs the recipe (its trained context length and YaRN/DCA settings)")
+        from qwenflow.deploy.vllm_args import vllm_values
+
+        values["vllm"] = vllm_values(recipe)
     validate_values(values)
     return values
 

@@ -60,7 +60,9 @@ def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Pa
                                   "`qwenflow eval register` so its artifact hash is recorded")
     dest = Path(dest or tempfile.mkdtemp(prefix="qwenflow-model-"))
     dest.mkdir(parents=True, exist_ok=True)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest)))
+    from qwenflow.eval.registry import hf_dir  # a pyfunc model holds the save_pretrained directory inside
+
+    local = hf_dir(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest)))
     got = sha256_path(local)
     if got != expected:
         raise ModelIntegrityError(f"{uri} (version {mv.version}): downloaded files hash to {got}, the registry "

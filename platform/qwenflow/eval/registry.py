@@ -1,6 +1,7 @@
 """The MLflow model registry: register an evaluated model as `challenger`, promote it to `champion` with evidence.
 
-The model directory's files are logged as run artifacts; the version carries the directory's sha256
+The model is logged as an MLflow pyfunc ChatModel (qwenflow.tracking.chat_model) whose artifact is the
+save_pretrained directory; the version carries the directory's sha256
 (qwenflow.artifacts.sha256_path, tag `sha256`, checked by the serving side before it serves), each file's sha256,
 the evaluation metrics and the lineage, so a served model can be traced back to its data and its scores.
 """
@@ -46,13 +47,22 @@ def _tag(value) -> str:
 
 def register_model(model_dir: str | Path, name: str, report: dict, *, gate=None, experiment: str = "qwenflow",
                    alias: str = CHALLENGER) -> str:
-    """Upload the model directory, create a registry version with hashes and evidence, alias it; returns the version."""
+    """Log the model directory as an MLflow pyfunc chat model (qwenflow.tracking.chat_model: signature and input
+    example included), register a version with hashes and evidence, alias it; returns the version.
+
+    The registration run nests under the pipeline's parent run when there is one (qwenflow.tracking.stage_run)."""
+    import shutil
+    import tempfile
+
     import mlflow
+
+    from qwenflow.tracking import stage_run
+    from qwenflow.tracking.chat_model import HF_ARTIFACT
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: not a model directory (no config.json)")
-    client = _client()
+    _client()
     digest = sha256_path(model_dir)
     if report.get("model", {}).get("sha256") not in (None, digest):
         raise ValueError(f"the report evaluated a model with sha256 {report['model']['sha256'][:12]}..., but "
@@ -62,32 +72,61 @@ def register_model(model_dir: str | Path, name: str, report: dict, *, gate=None,
         lineage = read_lineage(model_dir)
     except Exception:  # any HF directory is accepted; lineage is best-effort
         lineage = {}
-    from qwenflow.tracking import _setup
-
-    _setup(experiment)
-    with mlflow.start_run(run_name=f"register-{name}", tags={"qwenflow.stage": "register"}) as run:
+    with stage_run("register", experiment=experiment, params={"model_sha256": digest,
+                                                              "model_dir": str(model_dir.resolve())}) as run, \
+            tempfile.TemporaryDirectory(prefix="qwenflow-register-") as tmp:
+        staged = Path(tmp) / HF_ARTIFACT  # exactly the hashed files (no checkpoints/, no hidden files)
         for f in _files(model_dir):
-            rel = f.relative_to(model_dir)
-            mlflow.log_artifact(str(f), str(Path("model") / rel.parent) if rel.parent != Path(".") else "model")
+            (staged / f.relative_to(model_dir)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, staged / f.relative_to(model_dir))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(__file__).parents[1] / "tracking" / "chat_model.py"),
+            artifacts={HF_ARTIFACT: str(staged)}, input_example=CHAT_EXAMPLE, pip_requirements=_requirements(),
+            metadata={"qwenflow.sha256": digest}, tags={"qwenflow.sha256": digest})
         mlflow.log_dict(report, "eval/report.json")
         mlflow.log_dict(files, "model_files_sha256.json")
-        mlflow.log_params({"model_sha256": digest, "model_dir": str(model_dir.resolve())})
-        source = f"{run.info.artifact_uri}/model"
-    try:
-        client.create_registered_model(name, description="qwenflow model; aliases: challenger (passed gates), "
-                                                          "champion (served)")
-    except Exception as e:  # already exists
-        if "RESOURCE_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
-            raise
+        metrics = {k: float(v) for k, v in report.get("metrics", {}).items() if isinstance(v, (int, float))}
+        if metrics:
+            mlflow.log_metrics({_metric_key(k): v for k, v in metrics.items()})
     tags = {SHA256_TAG: digest, "qwenflow.files_sha256": _tag(files), "qwenflow.metrics": _tag(report.get("metrics", {})),
             "qwenflow.eval_suite": str(report.get("suite")), "qwenflow.eval_run_id": str(report.get("mlflow_run_id", "")),
             "qwenflow.lineage": _tag(lineage), "qwenflow.registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if gate is not None:
         tags["qwenflow.gate"] = _tag(gate.to_dict() if hasattr(gate, "to_dict") else gate)
-    mv = client.create_model_version(name, source, run_id=run.info.run_id, tags=tags)
+    mv = mlflow.register_model(info.model_uri, name, tags=tags, await_registration_for=60)
+    client = _client()
+    client.update_registered_model(name, description="qwenflow chat model (pyfunc ChatModel); aliases: challenger "
+                                                      "(passed gates), champion (served)")
     _wait_ready(client, name, mv.version)
     client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
+
+
+CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 16}
+
+
+def hf_dir(downloaded: str | Path) -> Path:
+    """The save_pretrained directory inside a downloaded registry version (its sha256 is the version's tag)."""
+    from qwenflow.tracking.chat_model import HF_ARTIFACT
+
+    downloaded = Path(downloaded)
+    inner = downloaded / "artifacts" / HF_ARTIFACT
+    return inner if (downloaded / "MLmodel").is_file() and inner.is_dir() else downloaded
+
+
+def _metric_key(name: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . / and spaces; report keys may carry others."""
+    import re
+
+    return re.sub(r"[^\w\-./ ]", "_", name)
+
+
+def _requirements() -> list[str]:
+    """What the chat model imports, at the versions installed here (pinned by requirements.txt); given explicitly
+    so MLflow does not load the model to infer them."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "transformers", "tokenizers", "safetensors")]
 
 
 def _wait_ready(client, name: str, version: str, timeout: float = 60) -> None:

@@ -149,7 +149,7 @@ def _deploy(recipe, inputs, out, resume):
 
     from qwenflow.deploy.helm_values import helm_values
 
-    values = helm_values(inputs["model_uri"], recipe.deploy)
+    values = helm_values(inputs["model_uri"], recipe.deploy, recipe=recipe)
     values_file = Path(out) / "values.yaml"
     values_file.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     return {"model_uri": inputs["model_uri"], "bento": inputs["bento"], "helm_values": str(values_file),

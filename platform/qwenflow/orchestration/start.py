@@ -51,6 +51,9 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags={
         "qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id})
     client.log_text(run.info.run_id, recipe_to_yaml(recipe), "recipe.yaml")
+    from qwenflow.tracking.stage_report import log_parent_params
+
+    log_parent_params(client, run.info.run_id, recipe)  # stages add their headline metrics as they finish
     events.emit("start-run", "done", seconds=time.perf_counter() - t0, result={
         "parent_run_id": run.info.run_id, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri(),
         "recipe": recipe.name})

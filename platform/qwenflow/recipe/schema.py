@@ -13,7 +13,7 @@ from .pretrain import LongContextSpec, PretrainSpec
 
 
 class TrackingSpec(Strict):
-    experiment: str = Field("qwenflow", description="MLflow experiment name")
+    experiment: str = Field("", description="MLflow experiment name; empty: qwenflow-<recipe name>, one per recipe")
 
 
 class Recipe(Strict):
@@ -32,6 +32,12 @@ class Recipe(Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @model_validator(mode="after")
+    def _experiment_per_recipe(self):
+        if not self.tracking.experiment:
+            self.tracking.experiment = f"qwenflow-{self.name}"
+        return self
 
     @model_validator(mode="after")
     def _stages_consistent(self):

@@ -54,8 +54,9 @@ def ensure_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
     return uri
 
 
-# MLflow 3's UI opens an experiment on its GenAI pages (traces, sessions) unless the experiment says it holds model
-# training; this tag (read by the UI) makes it open on the runs table.
+# MLflow 3's UI shows an experiment as GenAI (traces, sessions) or model training (runs table). This tag declares
+# the kind; the 3.17 UI takes it from its global switch or `?workflowType=machine_learning` in the link, which the
+# links qwenflow prints carry (qwenflow.tracking.stage_report.run_link).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
