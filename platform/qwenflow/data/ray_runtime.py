@@ -14,7 +14,11 @@ _CACHE: dict[str, object] = {}  # per worker process: objects shared with every 
 
 @contextlib.contextmanager
 def ray_session(workers: int = 0, object_store_mb: int = 0):
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("data.engine: ray needs Ray Data: pip install 'ray[data]==2.60.0' (requirements.txt), "
+                           "or set data.engine: local") from None
 
     started = False
     if not ray.is_initialized():
