@@ -40,6 +40,31 @@ def test_exiting_or_forging_before_the_tests_scores_zero(exit_code):
     assert reward([f"```python\ndef add(a, b):\n    return None\n{exit_code}\n```"], ["assert add(2, 3) == 5"]) == [0.0]
 
 
+RERUN_AT_EXIT = r'''
+import atexit, marshal, os, signal, sys
+m = sys.modules["__main__"]
+r, w = os.pipe()
+os.write(w, b"k" * 32 + marshal.dumps({"code": "", "tests": ["pass"], "result_fd": 3, "uid": 0,
+          "limits": {"cpu_s": 5, "memory_bytes": 1 << 30, "max_procs": 4, "file_bytes": 1 << 20}}))
+os.close(w); os.dup2(r, 0)
+atexit.register(exec, m._MODULE_CODE, {"__name__": "__main__", "__builtins__": __builtins__})
+atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)
+def interrupt(*_):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.002, 0.0005)
+'''
+
+
+@pytest.mark.parametrize("attack", [
+    "import sys\nsys.modules['__main__']._main({'code': '', 'tests': ['pass']})",   # the harness, called again
+    RERUN_AT_EXIT,   # interrupt the harness, then re-run its code from the bottom of the stack with our own tests
+])
+def test_rerunning_the_harness_cannot_report_a_pass(attack):
+    r = run_python(f"def add(a, b):\n    return None\n{attack}", FAST, tests=["assert add(2, 3) == 5"])
+    assert r.status != "passed" and "passed" not in r.tests, r
+
+
 def test_humaneval_completion_that_exits_scores_zero():
     bench = load_humaneval()
     statuses = humaneval.execute(bench.items[:2], [["    import sys\n    sys.exit(0)\n"], ["    return None\n"]],
