@@ -65,6 +65,26 @@ def test_rerunning_the_harness_cannot_report_a_pass(attack):
     assert r.status != "passed" and "passed" not in r.tests, r
 
 
+def test_code_under_test_cannot_switch_off_the_later_tests():
+    """The harness frame is reachable from the code under test (same interpreter): nothing there may be mutable."""
+    code = """
+import sys
+def add(a, b):
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_name != "_main":
+        f = f.f_back
+    for v in (f.f_locals.values() if f is not None else ()):
+        for cell in getattr(v, "__closure__", None) or ():
+            if cell.cell_contents is exec:
+                cell.cell_contents = lambda *a: None      # the harness's exec, for the tests still to come
+        if isinstance(v, list):
+            v[:] = ["pass"] * len(v)                       # or the tests themselves
+    return 5
+"""
+    r = run_python(code, FAST, tests=["assert add(2, 3) == 5", "assert add(1, 1) == 2", "assert add(0, 0) == 0"])
+    assert r.status == "failed" and r.tests == ["passed", "failed", "failed"], r
+
+
 def test_humaneval_completion_that_exits_scores_zero():
     bench = load_humaneval()
     statuses = humaneval.execute(bench.items[:2], [["    import sys\n    sys.exit(0)\n"], ["    return None\n"]],

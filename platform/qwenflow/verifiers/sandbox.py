@@ -94,25 +94,31 @@ def _install_hook(key, main_code, module_code):
     sys.addaudithook(hook)
 def _main(job, audit=sys.audit, ex=exec, comp=compile, flush=lambda: (sys.stdout.flush(), sys.stderr.flush()),
           exit_now=os._exit):
+    # The code under test can read this frame (same interpreter), so it holds nothing it could change: no closures
+    # (their cells are writable), no lists; every step and the loop's state are immutable locals.
     audit("qwenflow.report", -2, "start")
     g = {"__name__": "__main__", "__builtins__": __builtins__}
-    code, tests, names = job["code"], job["tests"], ["test_%d.py" % i for i in range(len(job["tests"]))]
-    if not tests:  # a plain script is its own single test
-        code, tests, names = "", [code], ["program.py"]
-    def run(src, name):
-        try:
-            ex(comp(src, name, "exec"), g)
-            return "passed"
-        except BaseException as e:
+    code, tests = job["code"], tuple(job["tests"])
+    steps = ((-1, code, "program.py"),) if code and tests else ()
+    steps += tuple((i, t, "test_%d.py" % i) for i, t in enumerate(tests)) if tests else ((0, code, "program.py"),)
+    setup_ok = True  # a plain script (no tests) is its own single test, step 0
+    for i, src, name in steps:
+        outcome = "error"
+        if setup_ok:
             try:
-                import traceback  # only on failure: most programs pass, and the import costs a few ms per run
-                traceback.print_exception(e)
-            except BaseException:
-                print("sandbox: the program's exception could not be printed", file=sys.stderr)
-            return "failed" if isinstance(e, AssertionError) else "error"
-    setup = run(code, "program.py") if code else "passed"
-    for i, t in enumerate(tests):
-        outcome = run(t, names[i]) if setup == "passed" else "error"
+                ex(comp(src, name, "exec"), g)
+                outcome = "passed"
+            except BaseException as e:
+                outcome = "failed" if isinstance(e, AssertionError) else "error"
+                try:
+                    import traceback  # only on failure: most programs pass, and the import costs a few ms per run
+                    traceback.print_exception(e)
+                except BaseException:
+                    print("sandbox: the program's exception could not be printed", file=sys.stderr)
+                del e
+        if i < 0:
+            setup_ok = outcome == "passed"
+            continue
         try:
             flush()
         except BaseException:
