@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
-from .train import NprocOpt, app, for_world, main_prints, relaunched
+from .train import NprocOpt, ResumeOpt, app, for_world, main_prints, relaunched
 
 FromOpt = Annotated[str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")]
@@ -25,7 +25,7 @@ def _stage_errors():
     with clean_errors():
         try:
             yield
-        except (RewardFunctionError, TrackingUnavailable, LaunchFailed) as e:
+        except (RewardFunctionError, TrackingUnavailable, LaunchFailed, FileExistsError) as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -43,7 +43,8 @@ def _show(model_dir: Path) -> None:
 
 
 @app.command("sft")
-def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1):
+def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
+        resume: ResumeOpt = False):
     """Supervised fine-tuning on DATA/sft (assistant-only loss); exact match on DATA/eval before and after."""
     from qwenflow.posttrain.sft import run_sft
 
@@ -51,11 +52,12 @@ def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", 
         return
     r = for_world(get_recipe(recipe, set_), "sft")
     with _stage_errors():
-        _show(run_sft(r, data, from_, out))
+        _show(run_sft(r, data, from_, out, resume=resume))
 
 
 @app.command("grpo")
 def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
+         resume: ResumeOpt = False,
          reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None):
     """GRPO on DATA/rl with verifier (and reward-model) rewards; exact match on DATA/eval before and after."""
     from qwenflow.posttrain.grpo import run_grpo
@@ -64,11 +66,12 @@ def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny",
         return
     r = for_world(get_recipe(recipe, set_), "grpo")
     with _stage_errors():
-        _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model))
+        _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model, resume=resume))
 
 
 @app.command("reward")
-def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1):
+def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
+           resume: ResumeOpt = False):
     """Reward model on DATA/preferences (TRL RewardTrainer); pairwise accuracy on the held-out split."""
     from qwenflow.artifacts import read_lineage
     from qwenflow.posttrain.reward import run_reward
@@ -77,7 +80,7 @@ def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny
         return
     r = for_world(get_recipe(recipe, set_), "reward")
     with _stage_errors():
-        model_dir = run_reward(r, data, from_, out)
+        model_dir = run_reward(r, data, from_, out, resume=resume)
     if not main_prints():
         return
     lin = read_lineage(model_dir)
@@ -88,6 +91,7 @@ def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny
 
 @app.command("dpo")
 def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
+        resume: ResumeOpt = False,
         reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`: ranks "
                                                               "the sampled answers")] = None):
     """DPO on rejection-sampled DATA/rl pairs (or DATA/preferences) with the recipe's optimizer (dpo.optimizer)."""
@@ -97,4 +101,4 @@ def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", 
         return
     r = for_world(get_recipe(recipe, set_), "dpo")
     with _stage_errors():
-        _show(run_dpo(r, data, from_, out, reward_model_dir=reward_model))
+        _show(run_dpo(r, data, from_, out, reward_model_dir=reward_model, resume=resume))

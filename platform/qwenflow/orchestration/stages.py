@@ -80,19 +80,19 @@ def _long_context(recipe, inputs, out, resume):
 def _sft(recipe, inputs, out, resume):
     from qwenflow.posttrain.sft import run_sft
 
-    return {"model_dir": str(run_sft(recipe, inputs["data"], inputs["model"], out))}
+    return {"model_dir": str(run_sft(recipe, inputs["data"], inputs["model"], out, resume=resume))}
 
 
 def _reward(recipe, inputs, out, resume):
     from qwenflow.posttrain.reward import run_reward
 
-    return {"model_dir": str(run_reward(recipe, inputs["data"], inputs["model"], out))}
+    return {"model_dir": str(run_reward(recipe, inputs["data"], inputs["model"], out, resume=resume))}
 
 
 def _dpo(recipe, inputs, out, resume):
     from qwenflow.posttrain.dpo import run_dpo
 
-    return {"model_dir": str(run_dpo(recipe, inputs["data"], inputs["model"], out))}
+    return {"model_dir": str(run_dpo(recipe, inputs["data"], inputs["model"], out, resume=resume))}
 
 
 def _grpo(recipe, inputs, out, resume):
@@ -101,7 +101,8 @@ def _grpo(recipe, inputs, out, resume):
     reward_dir = inputs.get("reward_model")
     if reward_dir is not None and not _has_model(reward_dir):
         reward_dir = None  # the reward stage was switched off: GRPO uses its verifiers only
-    return {"model_dir": str(run_grpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir))}
+    return {"model_dir": str(run_grpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir,
+                                        resume=resume))}
 
 
 def _evaluate(recipe, inputs, out, resume):
@@ -165,10 +166,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("tokenizer", _tokenizer, ("tokenizer",), ("qwenflow.tokenizer",)),
     Stage("pretrain", _pretrain, ("model", "pretrain"), _TRAIN_CODE, "pretrain", resumable=True, trains=True),
     Stage("long-context", _long_context, ("long_context",), _TRAIN_CODE, "long_context", resumable=True, trains=True),
-    Stage("sft", _sft, ("sft",), _POST_CODE, "sft", trains=True),
-    Stage("reward", _reward, ("reward",), _POST_CODE, "reward", trains=True, passthrough=False),
-    Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", trains=True),
-    Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", trains=True),
+    Stage("sft", _sft, ("sft",), _POST_CODE, "sft", resumable=True, trains=True),
+    Stage("reward", _reward, ("reward",), _POST_CODE, "reward", resumable=True, trains=True, passthrough=False),
+    Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", resumable=True, trains=True),
+    Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", resumable=True, trains=True),
     Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),
     Stage("gate", _gate, ("eval", "deploy"), ("qwenflow.eval",), cacheable=False),
     Stage("register", _register, ("deploy", "tracking"), ("qwenflow.eval",)),

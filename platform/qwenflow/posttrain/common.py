@@ -246,6 +246,8 @@ def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
     batch split over this run's processes, and the section's distributed strategy (DDP, ZeRO-2/3 or FSDP2)."""
     from qwenflow.train.strategy import grad_accum, trainer_kwargs
 
+    from .checkpoints import save_args
+
     micro = section.micro_batch_size
     accum = grad_accum(section.global_batch_size, micro)
     on_cpu = not torch.cuda.is_available()
@@ -265,7 +267,7 @@ def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
         bf16=bf16,
         use_cpu=on_cpu,
         logging_steps=section.logging_steps,
-        save_strategy="no",
+        **save_args(section),  # checkpoints every checkpoint_every steps; posttrain/checkpoints.py marks them complete
         report_to=[],  # qwenflow logs to MLflow itself (nested run, its own metric names)
         dataloader_num_workers=0,
         disable_tqdm=False,

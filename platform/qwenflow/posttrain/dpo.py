@@ -17,6 +17,7 @@ import pandas as pd
 
 from qwenflow.artifacts import read_lineage
 
+from .checkpoints import atomic_checkpoints, resume_point
 from .common import (DataError, MlflowMetrics, evaluate_exact_match, load_causal_lm, log_json, log_samples,
                      model_lineage, read_dataset, read_eval, resolve_model_dir, starting_model, trainer_defaults)
 from .fused_head import compact_fused_lm_head
@@ -96,7 +97,7 @@ def _pair_logprobs(model, tok, pairs: pd.DataFrame) -> tuple[list[float], list[f
 
 
 def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
-            reward_model_dir: str | Path | None = None) -> Path:
+            reward_model_dir: str | Path | None = None, *, resume: bool = False) -> Path:
     """DPO from `model_dir`; exact match and held-out preference accuracy before and after; returns out_dir/model.
 
     reward_model_dir: the reward stage's model; it ranks the sampled answers on each side of the verifier's split."""
@@ -152,8 +153,10 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
         ref_model = load_causal_lm(start, distributed=spec.distributed)  # explicit: DPOTrainer cannot derive one from a model object
         args = DPOConfig(**trainer_defaults(spec, out_dir / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs),
-                             processing_class=tok, optimizers=(optimizer, None), callbacks=[MlflowMetrics("dpo")])
-        trainer.train()
+                             processing_class=tok, optimizers=(optimizer, None),
+                             callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)])
+        # resume: the merging optimizer's state (tau_ref, moments, DARE generator) comes back with the checkpoint
+        trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
 
         if _has_eval(data_dir):
             after, table = evaluate_exact_match(model, tok, data_dir)

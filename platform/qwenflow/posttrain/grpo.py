@@ -25,6 +25,7 @@ from qwenflow.verifiers.guard import GuardedReward
 from qwenflow.verifiers.tasks import TaskVerifier
 
 from . import common
+from .checkpoints import atomic_checkpoints, read_extra_state, resume_point
 from .fused_head import compact_fused_lm_head
 from .heldout_gain import exact_match_gain, log_gain
 
@@ -81,18 +82,38 @@ class VarianceOrderedSampler(Sampler):
                  tracker: VarianceTracker | None, seed: int = 0):
         self.n, self.mini, self.bs, self.rep, self.tracker, self.seed = n, mini_repeat_count, batch_size, repeat_count, tracker, seed
         self.epoch = 0
+        self.current: tuple[int, list[int]] | None = None   # (epoch, its prompt order): what a checkpoint keeps
+        self._resumed: dict[int, list[int]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def order(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(self.n, generator=g).tolist()
+        epoch = self.epoch
         self.epoch += 1
-        if self.tracker is not None:
-            var = self.tracker.variance
-            perm.sort(key=lambda i: -var.get(i, math.inf))  # stable: ties keep the random order
+        if epoch in self._resumed:
+            # Resumed mid-epoch: the order was fixed from the variances at the epoch's start, which have moved since.
+            perm = self._resumed.pop(epoch)
+        else:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+            if self.tracker is not None:
+                var = self.tracker.variance
+                perm.sort(key=lambda i: -var.get(i, math.inf))  # stable: ties keep the random order
+        self.current = (epoch, perm)
         return perm
+
+    def state(self) -> dict:
+        """The current epoch's prompt order and the per-prompt variances (JSON): saved with each checkpoint."""
+        variance = self.tracker.variance if self.tracker is not None else {}
+        return {"epoch": self.current[0] if self.current else None, "order": self.current[1] if self.current else None,
+                "variance": {str(k): v for k, v in variance.items()}}
+
+    def restore(self, state: dict) -> None:
+        if state.get("order") is not None:
+            self._resumed[int(state["epoch"])] = [int(i) for i in state["order"]]
+        if self.tracker is not None:
+            self.tracker.variance = {int(k): float(v) for k, v in state.get("variance", {}).items()}
 
     def __iter__(self):
         perm = self.order()
@@ -118,15 +139,31 @@ def _trainer_class():
         tracker: VarianceTracker | None = None
         gen_seconds = 0.0
         gen_tokens = 0
+        sampler: VarianceOrderedSampler | None = None
+        resume_state: dict | None = None     # the sampler's state from the checkpoint being resumed
+        prompt_log: Path | None = None       # rank 0 appends {step, prompt_idx} per generation batch
 
         def _get_train_sampler(self, dataset=None):
             if self.tracker is None:
                 return super()._get_train_sampler(dataset)
             dataset = dataset if dataset is not None else self.train_dataset
-            return VarianceOrderedSampler(len(dataset), self.num_generations,
-                                          self.args.generation_batch_size // self.num_generations,
-                                          self.num_iterations * self.args.steps_per_generation, self.tracker,
-                                          seed=self.args.seed)
+            self.sampler = VarianceOrderedSampler(len(dataset), self.num_generations,
+                                                  self.args.generation_batch_size // self.num_generations,
+                                                  self.num_iterations * self.args.steps_per_generation, self.tracker,
+                                                  seed=self.args.seed)
+            if self.resume_state:
+                self.sampler.restore(self.resume_state)
+            return self.sampler
+
+        def sampler_state(self) -> dict:
+            return self.sampler.state() if self.sampler is not None else {}
+
+        def _generate_and_score_completions(self, inputs):
+            if self.prompt_log is not None and self.model.training and self.accelerator.is_main_process:
+                with open(self.prompt_log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": self.state.global_step + 1,
+                                        "prompt_idx": [int(x["prompt_idx"]) for x in inputs]}) + "\n")
+            return super()._generate_and_score_completions(inputs)
 
         def _generate(self, prompts):
             t = time.perf_counter()
@@ -261,8 +298,11 @@ def _phase_mean(history: list[dict], key: str, first: bool, share: float = 0.1) 
     return float(np.mean(vals[:k] if first else vals[-k:]))
 
 
-def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Path:
-    """GRPO on `data_dir/rl`; exact match on `data_dir/eval` before and after; returns the model dir."""
+def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, resume: bool = False) -> Path:
+    """GRPO on `data_dir/rl`; exact match on `data_dir/eval` before and after; returns the model dir.
+
+    resume: continue from the newest complete checkpoint under out_dir/trainer, with the prompt order, variances and
+    RNG streams it saved. Every generation batch's prompts are appended to out_dir/trainer/prompt_order.jsonl."""
     from qwenflow.tracking import main_mlflow as mlflow
     from datasets import Dataset
 
@@ -288,8 +328,10 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
         # beta > 0 needs a reference model: TRL builds it only from a saved model directory (STACK.md).
         trainer = _trainer_class()(model=str(start) if spec.beta > 0 else model, reward_funcs=funcs, args=cfg,
                                    train_dataset=ds, processing_class=tok,
-                                   callbacks=[common.MlflowMetrics("grpo")])
+                                   callbacks=[common.MlflowMetrics("grpo"),
+                                              atomic_checkpoints(spec.keep_checkpoints, lambda: trainer.sampler_state())])
         trainer.tracker = tracker
+        trainer.prompt_log = out_dir / "trainer" / "prompt_order.jsonl"
         result: dict = {}
         if has_eval:
             before, table_before = common.evaluate_exact_match(trainer.model, tok, data_dir,
@@ -300,7 +342,10 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None) -> Pat
             result["sampled_reward_before"] = _sampled(trainer.model, tok, data_dir, spec)
             mlflow.log_metrics({f"eval/{t}/sampled_reward_before": v for t, v in result["sampled_reward_before"].items()})
         t0 = time.perf_counter()
-        trainer.train()
+        start_from = resume_point(out_dir / "trainer", resume)
+        trainer.resume_state = read_extra_state(start_from)
+        trainer.prompt_log.parent.mkdir(parents=True, exist_ok=True)
+        trainer.train(resume_from_checkpoint=start_from)
         train_s = time.perf_counter() - t0
         hist = trainer.state.log_history
         # Each source's training reward at the start and end: the verifier's must not fall while the reward model's

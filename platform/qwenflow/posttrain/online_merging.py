@@ -77,6 +77,21 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
             self.generator = torch.Generator()
             self.generator.manual_seed(seed)
 
+    def state_dict(self) -> dict:
+        """AdamW's state (tau_ref per parameter lives in `state` too) plus the DARE generator, so a resumed run
+        draws the same sparsification masks as an uninterrupted one."""
+        out = super().state_dict()
+        if self.generator is not None:
+            out["merge_generator"] = self.generator.get_state()
+        return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        gen = state_dict.pop("merge_generator", None)
+        super().load_state_dict(state_dict)
+        if gen is not None and self.generator is not None:
+            self.generator.set_state(gen)
+
     def _sparsify(self, t: torch.Tensor) -> torch.Tensor:
         if self.method == "dare":
             out = dare_sparsify(t, self.reserve_p, self._gen(t))

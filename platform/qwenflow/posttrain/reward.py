@@ -12,6 +12,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from .checkpoints import atomic_checkpoints, resume_point
 from .common import (DataError, MlflowMetrics, load_chat_tokenizer, log_json, model_lineage, read_dataset,
                      resolve_model_dir, trainer_defaults)
 
@@ -124,8 +125,10 @@ def load_reward_model(model_dir: str | Path, distributed=None):
     return model, tok
 
 
-def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model."""
+def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *,
+               resume: bool = False) -> Path:
+    """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model. resume: continue from
+    the newest complete checkpoint under out_dir/trainer."""
     from qwenflow.tracking import main_mlflow as mlflow
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
@@ -145,8 +148,8 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
         args = RewardConfig(**trainer_defaults(spec, out_dir / "trainer"),
                             max_length=spec.max_seq_len, disable_dropout=True)
         trainer = RewardTrainer(model=model, args=args, train_dataset=trl_pairs(train), processing_class=tok,
-                                callbacks=[MlflowMetrics("reward")])
-        trainer.train()
+                                callbacks=[MlflowMetrics("reward"), atomic_checkpoints(spec.keep_checkpoints)])
+        trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
         after = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)
         train_acc = pairwise_accuracy(model, tok, train.head(len(test)), max_length=spec.max_seq_len)
         acc = after["all"]["accuracy"]

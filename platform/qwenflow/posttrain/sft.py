@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import common
+from .checkpoints import atomic_checkpoints, resume_point
 from .fused_head import compact_fused_lm_head
 from .heldout_gain import exact_match_gain, log_gain
 
@@ -56,7 +57,7 @@ def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) 
 
 
 def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len: int, max_steps: int | None,
-           epochs: float, tag: str):
+           epochs: float, tag: str, resume: bool = False):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -69,19 +70,22 @@ def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len:
         packing=spec.packing,
         assistant_only_loss=False,  # the rows come tokenized; their assistant_masks column already masks the loss
         lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr": spec.min_learning_rate},
+        # as a ratio: the absolute form reads optimizer.defaults, which DeepSpeed's ZeRO optimizers do not have
+        lr_scheduler_kwargs={"min_lr_rate": spec.min_learning_rate / spec.learning_rate},
         shuffle_dataset=True,
         dataset_num_proc=None,
     )
     ds = Dataset.from_dict(tokens)  # already tokenized: TRL builds labels from assistant_masks
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
-                         callbacks=[common.MlflowMetrics(f"sft/{tag}")])
-    trainer.train()
+                         callbacks=[common.MlflowMetrics(f"sft/{tag}"), atomic_checkpoints(spec.keep_checkpoints)])
+    trainer.train(resume_from_checkpoint=resume_point(out_dir / tag, resume))
     return trainer.model
 
 
-def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
-    """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir."""
+def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Path:
+    """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir.
+
+    resume: continue from the newest complete checkpoint under out_dir (posttrain/checkpoints.py)."""
     from qwenflow.tracking import main_mlflow as mlflow
 
     from qwenflow.artifacts import save_model_dir
@@ -119,13 +123,13 @@ def run_sft(recipe, data_dir, model_dir, out_dir) -> Path:
             half_steps = (spec.max_steps + 1) // 2 if spec.max_steps else None
             mlflow.log_metrics({"data/stage1_rows": len(short["input_ids"]), "data/stage2_rows": len(lengths)})
             model = _train(model, tok, spec, short, out_dir, max_len=min(max_len, spec.short_max_len),
-                           max_steps=half_steps, epochs=spec.epochs / 2, tag="stage1")
+                           max_steps=half_steps, epochs=spec.epochs / 2, tag="stage1", resume=resume)
             model = _train(model, tok, spec, tokens, out_dir, max_len=max_len,
                            max_steps=spec.max_steps - half_steps if spec.max_steps else None,
-                           epochs=spec.epochs / 2, tag="stage2")
+                           epochs=spec.epochs / 2, tag="stage2", resume=resume)
         else:
             model = _train(model, tok, spec, tokens, out_dir, max_len=max_len, max_steps=spec.max_steps,
-                           epochs=spec.epochs, tag="train")
+                           epochs=spec.epochs, tag="train", resume=resume)
         result = {}
         if has_eval:
             after, table = common.evaluate_exact_match(model, tok, data_dir)

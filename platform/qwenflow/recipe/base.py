@@ -34,8 +34,12 @@ class Resources(Strict):
         "for clusters still on it")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for tainted (GPU, spot) nodes")
-    timeout_s: int = Field(7 * 24 * 3600, gt=0, le=90 * 24 * 3600, description="Kill the stage after this many seconds")
-    retries: int = Field(0, ge=0, le=100, description="Retries for preemptible nodes (training resumes from its checkpoint)")
+    gpu_memory_gib: float | None = Field(None, gt=0, le=4096, description="Memory of one GPU in GiB for the memory "
+                                         "plan; default: looked up from gpu_product (qwenflow.plan.accelerators)")
+    timeout_s: int = Field(7 * 24 * 3600, gt=0, le=90 * 24 * 3600, description="Kill the stage after this many seconds; "
+                           "unset, bookkeeping steps get minutes to hours by kind (qwenflow.orchestration.policy)")
+    retries: int = Field(0, ge=0, le=100, description="Retries for preemptible nodes; honoured by training stages only "
+                         "(they resume from their checkpoint; other steps would fail the same way again)")
 
 
     def processes(self) -> int:

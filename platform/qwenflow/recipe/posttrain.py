@@ -21,6 +21,9 @@ class _Batched(StageBase):
     max_seq_len: Length = 4096
     bf16: bool = True
     logging_steps: Steps = Field(10, description="Optimizer steps between logged training metrics")
+    checkpoint_every: Steps = Field(200, description="Optimizer steps between checkpoints in the stage's work "
+                                    "directory (a rerun with resume continues from the newest complete one)")
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="Complete checkpoints kept; older ones are deleted")
 
     @model_validator(mode="after")
     def _batch_divides(self):
