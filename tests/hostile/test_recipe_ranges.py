@@ -52,3 +52,13 @@ def test_every_recipe_number_is_bounded_and_finite(key, is_list):
         with pytest.raises(RecipeError) as e:
             load_recipe("tiny", [f"{key}={value}"])
         assert key in str(e.value), (key, bad, str(e.value))
+
+
+def test_shapes_too_large_for_any_cluster_are_refused_and_real_sizes_are_counted_exactly():
+    from qwenflow.models import model_size
+
+    for name in ("qwen2.5-72b", "qwen2.5-moe-a2.7b", "tiny"):
+        spec = load_recipe(name).model
+        assert spec.approx_params() == model_size(spec).total_params, name
+    with pytest.raises(RecipeError, match=r"model: these shapes give ~\d[\d,]*B parameters, over the 2T"):
+        load_recipe("qwen2.5-72b", ["model.hidden_size=65536", "model.num_layers=1024"])

@@ -9,6 +9,9 @@ from .base import Strict
 from .ranges import Coefficient, FFNWidth, Heads, Hidden, Layers, Length, Theta, Vocab
 
 
+MAX_PARAMS = 2 * 10**12
+
+
 class MoESpec(Strict):
     """Fine-grained experts plus a shared expert (Qwen1.5-MoE / Qwen2-MoE style)."""
 
@@ -53,6 +56,28 @@ class ModelSpec(Strict):
             raise ValueError("arch is moe but the moe section is missing")
         if self.arch == "dense" and self.moe is not None:
             raise ValueError("a moe section is given but arch is dense")
+        return self
+
+    def approx_params(self) -> int:
+        """Parameters from the shapes alone (no torch): embeddings, GQA attention with biases, SwiGLU FFN or experts."""
+        h, kv = self.hidden_size, self.hidden_size // self.num_heads * self.num_kv_heads
+        attn = h * h * 2 + h * kv * 2 + h + 2 * kv
+        ffn = 3 * h * self.intermediate_size
+        if self.moe is not None:
+            ffn = 3 * h * (self.moe.num_experts * self.moe.moe_intermediate_size
+                           + self.moe.shared_expert_intermediate_size) + h * (self.moe.num_experts + 1)  # routers
+        emb = self.vocab_size * h * (1 if self.tie_embeddings else 2)
+        return emb + self.num_layers * (attn + ffn + 2 * h) + h
+
+    @model_validator(mode="after")
+    def _size_is_physical(self):
+        # 16 bytes per parameter (bf16 weights and grads, fp32 master and Adam moments) must fit some real cluster:
+        # 2e12 parameters are 32 TB of training state, ~28x Qwen2.5-72B's 72.7B (exact count: qwenflow model info).
+        n = self.approx_params()
+        if n > MAX_PARAMS:
+            raise ValueError(f"these shapes give ~{n / 1e9:,.0f}B parameters, over the {MAX_PARAMS / 1e12:g}T any "
+                             "cluster can train (16 bytes each of training state); check hidden_size, num_layers, "
+                             "intermediate_size, vocab_size and the moe section")
         return self
 
 
