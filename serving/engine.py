@@ -87,6 +87,12 @@ class Engine:
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos, tokenizer.eos_token_id] if i is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        # Control tokens left out of the text; Qwen2.5's tool-call tags and FIM markers are text (not special), and
+        # a tokenizer that flags them special anyway would hide the model's tool calls if decode skipped them.
+        from qwenflow.tokenizer.special import NOT_SPECIAL
+
+        self.hidden = {i for t, i in tokenizer.get_added_vocab().items() if t not in NOT_SPECIAL}
+        self.hidden |= set(tokenizer.all_special_ids)
         self.waiting: queue.Queue[GenRequest] = queue.Queue()
         self.rows: list[_Row] = []
         self.cache: DynamicCache | None = None
@@ -350,8 +356,9 @@ class Engine:
         ids = row.out_ids
         if final and row.read == len(ids):
             return
-        before = self.tok.decode(ids[row.prefix:row.read], skip_special_tokens=True) if row.read > row.prefix else ""
-        now = self.tok.decode(ids[row.prefix:], skip_special_tokens=True)
+        hidden = self.hidden
+        before = self.tok.decode([i for i in ids[row.prefix:row.read] if i not in hidden]) if row.read > row.prefix else ""
+        now = self.tok.decode([i for i in ids[row.prefix:] if i not in hidden])
         if len(now) > len(before) and (final or not now.endswith("\ufffd")):
             row.text += now[len(before):]
             row.prefix, row.read = row.read, len(ids)

@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qwenflow.serving import metrics
+from qwenflow.serving import tools as tool_grammars
 from qwenflow.serving.engine import Engine, GenRequest
 from qwenflow.serving.guard import ApiKeyMiddleware, BodyLimitMiddleware, api_key
+from qwenflow.serving.logprobs import LogprobFormat
 from qwenflow.serving.prompt import ChatEncoder, PromptError
 from qwenflow.serving.protocol import ChatRequest, CompletionRequest, error_body, new_id, now
 from qwenflow.serving.settings import Settings
@@ -107,6 +109,8 @@ class QwenflowLLM:
         self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=batch,
                              continuous=self.settings.batching == "continuous")
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qwenflow-tokenize")
+        self.grammars = None  # llguidance's view of the vocabulary, built on the first constrained request
+        self.logprob_format = LogprobFormat(loaded.tokenizer)
         self.created = now()
         log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s)", self.settings.served_name,
                  model_dir, self.context_limit, bool(loaded.yarn), self.settings.attention, self.settings.batching)
@@ -132,10 +136,16 @@ class QwenflowLLM:
     @app.post("/chat/completions")
     async def chat_completions(self, body: ChatRequest, request: Request):
         self._check_model(body)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        prompt_ids = await self._off_loop(lambda: self.encoder.render(messages)[1])
+        mode = body.tool_mode
+        tools = [t.model_dump(exclude_none=True) for t in body.tools] if mode != "none" else None
+        messages = [m.for_template() for m in body.messages]
+
+        def prepare():  # in a worker thread: template, tokenizer and grammar compilation
+            ids = self.encoder.render(messages, tools)[1]
+            return ids, self._matcher(body, mode, tools)
+        prompt_ids, matcher = await self._off_loop(prepare)
         max_tokens = body.max_completion_tokens or body.max_tokens
-        return await self._generate(body, prompt_ids, max_tokens, request, chat=True)
+        return await self._generate(body, prompt_ids, max_tokens, request, chat=True, matcher=matcher, tool_mode=mode)
 
     @app.post("/completions")
     async def completions(self, body: CompletionRequest, request: Request):
@@ -145,22 +155,52 @@ class QwenflowLLM:
 
     # ---- helpers (plain methods: calling another api from an api deadlocks, STACK.md) ------------------------
     async def _off_loop(self, fn):
-        """Tokenisation runs in a worker thread: a long prompt never stalls the event loop (other requests,
-        /readyz). A text the tokenizer refuses is a 400."""
+        """Tokenisation (and grammar compilation) runs in a worker thread: a long prompt never stalls the event
+        loop (other requests, /readyz). A text the tokenizer refuses, or a schema the grammar library refuses, is a
+        400."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
         except PromptError as e:
             raise ApiError(400, str(e), "messages", "invalid_text") from None
+        except GrammarError as e:
+            raise ApiError(400, str(e), e.param, "invalid_grammar") from None
+
+    def _matcher(self, body: ChatRequest, mode: str, tools: list[dict] | None):
+        """The grammar this request's output must follow: a tool call when one is required, else its
+        response_format; None when the output is free."""
+        if mode == "none" or mode == "auto":
+            rf = body.response_format
+            if rf is None or rf.type == "text":
+                return None
+            schema = rf.json_schema.schema_ if rf.type == "json_schema" else {"type": "object"}
+            param, grammar = "response_format", lambda: tool_grammars.json_schema_grammar(schema)
+        else:
+            param = "tool_choice"
+            grammar = lambda: tool_grammars.tool_call_grammar(  # noqa: E731
+                tools, self.tokenizer, only=None if mode == "required" else mode,
+                parallel=body.parallel_tool_calls and mode == "required")
+        try:
+            if self.grammars is None:
+                self.grammars = tool_grammars.Grammars(self.tokenizer, self.engine.vocab_size)
+            return self.grammars.matcher(grammar())
+        except ValueError as e:
+            raise GrammarError(f"{param}: the grammar library refused it ({str(e)[:200]})", param) from None
 
     def _check_model(self, body) -> None:
         if body.model != self.settings.served_name:
             raise ApiError(404, f"model {body.model!r} is not served here; this server serves "
                                 f"{self.settings.served_name!r} (see GET /v1/models)", "model", "model_not_found")
 
-    def _check(self, prompt_ids: list[int], max_tokens: int | None) -> int:
+    def _check(self, body, prompt_ids: list[int], max_tokens: int | None) -> int:
         limit = self.settings.max_tokens_limit
         if max_tokens is not None and max_tokens > limit:
             raise ApiError(400, f"max_tokens={max_tokens} is above this deployment's limit of {limit}", "max_tokens")
+        if body.n > self.engine.max_batch_size:
+            raise ApiError(400, f"n={body.n} is above this deployment's batch size of {self.engine.max_batch_size}",
+                           "n")
+        if body.logit_bias and max(body.logit_bias) >= self.engine.vocab_size:
+            raise ApiError(400, f"logit_bias: token id {max(body.logit_bias)} is outside the vocabulary "
+                                f"(0..{self.engine.vocab_size - 1})", "logit_bias")
         room = self.context_limit - len(prompt_ids)
         if room <= 0 or (max_tokens is not None and max_tokens > room):
             asked = len(prompt_ids) + (max_tokens or 1)
@@ -173,20 +213,29 @@ class QwenflowLLM:
                            code="queue_full")
         return max_tokens or min(limit, room)
 
-    async def _generate(self, body, prompt_ids: list[int], max_tokens: int | None, request: Request, chat: bool):
+    async def _generate(self, body, prompt_ids: list[int], max_tokens: int | None, request: Request, chat: bool,
+                        matcher=None, tool_mode: str = "none"):
         endpoint = metrics.route(request.url.path)
-        max_tokens = self._check(prompt_ids, max_tokens)
+        max_tokens = self._check(body, prompt_ids, max_tokens)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
+        if chat:
+            top_k = (body.top_logprobs or 0) if body.logprobs else None
+        else:
+            top_k = body.logprobs
         req = GenRequest(prompt_ids, max_tokens, body.temperature, body.top_p, body.seed, body.stop or [],
-                         stream=body.stream,
+                         n=body.n, presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                         logit_bias=body.logit_bias, logprobs=top_k, matcher=matcher, stream=body.stream,
                          on_event=lambda kind, index, payload: loop.call_soon_threadsafe(
                              events.put_nowait, (kind, index, payload)))
         started = time.perf_counter()
         self.engine.submit(req)
         metrics.QUEUE_DEPTH.set(self.engine.queue_depth)
         rid, created = new_id("chatcmpl" if chat else "cmpl"), now()
-        obj = "chat.completion" if chat else "text_completion"
+        name = self.settings.served_name
+        tools_on = chat and tool_mode != "none"
+        parallel = getattr(body, "parallel_tool_calls", True) and tool_mode in ("auto", "required")
+        fmt = self.logprob_format
 
         def finished(status: str, usage: dict | None):
             metrics.REQUESTS.labels(endpoint=endpoint, status=status).inc()
@@ -196,68 +245,131 @@ class QwenflowLLM:
                 metrics.GENERATED_TOKENS.inc(usage["completion_tokens"])
             metrics.QUEUE_DEPTH.set(self.engine.queue_depth)
 
-        def total(usage: dict) -> dict:
-            return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+        def usage_of(per_choice: list[dict]) -> dict:
+            completion = sum(u["completion_tokens"] for u in per_choice)
+            return {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
+                    "total_tokens": len(prompt_ids) + completion}
 
         if not body.stream:
+            results: dict[int, tuple] = {}
             try:
-                kind, _, payload = await events.get()
-            except asyncio.CancelledError:  # the client went away while waiting: free its batch slot
+                while len(results) < body.n:
+                    kind, index, payload = await events.get()
+                    if kind == "error":
+                        req.cancelled = True  # the other choices stop too: the request failed
+                        finished("500", None)
+                        raise ApiError(500, payload)
+                    results[index] = payload
+            except asyncio.CancelledError:  # the client went away while waiting: free its batch slots
                 req.cancelled = True
                 raise
-            if kind == "error":
-                finished("500", None)
-                raise ApiError(500, payload)
-            finish, usage, text, _ = payload
-            usage = total(usage)
+            usage = usage_of([results[j][1] for j in range(body.n)])
             finished("200", usage)
-            choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                      if chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish})
-            return {"id": rid, "object": obj, "created": created, "model": self.settings.served_name,
-                    "choices": [choice], "usage": usage}
+            choices = []
+            for j in range(body.n):
+                finish, _, text, lps = results[j]
+                if chat:
+                    message: dict = {"role": "assistant", "content": text}
+                    if tools_on:
+                        content, calls = tool_grammars.parse_completion(text, parallel)
+                        if calls:
+                            message = {"role": "assistant", "content": content, "tool_calls": [
+                                _call_json(c) for c in calls]}
+                            finish = "tool_calls" if finish == "stop" else finish
+                    choice = {"index": j, "message": message, "logprobs": fmt.chat(lps) if lps is not None else None,
+                              "finish_reason": finish}
+                else:
+                    choice = {"index": j, "text": text, "logprobs": fmt.legacy(lps) if lps is not None else None,
+                              "finish_reason": finish}
+                choices.append(choice)
+            return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
+                    "model": name, "choices": choices, "usage": usage}
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        def chunk(delta: dict | str | None, finish: str | None = None, usage: dict | None = None) -> str:
-            if chat:
-                choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-                out = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                       "model": self.settings.served_name, "choices": choices}
-            else:
-                choices = [] if delta is None else [{"index": 0, "text": delta, "logprobs": None,
-                                                     "finish_reason": finish}]
-                out = {"id": rid, "object": "text_completion", "created": created,
-                       "model": self.settings.served_name, "choices": choices}
+        def chunk(choices: list[dict], usage: dict | None = None) -> str:
+            out = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                   "model": name, "choices": choices}
             if usage is not None:
                 out["usage"] = usage
             return f"data: {json.dumps(out)}\n\n"
 
+        def deltas(j: int, events_: list[tuple], lps: list | None, finish: str | None = None) -> list[dict]:
+            """Chat chunks' choices for parser events (content / tool calls) of choice j; logprobs ride on the
+            first of them, or on a content-less delta when the parser held all text back."""
+            out = []
+            for e in events_:
+                if e[0] == "content":
+                    out.append({"index": j, "delta": {"content": e[1]}, "finish_reason": None})
+                else:
+                    k = calls_sent[j]
+                    calls_sent[j] += 1
+                    call = _call_json(e[1])
+                    out.append({"index": j, "delta": {"tool_calls": [{"index": k, **call}]}, "finish_reason": None})
+            if lps:
+                if not out:
+                    out.append({"index": j, "delta": {}, "finish_reason": None})
+                out[0]["logprobs"] = fmt.chat(lps)
+            if finish:
+                out.append({"index": j, "delta": {}, "finish_reason": finish})
+            return out
+
+        calls_sent = [0] * body.n
+        parsers = [tool_grammars.ToolCallParser(parallel) if tools_on else None for _ in range(body.n)]
+
         async def sse():
-            status, usage = "499", None
+            status, usage, per_choice = "499", None, {}
             try:
                 if chat:
-                    yield chunk({"role": "assistant", "content": ""})
-                while True:
-                    kind, _, payload = await events.get()
-                    if kind == "text":
-                        yield chunk({"content": payload[0]} if chat else payload[0])
-                    elif kind == "error":
+                    yield chunk([{"index": j, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                                 for j in range(body.n)])
+                while len(per_choice) < body.n:
+                    kind, j, payload = await events.get()
+                    if kind == "error":
                         status = "500"
                         yield f"data: {json.dumps(error_body(payload, 'server_error'))}\n\n"
                         break
-                    else:
-                        finish, usage = payload[0], total(payload[1])
-                        status = "200"
-                        yield chunk({} if chat else "", finish)
-                        if include_usage:
-                            yield chunk(None, usage=usage)
-                        break
+                    if kind == "text":
+                        text, lps = payload
+                        if not chat:
+                            yield chunk([{"index": j, "text": text, "logprobs": fmt.legacy(lps) if lps else None,
+                                          "finish_reason": None}])
+                            continue
+                        evs = parsers[j].feed(text) if parsers[j] else [("content", text)]
+                        out = deltas(j, evs, lps)
+                        if out:
+                            yield chunk(out)
+                        continue
+                    finish, u, _, lps = payload
+                    per_choice[j] = u
+                    if not chat:
+                        yield chunk([{"index": j, "text": "", "logprobs": fmt.legacy(lps) if lps else None,
+                                      "finish_reason": finish}])
+                        continue
+                    evs = parsers[j].finish() if parsers[j] else []
+                    if calls_sent[j] and finish == "stop":
+                        finish = "tool_calls"
+                    yield chunk(deltas(j, evs, lps, finish))
+                else:
+                    status, usage = "200", usage_of([per_choice[j] for j in range(body.n)])
+                    if include_usage:
+                        yield chunk([], usage=usage)
                 yield "data: [DONE]\n\n"
             finally:
-                req.cancelled = status == "499"  # client went away: its rows leave the batch at the next step
+                req.cancelled = status != "200"  # client gone or a choice failed: its rows leave the batch
                 finished(status, usage)
 
         return StreamingResponse(sse(), media_type="text/event-stream")
+
+
+def _call_json(call) -> dict:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+class GrammarError(ValueError):
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
 
 
 def public_lineage(lineage: dict) -> dict:

@@ -21,7 +21,23 @@ CASES = {
     "missing content": ({**GOOD, "messages": [{"role": "user"}]}, 400, "content"),
     "assistant last": ({**GOOD, "messages": [{"role": "assistant", "content": "hi"}]}, 400, "last message"),
     "temperature out of range": ({**GOOD, "temperature": 5}, 400, "temperature"),
-    "n > 1": ({**GOOD, "n": 3}, 400, "n"),
+    "n above 16": ({**GOOD, "n": 100}, 400, "n"),
+    "penalty out of range": ({**GOOD, "frequency_penalty": 3}, 400, "frequency_penalty"),
+    "logit_bias out of range": ({**GOOD, "logit_bias": {"5": 250}}, 400, "logit_bias"),
+    "logit_bias outside the vocabulary": ({**GOOD, "logit_bias": {"99999999": 1}}, 400, "outside the vocabulary"),
+    "top_logprobs without logprobs": ({**GOOD, "top_logprobs": 3}, 400, "needs logprobs"),
+    "tool without tool_call_id": ({**GOOD, "messages": [{"role": "tool", "content": "42"}]}, 400, "tool_call_id"),
+    "tool_choice names an unknown tool": ({**GOOD, "tools": [{"type": "function", "function": {"name": "f"}}],
+                                          "tool_choice": {"type": "function", "function": {"name": "g"}}}, 400,
+                                         "not in tools"),
+    "required tool without tools": ({**GOOD, "tool_choice": "required"}, 400, "no tools"),
+    "schema the grammar refuses": ({**GOOD, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "nonsense"}}}}, 400, "response_format"),
+    "tool call arguments not JSON": ({**GOOD, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": "f", "arguments": "{oops"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "1"}]}, 400, "JSON object"),
     "too many stops": ({**GOOD, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     "unknown model": ({**GOOD, "model": "gpt-9"}, 404, "not served here"),
     "prompt past the context": ({**GOOD, "messages": [{"role": "user", "content": "a " * 5000}]}, 400,
@@ -49,7 +65,8 @@ def test_bad_chat_request_is_a_clear_4xx(server, case):
 @pytest.mark.parametrize("body,needle", [
     ({"prompt": ""}, "prompt is empty"),
     ({"prompt": ["a", "b"]}, "exactly one prompt"),
-    ({"prompt": "x", "logprobs": 2}, "logprobs: unknown field"),
+    ({"prompt": "x", "logprobs": 9}, "logprobs"),
+    ({"prompt": "x", "echo": True}, "echo: unknown field"),
     ({}, "prompt"),
 ])
 def test_bad_completion_request_is_a_clear_4xx(server, body, needle):

@@ -25,6 +25,15 @@ def lm(tiny_model_dir):
     return loaded.model, loaded.tokenizer
 
 
+def visible_text(tok, ids: list[int]) -> str:
+    """The text a client sees: special control tokens hidden, Qwen2.5's tool-call and FIM tokens shown (as its own
+    tokenizer decodes them with skip_special_tokens)."""
+    from qwenflow.tokenizer.special import NOT_SPECIAL
+
+    hidden = {i for t, i in tok.get_added_vocab().items() if t not in NOT_SPECIAL}
+    return tok.decode([i for i in ids if i not in hidden])
+
+
 def run_all(engine, reqs, stagger=0.0):
     """Submit requests (optionally staggered so later ones join a running batch); wait for all."""
     done = {i: threading.Event() for i in range(len(reqs))}
@@ -56,7 +65,7 @@ def test_batched_greedy_matches_one_at_a_time(lm, continuous):
     for p in PROMPTS:
         ids = tok(p, return_tensors="pt").input_ids
         gen = model.generate(ids, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
-        expected.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+        expected.append(visible_text(tok, gen[0, ids.shape[1]:].tolist()))
     engine = Engine(model, tok, max_batch_size=8, continuous=continuous)
     engine.eos_ids = set()  # compare the full 10 tokens
     try:
@@ -132,7 +141,7 @@ def test_dca_attention_is_registered_and_decodes_exactly(tiny_model_dir):
     for p in PROMPTS[:2]:
         ids = tok(p, return_tensors="pt").input_ids
         gen = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
-        expected.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+        expected.append(visible_text(tok, gen[0, ids.shape[1]:].tolist()))
     engine = Engine(model, tok, max_batch_size=batch_limit("dca", 16))
     engine.eos_ids = set()
     try:
@@ -175,3 +184,71 @@ def test_one_requests_trouble_stays_with_it(lm):
     assert [mixed[len(hostile) + i]["text"] for i in range(len(PROMPTS))] == [alone[i]["text"] for i in range(len(PROMPTS))]
     assert [mixed[i]["finish"] for i in range(3)] == ["length"] * 3
     assert mixed[3]["finish"].startswith("generation failed: ValueError")
+
+
+def test_penalties_and_logit_bias_follow_the_openai_formula(lm):
+    """Greedy with penalties and logit_bias picks, at every step, argmax(logits + bias - frequency * count -
+    presence * [count > 0]) of the model's own logits (OpenAI's definition, counts over generated tokens)."""
+    model, tok = lm
+    prompt = tok("x = 1").input_ids
+    bias, freq, pres = {7: 3.0, 11: -100.0}, 0.8, 0.5
+    ids, counts = list(prompt), torch.zeros(model.config.vocab_size)
+    expected = []
+    with torch.inference_mode():
+        for _ in range(10):
+            logits = model(torch.tensor([ids])).logits[0, -1].float()
+            for t, b in bias.items():
+                logits[t] += b
+            logits -= freq * counts + pres * (counts > 0).float()
+            t = int(logits.argmax())
+            expected.append(t)
+            counts[t] += 1
+            ids.append(t)
+    engine = Engine(model, tok, max_batch_size=8)
+    engine.eos_ids = set()
+    got: list[int] = []
+    done = threading.Event()
+
+    def cb(kind, index, payload):
+        if kind == "done":
+            got.extend(t for t, _, _ in payload[3])
+            done.set()
+    try:
+        engine.submit(GenRequest(prompt, 10, temperature=0, logit_bias=bias, frequency_penalty=freq,
+                                 presence_penalty=pres, logprobs=0, stream=False, on_event=cb))
+        assert done.wait(60)
+    finally:
+        engine.close()
+    assert got == expected
+
+
+def test_n_choices_share_one_prefill_and_decode_as_alone(lm):
+    """n=3 greedy gives three copies of the n=1 answer; seeded sampling's choice j equals a lone request seeded
+    seed + j."""
+    model, tok = lm
+    engine = Engine(model, tok, max_batch_size=8)
+    engine.eos_ids = set()
+    prompt = tok("def foo(x):").input_ids
+
+    def run(req):
+        texts: dict[int, str] = {}
+        done = threading.Semaphore(0)
+
+        def cb(kind, index, payload):
+            if kind == "done":
+                texts[index] = payload[2]
+                done.release()
+        req.on_event, req.stream = cb, False
+        engine.submit(req)
+        for _ in range(req.n):
+            assert done.acquire(timeout=60)
+        return [texts[j] for j in range(req.n)]
+    try:
+        greedy = run(GenRequest(prompt, 8, temperature=0, n=3))
+        alone = run(GenRequest(prompt, 8, temperature=0))
+        sampled = run(GenRequest(prompt, 8, temperature=1.0, seed=40, n=3))
+        lone = [run(GenRequest(prompt, 8, temperature=1.0, seed=40 + j))[0] for j in range(3)]
+    finally:
+        engine.close()
+    assert greedy == alone * 3
+    assert sampled == lone and len(set(sampled)) > 1

@@ -12,6 +12,7 @@ from collections import Counter
 from .chat import chatterbot_conversations
 from .code_tasks import CODE_TASK, fenced, split_code_problems
 from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, problems, wrong_answer
+from .tool_calls import tool_call_examples
 
 
 def _user(q: str) -> list[dict]:
@@ -112,6 +113,7 @@ def build_posttrain(spec, decon=None) -> dict:
         for c in _cycle([{"c": c} for c in convs], n_chat, rng):
             sft.append({"messages": c["c"], "task": CHAT, "answer": ""})
             chat_count += 1
+    sft += tool_call_examples(spec.tool_examples, spec.seed)  # tools requests answered with <tool_call> blocks
     rng.shuffle(sft)
     rng.shuffle(rl)
     rng.shuffle(prefs)

@@ -14,7 +14,7 @@ from qwenflow.deploy.model_source import fetch_registered_model, is_registry_uri
 SERVICE = "qwenflow.serving.service:QwenflowLLM"
 # What the serving process imports (the Bento's image installs exactly these versions).
 SERVING_PACKAGES = ["torch", "transformers", "tokenizers", "safetensors", "accelerate", "bentoml", "fastapi",
-                    "pydantic", "pyyaml", "jinja2", "mlflow"]
+                    "pydantic", "pyyaml", "jinja2", "mlflow", "llguidance"]
 
 
 def pinned_requirements(packages: list[str] = SERVING_PACKAGES) -> list[str]:

@@ -41,6 +41,8 @@ class DataSpec(Strict):
                                          "(write a function; graded by hidden unit tests in the sandbox), 'chat' "
                                          "or reasoning-gym dataset names")
     chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
+    tool_examples: int = Field(0, ge=0, le=10**6, description="Tool-use conversations in Qwen2.5's <tool_call> format added to SFT "
+                                                "(data/tool_calls.py); each is ~250-430 tokens with a small BPE")
     decontaminate: bool = Field(True, description="Drop training texts that overlap any evaluation set (LCS rule)")
     workers: int = Field(0, ge=0, le=4096, description="Processes for the per-record corpus work (cleaning, MinHash signatures, "
                                               "quality features, decontamination), or Ray CPUs with engine: ray; "
