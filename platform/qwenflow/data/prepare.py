@@ -30,10 +30,10 @@ SCHEMAS = {
 }
 
 
-def write_parquet(rows: list[dict], path: Path, schema: pa.Schema) -> None:
 ROW_GROUP_ROWS = 4096  # fixed, so a file streamed in batches (the Ray path) is byte-identical to one written whole
 
 
+def write_parquet(rows: list[dict], path: Path, schema: pa.Schema) -> None:
     stream_parquet([pa.Table.from_pylist(rows, schema=schema)], path, schema)
 
 
@@ -63,8 +63,8 @@ def stream_parquet(tables, path: Path, schema: pa.Schema) -> tuple[int, int]:
         if buffered:
             flush(buffered)
     tmp.replace(path)
-
     return rows, nbytes
+
 
 def _eval_texts(post: dict) -> dict[str, list[str]]:
     return {f"heldout/{task}": [r["prompt"][-1]["content"] for r in rows] for task, rows in post["eval"].items()}
