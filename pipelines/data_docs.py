@@ -65,7 +65,11 @@ def render(report_dir: str | Path, out_file: str | Path) -> Path:
     import great_expectations
 
     css_dir = Path(great_expectations.__file__).parent / "render" / "view" / "static" / "styles"
-    css = (css_dir / "data_docs_default_styles.css").read_text(encoding="utf-8")
+    import jinja2
+
+    # GX's stylesheet is itself a Jinja template (font paths per page type); render it for a validation page.
+    css = jinja2.Template((css_dir / "data_docs_default_styles.css").read_text(encoding="utf-8")).render(
+        renderer_type="ValidationResultsPageRenderer")
     sections, summary = [], []
     for path in sorted(Path(report_dir).glob("*/validation_*.json")):
         rep = json.loads(path.read_text(encoding="utf-8"))

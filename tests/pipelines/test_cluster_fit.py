@@ -111,3 +111,29 @@ def test_submit_runs_steps_as_the_service_account_infra_defines(monkeypatch, tmp
     res = CliRunner().invoke(app, ["submit", "--host", "http://kfp.invalid", "--recipe", "tiny"])
     assert res.exit_code == 0, res.output
     assert calls["service_account"] == STEP_SERVICE_ACCOUNT
+
+
+def test_validate_data_docs_are_one_self_contained_html_page(tmp_path):
+    import re
+
+    from qwenflow.pipelines.data_docs import render
+
+    checks = [
+        {"file": "train.parquet", "expectation": "expect_column_values_to_not_be_null", "column": "text",
+         "kwargs": {"column": "text"}, "success": False, "rows": 10, "unexpected_count": 2, "observed": None,
+         "examples": []},
+        {"file": "train.parquet", "expectation": "expect_sha256_to_match_manifest", "column": "", "success": True,
+         "rows": 10, "observed": "sha256 ab..., manifest says ab..."},
+    ]
+    (tmp_path / "reports" / "corpus").mkdir(parents=True)
+    (tmp_path / "reports" / "corpus" / "validation_corpus.json").write_text(json.dumps(
+        {"kind": "corpus", "directory": "/data/corpus", "success": False, "rows": {"train.parquet": 10},
+         "checks": checks}))
+    page = render(tmp_path / "reports", tmp_path / "docs.html").read_text()
+    assert "corpus dataset: FAILED" in page
+    assert "must never be null" in page  # rendered by Great Expectations' own Data Docs renderer
+    assert "expect_sha256_to_match_manifest" in page  # qwenflow's own checks beside them
+    assert "{%" not in page and "<style>" in page  # GX's stylesheet inlined, its template rendered
+    assert not re.search(r"<(script|link|img)\b[^>]*(src|href)=\"(https?:|\.\./)", page)  # nothing fetched
+    with pytest.raises(FileNotFoundError, match="no validation"):
+        render(tmp_path / "empty", tmp_path / "x.html")
