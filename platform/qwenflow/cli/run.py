@@ -48,6 +48,23 @@ def run_cmd(
     console.print(render(summary))
 
 
+def _plan_or_exit(recipe: str, set_) -> None:
+    """Print the recipe's memory plan; a stage that does not fit its GPUs stops here (exit 1, one line per stage)."""
+    from qwenflow.plan import PlanRefused, check, plan_recipe, render
+    from qwenflow.recipe import load_recipe
+
+    with clean_errors():
+        r = load_recipe(recipe, list(set_ or []))
+        plans = plan_recipe(r)
+    console.print(render(plans, r.name))
+    try:
+        check(plans)
+    except PlanRefused as e:
+        for line in str(e).splitlines():
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("compile")
 def compile_cmd(
     recipe: RecipeOpt = "tiny",
@@ -60,6 +77,7 @@ def compile_cmd(
     from qwenflow.pipelines.kubernetes import ClusterSettings
     from qwenflow.pipelines.qwen25_recipe import compile_pipeline
 
+    _plan_or_exit(recipe, set_)
     with clean_errors():
         compile_pipeline(recipe, str(out), list(set_ or []), ClusterSettings(pvc=pvc, mlflow_secret=mlflow_secret))
     console.print(f"wrote {out} (recipe {recipe}); upload it in the Kubeflow UI or run `qwenflow submit`")
@@ -84,6 +102,7 @@ def submit_cmd(
     from qwenflow.pipelines.kubernetes import ClusterSettings
     from qwenflow.pipelines.qwen25_recipe import compile_pipeline
 
+    _plan_or_exit(recipe, set_)
     with clean_errors():
         with tempfile.TemporaryDirectory() as tmp:
             path = compile_pipeline(recipe, str(Path(tmp) / "pipeline.yaml"), list(set_ or []),

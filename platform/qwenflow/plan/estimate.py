@@ -1,0 +1,115 @@
+"""Peak memory of one training process (one GPU) for a stage, from the recipe alone: no torch, no model build.
+
+    peak = model states (weights + optimizer, sharded by the strategy)
+         + max(training: activations + logits, end of backward: gradients + optimizer step temporaries,
+               GRPO generation: KV cache + weights gathered for generate)
+         + reference model (DPO; GRPO with beta > 0) + runtime (CUDA context and NCCL buffers, or on CPU the
+           interpreter with torch/transformers/TRL loaded)
+
+Model states follow the ZeRO paper's accounting (Rajbhandari et al., 2020): 16 bytes per parameter for mixed-
+precision AdamW, whichever way an engine splits them (HF/accelerate keep fp32 weights and autocast: 4 + 4 grads + 8
+moments; DeepSpeed bf16: 2 + 2 + 12 master/moments). ZeRO-2 shards gradients and optimizer state, ZeRO-3 and FSDP2
+everything (plus the layers gathered while they run); cpu_offload moves optimizer state off the GPU (ZeRO-3: the
+parameters too). Activations per token per layer count the tensors autograd keeps in a Qwen2 decoder layer with
+SDPA attention (no s^2 score matrix): the residual input, two RMSNorm outputs, q/k/v, rotated q/k, the attention
+output and the SwiGLU FFN's gate, up, activation and product, i.e. 7h + 3kv + 4I elements (MoE: I of the top-k
+experts plus the shared one). Gradient checkpointing keeps each layer's input and recomputes one layer at a time.
+The pre-training engine's LM head (transformers' loss) keeps fp32 log-softmax output and, at the start of the
+backward, its gradient and the upcast logits: 3 x tokens x vocab x 4 bytes. TRL's trainers (SFT, DPO, GRPO) score
+tokens with a chunked log-prob kernel (trl.kernels.chunked_logprob) whose tiles are negligible next to that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GIB = 1024**3
+GPU_RUNTIME_GIB = 1.5     # CUDA context (~0.5 GiB on H100), NCCL communicators and cuBLAS workspaces
+# One CPU training process (torch, transformers, TRL, accelerate, mlflow imported; tokenized data) before any model:
+# measured with benchmarks/memory_plan.py as the ru_maxrss of a stage process with a 0-layer model (1.0-1.1 GiB).
+CPU_RUNTIME_GIB = 1.05
+TRAINING_STAGES = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo")
+
+
+@dataclass
+class Workload:
+    """What one process of a stage holds: the model, the batch it pushes through, and how it is spread."""
+
+    stage: str
+    params: int
+    layers: int
+    hidden: int
+    kv: int                 # key/value width (kv heads x head dim)
+    ffn: int                # SwiGLU width one token goes through (MoE: top-k experts + shared expert)
+    vocab: int
+    seq: int                # tokens per sequence
+    sequences: int          # sequences per forward pass (micro batch; x2 for chosen/rejected pairs)
+    world: int              # processes the model is sharded over
+    strategy: str
+    checkpointing: bool
+    offload: bool
+    bf16: bool
+    offload_params: bool = True  # ZeRO-3 offload moves parameters too (TRL stages; the pre-training engine: not)
+    device: str = "gpu"     # gpu | cpu
+    full_logits: bool = True  # the whole [tokens, vocab] logits (pre-training engine); False: TRL's chunked kernel
+    reference: bool = False  # DPO, GRPO with beta > 0: a frozen copy of the starting model
+    generation_sequences: int = 0  # GRPO: completions generated at once per process
+
+
+@dataclass
+class Estimate:
+    parts: dict[str, float] = field(default_factory=dict)   # GiB
+    phase: str = ""                                         # what sets the peak: activations, gradients, generation
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+
+def _layer_elements(w: Workload) -> int:
+    return 7 * w.hidden + 3 * w.kv + 4 * w.ffn
+
+
+def estimate(w: Workload) -> Estimate:
+    n, world = w.params, max(1, w.world)
+    act_bytes = 2 if (w.bf16 and w.device == "gpu") else 4
+    deepspeed = w.strategy in ("zero2", "zero3")
+    weight_b, grad_b, optim_b = (2, 2, 12) if (deepspeed and w.bf16) else (4, 4, 8)
+    weights, grads, optim = weight_b * n, grad_b * n, optim_b * n
+    layer_params = max(0, n - w.vocab * w.hidden) / max(1, w.layers)
+    gathered = 0.0
+    if w.strategy in ("zero2", "zero3", "fsdp2"):
+        grads, optim = grads / world, optim / world
+    if w.strategy in ("zero3", "fsdp2"):
+        weights = weights / world
+        gathered = 2 * layer_params * (2 if w.bf16 else 4)  # the running layer and the prefetched next one
+    if w.offload and w.strategy != "ddp":
+        optim = 0.0
+        if w.strategy == "fsdp2" or (w.strategy == "zero3" and w.offload_params):
+            weights = 0.0
+    ddp_buckets = grads if (w.strategy == "ddp" and world > 1) else 0.0  # DDP's flat gradient buckets
+
+    tokens = w.seq * w.sequences
+    per_layer = tokens * _layer_elements(w) * act_bytes
+    if w.checkpointing:
+        activations = w.layers * tokens * w.hidden * act_bytes + per_layer
+    else:
+        activations = w.layers * per_layer
+    logits = 3 * tokens * w.vocab * 4 if w.full_logits else 0.0
+    training = activations + logits + gathered
+
+    generation = 0.0
+    if w.generation_sequences:
+        kv_cache = 2 * w.layers * w.kv * w.seq * w.generation_sequences * act_bytes
+        step_logits = w.generation_sequences * w.vocab * 4 * 2
+        # TRL gathers ZeRO-3's partitions whole for generate(); FSDP2 gathers layer by layer as it runs.
+        full = 2 * n * (2 if w.bf16 else 4) if w.strategy == "zero3" else gathered
+        generation = kv_cache + step_logits + full
+    reference = 0.0
+    if w.reference:  # loaded in fp32 like the policy; sharded with it under ZeRO-3 / FSDP2
+        reference = 4 * n / (world if w.strategy in ("zero3", "fsdp2") else 1)
+
+    phases = {"activations": training, "gradients": grads + ddp_buckets, "generation": generation}
+    phase = max(phases, key=phases.get)
+    return Estimate({"weights": weights / GIB, "optimizer": optim / GIB, "reference": reference / GIB,
+                     phase: phases[phase] / GIB,
+                     "runtime": GPU_RUNTIME_GIB if w.device == "gpu" else CPU_RUNTIME_GIB}, phase)
