@@ -1,6 +1,7 @@
-"""The packed training loader streams: a rank holds one window of rows at a time, so its resident memory stays flat
-over a packed set 20x the tiny recipe's; the ranks split every step's global batch between them, and that batch is
-the same rows whatever the number of processes; per-shard contracts aggregate to the whole and catch a broken shard."""
+"""The packed training loader streams: a rank reads only its share of the rows, a window at a time, so its resident
+memory stays flat over a packed set 20x the tiny recipe's; the ranks split every step's global batch between them,
+and that batch is the same rows whatever the number of processes; per-shard contracts aggregate to the whole and
+catch a broken shard."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,15 +77,32 @@ def test_ranks_split_each_global_batch_which_does_not_depend_on_the_process_coun
 
     def loader(rank, world):
         return PackedBatches(tmp_path / "p", micro_batch=4, global_batch=8, seed=3, rank=rank, world=world,
-                             window_tokens=4 * 32 * 5)
+                             window_tokens=4 * 32 * 10)
 
     one = loader(0, 1)
     assert one.n_windows > 1  # several windows: the streamed path
     steps = one.n_blocks // 2  # one epoch of 2-block steps
     single = [sorted(int(one.micro_batch(s, i)[0, 0]) // 32 for i in (0, 1)) for s in range(steps)]
+    opened: dict[int, set[int]] = {0: set(), 1: set()}  # the shard files each rank read row groups from
+    real, who = pq.ParquetFile.read_row_group, [0]
+
+    def spy(self, i, *a, **kw):
+        opened[who[0]].add(id(self))
+        return real(self, i, *a, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
     ranks = [loader(r, 2) for r in (0, 1)]
-    two = [sorted(int(ranks[r].micro_batch(s, r)[0, 0]) // 32 for r in (0, 1)) for s in range(steps)]
+    two = []
+    for s in range(steps):
+        got = []
+        for r in (0, 1):
+            who[0] = r
+            got.append(int(ranks[r].micro_batch(s, r)[0, 0]) // 32)
+        two.append(sorted(got))
     assert two == single  # every step trains on the same rows with 1 or 2 processes
+    # and each rank read only its own half of the rows: row groups of 3 of the 6 shards
+    assert len(opened[0]) == 3 and len(opened[1]) == 3
+    assert max(b for step in two for b in step[:1]) < 192 <= min(b for step in two for b in step[1:])
     with pytest.raises(ValueError, match="belongs to rank"):
         ranks[0].micro_batch(0, 1)
     # every epoch visits all 96 blocks once, and the next epoch in a different order

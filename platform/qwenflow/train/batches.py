@@ -1,14 +1,16 @@
 """Deterministic, streamed batches from packed Parquet shards: which rows an optimizer step trains on depends only
-on (seed, step), never on the number of processes, and a rank holds one window of rows at a time.
+on (seed, step), never on the number of processes, and a rank reads only its own share of the rows, one window at a
+time.
 
-The packed rows are cut into micro-batch blocks and the blocks into windows (~WINDOW_TOKENS of consecutive rows,
-read from the Parquet row groups that hold them). Each epoch visits the windows in a shuffled order and the blocks
-inside a window in a shuffled order; the n-th block of that sequence is micro-batch `index` of step `step` with
-n = step * blocks_per_step + index, and under torchrun rank r serves the indices r, r + world, ... So the global
-batch of every step is the same rows with 1 or N processes (a 2-process run's first loss equals the 1-process
-one), and memory stays at one window however large the packed set. Every rank reads the window it is in (the
-price of world-independent batches: N processes read the data N times, one window at a time). With one window the
-order is the plain per-epoch permutation of all blocks. The data position of a checkpoint is just its step.
+The packed rows are cut into micro-batch blocks, and the blocks into G = global_batch / micro_batch contiguous
+lanes: micro-batch `index` of every step comes from lane `index`. Under torchrun, rank r serves the indices
+r, r + world, ... (the engine's index = accumulation step * world + rank), so it reads only the lanes r, r + world,
+...: 1/world of the rows. Inside a lane, each epoch visits its windows (~WINDOW_TOKENS / G of consecutive rows, read
+from the Parquet row groups that hold them) in a shuffled order and the blocks inside a window in a shuffled order;
+a rank holds one window per lane it serves (at most WINDOW_TOKENS / world tokens), however large the packed set.
+So a step's global batch is the same rows with 1 or N processes (an N-process run's first loss equals the
+1-process one), every step draws one block from each stretch of the corpus, and with G = 1 and one window the order
+is the plain per-epoch permutation of all blocks. The data position of a checkpoint is just its step.
 """
 from __future__ import annotations
 
@@ -93,50 +95,68 @@ class PackedBatches:
         if n_blocks < self.blocks_per_step:
             raise ValueError(f"{packed_dir}: {self.train.num_rows} packed rows make {n_blocks} micro-batches of "
                              f"{micro_batch}, fewer than the {self.blocks_per_step} one optimizer step needs")
-        self.first_block, self.n_blocks = 0, n_blocks
-        self.window_blocks = max(1, min(self.n_blocks, window_tokens // (micro_batch * self.seq_len)))
-        self.n_windows = -(-self.n_blocks // self.window_blocks)
-        self._window: tuple[int, np.ndarray, np.ndarray | None] | None = None
+        self.n_blocks = n_blocks
+        lanes = self.blocks_per_step
+        # lane i: blocks [bounds[i], bounds[i + 1]); its windows of window_blocks (the same for every world size)
+        self.bounds = [n_blocks * i // lanes for i in range(lanes + 1)]
+        self.window_blocks = max(1, min(n_blocks // lanes, window_tokens // (micro_batch * self.seq_len * lanes)))
+        self._windows: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = {}  # lane -> its current window
 
-    # ---- which block: epoch -> window order -> block order inside the window --------------------------------
-    @lru_cache(maxsize=4)
-    def _window_order(self, epoch: int) -> np.ndarray:
-        if self.n_windows == 1:
+    def _lane_size(self, lane: int) -> int:
+        return self.bounds[lane + 1] - self.bounds[lane]
+
+    @property
+    def n_windows(self) -> int:
+        """Windows of the largest lane."""
+        return -(-max(self._lane_size(i) for i in range(self.blocks_per_step)) // self.window_blocks)
+
+    # ---- which block: lane -> epoch -> window order -> block order inside the window -------------------------
+    def _key(self, lane: int, *extra: int) -> list[int]:
+        return [self.seed, *extra] if self.blocks_per_step == 1 else [self.seed, lane, *extra]
+
+    @lru_cache(maxsize=256)
+    def _window_order(self, lane: int, epoch: int) -> np.ndarray:
+        n = -(-self._lane_size(lane) // self.window_blocks)
+        if n == 1:
             return np.zeros(1, dtype=np.int64)
-        return np.random.default_rng([self.seed, epoch, 1 << 30]).permutation(self.n_windows)
+        return np.random.default_rng(self._key(lane, epoch, 1 << 30)).permutation(n)
 
-    @lru_cache(maxsize=8)
-    def _block_order(self, epoch: int, window: int) -> np.ndarray:
-        size = min(self.window_blocks, self.n_blocks - window * self.window_blocks)
-        key = [self.seed, epoch] if self.n_windows == 1 else [self.seed, epoch, window]
+    @lru_cache(maxsize=256)
+    def _block_order(self, lane: int, epoch: int, window: int) -> np.ndarray:
+        size = min(self.window_blocks, self._lane_size(lane) - window * self.window_blocks)
+        single = self._lane_size(lane) <= self.window_blocks
+        key = self._key(lane, epoch) if single else self._key(lane, epoch, window)
         return np.random.default_rng(key).permutation(size)
 
-    def _block(self, j: int) -> tuple[int, int]:
-        """(window, block inside it) of the j-th micro-batch of the whole run."""
-        epoch, p = divmod(j, self.n_blocks)
-        order = self._window_order(epoch)
-        sizes = np.minimum(self.window_blocks, self.n_blocks - order * self.window_blocks)
+    def _block(self, lane: int, j: int) -> tuple[int, int]:
+        """(window, block inside it) of the lane's j-th micro-batch."""
+        epoch, p = divmod(j, self._lane_size(lane))
+        order = self._window_order(lane, epoch)
+        sizes = np.minimum(self.window_blocks, self._lane_size(lane) - order * self.window_blocks)
         ends = np.cumsum(sizes)
         k = int(np.searchsorted(ends, p, side="right"))
         window = int(order[k])
-        return window, int(self._block_order(epoch, window)[p - (ends[k] - sizes[k])])
+        return window, int(self._block_order(lane, epoch, window)[p - (ends[k] - sizes[k])])
 
-    def _load(self, window: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if self._window is None or self._window[0] != window:
-            self._window = None  # let the old window go before reading the next
-            first = (self.first_block + window * self.window_blocks) * self.micro
-            size = min(self.window_blocks, self.n_blocks - window * self.window_blocks)
+    def _load(self, lane: int, window: int) -> tuple[np.ndarray, np.ndarray | None]:
+        held = self._windows.get(lane)
+        if held is None or held[0] != window:
+            self._windows.pop(lane, None)  # let the old window go before reading the next
+            first = (self.bounds[lane] + window * self.window_blocks) * self.micro
+            size = min(self.window_blocks, self._lane_size(lane) - window * self.window_blocks)
             rows, segs = self.train.read(first, first + size * self.micro)
-            self._window = (window, rows, segs)
-        return self._window[1], self._window[2]
+            self._windows[lane] = (window, rows, segs)
+        return self._windows[lane][1], self._windows[lane][2]
 
     def micro_batch(self, step: int, index: int) -> torch.Tensor:
         """The `index`-th micro-batch of optimizer step `step` (index = accumulation step * world + rank); this
         process serves its own rank's indices."""
         if index % self.world != self.rank:
             raise ValueError(f"micro-batch index {index} belongs to rank {index % self.world}, not {self.rank}")
-        window, block = self._block(step * self.blocks_per_step + index)
-        rows, segs = self._load(window)
+        if not 0 <= index < self.blocks_per_step:
+            raise ValueError(f"micro-batch index {index} outside the {self.blocks_per_step} of a step")
+        window, block = self._block(index, step)
+        rows, segs = self._load(index, window)
         part = torch.from_numpy(rows[block * self.micro:(block + 1) * self.micro].astype(np.int64))
         seg = self.seq_len if segs is None else int(segs[block * self.micro])
         return part.reshape(-1, seg)  # a short-sequence row becomes several independent sequences
