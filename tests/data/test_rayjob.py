@@ -163,7 +163,9 @@ def test_compiled_7b_data_step_creates_follows_and_deletes_its_rayjob(cluster_st
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[argv.index("--out") + 1] == str(tmp / "mnt" / "work" / "abc" / "prepare-data")
     staged = Path(argv[argv.index("--recipe") + 1])
-    assert staged.is_file() and "engine: ray" in staged.read_text()  # the job's pods read the resolved recipe
+    from qwenflow.orchestration.stage import read_recipe
+
+    assert read_recipe(staged) == load_recipe("qwen2.5-7b")  # the job's entry reads the resolved recipe back
 
 
 def test_failed_rayjob_is_deleted_and_its_reason_raised(cluster_step):
