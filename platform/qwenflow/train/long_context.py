@@ -90,7 +90,8 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
         packed = out_dir / ".packed" / f"len{length}"
         manifests.append(pack_on_main(data_dir, model_dir, length, packed, long_fraction=lc.long_fraction,
                                       short_len=short, block_rows=lc.micro_batch_size, seed=lc.seed + i,
-                                      retrieval_fraction=lc.retrieval_fraction))
+                                      retrieval_fraction=lc.retrieval_fraction, engine=recipe.data.engine,
+                                      workers=recipe.data.workers))
         stages.append(Stage(PackedBatches(packed, micro_batch=lc.micro_batch_size, global_batch=lc.global_batch_size,
                                           seed=lc.seed + i), lc.max_steps))
         prev = length

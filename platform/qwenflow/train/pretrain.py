@@ -81,7 +81,8 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
     if len(tok) > recipe.model.vocab_size:
         raise ValueError(f"tokenizer {tokenizer_dir} has {len(tok)} tokens but model.vocab_size is "
                          f"{recipe.model.vocab_size}; raise model.vocab_size or use a smaller tokenizer")
-    manifest = pack_on_main(data_dir, tokenizer_dir, p.seq_len, out_dir / ".packed")
+    manifest = pack_on_main(data_dir, tokenizer_dir, p.seq_len, out_dir / ".packed", engine=recipe.data.engine,
+                            workers=recipe.data.workers)  # same shards either way; ray tokenizes in parallel
     batches = PackedBatches(out_dir / ".packed", micro_batch=p.micro_batch_size, global_batch=p.global_batch_size,
                             seed=p.seed)
     set_seed(p.seed)
