@@ -19,18 +19,19 @@ from pref_data import make_preferences
 from qwenflow.posttrain import checkpoints
 from qwenflow.recipe import load_recipe
 
-STEPS, EVERY = 10, 2
+STEPS, EVERY = 6, 2
 COMMON = ["model.vocab_size=1024", "tokenizer.vocab_size=1024"]
 # Per stage: recipe overrides (batches big enough that a step takes a noticeable time on 2 cores, so the kill
 # lands mid-run), the CLI's extra arguments, and the stage function.
 STAGES = {
-    "sft": ["sft.global_batch_size=32", "sft.micro_batch_size=32", "sft.max_seq_len=64", "sft.learning_rate=3e-3"],
+    "sft": ["sft.global_batch_size=16", "sft.micro_batch_size=16", "sft.max_seq_len=48", "sft.learning_rate=3e-3"],
     "reward": ["reward.global_batch_size=16", "reward.micro_batch_size=16", "reward.max_seq_len=48"],
     "dpo": ["dpo.global_batch_size=8", "dpo.micro_batch_size=8", "dpo.max_seq_len=48", "dpo.max_prompts=16",
             "dpo.max_new_tokens=4", "dpo.min_pairs=8", "dpo.optimizer=ondare_adamw", "dpo.learning_rate=1e-4"],
     "grpo": ["grpo.global_batch_size=16", "grpo.micro_batch_size=16", "grpo.num_generations=4",
              "grpo.max_completion_length=4", "grpo.max_seq_len=64", "grpo.learning_rate=3e-4", "grpo.temperature=1.0",
-             "grpo.reward_weights={verifier: 1.0, format: 0.5}"],
+             "grpo.reward_weights={verifier: 1.0, format: 0.5}",
+             "grpo.beta=0.04"],  # a KL term: with beta 0 GRPO's loss is ~0 at every step (zero-mean advantages)
 }
 
 
@@ -41,7 +42,7 @@ def overrides(stage: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = make_arith_data(tmp_path_factory.mktemp("data"), n_sft=320, n_rl=64, n_eval=8)
+    root = make_arith_data(tmp_path_factory.mktemp("data"), n_sft=160, n_rl=64, n_eval=4)
     return make_preferences(root, n_train=96, n_test=16)
 
 
@@ -49,12 +50,12 @@ def trainer_dir(stage: str, out: Path) -> Path:
     return out / ("train" if stage == "sft" else "trainer")
 
 
-def losses(stage: str, out: Path) -> dict[int, float]:
-    """Per-step training loss from the newest complete checkpoint's trainer state (its log history spans the
-    steps before the kill and after the resume)."""
+def losses(stage: str, out: Path, key: str = "loss") -> dict[int, float]:
+    """Per-step training loss (or another logged value) from the newest complete checkpoint's trainer state (its
+    log history spans the steps before the kill and after the resume)."""
     ckpt = checkpoints.resume_point(trainer_dir(stage, out), resume=True)
     hist = json.loads((Path(ckpt) / "trainer_state.json").read_text())["log_history"]
-    return {h["step"]: h["loss"] for h in hist if "loss" in h}
+    return {h["step"]: h[key] for h in hist if key in h}
 
 
 def prompt_order(out: Path) -> dict[int, list[int]]:
@@ -120,10 +121,12 @@ def test_killed_stage_resumes_to_the_same_losses(stage, tracking, data, tiny_mod
     for step in range(at_kill + 1, STEPS + 1):
         assert got[step] == pytest.approx(want[step], abs=1e-4), (stage, step, got, want)
     assert len({round(v, 6) for v in want.values()}) > 1  # the losses move: equality is not trivial
-    if stage == "grpo":
+    if stage == "grpo":  # the same prompts in the same order, and the same sampled completions' rewards
         got_p, want_p = prompt_order(killed), prompt_order(reference)
+        got_r, want_r = losses(stage, killed, "reward"), losses(stage, reference, "reward")
         for step in range(at_kill + 1, STEPS + 1):
             assert got_p[step] == want_p[step], step
+            assert got_r[step] == pytest.approx(want_r[step], abs=1e-4), step
     # only the newest `keep_checkpoints` complete checkpoints are left
     assert sorted(int(p.name.split("-")[1]) for p in root.glob("checkpoint-*")) == [STEPS - EVERY, STEPS]
 
