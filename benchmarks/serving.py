@@ -9,6 +9,11 @@ adaptive batching: a batch closes when it starts) so the winner can be kept.
     python benchmarks/serving.py --model DIR --max-tokens 64 --requests 64
     python benchmarks/serving.py --model models:/qwenflow-tiny@champion   # a trained, registered model
                                                            # (MLFLOW_TRACKING_URI set; sha256-verified download)
+    python benchmarks/serving.py --modes continuous --ref 722d6c0   # also serve serving/ as it was at a commit
+                                                           # (same model, same requests, same run): before vs after
+
+The baseline runs with torch's default thread count and with one thread and keeps the faster, so a server that
+leaves a core to its event loop is not compared with a baseline slowed by the same choice.
 
 A trained model (e.g. the tiny pipeline's SFT/GRPO output) stops at its own <|im_end|>/EOS, so it may generate
 fewer tokens per request than max_tokens; both sides stop on the same tokens, so the comparison stays fair.
@@ -62,7 +67,20 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def baseline(model_dir: Path, n: int, max_tokens: int) -> dict:
-    """One request at a time in-process: the same prompts, greedy, the same token budget."""
+    """One request at a time in-process, the faster of torch's default thread count and one thread."""
+    import torch
+
+    default = torch.get_num_threads()
+    runs = []
+    for threads in sorted({default, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        runs.append({**_baseline(model_dir, n, max_tokens), "threads": threads})
+    torch.set_num_threads(default)
+    return max(runs, key=lambda r: r["tok_s"])
+
+
+def _baseline(model_dir: Path, n: int, max_tokens: int) -> dict:
+    """The same prompts, greedy, the same token budget."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -108,11 +126,34 @@ async def load(url: str, name: str, n: int, concurrency: int, max_tokens: int) -
     return {"tok_s": tokens / wall, "p50": pct(lat, 50), "p99": pct(lat, 99), "n": n, "errors": errors}
 
 
-def serve(model_dir: Path, batching: str, tmp: Path, port: int, max_batch: int):
+def serve(model_dir: Path, batching: str, tmp: Path, port: int, max_batch: int, ref: str | None = None):
     env = {**os.environ, "QWENFLOW_MODEL": str(model_dir), "QWENFLOW_BATCHING": batching,
            "QWENFLOW_SERVED_NAME": "bench", "QWENFLOW_MAX_BATCH_SIZE": str(max_batch),
            "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
-    return start_serve(tmp, env, port, tmp / f"serve-{batching}.log", timeout=300)
+    service = "qwenflow.serving.service:QwenflowLLM"
+    if ref:
+        service = f"{_ref_package(ref, tmp)}.service:QwenflowLLM"
+    return start_serve(tmp, env, port, tmp / f"serve-{batching}-{ref or 'now'}.log", timeout=300, service=service)
+
+
+def _ref_package(ref: str, tmp: Path) -> str:
+    """serving/ as it was at commit `ref`, as a package of its own in `tmp` (bentoml serve's working directory),
+    its `qwenflow.serving` imports pointed at itself; the rest of qwenflow is today's."""
+    import subprocess
+
+    name = "qwenflow_serving_" + "".join(c for c in ref if c.isalnum())
+    out = tmp / name
+    out.mkdir(exist_ok=True)
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", ref, "serving/"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        if f.endswith(".py"):
+            text = subprocess.run(["git", "-C", str(root), "show", f"{ref}:{f}"], check=True, capture_output=True,
+                                  text=True).stdout
+            (out / Path(f).name).write_text(text.replace("qwenflow.serving", name))
+    (out / "__init__.py").touch()
+    return name
 
 
 def row(label: str, r: dict, base: dict) -> str:
@@ -127,6 +168,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=48, help="requests per concurrency level (c=1 uses a third)")
     ap.add_argument("--modes", default="continuous,static")
     ap.add_argument("--port", type=int, default=3917)
+    ap.add_argument("--ref", help="also serve serving/ as it was at this git commit (before/after in one run)")
     a = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="qwenflow-bench-") as t:
@@ -140,20 +182,24 @@ def main() -> int:
         n1 = max(8, a.requests // 3)
         base = baseline(model_dir, n1, a.max_tokens)
         print(row("baseline in-process c=1", base, base), flush=True)
-        results = {}
-        for mode in a.modes.split(","):
-            proc, url = serve(model_dir, mode, tmp, a.port, 16)
-            try:
-                for c in (1, 4, 16):
-                    results[mode, c] = asyncio.run(load(url, "bench", n1 if c == 1 else a.requests, c, a.max_tokens))
-                    print(row(f"bentoml serve {mode} c={c}", results[mode, c], base), flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        results, before = {}, {}
+        for ref in ([a.ref] if a.ref else []) + [None]:
+            for mode in a.modes.split(","):
+                proc, url = serve(model_dir, mode, tmp, a.port, 16, ref)
+                try:
+                    for c in (1, 4, 16):
+                        r = asyncio.run(load(url, "bench", n1 if c == 1 else a.requests, c, a.max_tokens))
+                        (before if ref else results)[mode, c] = r
+                        print(row(f"{'@' + ref if ref else 'bentoml serve'} {mode} c={c}", r, base), flush=True)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
     print(f"\nmodel {a.model or 'tiny (random)'}; max_tokens={a.max_tokens}; "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} (contended if above the CPU count)")
     print(f"{'':<28} {'tok/s':>9} {'vs base':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
-    print(row("baseline in-process c=1", base, base))
+    print(row(f"baseline in-process c=1 ({base['threads']} thr)", base, base))
+    for (mode, c), r in before.items():
+        print(row(f"@{a.ref} {mode} c={c}", r, base))
     for (mode, c), r in results.items():
         print(row(f"bentoml serve {mode} c={c}", r, base))
     ok = True
@@ -164,6 +210,9 @@ def main() -> int:
         ok &= passed if mode == "continuous" else True
         print(f"{mode}: c=16 throughput {speed:.2f}x baseline (target >= 3x); p99(c=16) / p50(c=1) = {tail:.2f} "
               f"(target < 3): {'PASS' if passed else 'MISS'}")
+    for mode in a.modes.split(",") if before else []:
+        print(f"{mode}: c=16 throughput now / at {a.ref} = {results[mode, 16]['tok_s'] / before[mode, 16]['tok_s']:.2f}; "
+              f"c=1 = {results[mode, 1]['tok_s'] / before[mode, 1]['tok_s']:.2f}")
     if len(a.modes.split(",")) > 1:
         winner = max(a.modes.split(","), key=lambda m: results[m, 16]["tok_s"])
         print(f"batching winner at c=16: {winner}")

@@ -99,6 +99,7 @@ class Engine:
         self.mask: torch.Tensor | None = None  # [rows, cache_len] 1 = real token, 0 = left padding
         self.steps = 0
         self._bitmask = None
+        self._deferred: GenRequest | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="qwenflow-engine", daemon=True)
         self._thread.start()
@@ -109,7 +110,7 @@ class Engine:
 
     @property
     def queue_depth(self) -> int:
-        return self.waiting.qsize()
+        return self.waiting.qsize() + (self._deferred is not None)
 
     @property
     def running(self) -> int:
@@ -150,18 +151,21 @@ class Engine:
         room = self.max_batch_size - sum(1 for r in self.rows if not r.done)
         out: list[GenRequest] = []
         while room > 0:
-            try:
-                if block and not out:
-                    req = self.waiting.get(timeout=0.1)
-                    time.sleep(0.002)  # let requests that arrive together share the prefill
-                else:
-                    req = self.waiting.get_nowait()
-            except queue.Empty:
-                break
+            if self._deferred is not None:  # first in line: it waited for room for all its choices
+                req, self._deferred = self._deferred, None
+            else:
+                try:
+                    if block and not out:
+                        req = self.waiting.get(timeout=0.1)
+                        time.sleep(0.002)  # let requests that arrive together share the prefill
+                    else:
+                        req = self.waiting.get_nowait()
+                except queue.Empty:
+                    break
             if req.cancelled:  # gone before it started
                 continue
-            if req.n > room and out:  # its choices join together, at the next step
-                self.waiting.put(req)
+            if req.n > room and (out or self.rows):  # its choices join together, when there is room for all
+                self._deferred = req
                 break
             out.append(req)
             room -= req.n
@@ -326,7 +330,8 @@ class Engine:
             if row.matcher is not None and not row.matcher.consume_token(token):
                 raise ValueError(f"grammar: {row.matcher.get_error().splitlines()[0]}")
             checked = len(row.text)
-            self._detokenize(row)
+            if r.stream or r.stop:  # text is needed now; otherwise it is decoded once, when the row finishes
+                self._detokenize(row)
             if r.stop:  # only the new text, and the tail of the old that a stop string could straddle
                 start = max(0, checked - max(len(s) for s in r.stop) + 1)
                 for s in r.stop:
@@ -337,7 +342,8 @@ class Engine:
                 finish = "stop"  # the grammar is complete and allows nothing more
         if finish is None and len(row.out_ids) >= r.max_tokens:
             finish = "length"
-            self._detokenize(row, final=True)
+        if finish == "length" or (finish and not (r.stream or r.stop)):
+            self._detokenize(row, final=True, end=len(row.out_ids) - (token in self.eos_ids))
         hold = 0 if finish else _held_back(row.text, r.stop)
         if r.stream and len(row.text) - hold > row.sent:
             delta = row.text[row.sent:len(row.text) - hold]
@@ -350,11 +356,11 @@ class Engine:
             lps = row.logprobs if r.logprobs is not None else None
             r.on_event("done", row.index, (finish, usage, None if r.stream else row.text, lps))
 
-    def _detokenize(self, row: _Row, final: bool = False) -> None:
+    def _detokenize(self, row: _Row, final: bool = False, end: int | None = None) -> None:
         """Incremental decoding (only the last few tokens are decoded each step; a trailing partial UTF-8
         character waits for its next byte, unless the text ends here)."""
-        ids = row.out_ids
-        if final and row.read == len(ids):
+        ids = row.out_ids if end is None else row.out_ids[:end]
+        if final and row.read >= len(ids):
             return
         hidden = self.hidden
         before = self.tok.decode([i for i in ids[row.prefix:row.read] if i not in hidden]) if row.read > row.prefix else ""

@@ -12,11 +12,11 @@ import httpx
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 
 
-def start_serve(cwd: Path, env: dict[str, str], port: int, log_path: Path,
-                timeout: float = 120) -> tuple[subprocess.Popen, str]:
+def start_serve(cwd: Path, env: dict[str, str], port: int, log_path: Path, timeout: float = 120,
+                service: str = "qwenflow.serving.service:QwenflowLLM") -> tuple[subprocess.Popen, str]:
     """(process, base URL) of a ready server; raises with the log's tail if it exits or is not ready in time."""
     log = open(log_path, "w")
-    proc = subprocess.Popen([BENTOML, "serve", "qwenflow.serving.service:QwenflowLLM", "--host", "127.0.0.1",
+    proc = subprocess.Popen([BENTOML, "serve", service, "--host", "127.0.0.1",
                              "--port", str(port)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout

@@ -97,6 +97,9 @@ class QwenflowLLM:
             log.warning("no API key (QWENFLOW_API_KEY / QWENFLOW_API_KEY_FILE): /v1 is open to anyone who can reach it")
         app.add_middleware(BodyLimitMiddleware, limit=self.settings.max_body_bytes)
         app.add_middleware(ApiKeyMiddleware, key=key)  # outermost: a request without the key is never read
+        import torch
+
+        torch.set_num_threads(self.settings.torch_threads())
         model_dir = resolve_model(self.settings.model, self.settings.model_cache or None)
         loaded = load(model_dir, yarn=self.settings.yarn, attention=self.settings.attention)
         self.tokenizer = loaded.tokenizer
@@ -112,8 +115,9 @@ class QwenflowLLM:
         self.grammars = None  # llguidance's view of the vocabulary, built on the first constrained request
         self.logprob_format = LogprobFormat(loaded.tokenizer)
         self.created = now()
-        log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s)", self.settings.served_name,
-                 model_dir, self.context_limit, bool(loaded.yarn), self.settings.attention, self.settings.batching)
+        log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s, %d torch threads)",
+                 self.settings.served_name, model_dir, self.context_limit, bool(loaded.yarn), self.settings.attention,
+                 self.settings.batching, torch.get_num_threads())
 
     def __is_ready__(self) -> bool:
         return self.engine._thread.is_alive()

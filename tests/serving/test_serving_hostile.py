@@ -25,6 +25,8 @@ ROUNDS = 30
 POISON = [
     {"temperature": 1e-300}, {"temperature": 1e-45, "top_p": 1e-300}, {"top_p": 1e-300, "temperature": 1.0},
     {"seed": 2**64 - 1, "temperature": 1.0}, {"seed": -(2**63), "temperature": 1.0},
+    {"logit_bias": {str(i): -100 for i in range(300)}, "temperature": 1.0},
+    {"frequency_penalty": 2, "presence_penalty": -2, "temperature": 1e-300, "n": 3},
     {"seed": 2**64, "temperature": 1.0},  # outside 64 bits: a clean 400
 ]
 
