@@ -98,8 +98,8 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
                         recipe.sft.resources, "sft")
             rm = k8s(op["reward_model"](data=dataset, model=sft_t.outputs["sft_model"], **common),
                      recipe.reward.resources, "reward")
-            dpo_t = k8s(op["dpo"](data=dataset, model=sft_t.outputs["sft_model"], **common),
-                        recipe.dpo.resources, "dpo")
+            dpo_t = k8s(op["dpo"](data=dataset, model=sft_t.outputs["sft_model"],
+                                  reward_model=rm.outputs["reward_model"], **common), recipe.dpo.resources, "dpo")
             grpo_t = k8s(op["grpo"](data=dataset, model=dpo_t.outputs["dpo_model"],
                                     reward_model=rm.outputs["reward_model"], **common), recipe.grpo.resources, "grpo")
             final = grpo_t.outputs["grpo_model"]

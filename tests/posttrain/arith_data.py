@@ -25,11 +25,16 @@ def problems(n: int, seed: int, lo: int = 10, hi: int = 99, exclude: set | None 
 
 
 def make_arith_data(root: Path, n_sft: int = 2000, n_rl: int = 256, n_eval: int = 100, seed: int = 0,
-                    lo: int = 10, hi: int = 99) -> Path:
-    """Write root/{sft,rl,eval}; eval problems never appear in sft or rl."""
+                    lo: int = 10, hi: int = 99, rl_all: bool = False) -> Path:
+    """Write root/{sft,rl,eval}; eval problems never appear in sft or rl. rl_all: the RL prompts are every
+    problem that is not held out (SFT's included), as the data stage's are drawn from the same pool."""
     root = Path(root)
     held = problems(n_eval, seed + 1000, lo, hi)
+    if rl_all:
+        n_rl = 2 * (hi - lo + 1) ** 2 - n_eval - n_sft
     train = problems(n_sft + n_rl, seed, lo, hi, exclude={q for q, _ in held})
+    if rl_all:
+        train = train + train[:n_sft]
     user = lambda q: [{"role": "user", "content": q}]  # noqa: E731
     parts = {
         "sft/train.parquet": pd.DataFrame({"messages": [user(q) + [{"role": "assistant", "content": a}]

@@ -1,8 +1,9 @@
 """Post-training datasets from verifiable problems and real chat: SFT conversations, GRPO prompts with answers,
-preference pairs (chosen = the verified answer, rejected = a plausible wrong one) and held-out eval splits.
+reward-model preference pairs labelled by criterion (preference_pairs.py) and held-out eval splits.
 
-Held-out problems are drawn first and every training set excludes their exact prompts; texts that overlap an
-external benchmark by the decontamination rule are dropped and counted.
+Held-out problems are drawn first and every training set excludes their exact prompts; the held-out preference
+pairs are built on those held-out problems (one pair per criterion each), so no reward-model test prompt is ever
+trained on by any stage. Texts that overlap an external benchmark by the decontamination rule are dropped and counted.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections import Counter
 
 from .chat import chatterbot_conversations
 from .code_tasks import CODE_TASK, fenced, split_code_problems
-from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, problems, wrong_answer
+from .preference_pairs import CRITERIA, off_topic_replies, preference_pair
+from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, distant_wrong_answer, problems
 from .tool_calls import tool_call_examples
 
 
@@ -37,7 +39,7 @@ def _cycle(pool: list[dict], n: int, rng: random.Random) -> list[dict]:
 def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
     """(eval problems, training pool) for one task, disjoint by prompt text."""
     if task == ARITHMETIC:
-        universe = arithmetic_universe()
+        universe = arithmetic_universe(spec.arithmetic_ops)
         rng.shuffle(universe)
         return universe[: spec.eval_examples], universe[spec.eval_examples:]
     if task == CODE_TASK:  # a fixed universe of problems, split by problem (never a problem in both)
@@ -75,7 +77,9 @@ def build_posttrain(spec, decon=None) -> dict:
                 keep.append(p)
         return keep
 
-    sft, rl, prefs, evals = [], [], [], {}
+    # Off-topic replies for the on_topic criterion: real chat lines, train and test halves disjoint.
+    replies_train, replies_test = off_topic_replies(chatterbot_conversations(Counter())) if tasks else ([], [])
+    sft, rl, prefs, prefs_test, evals = [], [], [], [], {}
     for task in tasks:
         eval_ps, pool = _task_pools(task, spec, per_task_sft + per_task_rl + per_task_pref, rng)
         held = {p["question"] for p in eval_ps}
@@ -91,11 +95,16 @@ def build_posttrain(spec, decon=None) -> dict:
                         "task": task, "answer": p["answer"]})
         for p in _cycle(pool, per_task_rl, rng):
             rl.append({"prompt": _user(p["question"]), "task": task, "answer": p["answer"]})
-        for p in _cycle(pool, per_task_pref, rng):
-            # code tasks carry their own plausible bug; other tasks get a near-miss answer
-            wrong = fenced(p["wrong"]) if "wrong" in p else wrong_answer(p, rng, pool[:200])
-            prefs.append({"prompt": _user(p["question"]), "chosen": [{"role": "assistant", "content": _reply(p)}],
-                          "rejected": [{"role": "assistant", "content": wrong}], "task": task})
+
+        def pair(p: dict, criterion: str, replies: list[str]) -> dict:
+            # code tasks carry their own plausible bug; other tasks a clearly wrong answer (off by more than 10:
+            # near misses need the exact arithmetic, which a reward model of the tiny recipe's size cannot do)
+            wrong = fenced(p["wrong"]) if "wrong" in p else distant_wrong_answer(p, rng, pool[:200])
+            return preference_pair(_user(p["question"]), _reply(p), wrong, criterion, rng, replies, task)
+
+        prefs += [pair(p, CRITERIA[i % len(CRITERIA)], replies_train)
+                  for i, p in enumerate(_cycle(pool, per_task_pref, rng))]
+        prefs_test += [pair(p, c, replies_test) for p in eval_ps for c in CRITERIA]
 
     chat_count = 0
     if n_chat > 0:
@@ -117,8 +126,8 @@ def build_posttrain(spec, decon=None) -> dict:
     rng.shuffle(sft)
     rng.shuffle(rl)
     rng.shuffle(prefs)
-    n_test = max(1, len(prefs) // 10)
-    return {"sft": sft, "rl": rl, "preferences_train": prefs[n_test:], "preferences_test": prefs[:n_test], "eval": evals,
+    return {"sft": sft, "rl": rl, "preferences_train": prefs, "preferences_test": prefs_test, "eval": evals,
             "drops": dict(drops), "contamination": dict(hits),
             "counts": {"sft": len(sft), "sft_chat": chat_count, "rl": len(rl), "preferences": len(prefs),
+                       "preferences_test": len(prefs_test),
                        "eval": {t: len(v) for t, v in evals.items()}}}

@@ -26,7 +26,8 @@ SCHEMAS = {
     "corpus": pa.schema([("text", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("license", pa.string())]),
     "sft": pa.schema([("messages", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
     "rl": pa.schema([("prompt", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
-    "preferences": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("task", pa.string())]),
+    "preferences": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("task", pa.string()),
+                              ("criterion", pa.string())]),  # which criterion decides the pair (preference_pairs.py)
 }
 
 

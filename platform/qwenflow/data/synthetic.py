@@ -2,7 +2,8 @@
 
 A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
 stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
-operands 10..99, CALIBRATION.md); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
+operands 10..99: a 1.3M-parameter model learns it from SFT in a few hundred steps; three-digit operands stayed below
+1% in the same budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
 other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
 from __future__ import annotations
@@ -18,16 +19,16 @@ CHAT = "chat"
 MATH_TEXT_TASKS = ("chain_sum", "gcd", "lcm", "prime_factorization", "fraction_simplification")
 
 
-def arithmetic_problem(rng: random.Random) -> dict:
+def arithmetic_problem(rng: random.Random, ops: str = "+-") -> dict:
     a, b = rng.randint(10, 99), rng.randint(10, 99)
-    op = rng.choice("+-")
+    op = rng.choice(ops)
     return {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
 
 
-def arithmetic_universe() -> list[dict]:
-    """All 2 * 90 * 90 distinct problems, so splits can be drawn without replacement and never overlap."""
+def arithmetic_universe(ops: str = "+-") -> list[dict]:
+    """All len(ops) * 90 * 90 distinct problems, so splits can be drawn without replacement and never overlap."""
     return [{"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
-            for a in range(10, 100) for b in range(10, 100) for op in "+-"]
+            for a in range(10, 100) for b in range(10, 100) for op in ops]
 
 
 def gym_problems(task: str, n: int, seed: int) -> list[dict]:
@@ -41,10 +42,10 @@ def gym_problems(task: str, n: int, seed: int) -> list[dict]:
     return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
 
 
-def problems(task: str, n: int, seed: int) -> list[dict]:
+def problems(task: str, n: int, seed: int, arithmetic_ops: str = "+-") -> list[dict]:
     if task == ARITHMETIC:
         rng = random.Random(seed)
-        return [arithmetic_problem(rng) for _ in range(n)]
+        return [arithmetic_problem(rng, arithmetic_ops) for _ in range(n)]
     return gym_problems(task, n, seed)
 
 
@@ -61,6 +62,16 @@ def wrong_answer(problem: dict, rng: random.Random, others: list[dict]) -> str:
     if pool:
         return rng.choice(pool)
     return ans + " (approximately)"
+
+
+def distant_wrong_answer(problem: dict, rng: random.Random, others: list[dict]) -> str:
+    """A wrong answer a small reward model can tell from the right one: for numbers, off by more than 10 (so not a
+    carry or sign slip: those need the arithmetic done exactly), else another problem's answer (wrong_answer)."""
+    ans = problem["answer"].strip()
+    if re.fullmatch(r"-?\d+", ans):
+        v = int(ans)
+        return str(v + rng.choice((-1, 1)) * rng.randint(11, max(20, abs(v))))
+    return wrong_answer(problem, rng, others)
 
 
 def math_documents(seed: int = 0, per_doc: int = 12) -> Iterator[str]:

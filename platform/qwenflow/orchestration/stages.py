@@ -92,7 +92,11 @@ def _reward(recipe, inputs, out, resume):
 def _dpo(recipe, inputs, out, resume):
     from qwenflow.posttrain.dpo import run_dpo
 
-    return {"model_dir": str(run_dpo(recipe, inputs["data"], inputs["model"], out, resume=resume))}
+    reward_dir = inputs.get("reward_model")
+    if reward_dir is not None and not _has_model(reward_dir):
+        reward_dir = None  # the reward stage was switched off: the verifiers alone split the samples
+    return {"model_dir": str(run_dpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir,
+                                       resume=resume))}
 
 
 def _grpo(recipe, inputs, out, resume):

@@ -279,7 +279,9 @@ def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
         beta=spec.beta,
         reward_weights=weights,
         lr_scheduler_type="cosine",
-        generation_kwargs={"eos_token_id": stops},  # `<|im_end|>` must stop generation (CALIBRATION.md)
+        # `<|im_end|>` must stop generation: without it the tiny model's completions ran on to the length limit and
+        # the exact-answer verifier scored them 0
+        generation_kwargs={"eos_token_id": stops},
         shuffle_dataset=True,
         log_completions=False,
     )
@@ -325,7 +327,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
     with stage_run("grpo", recipe, params={**lineage, "data.rl.rows": len(rows), "data.rl.dropped_too_long": dropped,
                                            "reward_sources": ",".join(guards)}):
         mlflow.log_metric("data/dropped_too_long", dropped)
-        # beta > 0 needs a reference model: TRL builds it only from a saved model directory (STACK.md).
+        # beta > 0 needs a reference model: TRL 1.16 builds it only from a saved model directory (a model id string).
         trainer = _trainer_class()(model=str(start) if spec.beta > 0 else model, reward_funcs=funcs, args=cfg,
                                    train_dataset=ds, processing_class=tok,
                                    callbacks=[common.MlflowMetrics("grpo"),

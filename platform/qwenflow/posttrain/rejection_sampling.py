@@ -1,5 +1,7 @@
 """Rejection-sampling data builder: the current model answers each prompt several times, verifiers label the
-answers, passing answers become SFT rows and (pass, fail) answers to the same prompt become DPO pairs.
+answers, passing answers become SFT rows and (pass, fail) answers to the same prompt become DPO pairs. With a
+reward model, each side is ranked by its score (the report's offline RL: verifiers and the reward model together):
+the best-scored passing answer is paired with the best-scored failing one, the most convincing mistake.
 
 Writes `out_dir/sft/train.parquet` (messages, task, answer) and `out_dir/pairs/train.parquet` (prompt, chosen,
 rejected, task), each with a manifest, and returns the counts per task and verifier outcome.
@@ -49,15 +51,21 @@ def label(verifier, task: str, completions: list[str], answer: str) -> list[str]
 
 
 def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: int, max_new_tokens: int,
-                     temperature: float = 1.0, batch_size: int = 32, verifier=None) -> SampledData:
-    """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (pass x fail, zipped).
+                     temperature: float = 1.0, batch_size: int = 32, verifier=None, scorer=None) -> SampledData:
+    """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (each distinct failing answer
+    against a passing one).
 
     verifier: a reward function `f(completions, task=[...], answer=[...]) -> list[float]` (1.0 = pass).
+    scorer: optional reward model `f(completions, prompts) -> list[float]`; both sides are ranked by it, best first.
     """
     verifier = verifier or default_verifier()
     completions = generate(model, tok, list(prompts["prompt"]), max_new_tokens=max_new_tokens,
                            batch_size=batch_size, do_sample=True, temperature=temperature,
                            num_return_sequences=samples_per_prompt)
+    rm = None
+    if scorer is not None:
+        rm = dict(zip(range(len(completions)), scorer(completions, [p for p in prompts["prompt"]
+                                                                     for _ in range(samples_per_prompt)])))
     counts: Counter = Counter()
     sft_rows, pair_rows = [], []
     for i, row in enumerate(prompts.itertuples(index=False)):
@@ -65,15 +73,20 @@ def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: i
         labels = label(verifier, row.task, outs, row.answer)
         for lab in labels:
             counts[f"{row.task}/{lab}"] += 1
-        passed = list(dict.fromkeys(c for c, lab in zip(outs, labels) if lab == PASS))
-        failed = list(dict.fromkeys(c for c, lab in zip(outs, labels) if lab == FAIL and c not in passed))
+        order = range(len(outs))
+        if rm is not None:
+            order = sorted(order, key=lambda k: -rm[i * samples_per_prompt + k])
+        passed = list(dict.fromkeys(outs[k] for k in order if labels[k] == PASS))
+        failed = list(dict.fromkeys(outs[k] for k in order if labels[k] == FAIL and outs[k] not in passed))
         counts[f"{row.task}/prompts_all_pass"] += int(bool(passed) and not failed)
         counts[f"{row.task}/prompts_all_fail"] += int(not passed)
         prompt = list(row.prompt)
         for c in passed:
             sft_rows.append({"messages": prompt + [{"role": "assistant", "content": c}], "task": row.task,
                              "answer": row.answer})
-        for good, bad in zip(passed, failed):
+        # every distinct failing answer is rejected once, against the passing answers in rank order (cycled): a
+        # prompt with one right and three different wrong answers gives three pairs
+        for good, bad in zip(passed * len(failed), failed) if passed else ():
             pair_rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": good}],
                               "rejected": [{"role": "assistant", "content": bad}], "task": row.task})
     counts["sft_rows"], counts["pairs"] = len(sft_rows), len(pair_rows)

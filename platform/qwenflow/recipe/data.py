@@ -40,6 +40,8 @@ class DataSpec(Strict):
                              description="Verifiable task families for post-training: 'arithmetic', 'python_functions' "
                                          "(write a function; graded by hidden unit tests in the sandbox), 'chat' "
                                          "or reasoning-gym dataset names")
+    arithmetic_ops: str = Field("+-", pattern=r"^(\+-|\+|-)$",
+                                description="Operations of the 'arithmetic' task (two-digit operands): '+-', '+' or '-'")
     chat_fraction: float = Field(0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)")
     tool_examples: int = Field(0, ge=0, le=10**6, description="Tool-use conversations in Qwen2.5's <tool_call> format added to SFT "
                                                 "(data/tool_calls.py); each is ~250-430 tokens with a small BPE")
