@@ -26,6 +26,19 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def single_process_env() -> None:
+    """DeepSpeed wants a process group even for one process (without torchrun's variables it looks for MPI): give a
+    lone process torchrun's environment for a world of one, on a free local port."""
+    if "RANK" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
 def initialized() -> bool:
     import torch.distributed as torch_dist
 

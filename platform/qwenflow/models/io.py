@@ -238,20 +238,25 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
     from torch.distributed.tensor import DTensor
 
     out: dict[str, torch.Tensor] = {}
+    seen: dict[int, torch.Tensor] = {}  # tied weights (embeddings and LM head) are gathered once
     main = dist.is_main()
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+    for name, t in model.state_dict(keep_vars=True).items():  # the saved keys: persistent buffers only
+        if id(t) in seen:
+            if main:
+                out[name] = seen[id(t)]
+            continue
         if hasattr(t, "ds_id"):
             import deepspeed
 
             with deepspeed.zero.GatheredParameters([t], modifier_rank=None):
-                if main:
-                    out[name] = t.detach().cpu().clone()
+                full = t.detach().cpu().clone() if main else None
         elif isinstance(t, DTensor):
-            full = t.full_tensor()
-            if main:
-                out[name] = full.detach().cpu()
-        elif main:
-            out[name] = t.detach().cpu()
+            full = t.full_tensor().detach().cpu()
+        else:
+            full = t.detach().cpu()
+        seen[id(t)] = full  # on every rank, so every rank skips the same tied tensors
+        if main:
+            out[name] = full
     return out if main else None
 
 

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import resource
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from qwenflow import dist
+
 from .batches import PackedBatches
 from .deepspeed_config import deepspeed_config, grad_accum_steps, validate, world_size
 from .hardware import gpu_peak, probe
@@ -50,16 +51,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _single_process_dist_env() -> None:
-    """DeepSpeed wants a process group even for one process; give it a local one instead of hunting for MPI."""
-    if "RANK" in os.environ:
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-
-
 def mean_over_ranks(x: torch.Tensor, world: int) -> float:
     if world > 1 and torch.distributed.is_initialized():
         x = x.clone()
@@ -78,7 +69,7 @@ def make_accelerator(section, device_probe: dict):
     strategy = section.distributed.strategy
     accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world_size())
     if strategy != "ddp":
-        _single_process_dist_env()
+        dist.single_process_env()
     plugins = accelerate_plugins(section, bf16=device_probe["bf16"])
     # cpu=True would make accelerate drop DeepSpeed/FSDP; without CUDA the device is the CPU either way.
     acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu and not plugins,

@@ -40,6 +40,7 @@ def trainer_kwargs(distributed, *, bf16: bool) -> dict[str, Any]:
         kw["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     s = distributed.strategy
     if s in ("zero2", "zero3"):
+        dist.single_process_env()
         zero: dict[str, Any] = {"stage": int(s[-1]), "overlap_comm": False, "contiguous_gradients": True}
         if s == "zero3":
             zero["stage3_gather_16bit_weights_on_model_save"] = True
