@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 
 from qwenflow.recipe.base import Resources
+from qwenflow.orchestration.policy import step_policy
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,11 @@ def apply(task, res: Resources, cluster: ClusterSettings):
     task.set_env_variable("HF_HOME", "/scratch/hf")
     kubernetes.mount_pvc(task, pvc_name=cluster.pvc, mount_path=cluster.mount_path)
     kubernetes.use_secret_as_env(task, secret_name=cluster.mlflow_secret, secret_key_to_env=cluster.secret_keys)
-    kubernetes.set_timeout(task, res.timeout_s)
-    if res.retries:
+    timeout_s, retries = step_policy(task, res)  # defaults by kind; retries only where a retry can succeed
+    kubernetes.set_timeout(task, timeout_s)
+    if retries:
         # Preemptible nodes: training resumes from the checkpoints it keeps on the shared volume.
-        task.set_retry(num_retries=res.retries, backoff_duration="60s", backoff_factor=2.0)
+        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
     task.set_env_variable("QWENFLOW_WORK_DIR", f"{cluster.mount_path}/work")
     task.set_env_variable("QWENFLOW_HOME", f"{cluster.mount_path}/home")
     # What a multi-node stage needs to launch its PyTorchJob on the same image and volume.

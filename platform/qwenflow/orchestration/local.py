@@ -9,6 +9,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwenflow.tracking.lineage import RUN_DIR_ENV
+
 from . import cache, events, launch
 from .summary import RunSummary, summarize
 
@@ -47,6 +49,7 @@ def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "false",
         "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
         launch.ENV_NPROC: str(run.nproc) if run.nproc > 1 else "",
+        RUN_DIR_ENV: str(run_dir),  # every MLflow run of this attempt is tagged with it (tracking/lineage.py)
     }
     return env
 
@@ -109,6 +112,20 @@ def _stop_children_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _owning(run_dir: Path):
+    """One `qwenflow run` at a time per run directory (an advisory lock the kernel drops when the process dies), so
+    RUNNING MLflow runs of this directory found at start belong to a dead attempt."""
+    import fcntl
+
+    with open(run_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another `qwenflow run` is using {run_dir}; wait for it, or pass another --run-dir") from None
+        yield
+
+
 def run_local(run: LocalRun, console=None) -> RunSummary:
     """Run the whole pipeline; returns the summary or raises PipelineFailed naming the failing stage."""
     import kfp.local
@@ -134,7 +151,10 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     t0 = time.time()
     tee = LogTee(log_path)
     error: Exception | None = None
-    with _patched_env(_env(run, run_dir, events_path)):
+    with _patched_env(_env(run, run_dir, events_path)), _owning(run_dir):
+        from qwenflow.tracking.lineage import close_dead_attempts
+
+        close_dead_attempts(str(run_dir))  # an earlier attempt here died (SIGKILL, lost terminal): close its runs
         kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "pipeline_root"),
                        raise_on_error=True)
         live = Live(get_renderable=lambda: view(events_path, t0, tee), console=console, refresh_per_second=2,

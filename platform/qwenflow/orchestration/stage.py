@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from . import cache, events, launch
+from . import cache, events, launch, policy
 from .stages import NO_MODEL, STAGES, _has_model
 
 RESULT_FILE = ".qwenflow_result.json"
@@ -63,7 +63,11 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
         os.environ["KFP_RUN_ID"] = kfp_run_id
     events.emit(name, "start", output=str(output))
     t0 = time.perf_counter()
+    from qwenflow.tracking import lineage
+
+    os.environ.pop(lineage.DIGEST_ENV, None)
     try:
+        policy.refuse_if_fatal_before(name)  # a retry after a recipe/data error: fail at once, do not rerun it
         recipe = read_recipe(recipe_path)
         section = getattr(recipe, stage.switch) if stage.switch else None
         model_in = inputs.get("model")
@@ -96,8 +100,9 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
             hit = None if cache.forced(name) else entry.lookup()
             if hit is not None:
                 cache.link_tree(entry.dir / hit["result"].get("artifact", "."), output)
+                result = _record_cached(name, hit["result"], entry, recipe, parent_run_id)
                 events.emit(name, "cached", seconds=time.perf_counter() - t0, output=str(output), key=entry.dir.name)
-                return _write_result(output, hit["result"])
+                return _write_result(output, result)
 
         work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
         resources = section.resources if stage.trains else None
@@ -124,16 +129,42 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
         if entry:
             entry.commit(result)
         cache.link_tree(work_abs / result["artifact"], output)
+        _record_digest(result, entry, output, stage)
         result = _write_result(output, result)
         events.emit(name, "done", seconds=compute_s, output=str(output), result=result)
         _before_process_exit()
         return result
     except Exception as e:
         reason = f"{type(e).__name__}: {e}"
+        policy.remember_if_fatal(name, e)
         events.emit(name, "failed", seconds=time.perf_counter() - t0, error=reason)
         _before_process_exit()
         _mark_parent_failed(parent_run_id, name, reason)
         raise StageFailed(f"stage '{name}' failed: {reason}") from e
+
+
+def _record_cached(name: str, result: dict, entry, recipe, parent_run_id: str) -> dict:
+    """A nested run in this pipeline run for a stage served from the cache, pointing at the run that produced it."""
+    from qwenflow.tracking import lineage
+
+    digest = cache.content_digest(entry.dir)
+    record = lineage.record_cached(name, result, digest, recipe, parent_run_id)
+    result = {**result, "artifact_digest": digest, "cached": True}
+    if record:
+        result["source_run_id"], result["mlflow_run_id"] = result.get("mlflow_run_id"), record
+    return result
+
+
+def _record_digest(result: dict, entry, output: Path, stage) -> None:
+    """The artifact's sha256 on the stage's MLflow run (cached: computed by commit; a small uncached output such as
+    the gate's verdict: hashed here; a big uncached one, e.g. a model on the cluster without the cache: not hashed)."""
+    from qwenflow.artifacts import sha256_path
+    from qwenflow.tracking import lineage
+
+    digest = cache.content_digest(entry.dir) if entry else (None if stage.trains else sha256_path(output))
+    if digest:
+        result["artifact_digest"] = digest
+        lineage.tag_digest(result.get("mlflow_run_id"), digest)
 
 
 def _before_process_exit() -> None:

@@ -48,8 +48,14 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     mlflow = _setup(recipe.tracking.experiment)
     client = MlflowClient()
     exp = mlflow.get_experiment_by_name(recipe.tracking.experiment)
-    run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags={
-        "qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id})
+    import os
+
+    from qwenflow.tracking.lineage import RUN_DIR_ENV, RUN_DIR_TAG
+
+    tags = {"qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id}
+    if os.environ.get(RUN_DIR_ENV):  # local runs: a rerun in the same directory closes it if this attempt dies
+        tags[RUN_DIR_TAG] = os.environ[RUN_DIR_ENV]
+    run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags=tags)
     client.log_text(run.info.run_id, recipe_to_yaml(recipe), "recipe.yaml")
     from qwenflow.tracking.stage_report import log_parent_params
 
@@ -78,6 +84,10 @@ def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
         "qwenflow.failed_stage" in p.data.tags for p in parents) or any(
         r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
     status = "FAILED" if failed else "FINISHED"
+    from qwenflow.tracking.lineage import close_open_children
+
+    if close_open_children(client, kfp_run_id):  # a stage's process died with its run open
+        status = "FAILED"
     for p in parents:
         client.set_terminated(p.info.run_id, status=status)
     return status

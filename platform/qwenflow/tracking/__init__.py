@@ -125,8 +125,15 @@ def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params:
     run_tags = {"qwenflow.stage": stage, **(tags or {})}
     if os.environ.get("KFP_RUN_ID"):
         run_tags["kfp.run_id"] = os.environ["KFP_RUN_ID"]
+    from .lineage import DIGEST_ENV, DIGEST_TAG, RUN_DIR_ENV, RUN_DIR_TAG, close_previous_attempts
+
+    if os.environ.get(RUN_DIR_ENV):  # a later run in the same directory closes this one if its process dies
+        run_tags[RUN_DIR_TAG] = os.environ[RUN_DIR_ENV]
+    if os.environ.get(DIGEST_ENV):  # opened after the stage finished (publish): the artifact is known
+        run_tags[DIGEST_TAG] = os.environ[DIGEST_ENV]
     if parent:
         run_tags["mlflow.parentRunId"] = parent
+        close_previous_attempts(mlflow.MlflowClient(), parent, stage, [mlflow.get_experiment_by_name(experiment).experiment_id])
     # System metrics (CPU, memory, disk, GPU with pynvml) every 5 s, so short stages get samples too.
     mlflow.set_system_metrics_sampling_interval(5)
     with mlflow.start_run(run_name=stage, tags=run_tags, log_system_metrics=True) as run:
