@@ -96,6 +96,18 @@ def _pair_logprobs(model, tok, pairs: pd.DataFrame) -> tuple[list[float], list[f
             completion_logprobs(model, tok, prompts, [r[-1]["content"] for r in pairs["rejected"]]))
 
 
+def with_optimizer(trainer_cls, optimizer):
+    """`trainer_cls` using `optimizer` (the merging optimizer, built here with its reference deltas) through its own
+    create_optimizer: HF Trainer refuses `optimizers=` under FSDP, and FSDP2 then swaps in the sharded parameters."""
+
+    class Trainer(trainer_cls):
+        def create_optimizer(self, *args, **kwargs):
+            self.optimizer = optimizer
+            return optimizer
+
+    return Trainer
+
+
 def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
             reward_model_dir: str | Path | None = None, *, resume: bool = False) -> Path:
     """DPO from `model_dir`; exact match and held-out preference accuracy before and after; returns out_dir/model.
@@ -152,9 +164,9 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
                                     seed=spec.seed)
         ref_model = load_causal_lm(start, distributed=spec.distributed)  # explicit: DPOTrainer cannot derive one from a model object
         args = DPOConfig(**trainer_defaults(spec, out_dir / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs),
-                             processing_class=tok, optimizers=(optimizer, None),
-                             callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)])
+        trainer = with_optimizer(DPOTrainer, optimizer)(
+            model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs), processing_class=tok,
+            callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)])
         # resume: the merging optimizer's state (tau_ref, moments, DARE generator) comes back with the checkpoint
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
 

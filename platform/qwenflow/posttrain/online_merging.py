@@ -72,6 +72,7 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
             raise ValueError(f"invalid AdamW settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.method, self.reserve_p, self.alpha, self.rescale, self.clip_val = method, reserve_p, alpha, rescale, clip_val
+        self._tau_at: dict[tuple[int, int], torch.Tensor] = {}  # sparsified tau_ref by (group, index), whole
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator()
@@ -111,10 +112,18 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
                 raise ValueError("set_reference_delta got a tensor for a parameter this optimizer does not update")
             if d.shape != p.shape:
                 raise ValueError(f"reference delta has shape {tuple(d.shape)}, parameter has {tuple(p.shape)}")
-            tau = self._sparsify(d.detach().to(device=p.device, dtype=p.dtype))
+            tau = self._sparsify(_full(d.detach()).to(dtype=p.dtype))
             if self.method == "dare":
                 tau = tau.clamp_(-self.clip_val, self.clip_val)  # the 1/p rescale can blow single entries up
-            self.state[p]["tau_ref"] = tau
+            self.state[p]["tau_ref"] = _like(tau, p)
+            self._tau_at[self._position(p)] = tau  # FSDP2/accelerate may swap p for a sharded copy before step 1
+
+    def _position(self, p) -> tuple[int, int]:
+        for gi, g in enumerate(self.param_groups):
+            for pi, q in enumerate(g["params"]):
+                if q is p:
+                    return gi, pi
+        raise KeyError("parameter not in this optimizer")
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -122,14 +131,16 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
+            for pi, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("OnlineMergingAdamW does not support sparse gradients")
                 state = self.state[p]
+                if "tau_ref" not in state and (gi, pi) in self._tau_at:  # p was swapped for its sharded self
+                    state["tau_ref"] = _like(self._tau_at.pop((gi, pi)), p)
                 if "step" not in state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -149,6 +160,13 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
         return loss
 
     def _merge(self, delta: torch.Tensor, tau: torch.Tensor | None) -> torch.Tensor:
+        """The merged update. Top-k and sign election need the whole parameter: a sharded (FSDP2 DTensor) update is
+        gathered, merged exactly as unsharded, and each rank keeps its own shard of the result."""
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(delta, DTensor):
+            merged = self._merge(delta.full_tensor(), None if tau is None else _full(tau))
+            return _like(merged, delta)
         delta = self._sparsify(delta)
         if tau is None:
             tau = torch.zeros_like(delta)
@@ -158,6 +176,23 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
             tau = tau * (torch.sign(tau) == elected)
             delta = delta * (torch.sign(delta) == elected)
         return self.alpha * tau + (1 - self.alpha) * delta
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a (possibly FSDP2-sharded) DTensor; plain tensors as they are."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def _like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """`full` laid out like `ref`: this rank's shard of it when ref is a DTensor (no communication: every rank
+    holds the same full tensor), else on ref's device."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(ref, DTensor):
+        return distribute_tensor(full.detach().to(ref.device), ref.device_mesh, ref.placements, src_data_rank=None)
+    return full.to(ref.device)
 
 
 def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
