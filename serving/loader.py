@@ -56,7 +56,7 @@ def batch_limit(attention: str, requested: int) -> int:
 def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", device: str | None = None,
          dtype: str = "auto") -> Loaded:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     from qwenflow.tokenizer import load_tokenizer
 
@@ -74,8 +74,9 @@ def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=dtype, attn_implementation=attention,
-                                                 local_files_only=True).to(device)
+    from qwenflow.models import io  # the platform's one loader: refuses mismatched or truncated weights
+
+    model = io.load_causal_lm(model_dir, config=config, dtype=dtype, attn_implementation=attention).to(device)
     tokenizer = load_tokenizer(model_dir)
     return Loaded(model.eval(), tokenizer, int(config.max_position_embeddings), scaling)
 

@@ -99,8 +99,14 @@ class HFModel:
 
             register()
         load_kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        self.model = AutoModelForCausalLM.from_pretrained(src, config=config, dtype=dtype, local_files_only=True,
-                                                          **kw, **load_kw).to(self.device).eval()
+        if path.is_file():  # a .gguf file: transformers converts it
+            model = AutoModelForCausalLM.from_pretrained(src, config=config, dtype=dtype, local_files_only=True,
+                                                         **kw, **load_kw)
+        else:  # the platform's one loader: refuses weights that do not match the config, truncated files
+            from qwenflow.models import io
+
+            model = io.load_causal_lm(path, config=config, dtype=dtype, **load_kw)
+        self.model = model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size

@@ -79,14 +79,11 @@ def configure(config, setting: str, *, trained: int | None = None, yarn_factor: 
 def load_model(path: str | Path, setting: str = "none", *, dtype: torch.dtype | str = "auto",
                device: str | torch.device = "cpu", **options):
     """Load a causal-LM directory with a long-context setting applied (options: see `configure`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from qwenflow.models import io
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no config.json; pass a model directory saved with save_pretrained")
-    config = configure(AutoConfig.from_pretrained(str(path), local_files_only=True), setting, **options)
-    model = AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=dtype, local_files_only=True,
-                                                 attn_implementation=config._attn_implementation)
+    path = io.resolve(path)
+    config = configure(io.load_config(path), setting, **options)
+    model = io.load_causal_lm(path, config=config, dtype=dtype, attn_implementation=config._attn_implementation)
     return model.to(device).eval()
 
 

@@ -28,7 +28,11 @@ _DS_CONFIGS: list = []  # HfDeepSpeedConfig objects must stay alive while transf
 
 
 class ModelLoadError(ValueError):
-    """A model that cannot be used: not a model directory, unreadable weights, or weights that do not fit the config."""
+    """A model that cannot be used: unreadable weights, or weights that do not fit the config."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """Not a model directory (no config.json), or a download that holds none."""
 
 
 # ---------------------------------------------------------------- where a model comes from
@@ -40,7 +44,7 @@ def resolve(source: str | Path, dest: str | Path | None = None) -> Path:
         return _download(s, dest)
     path = Path(s)
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
+        raise ModelNotFoundError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
                              "a registry URI like models:/qwenflow-tiny@champion")
     return path
 
@@ -78,7 +82,7 @@ def _fetch_verified(uri: str, dest: Path) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
     if not configs:
-        raise ModelLoadError(f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?")
+        raise ModelNotFoundError(f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?")
     model_dir = configs[0].parent
     if uri.startswith("runs:/"):
         run_id = uri[len("runs:/"):].split("/", 1)[0]
