@@ -29,8 +29,9 @@ def sha256_path(path: str | Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
-        if rel.startswith("checkpoints/") or "/." in f"/{rel}":
-            continue  # checkpoints and hidden files are not part of the artifact
+        if rel.startswith("checkpoints/") or "/." in f"/{rel}" or "/checkpoint-" in f"/{rel}":
+            continue  # checkpoints (the engine's checkpoints/, the trainers' checkpoint-N/) and hidden files are not
+            # part of the artifact
         h.update(rel.encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()

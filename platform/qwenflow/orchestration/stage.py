@@ -156,12 +156,12 @@ def _record_cached(name: str, result: dict, entry, recipe, parent_run_id: str) -
 
 
 def _record_digest(result: dict, entry, output: Path, stage) -> None:
-    """The artifact's sha256 on the stage's MLflow run (cached: computed by commit; a small uncached output such as
-    the gate's verdict: hashed here; a big uncached one, e.g. a model on the cluster without the cache: not hashed)."""
+    """The artifact's sha256 on the stage's MLflow run: the one the cache's commit computed, or for a stage that is
+    never cached (the gate's small verdict) hashed here; without the cache nothing big is hashed again."""
     from qwenflow.artifacts import sha256_path
     from qwenflow.tracking import lineage
 
-    digest = cache.content_digest(entry.dir) if entry else (None if stage.trains else sha256_path(output))
+    digest = cache.content_digest(entry.dir) if entry else (None if stage.cacheable else sha256_path(output))
     if digest:
         result["artifact_digest"] = digest
         lineage.tag_digest(result.get("mlflow_run_id"), digest)

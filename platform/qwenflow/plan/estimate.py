@@ -1,7 +1,9 @@
 """Peak memory of one training process (one GPU) for a stage, from the recipe alone: no torch, no model build.
 
-    peak = model states (weights + optimizer, sharded by the strategy)
-         + max(training: activations + logits, end of backward: gradients + optimizer step temporaries,
+    peak = model states (weights + optimizer, sharded by the strategy; DDP's gradient buckets)
+         + max(training: activations + logits + the gradients already accumulated (all of them from the second
+                 micro batch of an accumulated step on; else the LM head's, which the backward makes first),
+               end of backward: gradients,
                GRPO generation: KV cache + weights gathered for generate)
          + reference model (DPO; GRPO with beta > 0) + runtime (CUDA context and NCCL buffers, or on CPU the
            interpreter with torch/transformers/TRL loaded)
@@ -25,8 +27,9 @@ from dataclasses import dataclass, field
 GIB = 1024**3
 GPU_RUNTIME_GIB = 1.5     # CUDA context (~0.5 GiB on H100), NCCL communicators and cuBLAS workspaces
 # One CPU training process (torch, transformers, TRL, accelerate, mlflow imported; tokenized data) before any model:
-# measured with benchmarks/memory_plan.py as the ru_maxrss of a stage process with a 0-layer model (1.0-1.1 GiB).
-CPU_RUNTIME_GIB = 1.05
+# measured by benchmarks/memory_plan.py as the peak RSS of the tiny model's stage processes, whose model states are
+# ~20 MB: 0.79-0.81 GiB for pre-training and SFT, 1 and 2 processes.
+CPU_RUNTIME_GIB = 0.80
 TRAINING_STAGES = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo")
 
 
@@ -53,6 +56,7 @@ class Workload:
     full_logits: bool = True  # the whole [tokens, vocab] logits (pre-training engine); False: TRL's chunked kernel
     reference: bool = False  # DPO, GRPO with beta > 0: a frozen copy of the starting model
     generation_sequences: int = 0  # GRPO: completions generated at once per process
+    accum: int = 1          # micro batches per optimizer step (gradient accumulation)
 
 
 @dataclass
@@ -77,6 +81,8 @@ def estimate(w: Workload) -> Estimate:
     weights, grads, optim = weight_b * n, grad_b * n, optim_b * n
     layer_params = max(0, n - w.vocab * w.hidden) / max(1, w.layers)
     gathered = 0.0
+    grad_share = 1 / world if w.strategy in ("zero2", "zero3", "fsdp2") else 1.0
+    head_grad = grad_b * w.vocab * w.hidden * grad_share  # the (tied) LM head's gradient, the backward's first
     if w.strategy in ("zero2", "zero3", "fsdp2"):
         grads, optim = grads / world, optim / world
     if w.strategy in ("zero3", "fsdp2"):
@@ -95,7 +101,7 @@ def estimate(w: Workload) -> Estimate:
     else:
         activations = w.layers * per_layer
     logits = 3 * tokens * w.vocab * 4 if w.full_logits else 0.0
-    training = activations + logits + gathered
+    training = activations + logits + gathered + (grads if w.accum > 1 else head_grad)
 
     generation = 0.0
     if w.generation_sequences:
@@ -108,8 +114,8 @@ def estimate(w: Workload) -> Estimate:
     if w.reference:  # loaded in fp32 like the policy; sharded with it under ZeRO-3 / FSDP2
         reference = 4 * n / (world if w.strategy in ("zero3", "fsdp2") else 1)
 
-    phases = {"activations": training, "gradients": grads + ddp_buckets, "generation": generation}
+    phases = {"activations": training, "gradients": grads, "generation": generation}
     phase = max(phases, key=phases.get)
     return Estimate({"weights": weights / GIB, "optimizer": optim / GIB, "reference": reference / GIB,
-                     phase: phases[phase] / GIB,
+                     "ddp_buckets": ddp_buckets / GIB, phase: phases[phase] / GIB,
                      "runtime": GPU_RUNTIME_GIB if w.device == "gpu" else CPU_RUNTIME_GIB}, phase)

@@ -34,4 +34,4 @@ def workload(recipe, stage: str, *, device: str = "gpu", world: int | None = Non
         bf16=sec.bf16 if bf16 is None else bf16, device=device, full_logits=name in ("pretrain", "long_context"),
         reference=name == "dpo" or (name == "grpo" and sec.beta > 0),
         # TRL generates a process's whole generation batch (micro batch x steps_per_generation = accumulation) at once
-        generation_sequences=micro * accum if name == "grpo" else 0)
+        generation_sequences=micro * accum if name == "grpo" else 0, accum=accum)
