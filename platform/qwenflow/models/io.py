@@ -3,8 +3,9 @@
 - `resolve(source)`: a local save_pretrained directory, or a `models:/NAME@ALIAS|VERSION` / `runs:/` URI downloaded
   through MLflow and checked against the sha256 recorded at registration (a mismatch is refused).
 - `build_causal_lm` / `load_causal_lm` / `load_reward_model`: under ZeRO-3 the parameters are partitioned as they
-  are created or read (DeepSpeed's zero.Init, through transformers' HfDeepSpeedConfig), so no rank ever holds the
-  whole model; otherwise one process builds/loads it whole, in the dtype asked for.
+  are created (DeepSpeed's zero.Init) and each rank initialises or reads only its own partitions (models/sharded.py),
+  so no rank ever holds the whole model, nor one whole parameter; otherwise one process builds/loads it whole, in
+  the dtype asked for, and weights that do not match the config or a truncated file are refused with one line.
 - `save(model, out_dir, ...)`: every rank calls it; sharded parameters are gathered to rank 0 one tensor at a time,
   and only rank 0 writes (safetensors, tokenizer, recipe, lineage) into a temporary directory that is renamed into
   place, so a reader never sees half a model. No rank waits for another's disk or network work afterwards.
@@ -15,16 +16,14 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from qwenflow import dist
 
 REGISTRY_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/")
-_DS_CONFIGS: list = []  # HfDeepSpeedConfig objects must stay alive while transformers loads under zero.Init
 
 
 class ModelLoadError(ValueError):
@@ -113,24 +112,17 @@ def _init_deepspeed_dist() -> None:
                                    verbose=False)
 
 
-@contextmanager
-def sharded_init(distributed, *, bf16: bool = False) -> Iterator[None]:
-    """Inside: models transformers builds or loads are partitioned across ranks as they are created (ZeRO-3)."""
-    if distributed is None or distributed.strategy != "zero3" or dist.world_size() == 1:
-        yield
-        return
-    from transformers.integrations import HfDeepSpeedConfig
-
-    _init_deepspeed_dist()
-    cfg = HfDeepSpeedConfig(deepspeed_init_config(distributed, bf16=bf16))
-    _DS_CONFIGS.append(cfg)  # transformers holds it by weak reference: keep it alive for the stage
-    yield
+def _zero3(distributed) -> bool:
+    return distributed is not None and distributed.strategy == "zero3" and dist.world_size() > 1
 
 
 def build_causal_lm(spec, *, distributed=None, bf16: bool = False, seed: int | None = None, **token_ids):
-    """A freshly initialised model of the recipe's architecture. Under ZeRO-3 it is partitioned as it is created
-    (zero.Init through transformers' from_config) and initialised per parameter from (seed, name), so the weights are
-    the same whatever the number of processes; other strategies keep transformers' own initialisation."""
+    """A freshly initialised model of the recipe's architecture. Under ZeRO-3 it is partitioned as it is created and
+    each rank initialises only its partitions (models/sharded.py), with values that depend on (seed, parameter name)
+    only, so 1 and N processes start from the same weights; other strategies keep transformers' own init."""
+    from transformers import Qwen2ForCausalLM, Qwen2MoeForCausalLM
+
+    from . import sharded
     from .builder import build_config, build_model
 
     if distributed is None or distributed.strategy != "zero3":
@@ -138,39 +130,11 @@ def build_causal_lm(spec, *, distributed=None, bf16: bool = False, seed: int | N
     if dist.world_size() == 1:
         model = build_model(spec, seed=seed, **token_ids)
     else:
-        from transformers import Qwen2ForCausalLM, Qwen2MoeForCausalLM
-
+        _init_deepspeed_dist()
         cls = Qwen2ForCausalLM if spec.arch == "dense" else Qwen2MoeForCausalLM
-        with sharded_init(distributed, bf16=bf16):
-            model = cls._from_config(build_config(spec, **token_ids))
-    init_by_name(model, seed or 0, spec.initializer_range)
+        model = sharded.empty(cls, build_config(spec, **token_ids), deepspeed_init_config(distributed, bf16=bf16))
+    sharded.init_by_name(model, seed or 0, spec.initializer_range)
     return model
-
-
-@torch.no_grad()
-def init_by_name(model, seed: int, std: float) -> None:
-    """Qwen2's initialisation (normal(0, std) matrices and embeddings, zero biases, unit norm scales) drawn from a
-    generator seeded by (seed, parameter name): independent of module order and of how parameters are sharded.
-    Under ZeRO-3 each parameter is gathered in turn and rank 0's values are scattered back."""
-    import zlib
-
-    for name, p in model.named_parameters():
-        shape = tuple(getattr(p, "ds_shape", p.shape))
-        if name.endswith(".bias"):
-            values = torch.zeros(shape)
-        elif "norm" in name.rsplit(".", 2)[-2] or name.endswith("norm.weight"):
-            values = torch.ones(shape)
-        else:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-            values = torch.randn(shape, generator=g) * std
-        if hasattr(p, "ds_id"):
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
-                if dist.is_main():
-                    p.data.copy_(values.to(p.dtype))
-        else:
-            p.data.copy_(values.to(p.dtype))
 
 
 # ---------------------------------------------------------------- loading
@@ -196,16 +160,48 @@ def _checked_from_pretrained(cls, path: Path, **kwargs):
     return model
 
 
+def _load_zero3(auto_cls, path: Path, distributed, *, bf16: bool, config=None, num_labels: int | None = None,
+                **kwargs):
+    """A ZeRO-3-partitioned model read partition by partition from path's safetensors (models/sharded.py)."""
+    from transformers import AutoConfig
+
+    from . import sharded
+
+    if not list(path.glob("*.safetensors")):
+        raise ModelLoadError(f"{path}: no *.safetensors weights; qwenflow loads safetensors only")
+    config = config or AutoConfig.from_pretrained(str(path), local_files_only=True)
+    if num_labels is not None:
+        config.num_labels = num_labels
+    if kwargs.get("attn_implementation"):
+        config._attn_implementation = kwargs["attn_implementation"]
+    _init_deepspeed_dist()
+    cls = auto_cls._model_mapping[type(config)]
+    model = sharded.empty(cls, config, deepspeed_init_config(distributed, bf16=bf16))
+    try:
+        missing, unexpected = sharded.load_partitions(model, path, fresh=("score.",) if num_labels else (),
+                                                      std=getattr(config, "initializer_range", 0.02))
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise ModelLoadError(f"{path}: cannot read the model's weights ({type(e).__name__}: {e}); the safetensors "
+                             "file is truncated or not a model of this architecture") from None
+    if num_labels is not None:
+        unexpected = [k for k in unexpected if not k.startswith("lm_head.")]
+    if missing or unexpected:
+        raise ModelLoadError(f"{path}: the weights do not match the config's architecture (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}); the directory mixes files from different models")
+    return model
+
+
 def load_causal_lm(source: str | Path, *, dtype: torch.dtype | str = torch.float32, config=None,
                    distributed=None, bf16: bool = False, **kwargs):
-    """A causal LM from a directory or registry URI (verified), partitioned at load under ZeRO-3."""
+    """A causal LM from a directory or registry URI (verified); under ZeRO-3 each rank reads only its partitions."""
     from transformers import AutoModelForCausalLM
 
     path = resolve(source)
+    if _zero3(distributed):
+        return _load_zero3(AutoModelForCausalLM, path, distributed, bf16=bf16, config=config, **kwargs)
     if config is not None:
         kwargs["config"] = config
-    with sharded_init(distributed, bf16=bf16):
-        return _checked_from_pretrained(AutoModelForCausalLM, path, dtype=dtype, **kwargs)
+    return _checked_from_pretrained(AutoModelForCausalLM, path, dtype=dtype, **kwargs)
 
 
 def load_reward_model(source: str | Path, *, num_labels: int | None = None, distributed=None, bf16: bool = False,
@@ -214,10 +210,13 @@ def load_reward_model(source: str | Path, *, num_labels: int | None = None, dist
     from transformers import AutoModelForSequenceClassification
 
     path = resolve(source)
+    if _zero3(distributed):
+        kwargs.pop("dtype", None)
+        return _load_zero3(AutoModelForSequenceClassification, path, distributed, bf16=bf16, num_labels=num_labels,
+                           **kwargs)
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
-    with sharded_init(distributed, bf16=bf16):
-        return _checked_from_pretrained(AutoModelForSequenceClassification, path, **kwargs)
+    return _checked_from_pretrained(AutoModelForSequenceClassification, path, **kwargs)
 
 
 def load_config(source: str | Path):
