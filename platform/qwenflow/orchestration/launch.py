@@ -25,6 +25,27 @@ class LaunchFailed(RuntimeError):
     """torchrun's processes did not all exit cleanly."""
 
 
+def placement(resources) -> tuple[str, int, int]:
+    """How the cluster runs a training stage with these resources: (launcher, nodes, processes per node), launcher
+    one of "trainjob" / "pytorchjob" (a multi-node job), "torchrun" (in the step's pod), "process" (in-process)."""
+    if resources.nodes > 1:
+        return resources.launcher, resources.nodes, max(resources.gpus, 1)
+    if resources.gpus > 1:
+        return "torchrun", 1, resources.gpus
+    return "process", 1, 1
+
+
+def describe(resources) -> str:
+    """One line for plans and docs, e.g. 'TrainJob: 4 nodes x 8 processes (torchrun on each node)'."""
+    how, nodes, per_node = placement(resources)
+    if how in ("trainjob", "pytorchjob"):
+        kind = "TrainJob" if how == "trainjob" else "PyTorchJob"
+        return f"{kind}: {nodes} nodes x {per_node} processes (torchrun on each node)"
+    if how == "torchrun":
+        return f"torchrun in the step's pod: {per_node} processes (one per GPU)"
+    return "one process in the step's pod"
+
+
 def processes(resources) -> int:
     """Processes on this node for a training stage with these resources."""
     forced = os.environ.get(ENV_NPROC)
