@@ -121,6 +121,8 @@ def test_killed_stage_resumes_to_the_same_losses(stage, tracking, data, tiny_mod
     for step in range(at_kill + 1, STEPS + 1):
         assert got[step] == pytest.approx(want[step], abs=1e-4), (stage, step, got, want)
     assert len({round(v, 6) for v in want.values()}) > 1  # the losses move: equality is not trivial
+    print(f"{stage}: killed at checkpoint {at_kill}, resumed steps {at_kill + 1}..{STEPS}: max |loss - reference| "
+          f"{max(abs(got[s] - want[s]) for s in range(at_kill + 1, STEPS + 1)):.2e}")
     if stage == "grpo":  # the same prompts in the same order, and the same sampled completions' rewards
         got_p, want_p = prompt_order(killed), prompt_order(reference)
         got_r, want_r = losses(stage, killed, "reward"), losses(stage, reference, "reward")
