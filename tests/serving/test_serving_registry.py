@@ -12,6 +12,7 @@ from pathlib import Path
 
 import helm_python
 import httpx
+import psutil
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -156,9 +157,11 @@ def test_deploy_serve_stops_its_server_on_sigterm(tiny_model_dir, tmp_path):
         pytest.fail("deploy serve did not become ready")
     assert httpx.post(url + "/v1/completions", json={"model": "qwenflow", "prompt": "x", "max_tokens": 2},
                       timeout=30).status_code == 200
+    server = psutil.Process(proc.pid).children(recursive=True)  # bentoml serve, its arbiter and workers
+    assert server
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
     with pytest.raises(httpx.HTTPError):  # nothing answers on the port any more
         httpx.get(url + "/readyz", timeout=2)
-    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
-    assert left == [], left  # no bentoml serve (arbiter or worker) outlives the command
+    _, alive = psutil.wait_procs(server, timeout=10)
+    assert alive == [], alive  # none of them outlives the command
