@@ -26,8 +26,11 @@ def empty(cls, config, ds_config: dict):
     """`cls(config)` partitioned across ranks at construction, weights uninitialised."""
     import deepspeed
     from transformers import initialization as hf_init
+    from transformers.integrations.deepspeed import prevent_arange_dtype_change
 
-    with hf_init.no_init_weights(), deepspeed.zero.Init(config_dict_or_path=ds_config):
+    # prevent_arange_dtype_change: zero.Init would otherwise compute RoPE's inverse frequencies in a changed dtype
+    # (transformers' own ZeRO-3 path guards it the same way)
+    with hf_init.no_init_weights(), prevent_arange_dtype_change(), deepspeed.zero.Init(config_dict_or_path=ds_config):
         model = cls(config)
     model.tie_weights()  # as transformers' own ZeRO-3 path does after construction (tied embeddings: one tensor)
     return model
