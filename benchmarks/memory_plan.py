@@ -105,6 +105,8 @@ def main() -> None:
     p.add_argument("--only", choices=list(MODELS), action="append")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--stage", choices=["pretrain", "sft"], action="append")
+    p.add_argument("--procs", type=int, choices=[1, 2], action="append")
     a = p.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="memory_plan-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -115,8 +117,8 @@ def main() -> None:
     print(f"{'model':6} {'stage':9} {'procs':5} {'strategy':8} {'estimate GiB':>12} {'measured GiB':>12} {'ratio':>6}")
     for model in a.only or list(MODELS):
         start = model_dir(work, model, paths["tok"])
-        for stage in ("pretrain", "sft"):
-            for nproc in (1, 2):
+        for stage in a.stage or ("pretrain", "sft"):
+            for nproc in a.procs or (1, 2):
                 strategy = "zero3" if (model == "0.5b" and nproc > 1) else "ddp"
                 out = work / f"out-{model}-{stage}-{nproc}"
                 sets = MODELS[model] + STAGE[stage](model) + [f"{stage}.distributed.strategy={strategy}"]
@@ -125,8 +127,13 @@ def main() -> None:
                 cmd += ["--tokenizer", str(paths["tok"])] if stage == "pretrain" else ["--from", str(start)]
                 cmd += [x for kv in sets for x in ("--set", kv)]
                 subprocess.run(["rm", "-rf", str(out)], check=True)
-                measured = measure(cmd, env)
                 est = estimate(model, stage, nproc, strategy)
+                try:
+                    measured = measure(cmd, env)
+                except RuntimeError as e:  # e.g. killed by the kernel's OOM killer on a shared machine
+                    print(f"{model:6} {stage:9} {nproc:5} {strategy:8} {est:12.2f}   failed: {str(e)[-300:]!r}")
+                    rows.append({"model": model, "stage": stage, "processes": nproc, "failed": str(e)[-2000:]})
+                    continue
                 row = {"model": model, "stage": stage, "processes": nproc, "strategy": strategy,
                        "estimate_gib": round(est, 3), "measured_gib": round(measured, 3),
                        "ratio": round(est / measured, 3)}

@@ -77,7 +77,8 @@ def estimate(w: Workload) -> Estimate:
     n, world = w.params, max(1, w.world)
     act_bytes = 2 if (w.bf16 and w.device == "gpu") else 4
     deepspeed = w.strategy in ("zero2", "zero3")
-    weight_b, grad_b, optim_b = (2, 2, 12) if (deepspeed and w.bf16) else (4, 4, 8)
+    # DeepSpeed keeps its own fp32 master partition next to the module's parameters even in fp32 (+4 bytes)
+    weight_b, grad_b, optim_b = (2, 2, 12) if (deepspeed and w.bf16) else (4, 4, 12 if deepspeed else 8)
     weights, grads, optim = weight_b * n, grad_b * n, optim_b * n
     layer_params = max(0, n - w.vocab * w.hidden) / max(1, w.layers)
     gathered = 0.0
@@ -93,6 +94,8 @@ def estimate(w: Workload) -> Estimate:
         if w.strategy == "fsdp2" or (w.strategy == "zero3" and w.offload_params):
             weights = 0.0
     ddp_buckets = grads if (w.strategy == "ddp" and world > 1) else 0.0  # DDP's flat gradient buckets
+    if deepspeed:  # its gradient reduce bucket (reduce_bucket_size, default 5e8 elements) in the gradient dtype
+        ddp_buckets = min(5e8, n) * grad_b
 
     tokens = w.seq * w.sequences
     per_layer = tokens * _layer_elements(w) * act_bytes
