@@ -89,10 +89,16 @@ def same_first_loss(ws, stage, sets, *extra, tag="ddp", check_model=io.load_caus
     return out2
 
 
+# DeepSpeed ZeRO-3 moves the first loss by up to a few 1e-4 between 1 and 2 processes although the weights are
+# bit-identical (checked) and a 1-process DeepSpeed forward equals the plain one exactly (measured: pretrain 1.7e-4,
+# SFT 5.3e-4 on ~6.9): held to 1e-3 there, 1e-4 under DDP (where the losses agree to the last printed digit).
+ZERO3_TOL = 1e-3
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "zero3"])
 def test_pretrain(ws, strategy):
     same_first_loss(ws, "pretrain", PRETRAIN + [f"pretrain.distributed.strategy={strategy}"],
-                    "--data", str(ws["data"]), tag=strategy)
+                    "--data", str(ws["data"]), tag=strategy, tol=1e-4 if strategy == "ddp" else ZERO3_TOL)
 
 
 def test_long_context(ws):
@@ -101,11 +107,10 @@ def test_long_context(ws):
 
 @pytest.mark.parametrize("strategy", ["ddp", "zero3"])
 def test_sft(ws, strategy):
-    # Under HF Trainer + DeepSpeed ZeRO-3 the first loss moves by a few 1e-4 even in ONE process (measured: DDP
-    # 6.72953, ZeRO-3 x1 6.72977, ZeRO-3 x2 6.72923), so the split itself is held to DeepSpeed's own spread.
+    # (SFT's first loss measured: DDP x1 6.72953, ZeRO-3 x1 6.72977, ZeRO-3 x2 6.72923)
     out = same_first_loss(ws, "sft", SFT + [f"sft.distributed.strategy={strategy}"],
                           "--data", str(ws["data"]), "--from", str(ws["base"]), tag=strategy,
-                          tol=1e-4 if strategy == "ddp" else 1e-3)
+                          tol=1e-4 if strategy == "ddp" else ZERO3_TOL)
     ws.setdefault("sft", out / "model")
 
 
