@@ -61,7 +61,7 @@ def _estimate(recipe, stage: str, section) -> tuple[Estimate, float, str, str]:
 
 
 def _candidates(section, stage: str):
-    """Changes to try, least disruptive first: (description, section copy)."""
+    """Changes to try, least disruptive first: (the recipe keys changed, the section with them)."""
     d, r = section.distributed, section.resources
     shard = "fsdp2" if stage in ("dpo", "grpo") else "zero3"  # DPO's merging optimizer and GRPO's generate: FSDP2
     tries = []
