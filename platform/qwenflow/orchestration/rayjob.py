@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import time
 from pathlib import Path
 
 from kubernetes import client as k8s
 
-from .trainjob import SECRET_KEYS, JobPod, Kind, _delete, _main_thread, _namespace, job_name, step_pod_owner
+from . import trainjob
+from .trainjob import SECRET_KEYS, JobPod, Kind, _namespace, job_name, step_pod_owner
 
 RAYJOB = Kind("ray.io", "v1", "rayjobs", "RayJob", succeeded="Complete")
 RAY_VERSION = "2.60.0"  # the ray pinned in requirements.txt: the image's Ray must match the cluster's
@@ -109,49 +109,16 @@ def wait(api, namespace: str, name: str, poll_s: float = POLL_S, log=print) -> d
 
 
 def submit(api, manifest: dict, log=print) -> str:
-    """Create the job; a retried step finds its earlier attempt's: 'reused' if it succeeded, replaced if it
-    failed, 'adopted' (owner moved to this pod) if it still runs."""
-    ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    try:
-        api.create_namespaced_custom_object(RAYJOB.group, RAYJOB.version, ns, RAYJOB.plural, manifest)
-        return "created"
-    except k8s.ApiException as e:
-        if e.status != 409:
-            raise
-    old = api.get_namespaced_custom_object(RAYJOB.group, RAYJOB.version, ns, RAYJOB.plural, name)
-    state = finished(old)
-    if state == "succeeded":
-        log(f"[{name}] an earlier attempt's RayJob succeeded: reusing its output")
-        return "reused"
-    if state == "failed":
-        log(f"[{name}] an earlier attempt's RayJob failed: replacing it")
-        _delete(api, RAYJOB, ns, name, log)
-        api.create_namespaced_custom_object(RAYJOB.group, RAYJOB.version, ns, RAYJOB.plural, manifest)
-        return "created"
-    if manifest["metadata"].get("ownerReferences"):
-        api.patch_namespaced_custom_object(RAYJOB.group, RAYJOB.version, ns, RAYJOB.plural, name,
-                                           {"metadata": {"ownerReferences": manifest["metadata"]["ownerReferences"]}})
-    log(f"[{name}] following the RayJob an earlier attempt started")
-    return "adopted"
+    """trainjob.submit for a RayJob (reused if it succeeded, replaced if it failed, adopted if it runs)."""
+    return trainjob.submit(api, RAYJOB, manifest, log=log, state=finished)
 
 
 def run_job(api, manifest: dict, *, poll_s: float = POLL_S, log=print) -> dict:
-    """Submit, follow, and delete the job whatever happens: done, failed, or this step stopped (SIGTERM)."""
+    """Submit, follow, and delete the job whatever happens: done, failed, or this step stopped (SIGTERM); its
+    RayCluster and pods go with it."""
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
-    try:
-        how = submit(api, manifest, log=log)
-        if how == "reused":
-            return api.get_namespaced_custom_object(RAYJOB.group, RAYJOB.version, ns, RAYJOB.plural, name).get("status") or {}
-        return wait(api, ns, name, poll_s=poll_s, log=log)
-    finally:
-        _delete(api, RAYJOB, ns, name, log)  # its RayCluster and pods go with it
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return trainjob.run_job(api, RAYJOB, manifest, log=log, state=finished, delete_when_done=True,
+                            follow=lambda: wait(api, ns, name, poll_s=poll_s, log=log))
 
 
 def run_as_rayjob(stage: str, recipe, work: str | Path, *, api=None, core_api=None, poll_s: float | None = None) -> dict:

@@ -212,9 +212,11 @@ def _delete(api, kind: Kind, namespace: str, name: str, log=print, wait_gone_s: 
     raise TimeoutError(f"{kind.kind} {namespace}/{name} was not deleted within {wait_gone_s:.0f} s")
 
 
-def submit(api, kind: Kind, manifest: dict, log=print, poll_s: float = 2) -> str:
+def submit(api, kind: Kind, manifest: dict, log=print, poll_s: float = 2, state=None) -> str:
     """Create the job; if a job of that name exists (a retried step): reuse it when it succeeded, replace it when it
-    failed, adopt it when it runs. Returns 'created', 'reused' or 'adopted'."""
+    failed, adopt it when it runs. Returns 'created', 'reused' or 'adopted'. `state(job)` reads 'succeeded' /
+    'failed' / None from a job (default: its conditions, `finished`)."""
+    state = state or (lambda job: finished(job, kind))
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
         api.create_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, manifest)
@@ -223,11 +225,11 @@ def submit(api, kind: Kind, manifest: dict, log=print, poll_s: float = 2) -> str
         if e.status != 409:
             raise
     old = api.get_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name)
-    state = finished(old, kind)
-    if state == "succeeded":
+    now = state(old)
+    if now == "succeeded":
         log(f"[{name}] an earlier attempt's {kind.kind} succeeded: reusing its output")
         return "reused"
-    if state == "failed":
+    if now == "failed":
         log(f"[{name}] an earlier attempt's {kind.kind} failed: replacing it (training resumes from its checkpoints)")
         _delete(api, kind, ns, name, log, poll_s=poll_s)
         api.create_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, manifest)
@@ -240,26 +242,33 @@ def submit(api, kind: Kind, manifest: dict, log=print, poll_s: float = 2) -> str
     return "adopted"
 
 
-def run_job(api, kind: Kind, manifest: dict, *, poll_s: float = POLL_S, log=print) -> dict:
-    """Submit and follow a job; if this step is stopped (SIGTERM from Kubernetes, Ctrl-C) or the job fails, the job
-    is deleted before the error propagates, so nothing keeps GPUs busy for a run that is over."""
+def run_job(api, kind: Kind, manifest: dict, *, poll_s: float = POLL_S, log=print, follow=None, state=None,
+            delete_when_done: bool = False) -> dict:
+    """Submit and follow a job (`follow()` returns its final status; default: `wait` on its conditions). If this step
+    is stopped (SIGTERM from Kubernetes, Ctrl-C) or the job fails, the job is deleted before the error propagates,
+    so nothing keeps GPUs busy for a run that is over; delete_when_done deletes it after success too."""
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    follow = follow or (lambda: wait(name, ns, api, poll_s=poll_s, log=log, kind=kind))
 
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
-    how = submit(api, kind, manifest, log=log)
     try:
+        how = submit(api, kind, manifest, log=log, state=state)
         if how == "reused":
-            return api.get_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name).get("status") or {}
-        return wait(name, ns, api, poll_s=poll_s, log=log, kind=kind)
+            status = api.get_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name).get("status")
+        else:
+            status = follow()
     except BaseException:
         _delete(api, kind, ns, name, log)
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if delete_when_done:
+        _delete(api, kind, ns, name, log)
+    return status or {}
 
 
 def _main_thread() -> bool:
