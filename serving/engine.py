@@ -76,11 +76,13 @@ class _Row:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, *, max_batch_size: int = 16, continuous: bool = True):
+    def __init__(self, model, tokenizer, *, max_batch_size: int = 16, continuous: bool = True, join_after: int = 4):
         self.model = model.eval()
         self.tok = tokenizer
         self.max_batch_size = max_batch_size
         self.continuous = continuous
+        self.join_after = join_after
+        self._waiting_since: int | None = None  # decode step at which requests were first seen waiting
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.config.vocab_size)
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -124,7 +126,7 @@ class Engine:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                new = self._take_waiting(block=not self.rows) if (self.continuous or not self.rows) else []
+                new = self._take_waiting(block=not self.rows) if self._admit() else []
                 with torch.inference_mode():
                     if new:
                         self._prefill_isolated(new)
@@ -146,6 +148,25 @@ class Engine:
             row.req.on_event("error", row.index, message)
         except Exception:  # the listener is gone: nothing to tell
             pass
+
+    def _admit(self) -> bool:
+        """Whether waiting requests join now. An idle engine takes them at once. A running batch takes them when
+        half its slots are free or the first of them has waited join_after decode steps: each join costs every
+        running row a prefill pass, so newcomers join in groups rather than one per step (that kept p99 latency
+        at concurrency 16 above 3x the lone-request p50). Static batching joins only an empty engine."""
+        if not self.rows:
+            self._waiting_since = None
+            return True
+        if not self.continuous or (self.waiting.empty() and self._deferred is None):
+            self._waiting_since = None
+            return False
+        if self._waiting_since is None:
+            self._waiting_since = self.steps
+        free = self.max_batch_size - len(self.rows)
+        if free >= self.max_batch_size // 2 or self.steps - self._waiting_since >= self.join_after:
+            self._waiting_since = None
+            return True
+        return False
 
     def _take_waiting(self, block: bool) -> list[GenRequest]:
         room = self.max_batch_size - sum(1 for r in self.rows if not r.done)

@@ -110,7 +110,7 @@ class QwenflowLLM:
         if batch < self.settings.max_batch_size:
             log.warning("attention=%s decodes one sequence at a time (it ignores padding masks)", self.settings.attention)
         self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=batch,
-                             continuous=self.settings.batching == "continuous")
+                             continuous=self.settings.batching == "continuous", join_after=self.settings.join_after)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qwenflow-tokenize")
         self.grammars = None  # llguidance's view of the vocabulary, built on the first constrained request
         self.logprob_format = LogprobFormat(loaded.tokenizer)

@@ -23,6 +23,7 @@ class Settings:
     model_cache: str = ""           # where registry downloads go (a writable volume under a read-only root fs)
     max_body_bytes: int = 2 << 20   # larger request bodies get 413 before parsing (128k tokens of text fit)
     threads: int = 0                # torch intra-op threads; 0 = one less than the usable cores (at least 1)
+    join_after: int = 4             # decode steps a request may wait to join a running batch (joins come in groups)
 
     @classmethod
     def load(cls, src_dir: str | Path | None = None) -> "Settings":
@@ -39,7 +40,7 @@ class Settings:
         s = cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
         s.yarn = str(s.yarn).lower() in {"1", "true", "yes", "on"}
         s.max_tokens_limit, s.max_batch_size, s.max_queue = int(s.max_tokens_limit), int(s.max_batch_size), int(s.max_queue)
-        s.max_body_bytes, s.threads = int(s.max_body_bytes), int(s.threads)
+        s.max_body_bytes, s.threads, s.join_after = int(s.max_body_bytes), int(s.threads), int(s.join_after)
         if not s.model:
             raise ValueError("no model to serve: set QWENFLOW_MODEL to a model directory or models:/NAME@champion")
         if s.batching not in {"continuous", "static"}:
