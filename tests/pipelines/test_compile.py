@@ -6,7 +6,7 @@ from kfp import compiler
 from qwenflow.components import COMPONENTS, component
 from qwenflow.pipelines.qwen25_recipe import compile_pipeline
 
-TRAINING_EXECUTORS = ("exec-long-context", "exec-sft", "exec-reward-model", "exec-dpo", "exec-grpo")
+TRAINING_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-dpo", "exec-grpo")
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -45,8 +45,10 @@ def test_7b_training_stages_request_eight_h100s(compiled_7b):
         assert res["resourceMemoryLimit"] == "1000Gi" and res["resourceCpuRequest"] == "64"
         assert k8s[name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in k8s[name]["tolerations"]
-    # pretrain asks for 4 nodes: its step launches a PyTorchJob (test_trainjob) and holds no GPU itself
+    # pretrain (4 nodes) and long context (2 nodes: the memory plan of its 32K sequences) launch training jobs
+    # (test_trainjob) and hold no GPU themselves
     assert "accelerator" not in executors["exec-pretrain"]["container"]["resources"]
+    assert "accelerator" not in executors["exec-long-context"]["container"]["resources"]
     # bookkeeping steps get no GPU
     assert "accelerator" not in executors["exec-gate"]["container"].get("resources", {})
     assert "accelerator" not in executors["exec-build-bento"]["container"].get("resources", {})

@@ -88,7 +88,10 @@ def estimate(w: Workload) -> Estimate:
         grads, optim = grads / world, optim / world
     if w.strategy in ("zero3", "fsdp2"):
         weights = weights / world
-        gathered = 2 * layer_params * (2 if w.bf16 else 4)  # the running layer and the prefetched next one
+        # FSDP2: the running layer and the prefetched next one. ZeRO-3 keeps gathered parameters live up to
+        # stage3_max_live_parameters (default 1e9 elements): a model below that stays whole on every GPU.
+        live = min(1e9, n) if w.strategy == "zero3" else 2 * layer_params
+        gathered = live * (weight_b if w.strategy == "zero3" else (2 if w.bf16 else 4))  # FSDP2 gathers in bf16
     if w.offload and w.strategy != "ddp":
         optim = 0.0
         if w.strategy == "fsdp2" or (w.strategy == "zero3" and w.offload_params):
