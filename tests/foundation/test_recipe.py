@@ -100,3 +100,16 @@ def test_cli_show_and_validate(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and str(p) in res.stderr and "must divide hidden_size" in res.stderr
+
+
+def test_set_on_one_stage_leaves_stages_sharing_a_yaml_anchor_alone():
+    # the real-size recipes give every training stage the same `resources: *gpu8` / `distributed: *zero3`
+    r = load_recipe("qwen2.5-7b", ["sft.resources.gpus=4", "sft.distributed.strategy=ddp"])
+    assert (r.sft.resources.gpus, r.dpo.resources.gpus, r.grpo.resources.gpus) == (4, 8, 8)
+    assert (r.sft.distributed.strategy, r.reward.distributed.strategy) == ("ddp", "zero3")
+
+
+def test_global_batch_must_split_over_the_processes_resources_give():
+    with pytest.raises(Exception, match=r"multiple of micro_batch_size \(8\) x 16 processes"):
+        load_recipe("qwen2.5-7b", ["grpo.global_batch_size=64", "grpo.resources.gpus=8", "grpo.resources.nodes=2",
+                                   "grpo.micro_batch_size=8"])

@@ -60,7 +60,17 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if parent:
         parent_path = _resolve_path(parent) if not str(parent).endswith((".yaml", ".yml")) else (path.parent / parent)
         raw = _deep_merge(_read_raw(parent_path, seen + (path,)), raw)
-    return raw
+    return _unshared(raw)
+
+
+def _unshared(node):
+    """A copy in which YAML anchors/aliases (`resources: *gpu8`) are separate objects, so `--set sft.resources.gpus=4`
+    changes SFT's resources only (copy.deepcopy would keep the sharing)."""
+    if isinstance(node, dict):
+        return {k: _unshared(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unshared(v) for v in node]
+    return node
 
 
 def apply_override(raw: dict, assignment: str, source: str = "--set") -> None:
