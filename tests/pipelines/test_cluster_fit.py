@@ -25,7 +25,7 @@ def test_every_gpu_step_schedules_on_tainted_gpu_nodes_with_shm_and_scratch(comp
     pipeline, k8s = compiled_7b
     executors = pipeline["deploymentSpec"]["executors"]
     gpu_steps = [n for n, e in executors.items() if "accelerator" in e["container"].get("resources", {})]
-    assert {"exec-sft", "exec-dpo", "exec-grpo", "exec-evaluate", "exec-long-context"} <= set(gpu_steps)
+    assert {"exec-sft", "exec-dpo", "exec-grpo", "exec-evaluate"} <= set(gpu_steps)
     for name in gpu_steps:
         spec = k8s[name]
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in spec["tolerations"]), name
