@@ -88,6 +88,6 @@ if dist.world_size() > 1:
 p = Peak()
 model = io.load_causal_lm(out / "model", distributed=strategy)
 load = p.growth()
-shard = sum(t.numel() * t.element_size() for t in model.parameters())  # this rank's partition
+shard = sum(t.ds_tensor.numel() * t.element_size() for t in model.parameters())  # this rank's partition
 (out / f"rank{dist.rank()}.json").write_text(json.dumps({"build": build, "load": load, "full_bytes": full_bytes,
                                                          "shard_bytes": shard, "world": dist.world_size()}))
