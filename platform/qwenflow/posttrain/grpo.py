@@ -278,6 +278,10 @@ def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
         temperature=spec.temperature,
         beta=spec.beta,
         reward_weights=weights,
+        # Advantages divided by the batch's reward std, not each group's: per-group scaling blew the reward model's
+        # small score differences up to full-size advantages in groups where the verifier's rewards all agreed, and on
+        # the test chain took the verifier's reward 0.43 -> 0.375 while the reward model's rose (reward hacking).
+        scale_rewards="batch",
         lr_scheduler_type="cosine",
         # `<|im_end|>` must stop generation: without it the tiny model's completions ran on to the length limit and
         # the exact-answer verifier scored them 0
