@@ -31,7 +31,7 @@ def test_key_follows_the_stages_section_only(tmp_path):
     base = key()
     assert key("sft.learning_rate=5e-4") != base
     assert key("dpo.learning_rate=5e-4") == base             # another stage's section
-    assert key("sft.resources.gpus=8") == base               # where it runs, not what it computes
+    assert key("sft.resources.memory=64Gi", "sft.resources.gpu_product=NVIDIA-H100-80GB-HBM3") == base  # where it runs
     assert key("sft.enabled=false") == base
 
 
