@@ -1,4 +1,4 @@
-"""Package discovery for the layout DESIGN.md draws (metadata lives in pyproject.toml).
+"""Package discovery for the layout README.md describes (metadata lives in pyproject.toml).
 
 setuptools cannot list packages from several roots mapped into one namespace in pyproject alone,
 so the package list is computed here: everything under platform/qwenflow, plus components/,

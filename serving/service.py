@@ -157,7 +157,7 @@ class QwenflowLLM:
         prompt_ids = await self._off_loop(lambda: self.encoder.encode(body.prompt))
         return await self._generate(body, prompt_ids, body.max_tokens, request, chat=False)
 
-    # ---- helpers (plain methods: calling another api from an api deadlocks, STACK.md) ------------------------
+    # ---- helpers (plain methods: calling another api from an api deadlocks in bentoml 1.4) ------------------------
     async def _off_loop(self, fn):
         """Tokenisation (and grammar compilation) runs in a worker thread: a long prompt never stalls the event
         loop (other requests, /readyz). A text the tokenizer refuses, or a schema the grammar library refuses, is a

@@ -18,7 +18,7 @@ from .quality import QualityScorer
 from .sources import load_source
 
 log = logging.getLogger("qwenflow.data")
-VAL_DOC_CHARS = 20_000  # one huge held-out file would dominate the validation loss (CALIBRATION.md)
+VAL_DOC_CHARS = 20_000  # one huge held-out file would dominate the validation loss (seen when sizing the tiny recipe)
 
 
 class StepTimer:
