@@ -11,6 +11,7 @@ on both engines, on the same input, in one run:
 
     python benchmarks/data_pipeline.py [--mb-per-source 20] [--workers 1 2] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def minhash_baselines(texts: list[str]) -> tuple[float, float, float]:
     for text in texts:
         w = word.findall(text.lower())
         m = MinHash(num_perm=128)
-        m.update_batch([" ".join(w[i:i + 5]).encode() for i in range(max(1, len(w) - 4))])
+        m.update_batch([" ".join(w[i : i + 5]).encode() for i in range(max(1, len(w) - 4))])
     ds = time.perf_counter() - t
     nd = NearDedup()
     t = time.perf_counter()
@@ -60,8 +61,10 @@ def run_one(engine: str, workers: int, mb_per_source: float, out: str) -> dict:
     from qwenflow.data.decontam import Decontaminator, benchmark_texts
     from qwenflow.data.prepare import SCHEMAS, stream_parquet
 
-    spec = load_recipe("tiny", [f"data.max_bytes_per_source={int(mb_per_source * 1e6)}", f"data.workers={workers}",
-                                f"data.engine={engine}"]).data
+    spec = load_recipe(
+        "tiny",
+        [f"data.max_bytes_per_source={int(mb_per_source * 1e6)}", f"data.workers={workers}", f"data.engine={engine}"],
+    ).data
     decon = Decontaminator(benchmark_texts(), spec.decontam_min_tokens, spec.decontam_min_ratio)  # both pay it alike
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,17 +81,28 @@ def run_one(engine: str, workers: int, mb_per_source: float, out: str) -> dict:
 
         corpus = build_corpus_ray(spec, decon, out_dir, say=lambda s: None)
     else:
-        from qwenflow.data.corpus import build_corpus
         import pyarrow as pa
+
+        from qwenflow.data.corpus import build_corpus
 
         corpus = build_corpus(spec, decon, say=lambda s: None)
         for split in ("train", "val"):
-            stream_parquet([pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
-                           out_dir / f"{split}.parquet", SCHEMAS["corpus"])
+            stream_parquet(
+                [pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
+                out_dir / f"{split}.parquet",
+                SCHEMAS["corpus"],
+            )
     seconds = time.perf_counter() - t
-    return {"engine": engine, "workers": workers, "raw_mb": corpus["raw_mb"], "seconds": seconds, "start_s": start_s,
-            "steps": corpus["steps"], "drops": corpus["drops"],
-            "files": {s: sha256_file(out_dir / f"{s}.parquet") for s in ("train", "val")}}
+    return {
+        "engine": engine,
+        "workers": workers,
+        "raw_mb": corpus["raw_mb"],
+        "seconds": seconds,
+        "start_s": start_s,
+        "steps": corpus["steps"],
+        "drops": corpus["drops"],
+        "files": {s: sha256_file(out_dir / f"{s}.parquet") for s in ("train", "val")},
+    }
 
 
 def main():
@@ -111,14 +125,26 @@ def main():
     results = {}
     for engine in ("local", "ray"):
         for w in args.workers:
-            cmd = [sys.executable, __file__, "--mb-per-source", str(args.mb_per_source), "--out",
-                   f"{out}/{engine}-{w}", "--one", engine, str(w)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--mb-per-source",
+                str(args.mb_per_source),
+                "--out",
+                f"{out}/{engine}-{w}",
+                "--one",
+                engine,
+                str(w),
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if res.returncode:
                 raise SystemExit(f"{engine} x{w} failed:\n{res.stderr[-3000:]}")
             results[(engine, w)] = r = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"  {engine:<5} x{w}: {r['raw_mb']:.1f} MB in {r['seconds']:.1f} s"
-                  + (f" (+ {r['start_s']:.1f} s Ray start)" if engine == "ray" else ""), flush=True)
+            print(
+                f"  {engine:<5} x{w}: {r['raw_mb']:.1f} MB in {r['seconds']:.1f} s"
+                + (f" (+ {r['start_s']:.1f} s Ray start)" if engine == "ray" else ""),
+                flush=True,
+            )
 
     ref = results[("local", args.workers[0])]
     same = all(r["files"] == ref["files"] and r["drops"] == ref["drops"] for r in results.values())
@@ -134,24 +160,34 @@ def main():
         for engine in ("local", "ray"):
             a, b = results[(engine, lo)], results[(engine, hi)]
             scale = a["seconds"] / b["seconds"]
-            print(f"{engine} scaling {lo} -> {hi} workers: {scale:.2f}x ({scale / (hi / lo):.0%} of linear, "
-                  f"{scale ** (1 / max(1, (hi - lo))):.2f}x per added worker)")
+            print(
+                f"{engine} scaling {lo} -> {hi} workers: {scale:.2f}x ({scale / (hi / lo):.0%} of linear, "
+                f"{scale ** (1 / max(1, (hi - lo))):.2f}x per added worker)"
+            )
         ray_hi, local_hi = results[("ray", hi)], results[("local", hi)]
-        print(f"ray x{hi} / local x{hi}: {local_hi['seconds'] / ray_hi['seconds']:.2f}x "
-              f"({local_hi['seconds'] / (ray_hi['seconds'] + ray_hi['start_s']):.2f}x with Ray's start-up)")
+        print(
+            f"ray x{hi} / local x{hi}: {local_hi['seconds'] / ray_hi['seconds']:.2f}x "
+            f"({local_hi['seconds'] / (ray_hi['seconds'] + ray_hi['start_s']):.2f}x with Ray's start-up)"
+        )
     print(f"\nper step, seconds ({', '.join(f'{e} x{w}' for e, w in results)}):")
     for step in ref["steps"]:
-        print(f"  {step:<10}" + "".join(f"{r['steps'].get(step, {}).get('seconds', 0):>9.1f}" for r in results.values()))
+        print(
+            f"  {step:<10}" + "".join(f"{r['steps'].get(step, {}).get('seconds', 0):>9.1f}" for r in results.values())
+        )
 
     import pandas as pd
 
     sample = pd.read_parquet(f"{out}/local-{args.workers[0]}/train.parquet")["text"].head(400).tolist()
     mb, ds, ours = minhash_baselines(sample)
-    print(f"\nMinHash signatures on {mb:.1f} MB: datasketch update_batch {mb / ds:.2f} MB/s, ours (numpy) "
-          f"{mb / ours:.2f} MB/s = {ds / ours:.1f}x")
+    print(
+        f"\nMinHash signatures on {mb:.1f} MB: datasketch update_batch {mb / ds:.2f} MB/s, ours (numpy) "
+        f"{mb / ours:.2f} MB/s = {ds / ours:.1f}x"
+    )
     print(f"outputs in {out}")
-    print(f"load average after (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
-          "(above the worker count = contended: figures are slower than on an idle machine)")
+    print(
+        f"load average after (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+        "(above the worker count = contended: figures are slower than on an idle machine)"
+    )
 
 
 if __name__ == "__main__":

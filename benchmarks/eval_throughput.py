@@ -5,6 +5,7 @@ one-request-at-a-time loop, measured in the same run on the same model (target: 
 
 Without --model it builds the tiny recipe's untrained model (speed does not depend on the weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,10 +75,12 @@ def main():
     bench = load_mmlu()
     prefixes, used = mc.mmlu_prompts(bench.items, 5, 0)
     # a few subjects, several questions each: the shape of a real MMLU run (thousands of questions per prefix set)
-    items = [it for it in bench.items if it.id not in used and it.subject in sorted(prefixes)[:4]][:a.questions]
+    items = [it for it in bench.items if it.id not in used and it.subject in sorted(prefixes)[:4]][: a.questions]
     from qwenflow.eval.lm import Request
 
-    reqs = [Request(prefixes[it.subject], mc.mmlu_block(it, False), f" {mc.LETTERS[j]}") for it in items for j in range(4)]
+    reqs = [
+        Request(prefixes[it.subject], mc.mmlu_block(it, False), f" {mc.LETTERS[j]}") for it in items for j in range(4)
+    ]
     t = time.perf_counter()
     fast = lm.loglikelihood(reqs)
     t_fast = time.perf_counter() - t
@@ -85,10 +88,12 @@ def main():
     slow = naive_mmlu(lm, reqs)
     t_slow = time.perf_counter() - t
     err = max(abs(x - y) for x, y in zip(fast, slow))
-    print(f"MMLU 5-shot, {len(items)} questions: batched+cached {len(items) / t_fast:.2f} q/s, "
-          f"naive {len(items) / t_slow:.2f} q/s, speed-up {t_slow / t_fast:.1f}x (max |diff| {err:.1e})")
+    print(
+        f"MMLU 5-shot, {len(items)} questions: batched+cached {len(items) / t_fast:.2f} q/s, "
+        f"naive {len(items) / t_slow:.2f} q/s, speed-up {t_slow / t_fast:.1f}x (max |diff| {err:.1e})"
+    )
 
-    prompts = [it.question[:200] for it in bench.items[:a.prompts]]
+    prompts = [it.question[:200] for it in bench.items[: a.prompts]]
     t = time.perf_counter()
     outs = lm.generate(prompts, a.tokens)
     t_fast = time.perf_counter() - t
@@ -96,8 +101,10 @@ def main():
     made = naive_generate(lm, prompts, a.tokens)
     t_slow = time.perf_counter() - t
     fast_tokens = len(prompts) * a.tokens  # upper bound counted the same way as the naive loop
-    print(f"generation, {len(prompts)} prompts x {a.tokens} tokens: batched+KV cache {fast_tokens / t_fast:.0f} tok/s, "
-          f"naive {made / t_slow:.0f} tok/s, speed-up {t_slow / t_fast:.1f}x ({sum(len(o[0]) for o in outs)} chars)")
+    print(
+        f"generation, {len(prompts)} prompts x {a.tokens} tokens: batched+KV cache {fast_tokens / t_fast:.0f} tok/s, "
+        f"naive {made / t_slow:.0f} tok/s, speed-up {t_slow / t_fast:.1f}x ({sum(len(o[0]) for o in outs)} chars)"
+    )
 
 
 if __name__ == "__main__":

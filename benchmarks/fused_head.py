@@ -7,6 +7,7 @@ processes hits both alike; the median round is printed. The tiny SFT rows are ~2
     python benchmarks/fused_head.py                  # batch 128 x 25 tokens, 4 labelled per row
     python benchmarks/fused_head.py --labelled 25    # every position labelled (pre-training-like): no gain expected
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,13 @@ def main() -> None:
     full, compact = [], []
     for r in range(args.rounds):
         order = [(full, full_switch), (compact, compact_switch)]
-        for acc, switch in (order if r % 2 == 0 else order[::-1]):
+        for acc, switch in order if r % 2 == 0 else order[::-1]:
             acc.append(timed(switch))
     f, c = statistics.median(full), statistics.median(compact)
-    print(f"tiny model, batch {args.batch} x {args.seq_len} tokens, {args.labelled} labelled per row, "
-          f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"tiny model, batch {args.batch} x {args.seq_len} tokens, {args.labelled} labelled per row, "
+        f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds x {args.steps} steps"
+    )
     print(f"TRL default on CPU (every position): {f * 1e3:8.1f} ms/step")
     print(f"compact (labelled positions only)  : {c * 1e3:8.1f} ms/step")
     print(f"speed-up: {f / c:.2f}x   load average: {open('/proc/loadavg').read().split()[0]}")

@@ -7,6 +7,7 @@ step; without it the plain loop alone is measured and the output says so). No ne
     python benchmarks/gpu_check.py                 # from the repo root
     python benchmarks/gpu_check.py --micro-batch 2 --steps 6 --compile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))  # import qwenflow from the checkout, installed or not
 
 # Qwen2.5-0.5B (recipes/qwen2.5-0.5b.yaml), used when the recipe loader's dependencies are not installed here.
-QWEN25_05B = dict(vocab_size=151936, hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
-                  num_key_value_heads=2, intermediate_size=4864, tie_word_embeddings=True,
-                  max_position_embeddings=32768, rms_norm_eps=1e-6)
+QWEN25_05B = dict(
+    vocab_size=151936,
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    tie_word_embeddings=True,
+    max_position_embeddings=32768,
+    rms_norm_eps=1e-6,
+)
 PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16, no sparsity
 
 
@@ -85,8 +94,10 @@ def main() -> None:
     model, flops_per_token, source = build(args.seq_len)
     model = model.cuda()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {n_params / 1e6:.1f}M parameters ({source}); {flops_per_token / 1e9:.3f} GFLOP/token at "
-          f"seq {args.seq_len}")
+    print(
+        f"model: {n_params / 1e6:.1f}M parameters ({source}); {flops_per_token / 1e9:.3f} GFLOP/token at "
+        f"seq {args.seq_len}"
+    )
     if args.compile:
         model = torch.compile(model)
     tokens = args.micro_batch * args.seq_len
@@ -132,8 +143,10 @@ def main() -> None:
     except ImportError as e:
         print(f"platform step NOT measured (missing {e.name}); only the plain loop ran")
 
-    print(f"\nRESULT  seq {args.seq_len} x micro-batch {args.micro_batch} = {tokens} tokens/step, bf16 autocast, "
-          f"peak memory {torch.cuda.max_memory_allocated() / 1024**3:.1f} GiB")
+    print(
+        f"\nRESULT  seq {args.seq_len} x micro-batch {args.micro_batch} = {tokens} tokens/step, bf16 autocast, "
+        f"peak memory {torch.cuda.max_memory_allocated() / 1024**3:.1f} GiB"
+    )
     for label, dt in results.items():
         tps = tokens / dt
         mfu = flops_per_token * tps / peak if peak else math.nan

@@ -8,6 +8,7 @@ costs in accuracy (next-token agreement with dense DCA, and passkey accuracy fro
 
 Each measurement runs in a fresh process so peak memory is its own (CPU: max RSS; GPU: max allocated).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,17 @@ def make_model_dir(shape: str, trained: int, out: Path) -> Path:
 
     hidden, layers, heads, kv, inter = SHAPES[shape]
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=4096, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                         num_key_value_heads=kv, intermediate_size=inter, max_position_embeddings=trained,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6}, tie_word_embeddings=True)
+    config = Qwen2Config(
+        vocab_size=4096,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=inter,
+        max_position_embeddings=trained,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        tie_word_embeddings=True,
+    )
     Qwen2ForCausalLM(config).save_pretrained(out)
     return out
 
@@ -62,8 +71,9 @@ def measure(model_dir: str, setting: str, length: int, dtype: str, repeats: int,
             if i:
                 times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put({"seconds": statistics.median(times), "peak_gib": peak / 2**30,
-               "top1": logits[0].argmax(-1).cpu().tolist()})
+    queue.put(
+        {"seconds": statistics.median(times), "peak_gib": peak / 2**30, "top1": logits[0].argmax(-1).cpu().tolist()}
+    )
 
 
 def run_one(*args) -> dict:
@@ -105,17 +115,32 @@ def main():
             dense, sparse = res["dca"]["top1"], res["sparse"]["top1"]
             agree = sum(a == b for a, b in zip(dense, sparse)) / len(dense)
             for name, r in res.items():
-                rows.append({"length": length, "multiple": m, "attention": name, "seconds": r["seconds"],
-                             "peak_gib": r["peak_gib"]})
+                rows.append(
+                    {
+                        "length": length,
+                        "multiple": m,
+                        "attention": name,
+                        "seconds": r["seconds"],
+                        "peak_gib": r["peak_gib"],
+                    }
+                )
             base = res["standard"]["seconds"]
             print(f"\n{m}x = {length} tokens")
             print(f"{'attention':10s} {'prefill s':>10s} {'vs standard':>12s} {'peak GiB':>9s}")
             for name, r in res.items():
                 print(f"{name:10s} {r['seconds']:10.3f} {base / r['seconds']:11.2f}x {r['peak_gib']:9.2f}")
-            print(f"sparse vs dca: {res['dca']['seconds'] / res['sparse']['seconds']:.2f}x faster; next-token "
-                  f"top-1 agreement with dense DCA over the last quarter: {agree:.1%}")
-            rows.append({"length": length, "sparse_speedup_vs_dca": res["dca"]["seconds"] / res["sparse"]["seconds"],
-                         "sparse_speedup_vs_standard": base / res["sparse"]["seconds"], "top1_agreement": agree})
+            print(
+                f"sparse vs dca: {res['dca']['seconds'] / res['sparse']['seconds']:.2f}x faster; next-token "
+                f"top-1 agreement with dense DCA over the last quarter: {agree:.1%}"
+            )
+            rows.append(
+                {
+                    "length": length,
+                    "sparse_speedup_vs_dca": res["dca"]["seconds"] / res["sparse"]["seconds"],
+                    "sparse_speedup_vs_standard": base / res["sparse"]["seconds"],
+                    "top1_agreement": agree,
+                }
+            )
     if args.passkey_report:
         rep = json.loads(args.passkey_report.read_text())
         print("\npasskey accuracy (mean over depths), from", args.passkey_report)

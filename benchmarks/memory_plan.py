@@ -10,6 +10,7 @@ allocates the optimizer state. Two 0.5B processes use ZeRO-3 (two DDP replicas w
 
 Prints one row per case: estimate, measured, ratio (estimate / measured); the planner aims for 0.75-1.25.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,16 +26,35 @@ sys.path.insert(0, str(ROOT))
 
 MODELS = {
     "tiny": ["model.vocab_size=1024", "tokenizer.vocab_size=1024"],
-    "0.5b": ["model.hidden_size=896", "model.num_layers=24", "model.num_heads=14", "model.num_kv_heads=2",
-             "model.intermediate_size=4864", "model.vocab_size=151936", "model.tie_embeddings=true",
-             "tokenizer.vocab_size=1024"],
+    "0.5b": [
+        "model.hidden_size=896",
+        "model.num_layers=24",
+        "model.num_heads=14",
+        "model.num_kv_heads=2",
+        "model.intermediate_size=4864",
+        "model.vocab_size=151936",
+        "model.tie_embeddings=true",
+        "tokenizer.vocab_size=1024",
+    ],
 }
 STAGE = {
-    "pretrain": lambda m: [f"pretrain.seq_len={256 if m == '0.5b' else 256}", "pretrain.micro_batch_size=2",
-                           "pretrain.global_batch_size=4", "pretrain.max_steps=3", "pretrain.checkpoint_every=1000",
-                           "pretrain.eval_every=1000", "pretrain.compile=false"],
-    "sft": lambda m: ["sft.max_seq_len=256", "sft.micro_batch_size=2", "sft.global_batch_size=4", "sft.max_steps=3",
-                      "sft.packing=true", "sft.checkpoint_every=1000"],
+    "pretrain": lambda m: [
+        f"pretrain.seq_len={256 if m == '0.5b' else 256}",
+        "pretrain.micro_batch_size=2",
+        "pretrain.global_batch_size=4",
+        "pretrain.max_steps=3",
+        "pretrain.checkpoint_every=1000",
+        "pretrain.eval_every=1000",
+        "pretrain.compile=false",
+    ],
+    "sft": lambda m: [
+        "sft.max_seq_len=256",
+        "sft.micro_batch_size=2",
+        "sft.global_batch_size=4",
+        "sft.max_steps=3",
+        "sft.packing=true",
+        "sft.checkpoint_every=1000",
+    ],
 }
 
 
@@ -58,11 +78,16 @@ def prepare(work: Path) -> dict[str, Path]:
     pq.write_table(pa.table({"text": [t for i, t in enumerate(texts) if i % 10]}), corpus / "train.parquet")
     # one short held-out document: pre-training evaluates it at the end, which on CPU would outlast the steps
     pq.write_table(pa.table({"text": [texts[0][:3000]]}), corpus / "val.parquet")
-    chunks = [t[i:i + 600] for t in texts for i in range(0, min(len(t), 6000), 600)][:400]
+    chunks = [t[i : i + 600] for t in texts for i in range(0, min(len(t), 6000), 600)][:400]
     sft = paths["data"] / "sft"
     sft.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"messages": [[{"role": "user", "content": c[:200]}, {"role": "assistant", "content": c[200:]}]
-                               for c in chunks]}).to_parquet(sft / "train.parquet")
+    pd.DataFrame(
+        {
+            "messages": [
+                [{"role": "user", "content": c[:200]}, {"role": "assistant", "content": c[200:]}] for c in chunks
+            ]
+        }
+    ).to_parquet(sft / "train.parquet")
     (work / "ready").write_text("1")
     return paths
 
@@ -72,19 +97,20 @@ def model_dir(work: Path, name: str, tok: Path) -> Path:
     memory is not this process's)."""
     out = work / f"model-{name}"
     if not (out / "config.json").is_file():
-        code = ("import sys; from qwenflow.artifacts import save_model_dir; from qwenflow.models import build_model;"
-                "from qwenflow.recipe import load_recipe; from qwenflow.tokenizer import load_tokenizer;"
-                f"r = load_recipe('tiny', {MODELS[name]!r}); t = load_tokenizer({str(tok)!r});"
-                "m = build_model(r.model, seed=0, eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id);"
-                f"save_model_dir(m, t, {str(out)!r}, recipe=r, lineage={{'stage': 'init'}})")
+        code = (
+            "import sys; from qwenflow.artifacts import save_model_dir; from qwenflow.models import build_model;"
+            "from qwenflow.recipe import load_recipe; from qwenflow.tokenizer import load_tokenizer;"
+            f"r = load_recipe('tiny', {MODELS[name]!r}); t = load_tokenizer({str(tok)!r});"
+            "m = build_model(r.model, seed=0, eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id);"
+            f"save_model_dir(m, t, {str(out)!r}, recipe=r, lineage={{'stage': 'init'}})"
+        )
         subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     return out
 
 
 def measure(cmd: list[str], env: dict) -> float:
     """Peak RSS in GiB of the largest process of the run (GNU time: max ru_maxrss over the process tree)."""
-    r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *cmd], env=env, cwd=ROOT, capture_output=True,
-                       text=True)
+    r = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *cmd], env=env, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} failed:\n{r.stderr[-3000:]}")
     kb = [int(line.split()[1]) for line in r.stderr.splitlines() if line.startswith("MAXRSS_KB")][-1]
@@ -111,8 +137,14 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="memory_plan-"))
     work.mkdir(parents=True, exist_ok=True)
     paths = prepare(work)
-    env = {**os.environ, "QWENFLOW_CPU_BF16": "0", "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-           "QWENFLOW_HOME": str(work / "home"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "QWENFLOW_CPU_BF16": "0",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "QWENFLOW_HOME": str(work / "home"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     rows = []
     print(f"{'model':6} {'stage':9} {'procs':5} {'strategy':8} {'estimate GiB':>12} {'measured GiB':>12} {'ratio':>6}")
     for model in a.only or list(MODELS):
@@ -122,8 +154,19 @@ def main() -> None:
                 strategy = "zero3" if (model == "0.5b" and nproc > 1) else "ddp"
                 out = work / f"out-{model}-{stage}-{nproc}"
                 sets = MODELS[model] + STAGE[stage](model) + [f"{stage}.distributed.strategy={strategy}"]
-                cmd = [sys.executable, "-m", "qwenflow.cli.main", "train", stage, "--data", str(paths["data"]),
-                       "--out", str(out), "--nproc", str(nproc)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "qwenflow.cli.main",
+                    "train",
+                    stage,
+                    "--data",
+                    str(paths["data"]),
+                    "--out",
+                    str(out),
+                    "--nproc",
+                    str(nproc),
+                ]
                 cmd += ["--tokenizer", str(paths["tok"])] if stage == "pretrain" else ["--from", str(start)]
                 cmd += [x for kv in sets for x in ("--set", kv)]
                 subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -134,12 +177,20 @@ def main() -> None:
                     print(f"{model:6} {stage:9} {nproc:5} {strategy:8} {est:12.2f}   failed: {str(e)[-300:]!r}")
                     rows.append({"model": model, "stage": stage, "processes": nproc, "failed": str(e)[-2000:]})
                     continue
-                row = {"model": model, "stage": stage, "processes": nproc, "strategy": strategy,
-                       "estimate_gib": round(est, 3), "measured_gib": round(measured, 3),
-                       "ratio": round(est / measured, 3)}
+                row = {
+                    "model": model,
+                    "stage": stage,
+                    "processes": nproc,
+                    "strategy": strategy,
+                    "estimate_gib": round(est, 3),
+                    "measured_gib": round(measured, 3),
+                    "ratio": round(est / measured, 3),
+                }
                 rows.append(row)
-                print(f"{model:6} {stage:9} {nproc:5} {strategy:8} {est:12.2f} {measured:12.2f} {est / measured:6.2f}",
-                      flush=True)
+                print(
+                    f"{model:6} {stage:9} {nproc:5} {strategy:8} {est:12.2f} {measured:12.2f} {est / measured:6.2f}",
+                    flush=True,
+                )
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
 

@@ -8,6 +8,7 @@ on 2 cores, overhead <= 5% of the total, resumed run <= 30 s.
     python benchmarks/pipeline_overhead.py                 # the full tiny recipe (the README's main job)
     python benchmarks/pipeline_overhead.py --smoke         # cut step counts (as the end-to-end test does)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def main() -> None:
 
     overrides = tuple((SMOKE if a.smoke else []) + a.set)
     run_dir = Path(os.environ["QWENFLOW_HOME"]) / "bench-run"
-    print(f"recipe {a.recipe}{' (smoke)' if a.smoke else ''}; QWENFLOW_HOME={os.environ['QWENFLOW_HOME']}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"recipe {a.recipe}{' (smoke)' if a.smoke else ''}; QWENFLOW_HOME={os.environ['QWENFLOW_HOME']}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+    )
 
     first = run_local(LocalRun(recipe=a.recipe, overrides=overrides, run_dir=run_dir, live=False))
     t0 = time.time()
@@ -48,13 +51,19 @@ def main() -> None:
         if s:
             print(f"{name:<15}{s['status']:>9}{s.get('seconds', 0):>10.1f}")
     share = first.overhead_s / first.wall_s
-    print(f"\ntotal wall time           {first.wall_s:8.1f} s   (target <= 900 s: {'met' if first.wall_s <= 900 else 'MISSED'})")
+    print(
+        f"\ntotal wall time           {first.wall_s:8.1f} s   (target <= 900 s: {'met' if first.wall_s <= 900 else 'MISSED'})"
+    )
     print(f"stages' own compute       {first.stage_seconds:8.1f} s   (baseline)")
-    print(f"orchestration overhead    {first.overhead_s:8.1f} s = {100 * share:.1f}% of wall "
-          f"(target <= 5%: {'met' if share <= 0.05 else 'MISSED'})")
-    print(f"resumed run, no change    {resumed_s:8.1f} s   (target <= 30 s: {'met' if resumed_s <= 30 else 'MISSED'}); "
-          f"{sum(s['status'] == 'cached' for s in again.stages.values())} stages from the cache, "
-          f"overhead per task {again.overhead_s / max(len(again.stages), 1):.2f} s")
+    print(
+        f"orchestration overhead    {first.overhead_s:8.1f} s = {100 * share:.1f}% of wall "
+        f"(target <= 5%: {'met' if share <= 0.05 else 'MISSED'})"
+    )
+    print(
+        f"resumed run, no change    {resumed_s:8.1f} s   (target <= 30 s: {'met' if resumed_s <= 30 else 'MISSED'}); "
+        f"{sum(s['status'] == 'cached' for s in again.stages.values())} stages from the cache, "
+        f"overhead per task {again.overhead_s / max(len(again.stages), 1):.2f} s"
+    )
     print(f"load average at the end   {os.getloadavg()[0]:.1f} (numbers on a shared machine are contended)")
 
 

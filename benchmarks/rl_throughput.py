@@ -10,6 +10,7 @@ match, so the figures compare like with like.
 With no --model, a randomly initialised tiny model (tokenizer trained on stdlib source) is built first; a model
 that has been through SFT is the realistic case (it stops at `<|im_end|>`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,14 @@ def arithmetic_prompts(n: int, seed: int = 0):
     rows = []
     for _ in range(n):
         a, b, op = rng.randint(10, 99), rng.randint(10, 99), rng.choice("+-")
-        rows.append({"prompt": [{"role": "user", "content": f"What is {a} {op} {b}?"}], "task": "arithmetic",
-                     "answer": str(a + b if op == "+" else a - b), "prompt_idx": len(rows)})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"What is {a} {op} {b}?"}],
+                "task": "arithmetic",
+                "answer": str(a + b if op == "+" else a - b),
+                "prompt_idx": len(rows),
+            }
+        )
     return rows
 
 
@@ -59,9 +66,15 @@ def run_one(name: str, trainer_cls, cfg, model_dir: Path, tok, dataset, funcs, t
     trainer.train()
     total = time.perf_counter() - t
     steps = trainer.state.global_step
-    return {"name": name, "steps": steps, "s_per_step": total / steps, "gen_s": trainer.gen_seconds,
-            "train_s": total - trainer.gen_seconds, "tokens": trainer.gen_tokens,
-            "tok_per_s": trainer.gen_tokens / max(trainer.gen_seconds, 1e-9)}
+    return {
+        "name": name,
+        "steps": steps,
+        "s_per_step": total / steps,
+        "gen_s": trainer.gen_seconds,
+        "train_s": total - trainer.gen_seconds,
+        "tokens": trainer.gen_tokens,
+        "tok_per_s": trainer.gen_tokens / max(trainer.gen_seconds, 1e-9),
+    }
 
 
 def main(argv=None) -> int:
@@ -76,7 +89,7 @@ def main(argv=None) -> int:
     from trl import GRPOConfig
 
     from qwenflow.posttrain import common
-    from qwenflow.posttrain.grpo import VarianceTracker, Recorded, _trainer_class, grpo_config
+    from qwenflow.posttrain.grpo import Recorded, VarianceTracker, _trainer_class, grpo_config
     from qwenflow.recipe import load_recipe
     from qwenflow.verifiers.math import math_reward
 
@@ -94,11 +107,18 @@ def main(argv=None) -> int:
             return math_reward(completions, answer)
 
         verifier.__name__ = "verifier"
-        stock = GRPOConfig(output_dir=str(tmp / "stock"), per_device_train_batch_size=spec.micro_batch_size,
-                           gradient_accumulation_steps=spec.global_batch_size // spec.micro_batch_size,
-                           num_generations=spec.num_generations, max_steps=args.steps, report_to=[],
-                           use_cpu=not common.torch.cuda.is_available(), seed=spec.seed, save_strategy="no",
-                           disable_tqdm=True)
+        stock = GRPOConfig(
+            output_dir=str(tmp / "stock"),
+            per_device_train_batch_size=spec.micro_batch_size,
+            gradient_accumulation_steps=spec.global_batch_size // spec.micro_batch_size,
+            num_generations=spec.num_generations,
+            max_steps=args.steps,
+            report_to=[],
+            use_cpu=not common.torch.cuda.is_available(),
+            seed=spec.seed,
+            save_strategy="no",
+            disable_tqdm=True,
+        )
         ours = grpo_config(spec, tmp / "ours", common.stop_token_ids(tok), [1.0])
         ours.disable_tqdm = True
         tracker = VarianceTracker({"verifier": 1.0})
@@ -106,16 +126,22 @@ def main(argv=None) -> int:
             run_one("TRL stock", trainer_cls, stock, model_dir, tok, ds, [verifier]),
             run_one("qwenflow", trainer_cls, ours, model_dir, tok, ds, [Recorded(verifier, tracker)], tracker),
         ]
-    print(f"\nGRPO throughput, {args.steps} steps x {spec.global_batch_size} completions "
-          f"({spec.global_batch_size // spec.num_generations} prompts x {spec.num_generations}), model {model_dir}")
+    print(
+        f"\nGRPO throughput, {args.steps} steps x {spec.global_batch_size} completions "
+        f"({spec.global_batch_size // spec.num_generations} prompts x {spec.num_generations}), model {model_dir}"
+    )
     print(f"{'':10} {'gen tok/s':>10} {'s/step':>8} {'gen s':>8} {'train s':>8} {'gen share':>9} {'tokens':>7}")
     for r in results:
         total = r["gen_s"] + r["train_s"]
-        print(f"{r['name']:10} {r['tok_per_s']:10.1f} {r['s_per_step']:8.2f} {r['gen_s']:8.1f} {r['train_s']:8.1f} "
-              f"{r['gen_s'] / total:9.0%} {r['tokens']:7d}")
+        print(
+            f"{r['name']:10} {r['tok_per_s']:10.1f} {r['s_per_step']:8.2f} {r['gen_s']:8.1f} {r['train_s']:8.1f} "
+            f"{r['gen_s'] / total:9.0%} {r['tokens']:7d}"
+        )
     stock_r, ours_r = results
-    print(f"step time: qwenflow is {stock_r['s_per_step'] / ours_r['s_per_step']:.2f}x stock (target >= 1.0x); "
-          f"generated tokens/s: {ours_r['tok_per_s'] / stock_r['tok_per_s']:.2f}x stock")
+    print(
+        f"step time: qwenflow is {stock_r['s_per_step'] / ours_r['s_per_step']:.2f}x stock (target >= 1.0x); "
+        f"generated tokens/s: {ours_r['tok_per_s'] / stock_r['tok_per_s']:.2f}x stock"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ Each is timed one call at a time and through a pool of --workers threads, as GRP
 
     python benchmarks/sandbox.py [--calls 60] [--workers 2] [--rounds 3] [--old-commit 722d6c0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,15 +29,23 @@ TESTS = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(10, 5) =
 
 
 def bare(code: str, tests: list[str]) -> bool:
-    return subprocess.run([sys.executable, "-I", "-S", "-c", code + "\n" + "\n".join(tests)], capture_output=True,
-                          timeout=10).returncode == 0
+    return (
+        subprocess.run(
+            [sys.executable, "-I", "-S", "-c", code + "\n" + "\n".join(tests)], capture_output=True, timeout=10
+        ).returncode
+        == 0
+    )
 
 
 def load_old(commit: str):
     root = Path(__file__).resolve().parents[1]
     try:
-        src = subprocess.run(["git", "-C", str(root), "show", f"{commit}:platform/qwenflow/verifiers/sandbox.py"],
-                             capture_output=True, text=True, check=True).stdout
+        src = subprocess.run(
+            ["git", "-C", str(root), "show", f"{commit}:platform/qwenflow/verifiers/sandbox.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"audit-hook baseline skipped: cannot read it from git at {commit} ({e})")
         return None
@@ -70,19 +79,20 @@ def main() -> None:
     args = ap.parse_args()
     old = load_old(args.old_commit)
     lim = sandbox.Limits(timeout_s=5.0, cpu_s=5, memory_bytes=512 << 20)
-    ways = {"bare": lambda: bare(CODE, TESTS),
-            "bwrap": lambda: sandbox.run_python(CODE, lim, tests=TESTS).passed}
+    ways = {"bare": lambda: bare(CODE, TESTS), "bwrap": lambda: sandbox.run_python(CODE, lim, tests=TESTS).passed}
     if old is not None:
         old_lim = old.Limits(timeout_s=5.0, cpu_s=5, memory_bytes=512 << 20)
         ways["audit-hook"] = lambda: old.run_python(CODE + "\n" + "\n".join(TESTS), old_lim).passed
-    for fn in ways.values():   # warm-up (imports, page cache, the sandbox's one-time probe)
+    for fn in ways.values():  # warm-up (imports, page cache, the sandbox's one-time probe)
         fn()
     results: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for workers in (1, args.workers):
             for name, fn in ways.items():
                 results.setdefault((name, workers), []).append(rate(fn, args.calls, workers))
-    print(f"{args.calls} calls x {args.rounds} rounds, median calls/s (load average {Path('/proc/loadavg').read_text().split()[0]})")
+    print(
+        f"{args.calls} calls x {args.rounds} rounds, median calls/s (load average {Path('/proc/loadavg').read_text().split()[0]})"
+    )
     for workers in (1, args.workers):
         med = {name: statistics.median(results[(name, workers)]) for name in ways}
         line = ", ".join(f"{n} {v:.1f}" for n, v in med.items())

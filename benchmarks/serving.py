@@ -18,6 +18,7 @@ leaves a core to its event loop is not compared with a baseline slowed by the sa
 A trained model (e.g. the tiny pipeline's SFT/GRPO output) stops at its own <|im_end|>/EOS, so it may generate
 fewer tokens per request than max_tokens; both sides stop on the same tokens, so the comparison stays fair.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,16 @@ import httpx
 
 from qwenflow.serving.launch import start_serve
 
-PROMPTS = ["def fibonacci(n):", "import os\nimport sys\n", "class Stack:\n    def push(self, x):",
-           "for i in range(10):", "The quick brown fox", "# Parse the configuration file\n", "while True:",
-           "try:\n    value = int(text)\nexcept"]
+PROMPTS = [
+    "def fibonacci(n):",
+    "import os\nimport sys\n",
+    "class Stack:\n    def push(self, x):",
+    "for i in range(10):",
+    "The quick brown fox",
+    "# Parse the configuration file\n",
+    "while True:",
+    "try:\n    value = int(text)\nexcept",
+]
 
 
 def tiny_model(out: Path, seed: int = 0) -> Path:
@@ -106,17 +114,26 @@ async def load(url: str, name: str, n: int, concurrency: int, max_tokens: int) -
     lat: list[float] = []
     tokens = errors = 0
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as c:
+
         async def one(i: int):
             nonlocal tokens, errors
             async with sem:
                 s = time.perf_counter()
-                r = await c.post("/v1/completions", json={"model": name, "prompt": PROMPTS[i % len(PROMPTS)],
-                                                          "max_tokens": max_tokens, "temperature": 0})
+                r = await c.post(
+                    "/v1/completions",
+                    json={
+                        "model": name,
+                        "prompt": PROMPTS[i % len(PROMPTS)],
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                    },
+                )
                 lat.append(time.perf_counter() - s)
                 if r.status_code == 200:
                     tokens += r.json()["usage"]["completion_tokens"]
                 else:
                     errors += 1
+
         await one(0)  # warm-up, not counted
         lat.clear()
         tokens = 0
@@ -127,9 +144,15 @@ async def load(url: str, name: str, n: int, concurrency: int, max_tokens: int) -
 
 
 def serve(model_dir: Path, batching: str, tmp: Path, port: int, max_batch: int, ref: str | None = None):
-    env = {**os.environ, "QWENFLOW_MODEL": str(model_dir), "QWENFLOW_BATCHING": batching,
-           "QWENFLOW_SERVED_NAME": "bench", "QWENFLOW_MAX_BATCH_SIZE": str(max_batch),
-           "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {
+        **os.environ,
+        "QWENFLOW_MODEL": str(model_dir),
+        "QWENFLOW_BATCHING": batching,
+        "QWENFLOW_SERVED_NAME": "bench",
+        "QWENFLOW_MAX_BATCH_SIZE": str(max_batch),
+        "BENTOML_HOME": str(tmp / "bentoml_home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
     service = "qwenflow.serving.service:QwenflowLLM"
     if ref:
         service = f"{_ref_package(ref, tmp)}.service:QwenflowLLM"
@@ -145,20 +168,24 @@ def _ref_package(ref: str, tmp: Path) -> str:
     out = tmp / name
     out.mkdir(exist_ok=True)
     root = Path(__file__).resolve().parents[1]
-    files = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", ref, "serving/"], check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "-C", str(root), "ls-tree", "--name-only", ref, "serving/"], check=True, capture_output=True, text=True
+    ).stdout.split()
     for f in files:
         if f.endswith(".py"):
-            text = subprocess.run(["git", "-C", str(root), "show", f"{ref}:{f}"], check=True, capture_output=True,
-                                  text=True).stdout
+            text = subprocess.run(
+                ["git", "-C", str(root), "show", f"{ref}:{f}"], check=True, capture_output=True, text=True
+            ).stdout
             (out / Path(f).name).write_text(text.replace("qwenflow.serving", name))
     (out / "__init__.py").touch()
     return name
 
 
 def row(label: str, r: dict, base: dict) -> str:
-    return (f"{label:<28} {r['tok_s']:>9.1f} {r['tok_s'] / base['tok_s']:>7.2f}x {r['p50'] * 1000:>9.0f} "
-            f"{r['p99'] * 1000:>9.0f} {r.get('errors', 0):>6}")
+    return (
+        f"{label:<28} {r['tok_s']:>9.1f} {r['tok_s'] / base['tok_s']:>7.2f}x {r['p50'] * 1000:>9.0f} "
+        f"{r['p99'] * 1000:>9.0f} {r.get('errors', 0):>6}"
+    )
 
 
 def main() -> int:
@@ -194,8 +221,10 @@ def main() -> int:
                 finally:
                     proc.terminate()
                     proc.wait(30)
-    print(f"\nmodel {a.model or 'tiny (random)'}; max_tokens={a.max_tokens}; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} (contended if above the CPU count)")
+    print(
+        f"\nmodel {a.model or 'tiny (random)'}; max_tokens={a.max_tokens}; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} (contended if above the CPU count)"
+    )
     print(f"{'':<28} {'tok/s':>9} {'vs base':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>6}")
     print(row(f"baseline in-process c=1 ({base['threads']} thr)", base, base))
     for (mode, c), r in before.items():
@@ -208,11 +237,15 @@ def main() -> int:
         speed, tail = r16["tok_s"] / base["tok_s"], r16["p99"] / r1["p50"]
         passed = speed >= 3 and tail < 3
         ok &= passed if mode == "continuous" else True
-        print(f"{mode}: c=16 throughput {speed:.2f}x baseline (target >= 3x); p99(c=16) / p50(c=1) = {tail:.2f} "
-              f"(target < 3): {'PASS' if passed else 'MISS'}")
+        print(
+            f"{mode}: c=16 throughput {speed:.2f}x baseline (target >= 3x); p99(c=16) / p50(c=1) = {tail:.2f} "
+            f"(target < 3): {'PASS' if passed else 'MISS'}"
+        )
     for mode in a.modes.split(",") if before else []:
-        print(f"{mode}: c=16 throughput now / at {a.ref} = {results[mode, 16]['tok_s'] / before[mode, 16]['tok_s']:.2f}; "
-              f"c=1 = {results[mode, 1]['tok_s'] / before[mode, 1]['tok_s']:.2f}")
+        print(
+            f"{mode}: c=16 throughput now / at {a.ref} = {results[mode, 16]['tok_s'] / before[mode, 16]['tok_s']:.2f}; "
+            f"c=1 = {results[mode, 1]['tok_s'] / before[mode, 1]['tok_s']:.2f}"
+        )
     if len(a.modes.split(",")) > 1:
         winner = max(a.modes.split(","), key=lambda m: results[m, 16]["tok_s"])
         print(f"batching winner at c=16: {winner}")

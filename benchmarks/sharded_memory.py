@@ -10,6 +10,7 @@ embedding is 0.28x of the model), and glibc keeps freed blocks, so the peak stay
 are initialised and loaded slice by slice (qwenflow.models.sharded). The load figure reuses the heap the built
 model freed, so read it as an upper bound on new memory, not as the load's footprint.
 """
+
 import gc
 import json
 import sys
@@ -59,16 +60,30 @@ if "--worker" not in sys.argv:
     ap.add_argument("--nproc", type=int, default=2)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}",
-                        __file__, "--worker", tmp], check=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={a.nproc}",
+                __file__,
+                "--worker",
+                tmp,
+            ],
+            check=True,
+            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        )
         for f in sorted(Path(tmp).glob("rank*.json")):
             r = json.loads(f.read_text())
             full = r["full_bytes"]
             for phase in ("build", "load"):
                 g = r[phase]
-                print(f"{f.stem} {phase}: heap peak +{g['anon'] / 1e9:.2f} GB = {g['anon'] / full:.2f}x the "
-                      f"{full / 1e9:.2f} GB model; resident peak {g['total'] / full:.2f}x; afterwards "
-                      f"{g['steady'] / full:.2f}x; partition {r['shard_bytes'] / full:.2f}x")
+                print(
+                    f"{f.stem} {phase}: heap peak +{g['anon'] / 1e9:.2f} GB = {g['anon'] / full:.2f}x the "
+                    f"{full / 1e9:.2f} GB model; resident peak {g['total'] / full:.2f}x; afterwards "
+                    f"{g['steady'] / full:.2f}x; partition {r['shard_bytes'] / full:.2f}x"
+                )
     sys.exit(0)
 out = Path(sys.argv[sys.argv.index("--worker") + 1])
 recipe = load_recipe("qwen2.5-0.5b", ["pretrain.distributed.strategy=zero3"])
@@ -89,5 +104,8 @@ p = Peak()
 model = io.load_causal_lm(out / "model", distributed=strategy)
 load = p.growth()
 shard = sum(t.ds_tensor.numel() * t.element_size() for t in model.parameters())  # this rank's partition
-(out / f"rank{dist.rank()}.json").write_text(json.dumps({"build": build, "load": load, "full_bytes": full_bytes,
-                                                         "shard_bytes": shard, "world": dist.world_size()}))
+(out / f"rank{dist.rank()}.json").write_text(
+    json.dumps(
+        {"build": build, "load": load, "full_bytes": full_bytes, "shard_bytes": shard, "world": dist.world_size()}
+    )
+)

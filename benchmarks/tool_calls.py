@@ -7,6 +7,7 @@ cities), through the official openai client against a real `bentoml serve`, tool
 Prints the share of answers that are a parsed tool call, that call the right function, and that call it with
 exactly the right arguments (no target: the tiny chain's figure goes in the README).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,12 +24,14 @@ from qwenflow.serving.launch import start_serve
 
 
 def measure(base_url: str, name: str, n: int) -> dict:
-    client = openai.OpenAI(base_url=base_url + "/v1", api_key=os.environ.get("QWENFLOW_API_KEY", "unused"),
-                           max_retries=0, timeout=300)
+    client = openai.OpenAI(
+        base_url=base_url + "/v1", api_key=os.environ.get("QWENFLOW_API_KEY", "unused"), max_retries=0, timeout=300
+    )
     calls = right_name = exact = 0
     for p in heldout_tool_prompts(n):
-        r = client.chat.completions.create(model=name, messages=p["messages"], tools=p["tools"], tool_choice="auto",
-                                           max_tokens=64, temperature=0)
+        r = client.chat.completions.create(
+            model=name, messages=p["messages"], tools=p["tools"], tool_choice="auto", max_tokens=64, temperature=0
+        )
         got = r.choices[0].message.tool_calls or []
         calls += bool(got)
         if got and got[0].function.name == p["name"]:
@@ -48,16 +51,23 @@ def main() -> int:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="qwenflow-toolbench-") as t:
         tmp = Path(t)
-        env = {**os.environ, "QWENFLOW_MODEL": a.model, "QWENFLOW_SERVED_NAME": "bench",
-               "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
+        env = {
+            **os.environ,
+            "QWENFLOW_MODEL": a.model,
+            "QWENFLOW_SERVED_NAME": "bench",
+            "BENTOML_HOME": str(tmp / "bentoml_home"),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
         proc, url = start_serve(tmp, env, a.port, tmp / "serve.log", timeout=300)
         try:
             result = measure(url, "bench", a.prompts)
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"model {a.model}: {result['prompts']} held-out tool prompts; tool call {result['tool_call']:.0%}, right "
-          f"function {result['right_function']:.0%}, right function and arguments {result['exact']:.0%}")
+    print(
+        f"model {a.model}: {result['prompts']} held-out tool prompts; tool call {result['tool_call']:.0%}, right "
+        f"function {result['right_function']:.0%}, right function and arguments {result['exact']:.0%}"
+    )
     return 0
 
 

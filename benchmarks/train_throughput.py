@@ -18,6 +18,7 @@ ratio >= 0.95 (the platform adds under 5%) and MFU >= 50% for hidden >= 384.
 max_steps at this size. When compiling, both loops are compiled, a plain eager loop runs too, and the compile time
 (first step minus a steady one) and the steps it takes to pay back are printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,19 @@ def recipe_for(args):
     if args.tiny:
         return load_recipe("tiny")
     heads = max(1, args.hidden // 64)
-    return load_recipe("tiny", [f"model.hidden_size={args.hidden}", f"model.num_layers={args.layers}",
-                                f"model.num_heads={heads}", f"model.num_kv_heads={max(1, heads // 3)}",
-                                f"model.intermediate_size={3 * args.hidden}", f"pretrain.seq_len={args.seq_len}",
-                                f"pretrain.micro_batch_size={args.batch}", f"pretrain.global_batch_size={args.batch}"])
+    return load_recipe(
+        "tiny",
+        [
+            f"model.hidden_size={args.hidden}",
+            f"model.num_layers={args.layers}",
+            f"model.num_heads={heads}",
+            f"model.num_kv_heads={max(1, heads // 3)}",
+            f"model.intermediate_size={3 * args.hidden}",
+            f"pretrain.seq_len={args.seq_len}",
+            f"pretrain.micro_batch_size={args.batch}",
+            f"pretrain.global_batch_size={args.batch}",
+        ],
+    )
 
 
 def main() -> None:
@@ -45,9 +55,15 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--tiny", action="store_true", help="the tiny recipe's pretrain model and batch (ignores the sizes)")
-    ap.add_argument("--compile", choices=["auto", "off", "on"], default="auto",
-                    help="torch.compile both loops; auto = what the engine chooses for a max_steps run of this size")
+    ap.add_argument(
+        "--tiny", action="store_true", help="the tiny recipe's pretrain model and batch (ignores the sizes)"
+    )
+    ap.add_argument(
+        "--compile",
+        choices=["auto", "off", "on"],
+        default="auto",
+        help="torch.compile both loops; auto = what the engine chooses for a max_steps run of this size",
+    )
     ap.add_argument("--steps", type=int, default=3, help="steps per round")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -60,7 +76,12 @@ def main() -> None:
     spec, section = recipe.model, recipe.pretrain
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     hw = probe(section.bf16, device)
-    run_flops = section.max_steps * section.global_batch_size * section.seq_len * model_size(spec, section.seq_len).flops_per_token
+    run_flops = (
+        section.max_steps
+        * section.global_batch_size
+        * section.seq_len
+        * model_size(spec, section.seq_len).flops_per_token
+    )
     compiled, why = compile_decision(section.model_copy(update={"compile": "auto"}), spec.arch, run_flops, hw)
     if args.compile != "auto":
         compiled, why = args.compile == "on", "--compile"
@@ -72,10 +93,12 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, spec.vocab_size, (micro, seq), generator=gen).to(device) for _ in range(accum)]
     shapes = model_gemm_shapes(micro * seq, spec.hidden_size, spec.intermediate_size, spec.vocab_size)
-    print(f"model hidden {spec.hidden_size}, {spec.num_layers} layers, vocab {spec.vocab_size}, "
-          f"{flops_per_token / 1e6:.1f} MFLOP/token; step {accum} x {micro} x {seq} tokens; "
-          f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16 here)'}; torch threads {torch.get_num_threads()}; "
-          f"compile {'on' if compiled else 'off'} ({why})")
+    print(
+        f"model hidden {spec.hidden_size}, {spec.num_layers} layers, vocab {spec.vocab_size}, "
+        f"{flops_per_token / 1e6:.1f} MFLOP/token; step {accum} x {micro} x {seq} tokens; "
+        f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16 here)'}; torch threads {torch.get_num_threads()}; "
+        f"compile {'on' if compiled else 'off'} ({why})"
+    )
 
     def plain_loop(compiled: bool):
         model = build_model(spec, seed=0).to(device)
@@ -91,6 +114,7 @@ def main() -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), section.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
+
         return step
 
     def platform_loop():
@@ -98,6 +122,7 @@ def main() -> None:
 
         def step():
             train_step(p.accelerator, p.model, p.optimizer, p.scheduler, batches, section.grad_clip)
+
         return step
 
     loops = {"plain": plain_loop(compiled), "platform": platform_loop()}
@@ -118,7 +143,7 @@ def main() -> None:
     names = list(loops)
     for r in range(args.rounds):
         peaks.append(gemm_peak(dtype, shapes, seconds=0.2, device=device.type))
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             tps[name].append(tokens * args.steps / timed(loops[name], args.steps))
         ratios.append(tps["platform"][-1] / tps["plain"][-1])
         mfus.append(flops_per_token * tps["platform"][-1] / peaks[-1])
@@ -126,20 +151,30 @@ def main() -> None:
     med = {name: statistics.median(v) for name, v in tps.items()}
     peak = statistics.median(peaks)
     label = " (compiled)" if compiled else ""
-    print(f"(a) plain PyTorch loop{label:11}: {med['plain']:10,.0f} tokens/s   MFU {flops_per_token * med['plain'] / peak:6.1%}")
-    print(f"(b) platform step{label:16}: {med['platform']:10,.0f} tokens/s   MFU {flops_per_token * med['platform'] / peak:6.1%}")
+    print(
+        f"(a) plain PyTorch loop{label:11}: {med['plain']:10,.0f} tokens/s   MFU {flops_per_token * med['plain'] / peak:6.1%}"
+    )
+    print(
+        f"(b) platform step{label:16}: {med['platform']:10,.0f} tokens/s   MFU {flops_per_token * med['platform'] / peak:6.1%}"
+    )
     if "plain eager" in med:
-        print(f"    plain loop, eager           : {med['plain eager']:10,.0f} tokens/s   "
-              f"compile gain {med['plain'] / med['plain eager'] - 1:+.1%}")
+        print(
+            f"    plain loop, eager           : {med['plain eager']:10,.0f} tokens/s   "
+            f"compile gain {med['plain'] / med['plain eager'] - 1:+.1%}"
+        )
         for name in ("plain", "platform"):
             steady = tokens / med[name]
             gain = tokens / med["plain eager"] - steady
             pay = f"pays back after {(first[name] - steady) / gain:,.0f} steps" if gain > 0 else "never pays back"
             print(f"    compile time ({name:8}): {first[name] - steady:6.1f} s   {pay}")
-    print(f"(c) GEMM peak ({str(dtype).removeprefix('torch.')}, best of {len(shapes)} shapes incl. the model's): "
-          f"median {peak / 1e9:,.1f} GFLOP/s, best {max(peaks) / 1e9:,.1f} over {args.rounds} rounds")
-    print(f"ratio b/a: {statistics.median(ratios):.3f} (target >= 0.95)   MFU of b: {statistics.median(mfus):.1%} "
-          f"(target >= 50%; {flops_per_token * med['platform'] / max(peaks):.1%} against the best peak)")
+    print(
+        f"(c) GEMM peak ({str(dtype).removeprefix('torch.')}, best of {len(shapes)} shapes incl. the model's): "
+        f"median {peak / 1e9:,.1f} GFLOP/s, best {max(peaks) / 1e9:,.1f} over {args.rounds} rounds"
+    )
+    print(
+        f"ratio b/a: {statistics.median(ratios):.3f} (target >= 0.95)   MFU of b: {statistics.median(mfus):.1%} "
+        f"(target >= 50%; {flops_per_token * med['platform'] / max(peaks):.1%} against the best peak)"
+    )
 
 
 if __name__ == "__main__":

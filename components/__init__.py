@@ -4,6 +4,7 @@ Each file holds a plain function whose body imports qwenflow and calls the core 
 `qwenflow.orchestration.stage.run_stage` (docs/stages.md). `component(name, image)` turns it into a KFP component
 on the recipe's base image; `COMPONENTS` lists them in pipeline order.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,9 +14,25 @@ from kfp import dsl
 DEFAULT_BASE_IMAGE = "ghcr.io/qwenflow/train:0.1.0"
 
 COMPONENTS = (
-    "start_run", "prepare_data", "validate_data", "tokenizer", "pretrain", "long_context", "sft", "reward_model",
-    "dpo", "grpo", "evaluate", "gate", "register", "build_bento", "deploy", "finish_run",
-    "scaling_prepare", "scaling_point", "scaling_fit",  # the scaling-law sweep (pipelines/scaling_sweep.py)
+    "start_run",
+    "prepare_data",
+    "validate_data",
+    "tokenizer",
+    "pretrain",
+    "long_context",
+    "sft",
+    "reward_model",
+    "dpo",
+    "grpo",
+    "evaluate",
+    "gate",
+    "register",
+    "build_bento",
+    "deploy",
+    "finish_run",
+    "scaling_prepare",
+    "scaling_point",
+    "scaling_fit",  # the scaling-law sweep (pipelines/scaling_sweep.py)
 )
 
 

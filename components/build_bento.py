@@ -1,8 +1,14 @@
 from kfp.dsl import Artifact, Input, Markdown, Output
 
 
-def build_bento(recipe: Input[Artifact], model_uri: str, parent_run_id: str, kfp_run_id: str,
-                record: Output[Artifact], summary: Output[Markdown]) -> str:
+def build_bento(
+    recipe: Input[Artifact],
+    model_uri: str,
+    parent_run_id: str,
+    kfp_run_id: str,
+    record: Output[Artifact],
+    summary: Output[Markdown],
+) -> str:
     """Build the BentoML Bento (OpenAI-compatible service) with the registered model inside.
 
     Args:
@@ -19,7 +25,13 @@ def build_bento(recipe: Input[Artifact], model_uri: str, parent_run_id: str, kfp
     from qwenflow.orchestration.stage import run_stage
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("build-bento", recipe_path=recipe.path, inputs={"model_uri": model_uri}, output=record.path,
-                       parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "build-bento",
+        recipe_path=recipe.path,
+        inputs={"model_uri": model_uri},
+        output=record.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     publish("build-bento", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
     return result["bento"]

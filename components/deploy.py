@@ -1,8 +1,15 @@
 from kfp.dsl import Artifact, Input, Markdown, Output
 
 
-def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: str, kfp_run_id: str,
-           release: Output[Artifact], summary: Output[Markdown]):
+def deploy(
+    recipe: Input[Artifact],
+    model_uri: str,
+    bento: str,
+    parent_run_id: str,
+    kfp_run_id: str,
+    release: Output[Artifact],
+    summary: Output[Markdown],
+):
     """Deploy the registered model: Helm values for its service (image, GPU resources, model source), checked
     against the chart's schema, and the `helm upgrade --install` command that releases it.
 
@@ -18,6 +25,12 @@ def deploy(recipe: Input[Artifact], model_uri: str, bento: str, parent_run_id: s
     from qwenflow.orchestration.stage import run_stage
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("deploy", recipe_path=recipe.path, inputs={"model_uri": model_uri, "bento": bento},
-                       output=release.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "deploy",
+        recipe_path=recipe.path,
+        inputs={"model_uri": model_uri, "bento": bento},
+        output=release.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     publish("deploy", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

@@ -1,9 +1,17 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def dpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], reward_model: Input[Model],
-        parent_run_id: str, kfp_run_id: str, dpo_model: Output[Model],
-        metrics: Output[Metrics], summary: Output[Markdown]):
+def dpo(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    reward_model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    dpo_model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Offline RL: DPO on rejection-sampled pairs with the Online Merging Optimizer. Switched off, passes the
     model on.
 
@@ -23,8 +31,20 @@ def dpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], rewa
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(dpo_model, "dpo", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("dpo", recipe_path=recipe.path,
-                       inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("dpo", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=out)
+    result = run_stage(
+        "dpo",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "dpo",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=out,
+    )

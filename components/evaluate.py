@@ -1,9 +1,16 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def evaluate(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], parent_run_id: str,
-             kfp_run_id: str, report: Output[Artifact], scores: Output[Metrics],
-             summary: Output[Markdown]):
+def evaluate(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    report: Output[Artifact],
+    scores: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Evaluate the final model on the held-out verifiable tasks and real benchmarks of the recipe's suite.
 
     Args:
@@ -21,9 +28,21 @@ def evaluate(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model],
     from qwenflow.pipelines.artifact_refs import input_dir
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("evaluate", recipe_path=recipe.path, inputs={"data": input_dir(data), "model": input_dir(model)},
-                       output=report.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "evaluate",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model)},
+        output=report.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     for name, value in flat_scores(result).items():
         scores.log_metric(name, value)
-    publish("evaluate", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary,
-            extra=flat_scores(result))
+    publish(
+        "evaluate",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        markdown=summary,
+        extra=flat_scores(result),
+    )

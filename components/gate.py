@@ -1,8 +1,14 @@
 from kfp.dsl import Artifact, Input, Markdown, Output
 
 
-def gate(recipe: Input[Artifact], report: Input[Artifact], parent_run_id: str, kfp_run_id: str,
-         verdict: Output[Artifact], summary: Output[Markdown]) -> bool:
+def gate(
+    recipe: Input[Artifact],
+    report: Input[Artifact],
+    parent_run_id: str,
+    kfp_run_id: str,
+    verdict: Output[Artifact],
+    summary: Output[Markdown],
+) -> bool:
     """Check the evaluation against the recipe's quality gates; registration and deployment run only if it passes.
 
     Args:
@@ -20,12 +26,20 @@ def gate(recipe: Input[Artifact], report: Input[Artifact], parent_run_id: str, k
     from qwenflow.orchestration.stage import run_stage
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("gate", recipe_path=recipe.path, inputs={"report": report.path}, output=verdict.path,
-                       parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "gate",
+        recipe_path=recipe.path,
+        inputs={"report": report.path},
+        output=verdict.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     print("\n".join(result["reasons"]))
     publish("gate", result, recipe_path=recipe.path, parent_run_id=parent_run_id)
     from pathlib import Path
 
-    Path(summary.path).write_text(f"### gate: {'PASSED' if result['passed'] else 'FAILED'}\n\n"
-                                  + "".join(f"- {r}\n" for r in result["reasons"]), encoding="utf-8")
+    Path(summary.path).write_text(
+        f"### gate: {'PASSED' if result['passed'] else 'FAILED'}\n\n" + "".join(f"- {r}\n" for r in result["reasons"]),
+        encoding="utf-8",
+    )
     return bool(result["passed"])

@@ -1,9 +1,17 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def grpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], reward_model: Input[Model],
-         parent_run_id: str, kfp_run_id: str, grpo_model: Output[Model],
-         metrics: Output[Metrics], summary: Output[Markdown]):
+def grpo(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    reward_model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    grpo_model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Online RL: GRPO with verifier rewards (and the reward model when trained). Switched off, passes the model on.
 
     Args:
@@ -22,8 +30,20 @@ def grpo(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], rew
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(grpo_model, "grpo", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("grpo", recipe_path=recipe.path,
-                       inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("grpo", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=out)
+    result = run_stage(
+        "grpo",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "grpo",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=out,
+    )

@@ -1,9 +1,16 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def long_context(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], parent_run_id: str, kfp_run_id: str,
-                 long_model: Output[Model],
-                 metrics: Output[Metrics], summary: Output[Markdown]):
+def long_context(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    long_model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Extend the context: raise the RoPE base (ABF) and train on long sequences, progressively when the
     recipe lists several lengths; writes the YaRN option into the config. Switched off, passes the model on.
 
@@ -21,9 +28,23 @@ def long_context(recipe: Input[Artifact], data: Input[Dataset], model: Input[Mod
     from qwenflow.pipelines.artifact_refs import input_dir, output_dir
     from qwenflow.tracking.stage_report import publish
 
-    out = output_dir(long_model, "long-context", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("long-context", recipe_path=recipe.path,
-                       inputs={"data": input_dir(data), "model": input_dir(model)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("long-context", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=out)
+    out = output_dir(
+        long_model, "long-context", kfp_run_id
+    )  # on the cluster: the shared PVC, the artifact holds a reference
+    result = run_stage(
+        "long-context",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "long-context",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=out,
+    )

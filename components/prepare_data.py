@@ -1,8 +1,9 @@
-from kfp.dsl import Artifact, Dataset, Markdown, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 
-def prepare_data(recipe: Input[Artifact], parent_run_id: str, kfp_run_id: str, data: Output[Dataset],
-                 summary: Output[Markdown]):
+def prepare_data(
+    recipe: Input[Artifact], parent_run_id: str, kfp_run_id: str, data: Output[Dataset], summary: Output[Markdown]
+):
     """Build the datasets from the recipe's real sources: clean, deduplicate, mix domains, decontaminate, and write
     corpus/, sft/, rl/, preferences/ and eval/ (Parquet + manifest.json each).
 
@@ -20,7 +21,13 @@ def prepare_data(recipe: Input[Artifact], parent_run_id: str, kfp_run_id: str, d
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(data, "prepare-data", kfp_run_id)
-    result = run_stage("prepare-data", recipe_path=recipe.path, inputs={}, output=out,
-                       parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "prepare-data",
+        recipe_path=recipe.path,
+        inputs={},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     os.environ["QWENFLOW_DATA_DIR"] = out  # its MLflow run lists the datasets it wrote as inputs
     publish("prepare-data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

@@ -1,9 +1,16 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def pretrain(recipe: Input[Artifact], data: Input[Dataset], tokenizer_dir: Input[Artifact], parent_run_id: str,
-             kfp_run_id: str, model: Output[Model],
-             metrics: Output[Metrics], summary: Output[Markdown]):
+def pretrain(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    tokenizer_dir: Input[Artifact],
+    parent_run_id: str,
+    kfp_run_id: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Pre-train the Qwen2.5-shaped model on the packed corpus (resumes from its last checkpoint; more than one
     node runs as a Kubeflow PyTorchJob with torchrun + DeepSpeed).
 
@@ -22,7 +29,20 @@ def pretrain(recipe: Input[Artifact], data: Input[Dataset], tokenizer_dir: Input
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(model, "pretrain", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("pretrain", recipe_path=recipe.path, inputs={"data": input_dir(data), "tokenizer": input_dir(tokenizer_dir)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("pretrain", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=out)
+    result = run_stage(
+        "pretrain",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "tokenizer": input_dir(tokenizer_dir)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "pretrain",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=out,
+    )

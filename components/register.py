@@ -1,8 +1,15 @@
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 
-def register(recipe: Input[Artifact], model: Input[Model], report: Input[Artifact], parent_run_id: str,
-             kfp_run_id: str, record: Output[Artifact], summary: Output[Markdown]) -> str:
+def register(
+    recipe: Input[Artifact],
+    model: Input[Model],
+    report: Input[Artifact],
+    parent_run_id: str,
+    kfp_run_id: str,
+    record: Output[Artifact],
+    summary: Output[Markdown],
+) -> str:
     """Register the evaluated model in the MLflow model registry with its report and lineage; alias `challenger`.
 
     Args:
@@ -21,7 +28,13 @@ def register(recipe: Input[Artifact], model: Input[Model], report: Input[Artifac
     from qwenflow.pipelines.artifact_refs import input_dir
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("register", recipe_path=recipe.path, inputs={"model": input_dir(model), "report": report.path},
-                       output=record.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "register",
+        recipe_path=recipe.path,
+        inputs={"model": input_dir(model), "report": report.path},
+        output=record.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     publish("register", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
     return result["uri"]

@@ -1,9 +1,16 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def reward_model(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], parent_run_id: str, kfp_run_id: str,
-                 reward_model: Output[Model],
-                 metrics: Output[Metrics], summary: Output[Markdown]):
+def reward_model(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    reward_model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Train the reward model (a sequence classifier on preference pairs) from the SFT model; reports
     held-out pairwise accuracy. Switched off, GRPO uses its verifiers only.
 
@@ -21,9 +28,23 @@ def reward_model(recipe: Input[Artifact], data: Input[Dataset], model: Input[Mod
     from qwenflow.pipelines.artifact_refs import input_dir, output_dir
     from qwenflow.tracking.stage_report import publish
 
-    out = output_dir(reward_model, "reward", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("reward", recipe_path=recipe.path,
-                       inputs={"data": input_dir(data), "model": input_dir(model)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("reward", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=None)
+    out = output_dir(
+        reward_model, "reward", kfp_run_id
+    )  # on the cluster: the shared PVC, the artifact holds a reference
+    result = run_stage(
+        "reward",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "reward",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=None,
+    )

@@ -1,9 +1,16 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def sft(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], parent_run_id: str, kfp_run_id: str,
-        sft_model: Output[Model],
-        metrics: Output[Metrics], summary: Output[Markdown]):
+def sft(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    model: Input[Model],
+    parent_run_id: str,
+    kfp_run_id: str,
+    sft_model: Output[Model],
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+):
     """Supervised fine-tuning on the chat data with loss on assistant tokens only (TRL SFTTrainer); reports
     exact match on held-out verifiable tasks before and after. Switched off, passes the model on.
 
@@ -22,8 +29,20 @@ def sft(recipe: Input[Artifact], data: Input[Dataset], model: Input[Model], pare
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(sft_model, "sft", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage("sft", recipe_path=recipe.path,
-                       inputs={"data": input_dir(data), "model": input_dir(model)},
-                       output=out, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
-    publish("sft", result, recipe_path=recipe.path, parent_run_id=parent_run_id, metrics=metrics,
-            markdown=summary, model_dir=out)
+    result = run_stage(
+        "sft",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data), "model": input_dir(model)},
+        output=out,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
+    publish(
+        "sft",
+        result,
+        recipe_path=recipe.path,
+        parent_run_id=parent_run_id,
+        metrics=metrics,
+        markdown=summary,
+        model_dir=out,
+    )

@@ -1,9 +1,22 @@
 from kfp.dsl import Artifact, Output
 
 
-def start_run(recipe_name: str, overrides: list, model_size: str, data_sources: list, pretrain: bool,
-              long_context: bool, sft: bool, reward: bool, dpo: bool, grpo: bool, deploy: bool, kfp_run_id: str,
-              recipe: Output[Artifact], compiled_for: str = "") -> str:
+def start_run(
+    recipe_name: str,
+    overrides: list,
+    model_size: str,
+    data_sources: list,
+    pretrain: bool,
+    long_context: bool,
+    sft: bool,
+    reward: bool,
+    dpo: bool,
+    grpo: bool,
+    deploy: bool,
+    kfp_run_id: str,
+    recipe: Output[Artifact],
+    compiled_for: str = "",
+) -> str:
     """Resolve the recipe for this run and open the MLflow parent run every stage nests under.
 
     Args:
@@ -29,8 +42,15 @@ def start_run(recipe_name: str, overrides: list, model_size: str, data_sources: 
     from qwenflow.orchestration.start import resolve_recipe, start_pipeline
     from qwenflow.pipelines.compiled_guard import check
 
-    switches = {"pretrain": pretrain, "long_context": long_context, "sft": sft, "reward": reward, "dpo": dpo,
-                "grpo": grpo, "deploy": deploy}
+    switches = {
+        "pretrain": pretrain,
+        "long_context": long_context,
+        "sft": sft,
+        "reward": reward,
+        "dpo": dpo,
+        "grpo": grpo,
+        "deploy": deploy,
+    }
     resolved = resolve_recipe(recipe_name, overrides, model_size, data_sources, switches)
     check(resolved, compiled_for)
     return start_pipeline(resolved, recipe.path, kfp_run_id)

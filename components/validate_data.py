@@ -1,8 +1,15 @@
-from kfp.dsl import Artifact, Dataset, HTML, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 
-def validate_data(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: str, kfp_run_id: str,
-                  report: Output[Artifact], data_docs: Output[HTML], summary: Output[Markdown]):
+def validate_data(
+    recipe: Input[Artifact],
+    data: Input[Dataset],
+    parent_run_id: str,
+    kfp_run_id: str,
+    report: Output[Artifact],
+    data_docs: Output[HTML],
+    summary: Output[Markdown],
+):
     """Check every dataset against its contract with Great Expectations; stop the pipeline with a readable report
     when one breaks it.
 
@@ -20,7 +27,13 @@ def validate_data(recipe: Input[Artifact], data: Input[Dataset], parent_run_id: 
     from qwenflow.pipelines.data_docs import render
     from qwenflow.tracking.stage_report import publish
 
-    result = run_stage("validate-data", recipe_path=recipe.path, inputs={"data": input_dir(data)},
-                       output=report.path, parent_run_id=parent_run_id, kfp_run_id=kfp_run_id)
+    result = run_stage(
+        "validate-data",
+        recipe_path=recipe.path,
+        inputs={"data": input_dir(data)},
+        output=report.path,
+        parent_run_id=parent_run_id,
+        kfp_run_id=kfp_run_id,
+    )
     render(report.path, data_docs.path)
     publish("validate-data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

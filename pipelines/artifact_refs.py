@@ -4,6 +4,7 @@ per stage (a 7B model is ~15 GB) and the next stage reads the PVC directly. Loca
 directory in the artifact itself.
 
 The cluster is recognised by QWENFLOW_PVC_MOUNT, which pipelines/kubernetes.py sets on every step."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,9 @@ def input_dir(artifact) -> str:
     if ref.is_file():
         target = json.loads(ref.read_text(encoding="utf-8"))["path"]
         if not Path(target).exists():
-            raise FileNotFoundError(f"{artifact.name}: the referenced directory {target} is not on this pod's shared "
-                                    f"volume; mount the same PVC at {Path(target).parents[3]}")
+            raise FileNotFoundError(
+                f"{artifact.name}: the referenced directory {target} is not on this pod's shared "
+                f"volume; mount the same PVC at {Path(target).parents[3]}"
+            )
         return target
     return artifact.path

@@ -2,6 +2,7 @@
 compiled with, so a run whose UI parameters (model_size, overrides) change the model or any stage's resources
 would run a different model on the wrong pods (a 72B on a 7B's nodes runs out of memory hours in). start-run
 compares the resolved recipe with what was compiled and stops the run at once, naming the difference."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ TRAINING = ("data", "pretrain", "long_context", "sft", "reward", "dpo", "grpo", 
 
 def fingerprint(recipe) -> str:
     """What the compiled resources depend on: the model section and every stage's resources."""
-    doc = {"recipe": recipe.name, "model": recipe.model.model_dump(mode="json"),
-           "resources": {s: getattr(recipe, s).resources.model_dump(mode="json") for s in TRAINING}}
+    doc = {
+        "recipe": recipe.name,
+        "model": recipe.model.model_dump(mode="json"),
+        "resources": {s: getattr(recipe, s).resources.model_dump(mode="json") for s in TRAINING},
+    }
     return json.dumps(doc, sort_keys=True)
 
 
@@ -35,6 +39,8 @@ def check(recipe, compiled: str) -> None:
     diff = _diff({k: want[k] for k in ("model", "resources")}, {k: have[k] for k in ("model", "resources")})
     if diff:
         field, was, now = diff
-        raise ValueError(f"this pipeline was compiled for recipe '{want['recipe']}' ({field} = {was}), but the run's "
-                         f"parameters make it {now}: its pods were sized for the compiled model; recompile with "
-                         f"`qwenflow compile --recipe <recipe> --set ...` and upload that pipeline instead")
+        raise ValueError(
+            f"this pipeline was compiled for recipe '{want['recipe']}' ({field} = {was}), but the run's "
+            f"parameters make it {now}: its pods were sized for the compiled model; recompile with "
+            f"`qwenflow compile --recipe <recipe> --set ...` and upload that pipeline instead"
+        )

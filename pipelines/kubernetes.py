@@ -3,32 +3,35 @@ node selectors, tolerations, the shared PVC, MLflow credentials from a Secret, t
 also tolerates the GPU taint, gets a RAM-backed /dev/shm (NCCL and DataLoader workers), and every step a scratch
 volume whose size is requested from the cluster (a generic ephemeral volume: KFP v2 has no ephemeral-storage
 resource field). The stage cache lives on the shared PVC, so a rerun on the cluster skips unchanged stages."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from kfp import kubernetes
 
-from qwenflow.recipe.base import Resources
 from qwenflow.orchestration.policy import step_policy
+from qwenflow.recipe.base import Resources
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    pvc: str = "qwenflow-work"                 # ReadWriteMany volume shared by every stage (datasets, checkpoints)
+    pvc: str = "qwenflow-work"  # ReadWriteMany volume shared by every stage (datasets, checkpoints)
     mount_path: str = "/mnt/qwenflow"
     mlflow_secret: str = "mlflow-credentials"  # keys below become env vars in every step
-    secret_keys: dict[str, str] = field(default_factory=lambda: {
-        "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
-        "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-        "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
-    })
+    secret_keys: dict[str, str] = field(
+        default_factory=lambda: {
+            "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
+            "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+        }
+    )
     image: str = ""
-    stage_cache: bool = True                   # content-keyed stage cache on the PVC (qwenflow.orchestration.cache)
-    scratch_gpu: str = "200Gi"                 # scratch space requested per GPU step (HF/Triton caches, shards)
-    scratch: str = "20Gi"                      # ... per CPU step
-    scratch_storage_class: str | None = None   # None: the cluster's default StorageClass
-    shm_size: str = "64Gi"                     # /dev/shm per GPU step (NCCL buffers, DataLoader workers)
+    stage_cache: bool = True  # content-keyed stage cache on the PVC (qwenflow.orchestration.cache)
+    scratch_gpu: str = "200Gi"  # scratch space requested per GPU step (HF/Triton caches, shards)
+    scratch: str = "20Gi"  # ... per CPU step
+    scratch_storage_class: str | None = None  # None: the cluster's default StorageClass
+    shm_size: str = "64Gi"  # /dev/shm per GPU step (NCCL buffers, DataLoader workers)
 
 
 # The service account pipeline steps run as (infra/k8s/base/rbac/pipeline-steps.yaml). KFP v2 sets it per run,
@@ -55,11 +58,17 @@ def apply(task, res: Resources, cluster: ClusterSettings):
             kubernetes.add_toleration(task, key=GPU_TAINT, operator="Exists", effect="NoSchedule")
         if not res.gpu_product and not res.node_selector:  # the GPU Feature Discovery label every GPU node has
             kubernetes.add_node_selector(task, "nvidia.com/gpu.present", "true")
-        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                                   size_limit=cluster.shm_size)
-    kubernetes.add_ephemeral_volume(task, volume_name="scratch", mount_path="/scratch", access_modes=["ReadWriteOnce"],
-                                    size=cluster.scratch_gpu if res.gpus else cluster.scratch,
-                                    storage_class_name=cluster.scratch_storage_class)
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=cluster.shm_size
+        )
+    kubernetes.add_ephemeral_volume(
+        task,
+        volume_name="scratch",
+        mount_path="/scratch",
+        access_modes=["ReadWriteOnce"],
+        size=cluster.scratch_gpu if res.gpus else cluster.scratch,
+        storage_class_name=cluster.scratch_storage_class,
+    )
     task.set_env_variable("TMPDIR", "/scratch")
     task.set_env_variable("HF_HOME", "/scratch/hf")
     kubernetes.mount_pvc(task, pvc_name=cluster.pvc, mount_path=cluster.mount_path)

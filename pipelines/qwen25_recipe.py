@@ -12,26 +12,51 @@ the recipe's values as the defaults of the parameters a user edits in the Kubefl
 from kfp import dsl
 
 from qwenflow.components import component
+from qwenflow.pipelines.compiled_guard import fingerprint
+from qwenflow.pipelines.kubernetes import (
+    ClusterSettings,
+    apply,
+)  # absolute: `kfp dsl compile --py` imports this file alone
 from qwenflow.recipe import Recipe, load_recipe
 from qwenflow.recipe.base import Resources
-
-from qwenflow.pipelines.compiled_guard import fingerprint
-from qwenflow.pipelines.kubernetes import ClusterSettings, apply  # absolute: `kfp dsl compile --py` imports this file alone
 
 PIPELINE_NAME = "qwen25-recipe"
 LIGHT = Resources(cpu="1", memory="4Gi")  # bookkeeping steps: run parent, gate, registry, Helm values
 
 
-def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubernetes: bool = True,
-                   cluster: ClusterSettings | None = None):
+def build_pipeline(
+    recipe: Recipe,
+    overrides: list[str] | None = None,
+    *,
+    kubernetes: bool = True,
+    cluster: ClusterSettings | None = None,
+):
     """The pipeline function for `recipe` (loaded with `overrides`, which also become the UI default)."""
     image = recipe.base_image
     cluster = cluster or ClusterSettings(image=image)
     if not cluster.image:
         cluster = ClusterSettings(**{**cluster.__dict__, "image": image})
-    op = {name: component(name, image) for name in (
-        "start_run", "prepare_data", "validate_data", "tokenizer", "pretrain", "long_context", "sft", "reward_model",
-        "dpo", "grpo", "evaluate", "gate", "register", "build_bento", "deploy", "finish_run")}
+    op = {
+        name: component(name, image)
+        for name in (
+            "start_run",
+            "prepare_data",
+            "validate_data",
+            "tokenizer",
+            "pretrain",
+            "long_context",
+            "sft",
+            "reward_model",
+            "dpo",
+            "grpo",
+            "evaluate",
+            "gate",
+            "register",
+            "build_bento",
+            "deploy",
+            "finish_run",
+        )
+    }
 
     def k8s(task, resources, name):
         if resources.nodes > 1:
@@ -43,9 +68,12 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
 
     default_overrides = list(overrides or [])
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=f"Qwen2.5 recipe end to end, compiled from recipe '{recipe.name}': "
-                  "data -> tokenizer -> pre-training -> long context -> SFT -> reward -> DPO -> GRPO -> eval -> gate "
-                  "-> registry -> Bento -> deploy, tracked in MLflow.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=f"Qwen2.5 recipe end to end, compiled from recipe '{recipe.name}': "
+        "data -> tokenizer -> pre-training -> long context -> SFT -> reward -> DPO -> GRPO -> eval -> gate "
+        "-> registry -> Bento -> deploy, tracked in MLflow.",
+    )
     def qwen25_recipe(
         recipe_name: str = recipe.name,
         overrides: list = default_overrides,
@@ -79,29 +107,63 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
         finish = op["finish_run"](kfp_run_id=run_id)
         k8s(finish, LIGHT, "finish-run")
         with dsl.ExitHandler(finish, name="qwen25-recipe-stages"):
-            start = k8s(op["start_run"](
-                recipe_name=recipe_name, overrides=overrides, model_size=model_size, data_sources=data_sources,
-                pretrain=pretrain, long_context=long_context, sft=sft, reward=reward, dpo=dpo, grpo=grpo,
-                deploy=deploy, kfp_run_id=run_id, compiled_for=fingerprint(recipe) if kubernetes else ""),
-                LIGHT, "start-run")
+            start = k8s(
+                op["start_run"](
+                    recipe_name=recipe_name,
+                    overrides=overrides,
+                    model_size=model_size,
+                    data_sources=data_sources,
+                    pretrain=pretrain,
+                    long_context=long_context,
+                    sft=sft,
+                    reward=reward,
+                    dpo=dpo,
+                    grpo=grpo,
+                    deploy=deploy,
+                    kfp_run_id=run_id,
+                    compiled_for=fingerprint(recipe) if kubernetes else "",
+                ),
+                LIGHT,
+                "start-run",
+            )
             common = dict(recipe=start.outputs["recipe"], parent_run_id=start.outputs["Output"], kfp_run_id=run_id)
 
             data = k8s(op["prepare_data"](**common), recipe.data.resources, "prepare-data")
             dataset = data.outputs["data"]
             valid = k8s(op["validate_data"](data=dataset, **common), recipe.data.resources, "validate-data")
             tok = k8s(op["tokenizer"](data=dataset, **common), recipe.data.resources, "tokenizer").after(valid)
-            base = k8s(op["pretrain"](data=dataset, tokenizer_dir=tok.outputs["tokenizer_dir"], **common),
-                       recipe.pretrain.resources, "pretrain")
-            longc = k8s(op["long_context"](data=dataset, model=base.outputs["model"], **common),
-                        recipe.long_context.resources, "long-context")
-            sft_t = k8s(op["sft"](data=dataset, model=longc.outputs["long_model"], **common),
-                        recipe.sft.resources, "sft")
-            rm = k8s(op["reward_model"](data=dataset, model=sft_t.outputs["sft_model"], **common),
-                     recipe.reward.resources, "reward")
-            dpo_t = k8s(op["dpo"](data=dataset, model=sft_t.outputs["sft_model"],
-                                  reward_model=rm.outputs["reward_model"], **common), recipe.dpo.resources, "dpo")
-            grpo_t = k8s(op["grpo"](data=dataset, model=dpo_t.outputs["dpo_model"],
-                                    reward_model=rm.outputs["reward_model"], **common), recipe.grpo.resources, "grpo")
+            base = k8s(
+                op["pretrain"](data=dataset, tokenizer_dir=tok.outputs["tokenizer_dir"], **common),
+                recipe.pretrain.resources,
+                "pretrain",
+            )
+            longc = k8s(
+                op["long_context"](data=dataset, model=base.outputs["model"], **common),
+                recipe.long_context.resources,
+                "long-context",
+            )
+            sft_t = k8s(
+                op["sft"](data=dataset, model=longc.outputs["long_model"], **common), recipe.sft.resources, "sft"
+            )
+            rm = k8s(
+                op["reward_model"](data=dataset, model=sft_t.outputs["sft_model"], **common),
+                recipe.reward.resources,
+                "reward",
+            )
+            dpo_t = k8s(
+                op["dpo"](
+                    data=dataset, model=sft_t.outputs["sft_model"], reward_model=rm.outputs["reward_model"], **common
+                ),
+                recipe.dpo.resources,
+                "dpo",
+            )
+            grpo_t = k8s(
+                op["grpo"](
+                    data=dataset, model=dpo_t.outputs["dpo_model"], reward_model=rm.outputs["reward_model"], **common
+                ),
+                recipe.grpo.resources,
+                "grpo",
+            )
             final = grpo_t.outputs["grpo_model"]
             ev = k8s(op["evaluate"](data=dataset, model=final, **common), recipe.eval.resources, "evaluate")
             gate = k8s(op["gate"](report=ev.outputs["report"], **common), LIGHT, "gate")
@@ -109,16 +171,23 @@ def build_pipeline(recipe: Recipe, overrides: list[str] | None = None, *, kubern
             # nested conditions here). The `deploy` switch is applied inside the recipe and the deploy stage honours it.
             with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
                 reg = k8s(op["register"](model=final, report=ev.outputs["report"], **common), LIGHT, "register")
-                bento = k8s(op["build_bento"](model_uri=reg.outputs["Output"], **common),
-                            recipe.deploy.resources.model_copy(update={"gpus": 0}), "build-bento")
-                k8s(op["deploy"](model_uri=reg.outputs["Output"], bento=bento.outputs["Output"], **common),
-                    LIGHT, "deploy")
+                bento = k8s(
+                    op["build_bento"](model_uri=reg.outputs["Output"], **common),
+                    recipe.deploy.resources.model_copy(update={"gpus": 0}),
+                    "build-bento",
+                )
+                k8s(
+                    op["deploy"](model_uri=reg.outputs["Output"], bento=bento.outputs["Output"], **common),
+                    LIGHT,
+                    "deploy",
+                )
 
     return qwen25_recipe
 
 
-def compile_pipeline(recipe_name: str, out_path: str, overrides: list[str] | None = None,
-                     cluster: ClusterSettings | None = None) -> str:
+def compile_pipeline(
+    recipe_name: str, out_path: str, overrides: list[str] | None = None, cluster: ClusterSettings | None = None
+) -> str:
     """Write the pipeline YAML for a recipe (what you upload in the Kubeflow UI)."""
     from kfp import compiler
 

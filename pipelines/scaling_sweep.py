@@ -13,13 +13,22 @@ PIPELINE_NAME = "scaling-sweep"
 POINT = Resources(cpu="4", memory="16Gi", gpus=1, gpu_type="nvidia.com/gpu", retries=2)
 
 
-def build_pipeline(image: str = DEFAULT_BASE_IMAGE, *, kubernetes: bool = True, parallelism: int = 8,
-                   point_resources: Resources = POINT, cluster: ClusterSettings | None = None):
+def build_pipeline(
+    image: str = DEFAULT_BASE_IMAGE,
+    *,
+    kubernetes: bool = True,
+    parallelism: int = 8,
+    point_resources: Resources = POINT,
+    cluster: ClusterSettings | None = None,
+):
     cluster = cluster or ClusterSettings(image=image)
     prepare, point, fit = (component(n, image) for n in ("scaling_prepare", "scaling_point", "scaling_fit"))
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Scaling-law sweep: short pre-training runs over a model ladder x "
-                  "data sizes x learning rates x batch sizes, then fitted LR/batch/loss laws in MLflow.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Scaling-law sweep: short pre-training runs over a model ladder x "
+        "data sizes x learning rates x batch sizes, then fitted LR/batch/loss laws in MLflow.",
+    )
     def scaling_sweep(grid: str = "tiny", models: list = [], sweep_filter: str = ""):
         """Sweep a grid and fit the laws.
 
@@ -30,8 +39,9 @@ def build_pipeline(image: str = DEFAULT_BASE_IMAGE, *, kubernetes: bool = True, 
         """
         prep = prepare(grid=grid, models=models).set_display_name("scaling-prepare")
         with dsl.ParallelFor(prep.outputs["Output"], parallelism=parallelism) as key:
-            p = point(grid=grid, point_key=key, data=prep.outputs["data"],
-                      tokenizer_dir=prep.outputs["tokenizer_dir"]).set_display_name("scaling-point")
+            p = point(
+                grid=grid, point_key=key, data=prep.outputs["data"], tokenizer_dir=prep.outputs["tokenizer_dir"]
+            ).set_display_name("scaling-point")
             p.set_caching_options(False)  # reuse is decided by MLflow (points from any machine), not by KFP
             if kubernetes:
                 apply(p, point_resources, cluster)

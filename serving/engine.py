@@ -10,18 +10,20 @@ Isolation: whatever one request brings (a cancellation, sampling values at the e
 dead-ends, a callback that raises) ends that request's rows alone; the rest of the batch decodes on. Only a failed
 forward pass of the whole batch fails every row in it (a prefill that fails is retried one request at a time).
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import DynamicCache
 
-GREEDY_BELOW = 1e-5        # temperatures under this are argmax (a smaller divisor overflows float32 logits)
+GREEDY_BELOW = 1e-5  # temperatures under this are argmax (a smaller divisor overflows float32 logits)
 SEED_MASK = (1 << 64) - 1  # torch generators take seeds in [0, 2**64)
 
 
@@ -33,14 +35,14 @@ class GenRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
-    n: int = 1                        # choices sampled from one prefill (choice j is seeded seed + j)
-    presence_penalty: float = 0.0     # OpenAI's: subtracted once from every token already generated
-    frequency_penalty: float = 0.0    # ... and this times how often it was generated
+    n: int = 1  # choices sampled from one prefill (choice j is seeded seed + j)
+    presence_penalty: float = 0.0  # OpenAI's: subtracted once from every token already generated
+    frequency_penalty: float = 0.0  # ... and this times how often it was generated
     logit_bias: dict[int, float] | None = None
-    logprobs: int | None = None       # None: off; k >= 0: the chosen token's log-prob and the top k
-    matcher: Any = None               # an llguidance LLMatcher constraining the output (copied per choice)
-    stream: bool = True               # False: no "text" events, the whole text comes with "done"
-    cancelled: bool = False           # set when the client goes away; its rows leave the batch at the next step
+    logprobs: int | None = None  # None: off; k >= 0: the chosen token's log-prob and the top k
+    matcher: Any = None  # an llguidance LLMatcher constraining the output (copied per choice)
+    stream: bool = True  # False: no "text" events, the whole text comes with "done"
+    cancelled: bool = False  # set when the client goes away; its rows leave the batch at the next step
     # on_event(kind, index, payload) per choice `index`: "text" -> (text, logprobs or None), "done" -> (finish,
     # usage, text or None, logprobs or None), "error" -> message. Called on the engine thread.
     on_event: Callable[[str, int, object], None] = lambda kind, index, payload: None
@@ -51,15 +53,15 @@ class _Row:
     req: GenRequest
     index: int
     generator: torch.Generator | None
-    length: int                      # real tokens in the cache for this row (prompt + generated so far)
+    length: int  # real tokens in the cache for this row (prompt + generated so far)
     matcher: Any = None
     out_ids: list[int] = field(default_factory=list)
-    text: str = ""                   # decoded text so far (up to a stop string)
-    sent: int = 0                    # characters of `text` already emitted
-    prefix: int = 0                  # incremental detokenisation offsets (out_ids[prefix:read] gave the last text)
+    text: str = ""  # decoded text so far (up to a stop string)
+    sent: int = 0  # characters of `text` already emitted
+    prefix: int = 0  # incremental detokenisation offsets (out_ids[prefix:read] gave the last text)
     read: int = 0
-    counts: torch.Tensor | None = None   # generated-token counts, for penalties
-    bias: tuple | None = None            # logit_bias as (ids, values) tensors
+    counts: torch.Tensor | None = None  # generated-token counts, for penalties
+    bias: tuple | None = None  # logit_bias as (ids, values) tensors
     logprobs: list = field(default_factory=list)  # (token, logprob, [(token, logprob), ...]) not yet emitted
     done: bool = False
 
@@ -71,8 +73,14 @@ class _Row:
     def plain(self) -> bool:
         """Argmax of the raw logits is this row's whole step (decided once for the batched fast path)."""
         r = self.req
-        return (self.greedy and self.matcher is None and r.logprobs is None and not r.logit_bias
-                and not r.presence_penalty and not r.frequency_penalty)
+        return (
+            self.greedy
+            and self.matcher is None
+            and r.logprobs is None
+            and not r.logit_bias
+            and not r.presence_penalty
+            and not r.frequency_penalty
+        )
 
 
 class Engine:
@@ -214,8 +222,8 @@ class Engine:
         ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(reqs), width), dtype=torch.long)
         for i, r in enumerate(reqs):
-            ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-            mask[i, width - len(r.prompt_ids):] = 1
+            ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[i, width - len(r.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
@@ -264,8 +272,7 @@ class Engine:
         last = torch.tensor([[r.out_ids[-1]] for r in self.rows], device=self.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], 1)
         pos = torch.tensor([[r.length] for r in self.rows], device=self.device)
-        out = self.model(input_ids=last, attention_mask=self.mask, position_ids=pos, cache=self.cache,
-                         use_cache=True)
+        out = self.model(input_ids=last, attention_mask=self.mask, position_ids=pos, cache=self.cache, use_cache=True)
         for r in self.rows:
             r.length += 1
         self.steps += 1
@@ -297,8 +304,10 @@ class Engine:
         lg = raw.clone() if (r.logit_bias or r.presence_penalty or r.frequency_penalty or row.matcher) else raw
         if r.logit_bias:
             if row.bias is None:
-                row.bias = (torch.tensor(list(r.logit_bias), dtype=torch.long, device=lg.device),
-                            torch.tensor(list(r.logit_bias.values()), dtype=torch.float32, device=lg.device))
+                row.bias = (
+                    torch.tensor(list(r.logit_bias), dtype=torch.long, device=lg.device),
+                    torch.tensor(list(r.logit_bias.values()), dtype=torch.float32, device=lg.device),
+                )
             lg[row.bias[0]] += row.bias[1]
         if (r.presence_penalty or r.frequency_penalty) and row.counts is not None:
             lg -= r.frequency_penalty * row.counts + r.presence_penalty * (row.counts > 0).float()
@@ -321,8 +330,13 @@ class Engine:
         if r.logprobs is not None:
             lp = torch.log_softmax(raw, dim=-1)  # the model's own distribution, before any processing
             top = lp.topk(r.logprobs) if r.logprobs else None
-            row.logprobs.append((token, float(lp[token]),
-                                 list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else []))
+            row.logprobs.append(
+                (
+                    token,
+                    float(lp[token]),
+                    list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else [],
+                )
+            )
         if r.presence_penalty or r.frequency_penalty:
             if row.counts is None:
                 row.counts = torch.zeros(raw.shape[-1], device=raw.device)
@@ -367,7 +381,7 @@ class Engine:
             self._detokenize(row, final=True, end=len(row.out_ids) - (token in self.eos_ids))
         hold = 0 if finish else _held_back(row.text, r.stop)
         if r.stream and len(row.text) - hold > row.sent:
-            delta = row.text[row.sent:len(row.text) - hold]
+            delta = row.text[row.sent : len(row.text) - hold]
             row.sent = len(row.text) - hold
             lps, row.logprobs = (row.logprobs, []) if r.logprobs is not None else (None, row.logprobs)
             r.on_event("text", row.index, (delta, lps))
@@ -384,10 +398,12 @@ class Engine:
         if final and row.read >= len(ids):
             return
         hidden = self.hidden
-        before = self.tok.decode([i for i in ids[row.prefix:row.read] if i not in hidden]) if row.read > row.prefix else ""
-        now = self.tok.decode([i for i in ids[row.prefix:] if i not in hidden])
+        before = (
+            self.tok.decode([i for i in ids[row.prefix : row.read] if i not in hidden]) if row.read > row.prefix else ""
+        )
+        now = self.tok.decode([i for i in ids[row.prefix :] if i not in hidden])
         if len(now) > len(before) and (final or not now.endswith("\ufffd")):
-            row.text += now[len(before):]
+            row.text += now[len(before) :]
             row.prefix, row.read = row.read, len(ids)
 
     def _drop_finished(self) -> None:

@@ -6,6 +6,7 @@ The key comes from QWENFLOW_API_KEY or the file named by QWENFLOW_API_KEY_FILE (
 clients send `Authorization: Bearer KEY` as the openai client does. With neither set the API is open (local use):
 the service logs a warning at start-up.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -55,8 +56,13 @@ class ApiKeyMiddleware:
         auth = dict(scope.get("headers") or []).get(b"authorization", b"")
         scheme, _, given = auth.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.key):
-            return await _send_error(send, 401, "missing or incorrect API key: send the header "
-                                     "'Authorization: Bearer <key>'", "invalid_api_key", scope.get("path", ""))
+            return await _send_error(
+                send,
+                401,
+                "missing or incorrect API key: send the header 'Authorization: Bearer <key>'",
+                "invalid_api_key",
+                scope.get("path", ""),
+            )
         return await self.app(scope, receive, send)
 
 
@@ -71,8 +77,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        too_big = (f"request body is larger than this server's limit of {self.limit} bytes "
-                   "(QWENFLOW_MAX_BODY_BYTES); send a shorter prompt")
+        too_big = (
+            f"request body is larger than this server's limit of {self.limit} bytes "
+            "(QWENFLOW_MAX_BODY_BYTES); send a shorter prompt"
+        )
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await _send_error(send, 413, too_big, "request_too_large", path)

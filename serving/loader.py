@@ -1,4 +1,5 @@
 """Load a model for serving with its per-deployment switches: YaRN rope scaling and the attention implementation."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,12 @@ def yarn_settings(model_dir: Path, config) -> dict | None:
         factor = (yaml.safe_load(recipe.read_text()) or {}).get("long_context", {}).get("yarn_factor")
     if not factor or float(factor) <= 1:
         return None
-    return {**rope, "rope_type": "yarn", "factor": float(factor),
-            "original_max_position_embeddings": int(config.max_position_embeddings)}
+    return {
+        **rope,
+        "rope_type": "yarn",
+        "factor": float(factor),
+        "original_max_position_embeddings": int(config.max_position_embeddings),
+    }
 
 
 def register_attention(name: str) -> None:
@@ -42,8 +47,10 @@ def register_attention(name: str) -> None:
     from qwenflow import longctx
 
     if not hasattr(longctx, "register_attention"):
-        raise ValueError(f"attention={name!r} needs qwenflow.longctx.register_attention, which this build lacks; "
-                         "deploy with attention=sdpa")
+        raise ValueError(
+            f"attention={name!r} needs qwenflow.longctx.register_attention, which this build lacks; "
+            "deploy with attention=sdpa"
+        )
     longctx.register_attention(name)
 
 
@@ -53,8 +60,14 @@ def batch_limit(attention: str, requested: int) -> int:
     return 1 if attention in LONGCTX_ATTENTION else requested
 
 
-def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", device: str | None = None,
-         dtype: str = "auto") -> Loaded:
+def load(
+    model_dir: str | Path,
+    *,
+    yarn: bool = False,
+    attention: str = "sdpa",
+    device: str | None = None,
+    dtype: str = "auto",
+) -> Loaded:
     import torch
     from transformers import AutoConfig
 
@@ -64,8 +77,10 @@ def load(model_dir: str | Path, *, yarn: bool = False, attention: str = "sdpa", 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     scaling = yarn_settings(model_dir, config) if yarn else None
     if yarn and scaling is None:
-        raise ValueError(f"{model_dir}: yarn=true but the model carries no YaRN option (config rope_parameters or "
-                         "long_context.yarn_factor in its recipe); deploy with yarn=false")
+        raise ValueError(
+            f"{model_dir}: yarn=true but the model carries no YaRN option (config rope_parameters or "
+            "long_context.yarn_factor in its recipe); deploy with yarn=false"
+        )
     if scaling:
         orig = int(scaling.get("original_max_position_embeddings") or config.max_position_embeddings)
         config.rope_parameters = {**scaling, "original_max_position_embeddings": orig}
@@ -103,8 +118,10 @@ def check_model_dir(model_dir: str | Path) -> None:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError, OSError) as e:
-        raise ValueError(f"{model_dir.name}: config.json does not describe a causal LM this server can run "
-                         f"({str(e).splitlines()[0][:160]})") from None
+        raise ValueError(
+            f"{model_dir.name}: config.json does not describe a causal LM this server can run "
+            f"({str(e).splitlines()[0][:160]})"
+        ) from None
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise ValueError(f"{model_dir.name}: no *.safetensors weights (only safetensors are served)")
@@ -114,14 +131,18 @@ def check_model_dir(model_dir: str | Path) -> None:
             with safe_open(str(f), "pt") as st:
                 found |= set(st.keys())
         except Exception as e:
-            raise ValueError(f"{model_dir.name}/{f.name}: unreadable weights ({str(e).splitlines()[0][:160]}); "
-                             "the file is truncated or corrupt") from None
+            raise ValueError(
+                f"{model_dir.name}/{f.name}: unreadable weights ({str(e).splitlines()[0][:160]}); "
+                "the file is truncated or corrupt"
+            ) from None
     expected = set(model.state_dict())
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     missing, unexpected = sorted(expected - found - tied), sorted(found - expected)
     if missing or unexpected:
-        raise ValueError(f"{model_dir.name}: the weights do not fit the {config.model_type} architecture "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{model_dir.name}: the weights do not fit the {config.model_type} architecture "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     from qwenflow.tokenizer import load_tokenizer
 
     try:

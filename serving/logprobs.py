@@ -4,6 +4,7 @@ and the legacy completions object (tokens, token_logprobs, top_logprobs, text_of
 A token's bytes come from the byte-level BPE alphabet (GPT-2's byte <-> printable-character table, which
 Qwen2.5's tokenizer uses), so a token holding part of a UTF-8 character still reports its exact bytes.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -11,7 +12,9 @@ from functools import lru_cache
 
 def _byte_alphabet() -> dict[str, int]:
     """GPT-2's table: printable characters stand for the 256 byte values in byte-level BPE token strings."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, n = {}, 0
     for b in range(256):
         if b in keep:
@@ -45,8 +48,16 @@ class LogprobFormat:
         out = []
         for token_id, lp, top in entries:
             text, raw = self.token(token_id)
-            out.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": [
-                {"token": self.token(t)[0], "logprob": v, "bytes": self.token(t)[1]} for t, v in top]})
+            out.append(
+                {
+                    "token": text,
+                    "logprob": lp,
+                    "bytes": raw,
+                    "top_logprobs": [
+                        {"token": self.token(t)[0], "logprob": v, "bytes": self.token(t)[1]} for t, v in top
+                    ],
+                }
+            )
         return {"content": out}
 
     def legacy(self, entries: list) -> dict:
@@ -56,6 +67,9 @@ class LogprobFormat:
             tokens.append(text)
             offsets.append(at)
             at += len(text)
-        return {"tokens": tokens, "token_logprobs": [lp for _, lp, _ in entries],
-                "top_logprobs": [{self.token(t)[0]: v for t, v in top} for _, _, top in entries],
-                "text_offset": offsets}
+        return {
+            "tokens": tokens,
+            "token_logprobs": [lp for _, lp, _ in entries],
+            "top_logprobs": [{self.token(t)[0]: v for t, v in top} for _, _, top in entries],
+            "text_offset": offsets,
+        }

@@ -6,6 +6,7 @@ open a system one. Each such occurrence is swapped for a sentinel before the tem
 text is tokenised piece by piece: the template's text as usual, each sentinel as its original characters with
 special-token matching off. A request without control-token text tokenises exactly as the whole rendered string.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,6 +37,7 @@ class ChatEncoder:
                 def swap(m: re.Match) -> str:
                     found.append(m.group(0))
                     return f"\ue000{nonce}{len(found) - 1}\ue001"
+
                 return self._controls.sub(swap, value)
             if isinstance(value, dict):
                 return {k: protect(v) for k, v in value.items()}
@@ -45,8 +47,9 @@ class ChatEncoder:
 
         safe_messages, safe_tools = protect(messages), protect(tools) if tools else None
         try:
-            text = self.tok.apply_chat_template(safe_messages, tools=safe_tools, tokenize=False,
-                                                add_generation_prompt=True)
+            text = self.tok.apply_chat_template(
+                safe_messages, tools=safe_tools, tokenize=False, add_generation_prompt=True
+            )
             if not found:
                 return text, self.encode(text)
             ids: list[int] = []
@@ -59,8 +62,9 @@ class ChatEncoder:
         except PromptError:
             raise
         except Exception as e:  # the template or the tokenizer refused the text
-            raise PromptError(f"the messages could not be tokenized ({type(e).__name__}: {str(e)[:120]}); "
-                              "send valid UTF-8 text") from None
+            raise PromptError(
+                f"the messages could not be tokenized ({type(e).__name__}: {str(e)[:120]}); send valid UTF-8 text"
+            ) from None
         shown = re.sub(f"\ue000{nonce}(\\d+)\ue001", lambda m: found[int(m.group(1))], text)
         return shown, ids
 
@@ -68,5 +72,6 @@ class ChatEncoder:
         try:
             return self.tok(text, add_special_tokens=False).input_ids
         except Exception as e:
-            raise PromptError(f"the prompt could not be tokenized ({type(e).__name__}: {str(e)[:120]}); "
-                              "send valid UTF-8 text") from None
+            raise PromptError(
+                f"the prompt could not be tokenized ({type(e).__name__}: {str(e)[:120]}); send valid UTF-8 text"
+            ) from None

@@ -1,4 +1,5 @@
 """The OpenAI request shapes this server accepts (strict: an unknown field is a 400, as the OpenAI API does)."""
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,9 @@ class Message(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
-    tool_calls: list[ToolCallIn] | None = None   # assistant turns that called tools
-    tool_call_id: str | None = None              # tool turns: which call this result answers
-    refusal: str | None = None                   # what the openai client echoes back with an assistant message
+    tool_calls: list[ToolCallIn] | None = None  # assistant turns that called tools
+    tool_call_id: str | None = None  # tool turns: which call this result answers
+    refusal: str | None = None  # what the openai client echoes back with an assistant message
     function_call: None = None
     audio: None = None
     annotations: list | None = None
@@ -59,8 +60,14 @@ class Message(_Strict):
         """The dict the chat template renders (developer is system, tool-call arguments as objects)."""
         out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
         if self.tool_calls:
-            out["tool_calls"] = [{"id": c.id, "type": "function", "function": {
-                "name": c.function.name, "arguments": json.loads(c.function.arguments)}} for c in self.tool_calls]
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": json.loads(c.function.arguments)},
+                }
+                for c in self.tool_calls
+            ]
         if self.tool_call_id:
             out["tool_call_id"] = self.tool_call_id
         return out
@@ -122,7 +129,9 @@ class StreamOptions(_Strict):
 
 class _Sampling(_Strict):
     model: str
-    max_tokens: int | None = Field(None, ge=1, description="Completion tokens; at most the deployment's max_tokens_limit")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Completion tokens; at most the deployment's max_tokens_limit"
+    )
     temperature: float = Field(1.0, ge=0, le=2, description="Below 1e-5 the engine picks the argmax (greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="However small, the most likely token is always kept")
     stop: str | list[str] | None = None
@@ -165,8 +174,9 @@ class ChatRequest(_Sampling):
     @classmethod
     def _last_not_assistant(cls, v):
         if v[-1].role == "assistant":
-            raise ValueError("the last message must not be the assistant's (continuing an assistant message is not "
-                             "supported)")
+            raise ValueError(
+                "the last message must not be the assistant's (continuing an assistant message is not supported)"
+            )
         return v
 
     @model_validator(mode="after")
@@ -217,6 +227,7 @@ def now() -> int:
     return int(time.time())
 
 
-def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict:
+def error_body(
+    message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -4,6 +4,7 @@ Run: QWENFLOW_MODEL=path/or/models:/NAME@champion bentoml serve qwenflow.serving
 Settings come from QWENFLOW_* env vars (see settings.py; the API key from QWENFLOW_API_KEY or
 QWENFLOW_API_KEY_FILE, see guard.py); /readyz, /livez and /metrics are BentoML's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,11 @@ async def _bad_request(request: Request, exc: RequestValidationError):
             where, msg = "body", f"not valid JSON at character {e['loc'][-1]} ({e.get('ctx', {}).get('error', '')})"
         problems.append(f"{where}: {msg}")
     first = exc.errors()[0] if exc.errors() else {}
-    param = None if first.get("type") == "json_invalid" else (
-        ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None)
+    param = (
+        None
+        if first.get("type") == "json_invalid"
+        else (".".join(str(p) for p in first.get("loc", ()) if p != "body") or None)
+    )
     return _error(request, 400, "invalid request: " + "; ".join(problems), param)
 
 
@@ -108,16 +112,30 @@ class QwenflowLLM:
         self.lineage = public_lineage(model_info(model_dir))
         batch = batch_limit(self.settings.attention, self.settings.max_batch_size)
         if batch < self.settings.max_batch_size:
-            log.warning("attention=%s decodes one sequence at a time (it ignores padding masks)", self.settings.attention)
-        self.engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=batch,
-                             continuous=self.settings.batching == "continuous", join_after=self.settings.join_after)
+            log.warning(
+                "attention=%s decodes one sequence at a time (it ignores padding masks)", self.settings.attention
+            )
+        self.engine = Engine(
+            loaded.model,
+            loaded.tokenizer,
+            max_batch_size=batch,
+            continuous=self.settings.batching == "continuous",
+            join_after=self.settings.join_after,
+        )
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qwenflow-tokenize")
         self.grammars = None  # llguidance's view of the vocabulary, built on the first constrained request
         self.logprob_format = LogprobFormat(loaded.tokenizer)
         self.created = now()
-        log.info("serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s, %d torch threads)",
-                 self.settings.served_name, model_dir, self.context_limit, bool(loaded.yarn), self.settings.attention,
-                 self.settings.batching, torch.get_num_threads())
+        log.info(
+            "serving %s from %s (context %d, yarn=%s, attention=%s, batching=%s, %d torch threads)",
+            self.settings.served_name,
+            model_dir,
+            self.context_limit,
+            bool(loaded.yarn),
+            self.settings.attention,
+            self.settings.batching,
+            torch.get_num_threads(),
+        )
 
     def __is_ready__(self) -> bool:
         return self.engine._thread.is_alive()
@@ -133,9 +151,19 @@ class QwenflowLLM:
     # ---- routes -------------------------------------------------------------------------------------------
     @app.get("/models")
     async def models(self):
-        return {"object": "list", "data": [{
-            "id": self.settings.served_name, "object": "model", "created": self.created, "owned_by": "qwenflow",
-            "max_model_len": self.context_limit, "lineage": self.lineage}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.settings.served_name,
+                    "object": "model",
+                    "created": self.created,
+                    "owned_by": "qwenflow",
+                    "max_model_len": self.context_limit,
+                    "lineage": self.lineage,
+                }
+            ],
+        }
 
     @app.post("/chat/completions")
     async def chat_completions(self, body: ChatRequest, request: Request):
@@ -147,6 +175,7 @@ class QwenflowLLM:
         def prepare():  # in a worker thread: template, tokenizer and grammar compilation
             ids = self.encoder.render(messages, tools)[1]
             return ids, self._matcher(body, mode, tools)
+
         prompt_ids, matcher = await self._off_loop(prepare)
         max_tokens = body.max_completion_tokens or body.max_tokens
         return await self._generate(body, prompt_ids, max_tokens, request, chat=True, matcher=matcher, tool_mode=mode)
@@ -181,8 +210,11 @@ class QwenflowLLM:
         else:
             param = "tool_choice"
             grammar = lambda: tool_grammars.tool_call_grammar(  # noqa: E731
-                tools, self.tokenizer, only=None if mode == "required" else mode,
-                parallel=body.parallel_tool_calls and mode == "required")
+                tools,
+                self.tokenizer,
+                only=None if mode == "required" else mode,
+                parallel=body.parallel_tool_calls and mode == "required",
+            )
         try:
             if self.grammars is None:
                 self.grammars = tool_grammars.Grammars(self.tokenizer, self.engine.vocab_size)
@@ -192,33 +224,56 @@ class QwenflowLLM:
 
     def _check_model(self, body) -> None:
         if body.model != self.settings.served_name:
-            raise ApiError(404, f"model {body.model!r} is not served here; this server serves "
-                                f"{self.settings.served_name!r} (see GET /v1/models)", "model", "model_not_found")
+            raise ApiError(
+                404,
+                f"model {body.model!r} is not served here; this server serves "
+                f"{self.settings.served_name!r} (see GET /v1/models)",
+                "model",
+                "model_not_found",
+            )
 
     def _check(self, body, prompt_ids: list[int], max_tokens: int | None) -> int:
         limit = self.settings.max_tokens_limit
         if max_tokens is not None and max_tokens > limit:
             raise ApiError(400, f"max_tokens={max_tokens} is above this deployment's limit of {limit}", "max_tokens")
         if body.n > self.engine.max_batch_size:
-            raise ApiError(400, f"n={body.n} is above this deployment's batch size of {self.engine.max_batch_size}",
-                           "n")
+            raise ApiError(
+                400, f"n={body.n} is above this deployment's batch size of {self.engine.max_batch_size}", "n"
+            )
         if body.logit_bias and max(body.logit_bias) >= self.engine.vocab_size:
-            raise ApiError(400, f"logit_bias: token id {max(body.logit_bias)} is outside the vocabulary "
-                                f"(0..{self.engine.vocab_size - 1})", "logit_bias")
+            raise ApiError(
+                400,
+                f"logit_bias: token id {max(body.logit_bias)} is outside the vocabulary "
+                f"(0..{self.engine.vocab_size - 1})",
+                "logit_bias",
+            )
         room = self.context_limit - len(prompt_ids)
         if room <= 0 or (max_tokens is not None and max_tokens > room):
             asked = len(prompt_ids) + (max_tokens or 1)
-            raise ApiError(400, f"this model's maximum context length is {self.context_limit} tokens; the request "
-                                f"needs {asked} ({len(prompt_ids)} in the prompt, {max_tokens or 1} for the "
-                                "completion); shorten the prompt or lower max_tokens", "messages",
-                           "context_length_exceeded")
+            raise ApiError(
+                400,
+                f"this model's maximum context length is {self.context_limit} tokens; the request "
+                f"needs {asked} ({len(prompt_ids)} in the prompt, {max_tokens or 1} for the "
+                "completion); shorten the prompt or lower max_tokens",
+                "messages",
+                "context_length_exceeded",
+            )
         if self.engine.queue_depth >= self.settings.max_queue:
-            raise ApiError(429, f"server busy: {self.engine.queue_depth} requests waiting; retry shortly",
-                           code="queue_full")
+            raise ApiError(
+                429, f"server busy: {self.engine.queue_depth} requests waiting; retry shortly", code="queue_full"
+            )
         return max_tokens or min(limit, room)
 
-    async def _generate(self, body, prompt_ids: list[int], max_tokens: int | None, request: Request, chat: bool,
-                        matcher=None, tool_mode: str = "none"):
+    async def _generate(
+        self,
+        body,
+        prompt_ids: list[int],
+        max_tokens: int | None,
+        request: Request,
+        chat: bool,
+        matcher=None,
+        tool_mode: str = "none",
+    ):
         endpoint = metrics.route(request.url.path)
         max_tokens = self._check(body, prompt_ids, max_tokens)
         loop = asyncio.get_running_loop()
@@ -227,11 +282,22 @@ class QwenflowLLM:
             top_k = (body.top_logprobs or 0) if body.logprobs else None
         else:
             top_k = body.logprobs
-        req = GenRequest(prompt_ids, max_tokens, body.temperature, body.top_p, body.seed, body.stop or [],
-                         n=body.n, presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-                         logit_bias=body.logit_bias, logprobs=top_k, matcher=matcher, stream=body.stream,
-                         on_event=lambda kind, index, payload: loop.call_soon_threadsafe(
-                             events.put_nowait, (kind, index, payload)))
+        req = GenRequest(
+            prompt_ids,
+            max_tokens,
+            body.temperature,
+            body.top_p,
+            body.seed,
+            body.stop or [],
+            n=body.n,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            logit_bias=body.logit_bias,
+            logprobs=top_k,
+            matcher=matcher,
+            stream=body.stream,
+            on_event=lambda kind, index, payload: loop.call_soon_threadsafe(events.put_nowait, (kind, index, payload)),
+        )
         started = time.perf_counter()
         self.engine.submit(req)
         metrics.QUEUE_DEPTH.set(self.engine.queue_depth)
@@ -251,8 +317,11 @@ class QwenflowLLM:
 
         def usage_of(per_choice: list[dict]) -> dict:
             completion = sum(u["completion_tokens"] for u in per_choice)
-            return {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
-                    "total_tokens": len(prompt_ids) + completion}
+            return {
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": completion,
+                "total_tokens": len(prompt_ids) + completion,
+            }
 
         if not body.stream:
             results: dict[int, tuple] = {}
@@ -277,23 +346,45 @@ class QwenflowLLM:
                     if tools_on:
                         content, calls = tool_grammars.parse_completion(text, parallel)
                         if calls:
-                            message = {"role": "assistant", "content": content, "tool_calls": [
-                                _call_json(c) for c in calls]}
+                            message = {
+                                "role": "assistant",
+                                "content": content,
+                                "tool_calls": [_call_json(c) for c in calls],
+                            }
                             finish = "tool_calls" if finish == "stop" else finish
-                    choice = {"index": j, "message": message, "logprobs": fmt.chat(lps) if lps is not None else None,
-                              "finish_reason": finish}
+                    choice = {
+                        "index": j,
+                        "message": message,
+                        "logprobs": fmt.chat(lps) if lps is not None else None,
+                        "finish_reason": finish,
+                    }
                 else:
-                    choice = {"index": j, "text": text, "logprobs": fmt.legacy(lps) if lps is not None else None,
-                              "finish_reason": finish}
+                    choice = {
+                        "index": j,
+                        "text": text,
+                        "logprobs": fmt.legacy(lps) if lps is not None else None,
+                        "finish_reason": finish,
+                    }
                 choices.append(choice)
-            return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
-                    "model": name, "choices": choices, "usage": usage}
+            return {
+                "id": rid,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": created,
+                "model": name,
+                "choices": choices,
+                "usage": usage,
+            }
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         def chunk(choices: list[dict], usage: dict | None = None) -> str:
-            out = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
-                   "model": name, "choices": choices}
+            out = {
+                "id": rid,
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": name,
+                "choices": choices,
+            }
             if usage is not None:
                 out["usage"] = usage
             return f"data: {json.dumps(out)}\n\n"
@@ -325,8 +416,12 @@ class QwenflowLLM:
             status, usage, per_choice = "499", None, {}
             try:
                 if chat:
-                    yield chunk([{"index": j, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                                 for j in range(body.n)])
+                    yield chunk(
+                        [
+                            {"index": j, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                            for j in range(body.n)
+                        ]
+                    )
                 while len(per_choice) < body.n:
                     kind, j, payload = await events.get()
                     if kind == "error":
@@ -336,8 +431,16 @@ class QwenflowLLM:
                     if kind == "text":
                         text, lps = payload
                         if not chat:
-                            yield chunk([{"index": j, "text": text, "logprobs": fmt.legacy(lps) if lps else None,
-                                          "finish_reason": None}])
+                            yield chunk(
+                                [
+                                    {
+                                        "index": j,
+                                        "text": text,
+                                        "logprobs": fmt.legacy(lps) if lps else None,
+                                        "finish_reason": None,
+                                    }
+                                ]
+                            )
                             continue
                         evs = parsers[j].feed(text) if parsers[j] else [("content", text)]
                         out = deltas(j, evs, lps)
@@ -347,8 +450,16 @@ class QwenflowLLM:
                     finish, u, _, lps = payload
                     per_choice[j] = u
                     if not chat:
-                        yield chunk([{"index": j, "text": "", "logprobs": fmt.legacy(lps) if lps else None,
-                                      "finish_reason": finish}])
+                        yield chunk(
+                            [
+                                {
+                                    "index": j,
+                                    "text": "",
+                                    "logprobs": fmt.legacy(lps) if lps else None,
+                                    "finish_reason": finish,
+                                }
+                            ]
+                        )
                         continue
                     evs = parsers[j].finish() if parsers[j] else []
                     if calls_sent[j] and finish == "stop":
@@ -378,6 +489,7 @@ class GrammarError(ValueError):
 
 def public_lineage(lineage: dict) -> dict:
     """The lineage shown to clients, without host paths (a path says where files sat on the training machine)."""
+
     def is_path(v) -> bool:
         return isinstance(v, str) and (v.startswith(("/", "~", "./", "../")) or (len(v) > 2 and v[1:3] == ":\\"))
 
@@ -387,6 +499,7 @@ def public_lineage(lineage: dict) -> dict:
         if isinstance(v, list):
             return [clean(x) for x in v if not is_path(x)]
         return v
+
     return clean(lineage)
 
 

@@ -1,4 +1,5 @@
 """Deployment settings: a deploy.json baked into a Bento beside its model, overridden by QWENFLOW_* env vars."""
+
 from __future__ import annotations
 
 import json
@@ -6,27 +7,27 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-BENTO_MODEL_DIR = "model"           # inside a built Bento's src/
+BENTO_MODEL_DIR = "model"  # inside a built Bento's src/
 DEPLOY_FILE = "qwenflow_deploy.json"  # inside a built Bento's src/
 
 
 @dataclass
 class Settings:
-    model: str = ""                 # model directory or models:/NAME@ALIAS
-    served_name: str = ""           # the id clients pass as `model` (default: registry name or directory name)
+    model: str = ""  # model directory or models:/NAME@ALIAS
+    served_name: str = ""  # the id clients pass as `model` (default: registry name or directory name)
     yarn: bool = False
     attention: str = "sdpa"
     max_tokens_limit: int = 4096
     max_batch_size: int = 16
-    max_queue: int = 256            # waiting requests beyond this get 429
-    batching: str = "continuous"    # or "static" (a batch closes when it starts: BentoML adaptive batching's shape)
-    model_cache: str = ""           # where registry downloads go (a writable volume under a read-only root fs)
-    max_body_bytes: int = 2 << 20   # larger request bodies get 413 before parsing (128k tokens of text fit)
-    threads: int = 0                # torch intra-op threads; 0 = one less than the usable cores (at least 1)
-    join_after: int = 4             # decode steps a request may wait to join a running batch (joins come in groups)
+    max_queue: int = 256  # waiting requests beyond this get 429
+    batching: str = "continuous"  # or "static" (a batch closes when it starts: BentoML adaptive batching's shape)
+    model_cache: str = ""  # where registry downloads go (a writable volume under a read-only root fs)
+    max_body_bytes: int = 2 << 20  # larger request bodies get 413 before parsing (128k tokens of text fit)
+    threads: int = 0  # torch intra-op threads; 0 = one less than the usable cores (at least 1)
+    join_after: int = 4  # decode steps a request may wait to join a running batch (joins come in groups)
 
     @classmethod
-    def load(cls, src_dir: str | Path | None = None) -> "Settings":
+    def load(cls, src_dir: str | Path | None = None) -> Settings:
         src = Path(src_dir) if src_dir else Path.cwd()
         values: dict = {}
         if (src / DEPLOY_FILE).is_file():
@@ -39,7 +40,11 @@ class Settings:
                 values[f.name] = env
         s = cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
         s.yarn = str(s.yarn).lower() in {"1", "true", "yes", "on"}
-        s.max_tokens_limit, s.max_batch_size, s.max_queue = int(s.max_tokens_limit), int(s.max_batch_size), int(s.max_queue)
+        s.max_tokens_limit, s.max_batch_size, s.max_queue = (
+            int(s.max_tokens_limit),
+            int(s.max_batch_size),
+            int(s.max_queue),
+        )
         s.max_body_bytes, s.threads, s.join_after = int(s.max_body_bytes), int(s.threads), int(s.join_after)
         if not s.model:
             raise ValueError("no model to serve: set QWENFLOW_MODEL to a model directory or models:/NAME@champion")

@@ -7,6 +7,7 @@ tool-call events, the same way for a whole completion and for a stream (a block 
 block whose JSON does not parse stays text). Grammars are llguidance's (JSON schema and Lark, with the control
 tokens referenced by id), checked against the tokenizer before a request is queued.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,7 @@ class ToolCallParser:
                 end = self.buf.find(CLOSE)
                 if end < 0:
                     return out
-                block, self.buf, self.inside = self.buf[:end], self.buf[end + len(CLOSE):], False
+                block, self.buf, self.inside = self.buf[:end], self.buf[end + len(CLOSE) :], False
                 call = parse_call(block.strip())
                 if call is None:  # malformed: the model's text goes back as text
                     out += self._content(OPEN + block + CLOSE)
@@ -79,15 +80,14 @@ class ToolCallParser:
             start = self.buf.find(OPEN)
             if start >= 0:
                 out += self._content(self.buf[:start].rstrip())
-                self.buf, self.inside = self.buf[start + len(OPEN):], True
+                self.buf, self.inside = self.buf[start + len(OPEN) :], True
                 continue
             # held back: a tail that may still become the tag, and trailing whitespace (layout if a call follows)
-            hold = next((k for k in range(min(len(OPEN) - 1, len(self.buf)), 0, -1)
-                         if self.buf.endswith(OPEN[:k])), 0)
-            rest = self.buf[:len(self.buf) - hold]
+            hold = next((k for k in range(min(len(OPEN) - 1, len(self.buf)), 0, -1) if self.buf.endswith(OPEN[:k])), 0)
+            rest = self.buf[: len(self.buf) - hold]
             hold += len(rest) - len(rest.rstrip())
-            out += self._content(self.buf[:len(self.buf) - hold])
-            self.buf = self.buf[len(self.buf) - hold:]
+            out += self._content(self.buf[: len(self.buf) - hold])
+            self.buf = self.buf[len(self.buf) - hold :]
             return out
 
     def finish(self) -> list[tuple]:
@@ -118,6 +118,7 @@ def parse_completion(text: str, parallel: bool = True) -> tuple[str | None, list
 
 # ---------------------------------------------------------------- grammars
 
+
 def json_schema_grammar(schema: dict) -> str:
     import llguidance
 
@@ -127,14 +128,24 @@ def json_schema_grammar(schema: dict) -> str:
 def tool_call_grammar(tools: list[dict], tokenizer, *, only: str | None = None, parallel: bool = True) -> str:
     """Lark grammar for one (or, with parallel, several) tool calls of the given tools, in Qwen2.5's layout."""
     chosen = [t for t in tools if only is None or t["function"]["name"] == only]
-    schema = {"anyOf": [{"type": "object", "properties": {
-        "name": {"const": t["function"]["name"]},
-        "arguments": t["function"].get("parameters") or {"type": "object"}},
-        "required": ["name", "arguments"], "additionalProperties": False} for t in chosen],
-        "x-guidance": JSON_STYLE}
+    schema = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": t["function"]["name"]},
+                    "arguments": t["function"].get("parameters") or {"type": "object"},
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for t in chosen
+        ],
+        "x-guidance": JSON_STYLE,
+    }
     start, end = (_token_ref(tokenizer, t) for t in (OPEN, CLOSE))
     body = f'call: {start} "\\n" args "\\n" {end}\nargs: %json {json.dumps(schema)}\n'
-    return ("start: call (\"\\n\" call)*\n" if parallel else "start: call\n") + body
+    return ('start: call ("\\n" call)*\n' if parallel else "start: call\n") + body
 
 
 def _token_ref(tokenizer, text: str) -> str:

@@ -1,4 +1,5 @@
 """Shared fixtures: a real MLflow server on loopback, an isolated QWENFLOW_HOME, a tiny model directory."""
+
 from __future__ import annotations
 
 import ctypes
@@ -32,12 +33,28 @@ def mlflow_server(tmp_path_factory):
     port = free_port()
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_own_group_dying_with_parent,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_own_group_dying_with_parent,
         # The server's background job runner (huey consumers) is not needed and costs CPU on 2 cores.
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -51,7 +68,9 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.5)
     else:
         _stop_group(proc)
-        raise RuntimeError(f"mlflow server did not become healthy in 300 s: {(root / 'server.log').read_text()[-2000:]}")
+        raise RuntimeError(
+            f"mlflow server did not become healthy in 300 s: {(root / 'server.log').read_text()[-2000:]}"
+        )
     yield uri
     _stop_group(proc)
 

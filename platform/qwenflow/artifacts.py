@@ -1,4 +1,5 @@
 """Self-describing artifacts: hashes, dataset manifests, model directories with their recipe and lineage."""
+
 from __future__ import annotations
 
 import hashlib

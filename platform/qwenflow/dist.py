@@ -3,6 +3,7 @@
 Every stage runs the same code as one process or as one of N under torchrun; these helpers are how it tells which
 (RANK, LOCAL_RANK, WORLD_SIZE are set by torchrun and by the Kubeflow Trainer / PyTorchJob pods).
 """
+
 from __future__ import annotations
 
 import os

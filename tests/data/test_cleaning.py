@@ -1,17 +1,19 @@
 """Normalisation, heuristic filters, exact/near dedup and the learned quality scorer."""
+
 import random
+from collections import Counter
 
 from qwenflow.data.clean import heuristic_reason, normalise, split_long
 from qwenflow.data.dedup import ExactDedup, NearDedup
 from qwenflow.data.quality import QualityScorer
-from qwenflow.recipe import load_recipe
 from qwenflow.data.sources import load_source
-from collections import Counter
-
+from qwenflow.recipe import load_recipe
 
 SPEC = load_recipe("tiny").data
-PROSE = ("The committee met on Tuesday to discuss the new library, which will open next spring. Members agreed that "
-         "the reading room needs more light, and the architect promised revised drawings within a month. ") * 3
+PROSE = (
+    "The committee met on Tuesday to discuss the new library, which will open next spring. Members agreed that "
+    "the reading room needs more light, and the architect promised revised drawings within a month. "
+) * 3
 
 
 def test_normalise_fixes_newlines_controls_and_blank_runs():
@@ -53,7 +55,9 @@ def test_near_dedup_catches_small_edits_and_keeps_distinct_documents():
 
 def test_a_corpus_of_duplicates_collapses_to_one_document():
     exact, near = ExactDedup(), NearDedup()
-    kept = [t for t in [PROSE] * 50 + [PROSE + " (copy)"] * 50 if not exact.is_duplicate(t) and not near.is_duplicate(t)]
+    kept = [
+        t for t in [PROSE] * 50 + [PROSE + " (copy)"] * 50 if not exact.is_duplicate(t) and not near.is_duplicate(t)
+    ]
     assert kept == [PROSE]
 
 

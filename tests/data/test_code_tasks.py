@@ -1,4 +1,5 @@
 """Code tasks with hidden unit tests: seeded, split by problem, and graded by the sandboxed verifier GRPO uses."""
+
 import pytest
 
 from qwenflow.data.code_tasks import CODE_TASK, FAMILIES, code_universe, fenced, split_code_problems
@@ -51,15 +52,26 @@ def test_reference_passes_and_buggy_solution_fails_in_the_sandbox_through_the_gr
     completions += [[{"role": "assistant", "content": fenced(p["wrong"])}] for p in ps]
     verifier = TaskVerifier()
     verifier.code.limits = Limits(timeout_s=60, cpu_s=10, memory_bytes=512 << 20)  # a busy CI box starts slowly
-    scores = verifier(completions + ["85"], task=[CODE_TASK] * (2 * len(ps)) + ["arithmetic"],
-                      answer=[p["answer"] for p in ps] * 2 + ["85"])
+    scores = verifier(
+        completions + ["85"],
+        task=[CODE_TASK] * (2 * len(ps)) + ["arithmetic"],
+        answer=[p["answer"] for p in ps] * 2 + ["85"],
+    )
     assert scores == [1.0] * len(ps) + [0.0] * len(ps) + [1.0], verifier.code.counts
     assert verifier.code.counts == {"passed": len(ps), "failed": len(ps)}
 
 
 def test_posttrain_sets_carry_code_tasks_as_solutions_tests_and_bugs():
-    spec = load_recipe("tiny", ["data.tasks=[arithmetic, python_functions]", "data.sft_examples=3000",
-                                "data.rl_prompts=400", "data.preference_pairs=200", "data.eval_examples=60"]).data
+    spec = load_recipe(
+        "tiny",
+        [
+            "data.tasks=[arithmetic, python_functions]",
+            "data.sft_examples=3000",
+            "data.rl_prompts=400",
+            "data.preference_pairs=200",
+            "data.eval_examples=60",
+        ],
+    ).data
     post = build_posttrain(spec)
     code_sft = [r for r in post["sft"] if r["task"] == CODE_TASK]
     assert len(code_sft) == 1500

@@ -1,4 +1,5 @@
 """Decontamination: exact LCS, the 13-token / 0.6 rule, the n-gram prefilter finds items inside long documents."""
+
 import random
 
 from qwenflow.data.decontam import Decontaminator, benchmark_texts, lcs_len
@@ -26,14 +27,20 @@ ITEM = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima
 def test_rule_needs_13_tokens_and_60_percent_of_the_shorter():
     d = Decontaminator({"bench": [ITEM]})
     words = ITEM.split()
-    assert d.match("intro text " + " ".join(words[:13]) + " outro") == "bench"       # 13 in a row: contaminated
-    assert d.match("intro text " + " ".join(words[:12]) + " outro") is None          # 12: below the bar
-    gappy = " ".join(w + " filler" for w in words[:14])                              # subsequence with gaps
+    assert d.match("intro text " + " ".join(words[:13]) + " outro") == "bench"  # 13 in a row: contaminated
+    assert d.match("intro text " + " ".join(words[:12]) + " outro") is None  # 12: below the bar
+    gappy = " ".join(w + " filler" for w in words[:14])  # subsequence with gaps
     assert d.match(" ".join(words[:8]) + " " + gappy) == "bench"
     long_item = ITEM + " " + " ".join(f"w{i}" for i in range(30))  # 46 tokens: 0.6 of it is 27.6
-    doc = " ".join(f"d{i}" for i in range(40)) + " " + long_item.split(" w9 ")[0] + " " + " ".join(f"e{i}" for i in range(40))
+    doc = (
+        " ".join(f"d{i}" for i in range(40))
+        + " "
+        + long_item.split(" w9 ")[0]
+        + " "
+        + " ".join(f"e{i}" for i in range(40))
+    )
     d2 = Decontaminator({"b": [long_item]})
-    assert d2.match(doc) is None                                 # 25 shared tokens: >= 13 but < 0.6 of the shorter
+    assert d2.match(doc) is None  # 25 shared tokens: >= 13 but < 0.6 of the shorter
     assert d2.match(doc.replace(" e0 e1 e2", " w10 w11 w12")) == "b"  # 28 shared: contaminated
 
 

@@ -1,4 +1,5 @@
 """Domain classification and resampling to the recipe's mixture."""
+
 from collections import Counter
 
 from qwenflow.data.domains import DomainClassifier, byte_mixture, resample
@@ -6,7 +7,10 @@ from qwenflow.data.sources import load_source
 
 
 def _docs(domain, n, size):
-    return [{"text": f"{domain} doc {i} " + "x" * size, "source": domain, "domain": domain, "license": "l"} for i in range(n)]
+    return [
+        {"text": f"{domain} doc {i} " + "x" * size, "source": domain, "domain": domain, "license": "l"}
+        for i in range(n)
+    ]
 
 
 def test_resample_hits_the_target_mixture_and_counts_what_it_left_out():
@@ -31,6 +35,8 @@ def test_domains_without_data_give_their_share_to_the_others():
 def test_classifier_learns_domains_from_labelled_sources():
     code = [r["text"] for r in load_source("go_src", 300_000, Counter())]
     lit = [r["text"] for r in load_source("bible", 300_000, Counter())]
-    clf = DomainClassifier(seed=0).fit(code[:-5] + lit[:-5], ["code"] * (len(code) - 5) + ["literature"] * (len(lit) - 5))
+    clf = DomainClassifier(seed=0).fit(
+        code[:-5] + lit[:-5], ["code"] * (len(code) - 5) + ["literature"] * (len(lit) - 5)
+    )
     assert clf.predict(code[-5:] + lit[-5:]) == ["code"] * 5 + ["literature"] * 5
     assert clf.accuracy is not None and clf.accuracy > 0.9

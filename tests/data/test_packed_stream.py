@@ -2,6 +2,7 @@
 memory stays flat over a packed set 20x the tiny recipe's; the ranks split every step's global batch between them,
 and that batch is the same rows whatever the number of processes; per-shard contracts aggregate to the whole and
 catch a broken shard."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,14 @@ def _write_packed(out, n_rows: int, seq: int = SEQ, vocab: int = 4096, chunk_row
     from qwenflow.artifacts import write_manifest
 
     splits = {k: {"rows": sum(s["rows"] for s in v), "shards": v} for k, v in shards.items()}
-    return write_manifest(out, kind="packed", seq_len=seq, vocab_size=vocab, splits=splits,
-                          rows={s["file"][:-len(".parquet")]: s["rows"] for v in shards.values() for s in v})
+    return write_manifest(
+        out,
+        kind="packed",
+        seq_len=seq,
+        vocab_size=vocab,
+        splits=splits,
+        rows={s["file"][: -len(".parquet")]: s["rows"] for v in shards.values() for s in v},
+    )
 
 
 def _rss_mb() -> float:
@@ -57,7 +64,9 @@ def test_rank_memory_stays_flat_over_20x_tiny(tmp_path):
     peak = max(peak, _rss_mb())
     assert seen == steps * 16 * SEQ >= 0.49 * n_rows * SEQ  # half the set went through this rank
     # Streamed: one window (8M tokens: 32 MB int32 + its int64 batches) resident, not the 416 MiB set.
-    print(f"rank 1 of 2 over a {total_mb:.0f} MiB packed set: RSS {base:.0f} MiB after the first batch, peak {peak:.0f} MiB")
+    print(
+        f"rank 1 of 2 over a {total_mb:.0f} MiB packed set: RSS {base:.0f} MiB after the first batch, peak {peak:.0f} MiB"
+    )
     assert peak - base < 0.25 * total_mb, f"resident memory grew {peak - base:.0f} MiB over a {total_mb:.0f} MiB set"
 
 
@@ -70,14 +79,20 @@ def test_ranks_split_each_global_batch_which_does_not_depend_on_the_process_coun
     val = pack.write_shards(rows[:8], tmp_path / "p", "val")
     from qwenflow.artifacts import write_manifest
 
-    write_manifest(tmp_path / "p", kind="packed", seq_len=32, vocab_size=384 * 32,
-                   splits={"train": {"rows": 384, "shards": train}, "val": {"rows": 8, "shards": val}},
-                   rows={s["file"][:-8]: s["rows"] for s in train + val})
+    write_manifest(
+        tmp_path / "p",
+        kind="packed",
+        seq_len=32,
+        vocab_size=384 * 32,
+        splits={"train": {"rows": 384, "shards": train}, "val": {"rows": 8, "shards": val}},
+        rows={s["file"][:-8]: s["rows"] for s in train + val},
+    )
     assert len(train) == 6
 
     def loader(rank, world):
-        return PackedBatches(tmp_path / "p", micro_batch=4, global_batch=8, seed=3, rank=rank, world=world,
-                             window_tokens=4 * 32 * 10)
+        return PackedBatches(
+            tmp_path / "p", micro_batch=4, global_batch=8, seed=3, rank=rank, world=world, window_tokens=4 * 32 * 10
+        )
 
     one = loader(0, 1)
     assert one.n_windows > 1  # several windows: the streamed path
@@ -127,7 +142,9 @@ def test_per_shard_contracts_aggregate_and_catch_a_bad_shard(tmp_path):
     from qwenflow.artifacts import sha256_file, write_manifest
 
     write_manifest(tmp_path / "p", **{k: v for k, v in m.items() if k not in ("created", "files")})
-    assert sha256_file(bad) == __import__("json").loads((tmp_path / "p" / "manifest.json").read_text())["files"][shards[1]]
+    assert (
+        sha256_file(bad) == __import__("json").loads((tmp_path / "p" / "manifest.json").read_text())["files"][shards[1]]
+    )
     res = validate_sharded("packed", tmp_path / "p", raise_on_failure=False)
     assert not res.success
     failed = {c["file"] for c in res.failures}

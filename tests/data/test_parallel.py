@@ -1,4 +1,5 @@
 """The corpus steps over a process pool keep exactly what the serial path keeps: same documents, drops and order."""
+
 import json
 import os
 from collections import Counter
@@ -40,8 +41,14 @@ def test_parallel_corpus_equals_serial(tmp_path, monkeypatch):
     decon = Decontaminator({"planted": items})
     runs = {}
     for workers in (1, 2):
-        spec = load_recipe("tiny", ["data.max_bytes_per_source=60000", f"data.workers={workers}",
-                                    f"data.sources=[python_stdlib,gcide,fortunes,{folder}]"]).data
+        spec = load_recipe(
+            "tiny",
+            [
+                "data.max_bytes_per_source=60000",
+                f"data.workers={workers}",
+                f"data.sources=[python_stdlib,gcide,fortunes,{folder}]",
+            ],
+        ).data
         runs[workers] = build_corpus(spec, decon, say=lambda s: None)
     serial, par = runs[1], runs[2]
     assert {"exact_duplicate", "near_duplicate", "contaminated", "too_short", "symbol_ratio"} <= set(serial["drops"])

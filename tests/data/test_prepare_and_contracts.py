@@ -1,4 +1,5 @@
 """The whole data stage for a small tiny recipe, its formats, and the contracts failing on broken datasets."""
+
 import json
 import shutil
 
@@ -11,11 +12,16 @@ from typer.testing import CliRunner
 from qwenflow.artifacts import write_manifest
 from qwenflow.cli.main import app
 from qwenflow.data.contracts import DataContractError, validate_dataset
-from qwenflow.data.prepare import MESSAGES, SCHEMAS, prepare_data
+from qwenflow.data.prepare import SCHEMAS, prepare_data
 from qwenflow.recipe import load_recipe
 
-SMALL = ["data.max_bytes_per_source=150000", "data.sft_examples=2000", "data.rl_prompts=300",
-         "data.preference_pairs=200", "data.eval_examples=100"]
+SMALL = [
+    "data.max_bytes_per_source=150000",
+    "data.sft_examples=2000",
+    "data.rl_prompts=300",
+    "data.preference_pairs=200",
+    "data.eval_examples=100",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,13 @@ def prepared(tmp_path_factory):
 
 def test_prepare_writes_every_dataset_with_manifest_and_passing_contracts(prepared):
     out, report = prepared
-    for kind, files in {"corpus": ["train", "val"], "sft": ["train"], "rl": ["prompts"],
-                        "preferences": ["train", "test"], "eval": ["arithmetic"]}.items():
+    for kind, files in {
+        "corpus": ["train", "val"],
+        "sft": ["train"],
+        "rl": ["prompts"],
+        "preferences": ["train", "test"],
+        "eval": ["arithmetic"],
+    }.items():
         manifest = json.loads((out / kind / "manifest.json").read_text())
         assert manifest["validation"]["success"] is True, kind
         assert sorted(manifest["files"]) == sorted(f"{f}.parquet" for f in files)
@@ -91,7 +102,9 @@ def test_missing_column_and_wrong_types_fail_the_corpus_contract(prepared, tmp_p
     with pytest.raises(DataContractError) as e:
         validate_dataset("corpus", d)
     assert "missing ['license']" in str(e.value.result.failures[0]["observed"])
-    assert any(f["file"] == "val.parquet" and f["expectation"] == "expect_column_types" for f in e.value.result.failures)
+    assert any(
+        f["file"] == "val.parquet" and f["expectation"] == "expect_column_types" for f in e.value.result.failures
+    )
 
 
 def test_a_corpus_of_duplicates_fails_the_duplicate_rate_expectation(prepared, tmp_path):
@@ -105,7 +118,9 @@ def test_a_corpus_of_duplicates_fails_the_duplicate_rate_expectation(prepared, t
 def test_packed_tokens_contract_checks_length_and_vocab(tmp_path):
     ids = pa.array([[1, 2, 3, 4], [5, 6, 7, 4095], [1, 2, 3]], type=pa.list_(pa.int32()))
     pq.write_table(pa.table({"input_ids": ids}), tmp_path / "train.parquet")
-    pq.write_table(pa.table({"input_ids": pa.array([[1, 2, 3, 4096]], type=pa.list_(pa.int32()))}), tmp_path / "val.parquet")
+    pq.write_table(
+        pa.table({"input_ids": pa.array([[1, 2, 3, 4096]], type=pa.list_(pa.int32()))}), tmp_path / "val.parquet"
+    )
     write_manifest(tmp_path, seq_len=4, vocab_size=4096, rows={"train": 3, "val": 1})
     with pytest.raises(DataContractError) as e:
         validate_dataset("packed", tmp_path)

@@ -3,6 +3,7 @@ corpus records (file digests), drops by reason, mixture, packed token shards, an
 
 One Ray instance (2 CPUs, 256 MB object store) serves the whole module; the corpus carries planted exact and near
 duplicates and unlabelled documents, so every global step (band buckets, domain classifier, mixture) has work."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from qwenflow.recipe import load_recipe
 from qwenflow.train.batches import PackedBatches
 from tests.conftest import stdlib_texts
 
-SMALL = ["data.max_bytes_per_source=150000", "data.sft_examples=300", "data.rl_prompts=100",
-         "data.preference_pairs=100", "data.eval_examples=40", "data.workers=2"]
+SMALL = [
+    "data.max_bytes_per_source=150000",
+    "data.sft_examples=300",
+    "data.rl_prompts=100",
+    "data.preference_pairs=100",
+    "data.eval_examples=40",
+    "data.workers=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def _planted_source(folder):
     """User documents without a domain label, with exact copies (whitespace changed) and near copies (one word)."""
     rng = random.Random(0)
     text = "".join(stdlib_texts(50_000_000)[-40:])  # source the named python_stdlib source is unlikely to reach
-    docs = [f"# planted document {i}\n{text[i * 4000:(i + 1) * 4000]}" for i in range(24)]
+    docs = [f"# planted document {i}\n{text[i * 4000 : (i + 1) * 4000]}" for i in range(24)]
     rows = [{"text": t} for t in docs]
     rows += [{"text": docs[i].replace("\n", "\n  ", 3)} for i in range(0, 10, 2)]  # exact after whitespace collapse
     for i in range(1, 10, 2):
@@ -76,7 +83,9 @@ def test_same_records_drops_and_mixture(both):
 
 def test_same_packed_tokens_and_first_losses(both, tiny_tokenizer_dir):
     root, _ = both
-    packed = {e: pack_corpus(root / e, tiny_tokenizer_dir, 128, root / f"packed-{e}", engine=e) for e in ("local", "ray")}
+    packed = {
+        e: pack_corpus(root / e, tiny_tokenizer_dir, 128, root / f"packed-{e}", engine=e) for e in ("local", "ray")
+    }
     assert packed["ray"]["files"] == packed["local"]["files"]  # every shard's sha256
     assert packed["ray"]["splits"]["train"]["tokens"] == packed["local"]["splits"]["train"]["tokens"] > 10_000
     assert packed["local"]["vocab_size"] == 1024

@@ -1,6 +1,7 @@
 """The data step of a compiled real-size pipeline runs the corpus on a RayCluster: it creates a KubeRay RayJob,
 follows it, and deletes it when the job ends or the step is stopped. The manifest is checked against the RayJob
 CRD's own schema (KubeRay v1.7.0, ray.io/v1, vendored in fixtures/); the cluster is a fake API (none runs here)."""
+
 from __future__ import annotations
 
 import gzip
@@ -19,10 +20,17 @@ from qwenflow.orchestration import rayjob
 from qwenflow.orchestration.trainjob import JobPod
 from qwenflow.recipe import load_recipe, recipe_to_yaml
 
-CRD = json.loads(gzip.decompress((Path(__file__).parent / "fixtures" / "ray.io_rayjobs.v1.schema.json.gz").read_bytes()))
-POD = JobPod(image="ghcr.io/qwenflow/train:0.1.0", pvc="qwenflow-work", mount_path="/mnt/qwenflow",
-             env={"KFP_RUN_ID": "abc", rayjob.MARKER: "1"}, service_account="qwenflow-step",
-             owner={"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-1", "blockOwnerDeletion": False})
+CRD = json.loads(
+    gzip.decompress((Path(__file__).parent / "fixtures" / "ray.io_rayjobs.v1.schema.json.gz").read_bytes())
+)
+POD = JobPod(
+    image="ghcr.io/qwenflow/train:0.1.0",
+    pvc="qwenflow-work",
+    mount_path="/mnt/qwenflow",
+    env={"KFP_RUN_ID": "abc", rayjob.MARKER: "1"},
+    service_account="qwenflow-step",
+    owner={"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-1", "blockOwnerDeletion": False},
+)
 
 
 def unknown_fields(obj, schema, path="") -> list[str]:
@@ -46,8 +54,13 @@ def unknown_fields(obj, schema, path="") -> list[str]:
 def test_rayjob_manifest_matches_the_crd_schema():
     spec = load_recipe("qwen2.5-7b").data
     assert spec.engine == "ray" and spec.resources.nodes == 4
-    args = ["prepare-data", "--recipe", "/mnt/qwenflow/work/abc/prepare-data-inputs/recipe.yaml",
-            "--out", "/mnt/qwenflow/work/abc/prepare-data"]
+    args = [
+        "prepare-data",
+        "--recipe",
+        "/mnt/qwenflow/work/abc/prepare-data-inputs/recipe.yaml",
+        "--out",
+        "/mnt/qwenflow/work/abc/prepare-data",
+    ]
     m = rayjob.rayjob("qwenflow-prepare-data-abc", "team-a", spec, args, POD)
     assert (CRD["group"], CRD["version"], CRD["kind"]) == ("ray.io", "v1", "RayJob")
     assert m["apiVersion"] == "ray.io/v1" and m["kind"] == "RayJob"
@@ -115,17 +128,29 @@ class FakeAPI:
 
 RUNNING = [{"jobDeploymentStatus": "Initializing"}, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}]
 DONE = RUNNING + [{"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}]
-FAILED = RUNNING + [{"jobDeploymentStatus": "Complete", "jobStatus": "FAILED", "reason": "AppFailed",
-                     "message": "Job entrypoint command failed with exit code 1"}]
+FAILED = RUNNING + [
+    {
+        "jobDeploymentStatus": "Complete",
+        "jobStatus": "FAILED",
+        "reason": "AppFailed",
+        "message": "Job entrypoint command failed with exit code 1",
+    }
+]
 
 
 @pytest.fixture
 def cluster_step(tmp_path, monkeypatch):
     """The environment compiled pipelines give every step (pipelines/kubernetes.py), and the fake cluster."""
     mount = tmp_path / "mnt"
-    for k, v in {"QWENFLOW_PVC_MOUNT": str(mount), "QWENFLOW_WORK_DIR": str(mount / "work"), "KFP_RUN_ID": "abc",
-                 "QWENFLOW_IMAGE": POD.image, "QWENFLOW_PVC": "qwenflow-work", "QWENFLOW_NAMESPACE": "team-a",
-                 "HOSTNAME": "step-pod"}.items():
+    for k, v in {
+        "QWENFLOW_PVC_MOUNT": str(mount),
+        "QWENFLOW_WORK_DIR": str(mount / "work"),
+        "KFP_RUN_ID": "abc",
+        "QWENFLOW_IMAGE": POD.image,
+        "QWENFLOW_PVC": "qwenflow-work",
+        "QWENFLOW_NAMESPACE": "team-a",
+        "HOSTNAME": "step-pod",
+    }.items():
         monkeypatch.setenv(k, v)
     for k in ("QWENFLOW_CACHE", rayjob.MARKER, "RAY_ADDRESS", "QWENFLOW_EVENTS"):
         monkeypatch.delenv(k, raising=False)
@@ -146,6 +171,7 @@ def cluster_step(tmp_path, monkeypatch):
         api = FakeAPI(script)
         monkeypatch.setattr(k8s, "CustomObjectsApi", lambda: api)
         return api
+
     return recipe, tmp_path, use
 
 

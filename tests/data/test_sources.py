@@ -1,4 +1,5 @@
 """Source loaders: real packaged corpora and user folders, including every kind of bad input."""
+
 import json
 from collections import Counter
 
@@ -9,8 +10,9 @@ import pytest
 from qwenflow.data.sources import SOURCES, SourceError, load_source
 
 
-@pytest.mark.parametrize("name", ["python_stdlib", "go_src", "python_docs", "linux_docs", "gcide", "shakespeare",
-                                  "fortunes", "bible"])
+@pytest.mark.parametrize(
+    "name", ["python_stdlib", "go_src", "python_docs", "linux_docs", "gcide", "shakespeare", "fortunes", "bible"]
+)
 def test_named_sources_give_records_within_the_byte_cap(name):
     stats = Counter()
     recs = list(load_source(name, 60_000, stats))
@@ -21,7 +23,9 @@ def test_named_sources_give_records_within_the_byte_cap(name):
 
 
 def test_user_folder_reads_jsonl_parquet_and_text(tmp_path):
-    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "hello from jsonl", "domain": "web"}) + "\n\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"text": "hello from jsonl", "domain": "web"}) + "\n\n", encoding="utf-8"
+    )
     pq.write_table(pa.table({"text": ["hello from parquet", None]}), tmp_path / "b.parquet")
     (tmp_path / "c.txt").write_text("hello from text", encoding="utf-8")
     stats = Counter()

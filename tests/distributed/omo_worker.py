@@ -1,5 +1,6 @@
 """One Online Merging Optimizer step on a small Qwen2 model, as 1 process or as 2 (FSDP2-sharded or DDP) under
 torchrun; rank 0 saves the updated full weights. Run by test_online_merging_sharded.py."""
+
 import sys
 
 import torch
@@ -14,17 +15,27 @@ if world > 1:
     dist.init_process_group("gloo")
 rank = dist.get_rank() if world > 1 else 0
 torch.manual_seed(0)
-cfg = Qwen2Config(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=64, tie_word_embeddings=False)
+cfg = Qwen2Config(
+    vocab_size=128,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=64,
+    tie_word_embeddings=False,
+)
 model = Qwen2ForCausalLM(cfg)
-base = {k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(i))
-        for i, (k, v) in enumerate(model.state_dict().items())}
+base = {
+    k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(i))
+    for i, (k, v) in enumerate(model.state_dict().items())
+}
 # eps 1e-3: AdamW's first update is otherwise lr * sign(g) everywhere, and top-k among equal magnitudes would be
 # decided by the last bit of the (all-reduced) gradients
-opt = build_optimizer(model, sys.argv[3], lr=1e-2, weight_decay=0.1, reserve_p=0.3, alpha=0.2, base_state=base, seed=7,
-                      eps=1e-3)
+opt = build_optimizer(
+    model, sys.argv[3], lr=1e-2, weight_decay=0.1, reserve_p=0.3, alpha=0.2, base_state=base, seed=7, eps=1e-3
+)
 ids = torch.randint(0, 128, (4, 12), generator=torch.Generator().manual_seed(1))
-mine = ids if world == 1 else ids[rank * 2:(rank + 1) * 2]
+mine = ids if world == 1 else ids[rank * 2 : (rank + 1) * 2]
 if mode == "fsdp2":
     from torch.distributed.fsdp import fully_shard
 

@@ -1,5 +1,6 @@
 """The Online Merging Optimizer over 2 processes takes the same steps as over 1: with DDP (every rank updates a
 whole replica) and with FSDP2 (each rank owns a shard; top-k and sign election are computed on the whole parameter)."""
+
 import os
 import subprocess
 import sys
@@ -36,6 +37,13 @@ def _run_init() -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=64, tie_word_embeddings=False)
+    cfg = Qwen2Config(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        tie_word_embeddings=False,
+    )
     return {n: p.detach() for n, p in Qwen2ForCausalLM(cfg).named_parameters()}

@@ -5,6 +5,7 @@ For each stage: exit 0, exactly one MLflow run (rank 0's), one model directory t
 step's loss equal to the 1-process run with the same global batch (within 1e-4) for DDP and ZeRO-3. Smoke-sized:
 a 1,024-token vocabulary, a few steps per stage.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,18 +20,50 @@ import pytest
 from qwenflow.models import io
 
 VOCAB = ["tokenizer.vocab_size=1024", "model.vocab_size=1024", "tokenizer.train_bytes=600000"]
-DATA = ["data.max_bytes_per_source=120000", "data.sft_examples=400", "data.rl_prompts=64", "data.eval_examples=16",
-        "data.preference_pairs=64", "data.decontaminate=false"]
-PRETRAIN = ["pretrain.max_steps=2", "pretrain.eval_every=100", "pretrain.checkpoint_every=100",
-            "pretrain.seq_len=64", "pretrain.global_batch_size=8", "pretrain.micro_batch_size=4"]
-LONG = ["pretrain.seq_len=64", "long_context.seq_lens=[256]", "long_context.max_steps=2", "long_context.checkpoint_every=100",
-        "long_context.global_batch_size=4", "long_context.micro_batch_size=2"]
+DATA = [
+    "data.max_bytes_per_source=120000",
+    "data.sft_examples=400",
+    "data.rl_prompts=64",
+    "data.eval_examples=16",
+    "data.preference_pairs=64",
+    "data.decontaminate=false",
+]
+PRETRAIN = [
+    "pretrain.max_steps=2",
+    "pretrain.eval_every=100",
+    "pretrain.checkpoint_every=100",
+    "pretrain.seq_len=64",
+    "pretrain.global_batch_size=8",
+    "pretrain.micro_batch_size=4",
+]
+LONG = [
+    "pretrain.seq_len=64",
+    "long_context.seq_lens=[256]",
+    "long_context.max_steps=2",
+    "long_context.checkpoint_every=100",
+    "long_context.global_batch_size=4",
+    "long_context.micro_batch_size=2",
+]
 SFT = ["sft.max_steps=2", "sft.logging_steps=1", "sft.global_batch_size=16", "sft.micro_batch_size=8"]
 REWARD = ["reward.max_steps=2", "reward.logging_steps=1", "reward.global_batch_size=8", "reward.micro_batch_size=4"]
-DPO = ["dpo.max_steps=1", "dpo.logging_steps=1", "dpo.global_batch_size=8", "dpo.micro_batch_size=4",
-       "dpo.samples_per_prompt=2", "dpo.max_prompts=16", "dpo.min_pairs=4", "dpo.max_new_tokens=4"]
-GRPO = ["grpo.max_steps=1", "grpo.logging_steps=1", "grpo.global_batch_size=8", "grpo.micro_batch_size=4",
-        "grpo.num_generations=2", "grpo.max_completion_length=4"]
+DPO = [
+    "dpo.max_steps=1",
+    "dpo.logging_steps=1",
+    "dpo.global_batch_size=8",
+    "dpo.micro_batch_size=4",
+    "dpo.samples_per_prompt=2",
+    "dpo.max_prompts=16",
+    "dpo.min_pairs=4",
+    "dpo.max_new_tokens=4",
+]
+GRPO = [
+    "grpo.max_steps=1",
+    "grpo.logging_steps=1",
+    "grpo.global_batch_size=8",
+    "grpo.micro_batch_size=4",
+    "grpo.num_generations=2",
+    "grpo.max_completion_length=4",
+]
 
 
 def qwenflow(env: dict, *args: str, sets: list[str] = (), timeout: int = 600) -> subprocess.CompletedProcess:
@@ -44,13 +77,28 @@ def qwenflow(env: dict, *args: str, sets: list[str] = (), timeout: int = 600) ->
 def ws(mlflow_server, tmp_path_factory):
     """Prepared data, a tokenizer and a base model (1 process) shared by the module's runs."""
     root = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "QWENFLOW_HOME": str(root / "home"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "QWENFLOW_HOME": str(root / "home"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("QWENFLOW_PARENT_RUN_ID", None)
     data = root / "data"
     qwenflow(env, "data", "prepare", "--recipe", "tiny", "--out", str(data), sets=VOCAB + DATA)
-    qwenflow(env, "tokenizer", "build", "--out", str(data / "tokenizer"), "--corpus",
-             str(data / "corpus" / "train.parquet"), "-r", "tiny", sets=VOCAB)
+    qwenflow(
+        env,
+        "tokenizer",
+        "build",
+        "--out",
+        str(data / "tokenizer"),
+        "--corpus",
+        str(data / "corpus" / "train.parquet"),
+        "-r",
+        "tiny",
+        sets=VOCAB,
+    )
     base = root / "base"
     qwenflow(env, "train", "pretrain", "--data", str(data), "--out", str(base), sets=VOCAB + PRETRAIN)
     return {"root": root, "env": env, "data": data, "base": base, "uri": mlflow_server}
@@ -61,8 +109,17 @@ def run(ws, stage: str, nproc: int, sets: list[str], *extra: str, tag: str = "")
     name = f"{stage}-{tag}-n{nproc}"
     out = ws["root"] / name
     exp = f"dist-{name}"
-    qwenflow(ws["env"], "train", stage, "--out", str(out), "--nproc", str(nproc), *extra,
-             sets=VOCAB + sets + [f"tracking.experiment={exp}"])
+    qwenflow(
+        ws["env"],
+        "train",
+        stage,
+        "--out",
+        str(out),
+        "--nproc",
+        str(nproc),
+        *extra,
+        sets=VOCAB + sets + [f"tracking.experiment={exp}"],
+    )
     client = mlflow.MlflowClient(ws["uri"])
     runs = client.search_runs([client.get_experiment_by_name(exp).experiment_id])
     assert len(runs) == 1, f"{name}: {len(runs)} MLflow runs, expected exactly rank 0's"
@@ -97,8 +154,15 @@ ZERO3_TOL = 1e-3
 
 @pytest.mark.parametrize("strategy", ["ddp", "zero3"])
 def test_pretrain(ws, strategy):
-    same_first_loss(ws, "pretrain", PRETRAIN + [f"pretrain.distributed.strategy={strategy}"],
-                    "--data", str(ws["data"]), tag=strategy, tol=1e-4 if strategy == "ddp" else ZERO3_TOL)
+    same_first_loss(
+        ws,
+        "pretrain",
+        PRETRAIN + [f"pretrain.distributed.strategy={strategy}"],
+        "--data",
+        str(ws["data"]),
+        tag=strategy,
+        tol=1e-4 if strategy == "ddp" else ZERO3_TOL,
+    )
 
 
 def test_long_context(ws):
@@ -108,15 +172,24 @@ def test_long_context(ws):
 @pytest.mark.parametrize("strategy", ["ddp", "zero3"])
 def test_sft(ws, strategy):
     # (SFT's first loss measured: DDP x1 6.72953, ZeRO-3 x1 6.72977, ZeRO-3 x2 6.72923)
-    out = same_first_loss(ws, "sft", SFT + [f"sft.distributed.strategy={strategy}"],
-                          "--data", str(ws["data"]), "--from", str(ws["base"]), tag=strategy,
-                          tol=1e-4 if strategy == "ddp" else ZERO3_TOL)
+    out = same_first_loss(
+        ws,
+        "sft",
+        SFT + [f"sft.distributed.strategy={strategy}"],
+        "--data",
+        str(ws["data"]),
+        "--from",
+        str(ws["base"]),
+        tag=strategy,
+        tol=1e-4 if strategy == "ddp" else ZERO3_TOL,
+    )
     ws.setdefault("sft", out / "model")
 
 
 def test_reward(ws):
-    out = same_first_loss(ws, "reward", REWARD, "--data", str(ws["data"]), "--from", str(ws["base"]),
-                          check_model=io.load_reward_model)
+    out = same_first_loss(
+        ws, "reward", REWARD, "--data", str(ws["data"]), "--from", str(ws["base"]), check_model=io.load_reward_model
+    )
     ws["reward"] = out / "model"
 
 
@@ -126,10 +199,12 @@ def test_dpo_and_grpo(ws):
     if "reward" not in ws:
         test_reward(ws)
     start = ws.get("sft", ws["base"])
-    out, _ = run(ws, "dpo", 2, DPO, "--data", str(ws["data"]), "--from", str(start), "--reward-model",
-                 str(ws["reward"]))
+    out, _ = run(
+        ws, "dpo", 2, DPO, "--data", str(ws["data"]), "--from", str(start), "--reward-model", str(ws["reward"])
+    )
     io.load_causal_lm(out / "model")
-    out, run_ = run(ws, "grpo", 2, GRPO, "--data", str(ws["data"]), "--from", str(start), "--reward-model",
-                    str(ws["reward"]))
+    out, run_ = run(
+        ws, "grpo", 2, GRPO, "--data", str(ws["data"]), "--from", str(start), "--reward-model", str(ws["reward"])
+    )
     io.load_causal_lm(out / "model")
     assert "reward_model" in run_.data.params["reward_sources"] or run_.data.params["reward_sources"] == "verifier"

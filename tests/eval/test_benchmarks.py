@@ -1,8 +1,8 @@
 """The shipped benchmark files load completely, with hashes, and bad rows are counted, not fatal."""
+
 import json
 
-from qwenflow.eval.benchmarks import (LOADERS, benchmark_texts, load_gsm8k, load_haystack, load_humaneval,
-                                      load_mmlu)
+from qwenflow.eval.benchmarks import LOADERS, benchmark_texts, load_gsm8k, load_haystack, load_humaneval, load_mmlu
 
 
 def test_real_benchmarks_load_with_expected_sizes():
@@ -17,15 +17,34 @@ def test_real_benchmarks_load_with_expected_sizes():
 
 def test_malformed_rows_are_counted(tmp_path):
     f = tmp_path / "mmlu.jsonl"
-    good = {"question": "2+2?", "answer_a": "3", "answer_b": "4", "answer_c": "5", "answer_d": "6",
-            "correct_answer": "B", "topic": "math"}
-    f.write_text("\n".join([json.dumps(good), "{not json", json.dumps({**good, "correct_answer": "E"}),
-                            json.dumps({**good, "answer_c": None}), "[1, 2]"]) + "\n")
+    good = {
+        "question": "2+2?",
+        "answer_a": "3",
+        "answer_b": "4",
+        "answer_c": "5",
+        "answer_d": "6",
+        "correct_answer": "B",
+        "topic": "math",
+    }
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                "{not json",
+                json.dumps({**good, "correct_answer": "E"}),
+                json.dumps({**good, "answer_c": None}),
+                "[1, 2]",
+            ]
+        )
+        + "\n"
+    )
     b = load_mmlu(f)
     assert len(b) == 1 and b.items[0].answer == 1
     assert sum(b.skipped.values()) == 4 and all(k.startswith("malformed") for k in b.skipped)
     g = tmp_path / "gsm.jsonl"
-    g.write_text(json.dumps({"prompt": "q", "expected": "twelve"}) + "\n" + json.dumps({"prompt": "q", "expected": "1,200"}))
+    g.write_text(
+        json.dumps({"prompt": "q", "expected": "twelve"}) + "\n" + json.dumps({"prompt": "q", "expected": "1,200"})
+    )
     b = load_gsm8k(g)
     assert [it.answer for it in b.items] == ["1200"] and sum(b.skipped.values()) == 1
 

@@ -1,4 +1,5 @@
 """Gates (floors, ceilings, no-regression) and the MLflow registry flow: register -> challenger -> promote -> champion."""
+
 import json
 
 import pytest
@@ -18,15 +19,24 @@ def report(**metrics):
 
 
 def test_gates_floor_ceiling_regression_and_missing_metric():
-    gates = [{"metric": "arithmetic/exact_match", "min": 0.5}, {"metric": "mmlu/accuracy", "max_regression": 0.01},
-             {"metric": "perplexity/all_ppl", "max_regression": 1.0}]
-    ok = check_gates(report(**{"arithmetic/exact_match": 0.6, "mmlu/accuracy": 0.30, "perplexity/all_ppl": 10.5}),
-                     gates, baseline=report(**{"mmlu/accuracy": 0.305, "perplexity/all_ppl": 10.0}))
+    gates = [
+        {"metric": "arithmetic/exact_match", "min": 0.5},
+        {"metric": "mmlu/accuracy", "max_regression": 0.01},
+        {"metric": "perplexity/all_ppl", "max_regression": 1.0},
+    ]
+    ok = check_gates(
+        report(**{"arithmetic/exact_match": 0.6, "mmlu/accuracy": 0.30, "perplexity/all_ppl": 10.5}),
+        gates,
+        baseline=report(**{"mmlu/accuracy": 0.305, "perplexity/all_ppl": 10.0}),
+    )
     assert ok.passed, ok.reasons
-    bad = check_gates(report(**{"arithmetic/exact_match": 0.4, "mmlu/accuracy": 0.28, "perplexity/all_ppl": 12.0}),
-                      gates, baseline=report(**{"mmlu/accuracy": 0.305, "perplexity/all_ppl": 10.0}))
+    bad = check_gates(
+        report(**{"arithmetic/exact_match": 0.4, "mmlu/accuracy": 0.28, "perplexity/all_ppl": 12.0}),
+        gates,
+        baseline=report(**{"mmlu/accuracy": 0.305, "perplexity/all_ppl": 10.0}),
+    )
     assert not bad.passed
-    assert sum(r.startswith("FAIL") for r in bad.reasons) == 3    # floor, accuracy drop, perplexity rise
+    assert sum(r.startswith("FAIL") for r in bad.reasons) == 3  # floor, accuracy drop, perplexity rise
     missing = check_gates(report(**{"mmlu/accuracy": 0.3}), [{"metric": "gsm8k/exact_match", "min": 0.1}])
     assert not missing.passed and "not in the report" in missing.reasons[0]
     first = check_gates(report(**{"mmlu/accuracy": 0.3}), [{"metric": "mmlu/accuracy", "max_regression": 0.01}])
@@ -55,7 +65,7 @@ def test_register_challenger_then_promote_champion(tracking, tiny_model_dir):
     mv = client.get_model_version_by_alias("qf-test", "challenger")
     assert mv.version == v1 and mv.tags["sha256"] == sha256_path(tiny_model_dir)
     assert json.loads(mv.tags["qwenflow.metrics"]) == {"mmlu/accuracy": 0.26}
-    local, _ = fetch_registered_model("models:/qf-test@challenger")   # the serving side's sha256 check passes
+    local, _ = fetch_registered_model("models:/qf-test@challenger")  # the serving side's sha256 check passes
     assert sha256_path(local) == mv.tags["sha256"]
     assert champion_metrics("qf-test") is None
     res = promote("qf-test", reason="first")
@@ -64,8 +74,11 @@ def test_register_challenger_then_promote_champion(tracking, tiny_model_dir):
     assert champ.version == v1 and champ.tags["qwenflow.promotion_reason"] == "first"
     assert champion_metrics("qf-test") == {"metrics": {"mmlu/accuracy": 0.26}}
     # a worse model fails the no-regression gate against the champion
-    assert not check_gates(report(**{"mmlu/accuracy": 0.2}), [{"metric": "mmlu/accuracy", "max_regression": 0.01}],
-                           champion_metrics("qf-test")).passed
+    assert not check_gates(
+        report(**{"mmlu/accuracy": 0.2}),
+        [{"metric": "mmlu/accuracy", "max_regression": 0.01}],
+        champion_metrics("qf-test"),
+    ).passed
     # a report for another model directory is refused
     with pytest.raises(ValueError, match="evaluate this directory"):
         register_model(tiny_model_dir, "qf-test", {"metrics": {}, "model": {"sha256": "0" * 64}})

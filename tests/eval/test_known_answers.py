@@ -1,9 +1,11 @@
 """The harness against known answers: scripted models whose correct score is known in advance."""
+
 import time
 
 from qwenflow.eval.benchmarks import LETTERS, load_gsm8k, load_humaneval, load_mmlu, load_truthfulqa_mc1
 from qwenflow.eval.lm import Request
-from qwenflow.eval.tasks import gsm8k, humaneval, multiple_choice as mc
+from qwenflow.eval.tasks import gsm8k, humaneval
+from qwenflow.eval.tasks import multiple_choice as mc
 
 
 class ScriptedLM:
@@ -43,7 +45,9 @@ def test_fewshot_prompts_are_reproducible_from_the_seed():
 def test_truthfulqa_oracle_and_first_choice():
     bench = load_truthfulqa_mc1()
     truth = {f"Q: {it.question}\nA:": " " + it.choices[it.answer] for it in bench.items}
-    assert mc.run_truthfulqa_mc1(ScriptedLM(pick=lambda r: truth[r.prefix] == r.continuation)).metrics["accuracy"] == 1.0
+    assert (
+        mc.run_truthfulqa_mc1(ScriptedLM(pick=lambda r: truth[r.prefix] == r.continuation)).metrics["accuracy"] == 1.0
+    )
     first = {f"Q: {it.question}\nA:": " " + it.choices[0] for it in bench.items}
     res = mc.run_truthfulqa_mc1(ScriptedLM(pick=lambda r: first[r.prefix] == r.continuation))
     assert res.metrics["accuracy"] == sum(it.answer == 0 for it in bench.items) / len(bench)
@@ -66,7 +70,7 @@ def test_gsm8k_exact_numeric_match():
 def test_pass_at_k_estimator():
     assert humaneval.pass_at_k(10, 3, 1) == 0.3 or abs(humaneval.pass_at_k(10, 3, 1) - 0.3) < 1e-12
     assert humaneval.pass_at_k(10, 0, 5) == 0.0 and humaneval.pass_at_k(10, 6, 5) == 1.0
-    assert abs(humaneval.pass_at_k(4, 1, 2) - 0.5) < 1e-12   # 1 - C(3,2)/C(4,2)
+    assert abs(humaneval.pass_at_k(4, 1, 2) - 0.5) < 1e-12  # 1 - C(3,2)/C(4,2)
 
 
 def test_humaneval_canonical_solutions_all_pass_in_the_sandbox():
@@ -77,6 +81,9 @@ def test_humaneval_canonical_solutions_all_pass_in_the_sandbox():
     failed = [(p.task_id, s) for p, s in zip(bench.items, statuses) if s != ["passed"]]
     assert not failed, failed
     print(f"164 canonical solutions in {took:.1f} s")
-    broken = humaneval.execute(bench.items[:3], [["    while True:\n        pass\n"], ["    import sys\n    sys.exit(0)\n"],
-                                                 ["    return None\n"]], workers=3)
+    broken = humaneval.execute(
+        bench.items[:3],
+        [["    while True:\n        pass\n"], ["    import sys\n    sys.exit(0)\n"], ["    return None\n"]],
+        workers=3,
+    )
     assert [s[0] for s in broken] == ["timeout", "error", "failed"]

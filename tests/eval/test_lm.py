@@ -1,4 +1,5 @@
 """The batched, prefix-cached scorer and batched generation agree with the plain one-at-a-time computation."""
+
 import torch
 
 from qwenflow.eval.lm import HFModel, Request
@@ -13,8 +14,11 @@ def naive_loglikelihood(lm, r: Request) -> float:
 
 def test_cached_batched_scores_match_naive(tiny_model_dir):
     lm = HFModel(tiny_model_dir, batch_size=3)
-    reqs = [Request("The following are questions.\n\n", f"Question {q}: pick one\nAnswer:", f" {c}")
-            for q in range(4) for c in "ABCD"]
+    reqs = [
+        Request("The following are questions.\n\n", f"Question {q}: pick one\nAnswer:", f" {c}")
+        for q in range(4)
+        for c in "ABCD"
+    ]
     reqs += [Request("def add(a, b):", "", ending) for ending in ("\n    return a + b", "\n    pass", " ...")]
     reqs += [Request("", "import os", " path")]
     fast = lm.loglikelihood(reqs)

@@ -1,5 +1,6 @@
 """The sandbox turns hostile or broken programs into counted failures: it cannot be gamed by exiting, leaves no
 process, file or memory behind, sees no host file and no network, and ends on time."""
+
 import os
 import secrets
 import socket
@@ -27,11 +28,18 @@ def test_passing_and_failing_programs():
     assert r.status == "error" and r.tests == ["passed", "failed", "error"]
 
 
-@pytest.mark.parametrize("exit_code", ["import sys\nsys.exit(0)", "raise SystemExit(0)", "import os\nos._exit(0)",
-                                       "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
-                                       "import os\nos.write(3, b'0 passed ' + b'0' * 32 + b'\\n-1 done ' + b'0' * 32 + b'\\n')\nos._exit(0)",
-                                       "import sys\nsys.audit('qwenflow.report', 0, 'passed')\nsys.audit('qwenflow.report', -1, 'done')",
-                                       "import sys\nsys.settrace(lambda *a: None)"])
+@pytest.mark.parametrize(
+    "exit_code",
+    [
+        "import sys\nsys.exit(0)",
+        "raise SystemExit(0)",
+        "import os\nos._exit(0)",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        "import os\nos.write(3, b'0 passed ' + b'0' * 32 + b'\\n-1 done ' + b'0' * 32 + b'\\n')\nos._exit(0)",
+        "import sys\nsys.audit('qwenflow.report', 0, 'passed')\nsys.audit('qwenflow.report', -1, 'done')",
+        "import sys\nsys.settrace(lambda *a: None)",
+    ],
+)
 def test_exiting_or_forging_before_the_tests_scores_zero(exit_code):
     """Every way to end early or speak for the harness: the tests never report passed, so nothing passes."""
     r = run_python(f"def add(a, b):\n    return None\n{exit_code}\n", FAST, tests=["assert add(2, 3) == 5"])
@@ -40,7 +48,7 @@ def test_exiting_or_forging_before_the_tests_scores_zero(exit_code):
     assert reward([f"```python\ndef add(a, b):\n    return None\n{exit_code}\n```"], ["assert add(2, 3) == 5"]) == [0.0]
 
 
-RERUN_AT_EXIT = r'''
+RERUN_AT_EXIT = r"""
 import atexit, marshal, os, signal, sys
 m = sys.modules["__main__"]
 r, w = os.pipe()
@@ -53,13 +61,16 @@ def interrupt(*_):
     raise KeyboardInterrupt
 signal.signal(signal.SIGALRM, interrupt)
 signal.setitimer(signal.ITIMER_REAL, 0.002, 0.0005)
-'''
+"""
 
 
-@pytest.mark.parametrize("attack", [
-    "import sys\nsys.modules['__main__']._main({'code': '', 'tests': ['pass']})",   # the harness, called again
-    RERUN_AT_EXIT,   # interrupt the harness, then re-run its code from the bottom of the stack with our own tests
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "import sys\nsys.modules['__main__']._main({'code': '', 'tests': ['pass']})",  # the harness, called again
+        RERUN_AT_EXIT,  # interrupt the harness, then re-run its code from the bottom of the stack with our own tests
+    ],
+)
 def test_rerunning_the_harness_cannot_report_a_pass(attack):
     r = run_python(f"def add(a, b):\n    return None\n{attack}", FAST, tests=["assert add(2, 3) == 5"])
     assert r.status != "passed" and "passed" not in r.tests, r
@@ -87,8 +98,9 @@ def add(a, b):
 
 def test_humaneval_completion_that_exits_scores_zero():
     bench = load_humaneval()
-    statuses = humaneval.execute(bench.items[:2], [["    import sys\n    sys.exit(0)\n"], ["    return None\n"]],
-                                 workers=2)
+    statuses = humaneval.execute(
+        bench.items[:2], [["    import sys\n    sys.exit(0)\n"], ["    return None\n"]], workers=2
+    )
     assert statuses == [["error"], ["failed"]]
 
 
@@ -131,13 +143,15 @@ print("started", flush=True)
 
 def test_nothing_written_persists_and_tmp_is_private():
     name = "qwenflow-persist-" + secrets.token_hex(6)
-    write = f"for d in ('/tmp', '/dev/shm', '.'):\n    open(d + '/{name}', 'w').write('x')\nimport os\nprint(os.getcwd())"
+    write = (
+        f"for d in ('/tmp', '/dev/shm', '.'):\n    open(d + '/{name}', 'w').write('x')\nimport os\nprint(os.getcwd())"
+    )
     r = run_python(write, FAST)
     assert r.status == "passed" and r.output.strip() == "/tmp", r
-    r = run_python(f"import os\nprint(sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))", FAST)
+    r = run_python("import os\nprint(sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))", FAST)
     assert r.status == "passed" and r.output.strip() == "[] []", r
     assert not Path("/tmp", name).exists() and not Path("/dev/shm", name).exists()
-    r = run_python("open('/tmp/big', 'wb').write(b'x' * (200 << 20))", FAST)   # over the tmpfs size
+    r = run_python("open('/tmp/big', 'wb').write(b'x' * (200 << 20))", FAST)  # over the tmpfs size
     assert r.status == "error" and ("No space left" in r.output or "File too large" in r.output), r
 
 
@@ -147,11 +161,11 @@ def test_host_files_are_not_visible(tmp_path):
     try:
         r = run_python(f"print(open({str(planted)!r}).read())", FAST)
         assert r.status == "error" and "host secret" not in r.output and "No such file" in r.output
-        r = run_python(f"print(open({sandbox.__file__!r}).read()[:50])", FAST)   # the project's own tree
+        r = run_python(f"print(open({sandbox.__file__!r}).read()[:50])", FAST)  # the project's own tree
         assert r.status == "error" and "No such file" in r.output
         r = run_python("import os\nprint(sorted(os.listdir('/')))", FAST)
         assert r.status == "passed" and "etc" not in r.output and "home" not in r.output and "proc" not in r.output
-        r = run_python("open('/usr/lib/qwenflow-x', 'w')", FAST)   # the view is read-only
+        r = run_python("open('/usr/lib/qwenflow-x', 'w')", FAST)  # the view is read-only
         assert r.status == "error" and ("Read-only" in r.output or "Permission denied" in r.output), r.output
     finally:
         planted.unlink()
@@ -175,15 +189,18 @@ def test_print_flood_keeps_host_memory_and_time_bounded(output_limit):
     watcher.start()
     base = peak[0]
     t = time.monotonic()
-    r = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
-                   Limits(timeout_s=3, cpu_s=10, output_limit=output_limit))
+    r = run_python(
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+        Limits(timeout_s=3, cpu_s=10, output_limit=output_limit),
+    )
     took = time.monotonic() - t
     stop.set()
     watcher.join()
     assert took < 3 + 1 and max(peak) - base < 64, (took, max(peak) - base)
     assert len(r.output) <= Limits.max_output
-    assert (r.status, "output over" in r.note) == (("error", True) if output_limit == Limits.output_limit
-                                                   else ("timeout", False)), r.note
+    assert (r.status, "output over" in r.note) == (
+        ("error", True) if output_limit == Limits.output_limit else ("timeout", False)
+    ), r.note
 
 
 def test_infinite_loop_times_out_quickly():
@@ -206,8 +223,10 @@ def test_fork_bomb_is_stopped_by_the_kernel():
 
 
 def test_process_limit_is_enforced_by_the_kernel():
-    code = ("import threading, time\nts = []\nfor i in range(50):\n"
-            "    t = threading.Thread(target=time.sleep, args=(2,), daemon=True); t.start(); ts.append(t)")
+    code = (
+        "import threading, time\nts = []\nfor i in range(50):\n"
+        "    t = threading.Thread(target=time.sleep, args=(2,), daemon=True); t.start(); ts.append(t)"
+    )
     r = run_python(code, Limits(timeout_s=4, cpu_s=2, max_procs=4))
     assert r.status == "error" and "can't start new thread" in r.output
 
@@ -233,12 +252,12 @@ def test_run_many_keeps_order():
 
 
 def test_no_sandbox_means_a_loud_error_and_no_run(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))   # no bwrap on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
         run_python(f"open({str(tmp_path / 'ran')!r}, 'w')")
     assert not (tmp_path / "ran").exists()
     guarded = GuardedReward(CodeReward(FAST), "code", on_error="zero")
-    with pytest.raises(SandboxUnavailable):   # a reward guard does not turn it into silent zeros
+    with pytest.raises(SandboxUnavailable):  # a reward guard does not turn it into silent zeros
         guarded(["def f(): pass"], answer=["assert True"])
 
 
@@ -254,4 +273,4 @@ def test_a_failing_bwrap_is_reported_with_its_own_message(monkeypatch, tmp_path)
     finally:
         monkeypatch.undo()
         sandbox._probe.cache_clear()
-    assert run_python("print(1)").passed   # the real bwrap again
+    assert run_python("print(1)").passed  # the real bwrap again

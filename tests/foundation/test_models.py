@@ -1,4 +1,5 @@
 """Model family: exact parameter counts against the published sizes, built on the meta device."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,15 @@ import torch
 from qwenflow.models import build_model, model_size
 from qwenflow.recipe import load_recipe
 
-PUBLISHED = {"qwen2.5-0.5b": 0.49e9, "qwen2.5-1.5b": 1.54e9, "qwen2.5-3b": 3.09e9, "qwen2.5-7b": 7.61e9,
-             "qwen2.5-14b": 14.7e9, "qwen2.5-32b": 32.5e9, "qwen2.5-72b": 72.7e9}
+PUBLISHED = {
+    "qwen2.5-0.5b": 0.49e9,
+    "qwen2.5-1.5b": 1.54e9,
+    "qwen2.5-3b": 3.09e9,
+    "qwen2.5-7b": 7.61e9,
+    "qwen2.5-14b": 14.7e9,
+    "qwen2.5-32b": 32.5e9,
+    "qwen2.5-72b": 72.7e9,
+}
 
 
 @pytest.mark.parametrize("name, published", PUBLISHED.items())
@@ -29,7 +37,10 @@ def test_flops_per_token_is_six_n_plus_attention():
     r = load_recipe("qwen2.5-7b")
     s = model_size(r.model, seq_len=4096)
     m = r.model
-    expected = 6 * (s.total_params - s.embedding_params + m.vocab_size * m.hidden_size) + 12 * m.num_layers * 4096 * m.hidden_size
+    expected = (
+        6 * (s.total_params - s.embedding_params + m.vocab_size * m.hidden_size)
+        + 12 * m.num_layers * 4096 * m.hidden_size
+    )
     assert s.flops_per_token == expected
     assert 6 * s.total_params < s.flops_per_token < 8 * s.total_params
 
@@ -52,11 +63,23 @@ def test_built_config_keeps_qwen25_architecture():
 
 
 def test_moe_model_returns_router_aux_loss():
-    r = load_recipe("qwen2.5-moe-a2.7b", ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=4",
-                                          "model.num_kv_heads=4", "model.intermediate_size=128", "model.vocab_size=512",
-                                          "model.moe.num_experts=8", "model.moe.top_k=2",
-                                          "model.moe.moe_intermediate_size=32", "model.moe.shared_expert_intermediate_size=64",
-                                          "tokenizer.kind=bpe", "tokenizer.vocab_size=512"])
+    r = load_recipe(
+        "qwen2.5-moe-a2.7b",
+        [
+            "model.hidden_size=64",
+            "model.num_layers=2",
+            "model.num_heads=4",
+            "model.num_kv_heads=4",
+            "model.intermediate_size=128",
+            "model.vocab_size=512",
+            "model.moe.num_experts=8",
+            "model.moe.top_k=2",
+            "model.moe.moe_intermediate_size=32",
+            "model.moe.shared_expert_intermediate_size=64",
+            "tokenizer.kind=bpe",
+            "tokenizer.vocab_size=512",
+        ],
+    )
     model = build_model(r.model, seed=0)
     out = model(torch.randint(0, 512, (2, 8)), labels=torch.randint(0, 512, (2, 8)))
     assert out.aux_loss is not None and torch.isfinite(out.aux_loss)

@@ -1,4 +1,5 @@
 """A bad `--set` is reported as the flag's mistake, with the closest valid key, before any work starts."""
+
 from typer.testing import CliRunner
 
 from qwenflow.cli.main import app
@@ -31,7 +32,17 @@ def test_unknown_section_and_value_used_as_section():
 
 
 def test_good_overrides_still_apply():
-    res = CliRunner().invoke(app, ["recipe", "show", "tiny", "--set", "sft.learning_rate=3e-5",
-                                   "--set", "pretrain.resources.node_selector.pool=a100"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "recipe",
+            "show",
+            "tiny",
+            "--set",
+            "sft.learning_rate=3e-5",
+            "--set",
+            "pretrain.resources.node_selector.pool=a100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "3.0e-05" in res.output and "pool: a100" in res.output

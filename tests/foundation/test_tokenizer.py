@@ -1,4 +1,5 @@
 """Tokenizers: the real Qwen2.5 ids, the trained BPE's round trip and control tokens, the assistant mask."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,9 +10,13 @@ from transformers import AutoTokenizer
 from qwenflow.tokenizer import CONTROL_TOKENS, load_tokenizer
 from qwenflow.tokenizer.qwen import build_qwen_tokenizer
 
-CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 12+30?"},
-        {"role": "assistant", "content": "42"}, {"role": "user", "content": "And 1+1?"},
-        {"role": "assistant", "content": "2"}]
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is 12+30?"},
+    {"role": "assistant", "content": "42"},
+    {"role": "user", "content": "And 1+1?"},
+    {"role": "assistant", "content": "2"},
+]
 
 
 def test_real_qwen_tokenizer_ids(tmp_path):
@@ -43,15 +48,24 @@ def test_chat_template_masks_only_assistant_tokens(tiny_tokenizer_dir):
         masked = tok.decode([i for i, m in zip(ids, mask) if m])
         assert masked == "42<|im_end|>2<|im_end|>"
         text = tok.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True)
-        assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n"
+        assert (
+            text
+            == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n"
+        )
 
 
 def test_chat_template_renders_tool_calls():
     tok = build_qwen_tokenizer()
     tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
-    msgs = [{"role": "user", "content": "add 1 2"},
-            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1, "b": 2}}}]},
-            {"role": "tool", "content": "3"}]
+    msgs = [
+        {"role": "user", "content": "add 1 2"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1, "b": 2}}}],
+        },
+        {"role": "tool", "content": "3"},
+    ]
     text = tok.apply_chat_template(msgs, tools=tools, tokenize=False)
     assert '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call><|im_end|>' in text
     assert "<tool_response>\n3\n</tool_response>" in text and "# Tools" in text
@@ -63,7 +77,12 @@ def test_stdlib_platform_is_not_shadowed():
     import sysconfig
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    out = subprocess.run([sys.executable, "-c", "import platform, qwenflow; print(platform.system()); print(platform.__file__)"],
-                         cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", "import platform, qwenflow; print(platform.system()); print(platform.__file__)"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0] == "Linux"
     assert os.path.dirname(out[1]) == sysconfig.get_paths()["stdlib"]

@@ -1,6 +1,7 @@
 """The serving chart lints, renders into manifests valid for Kubernetes 1.29 and 1.33 (kubernetes-validate
 --strict), refuses an install without a model source, and renders both engines (BentoML, upstream vLLM) with the
 cluster features users expect. Offline: Helm's engine from helm-python-sdk."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,13 @@ import pytest
 from qwenflow.deploy.helm_values import CHART_DIR
 from qwenflow.deploy.manifests import documents, validate
 
-REGISTRY = {"model": {"source": "registry", "uri": "models:/qwen-7b@champion",
-                      "mlflow": {"trackingUri": "http://mlflow.qwenflow-platform.svc:5000",
-                                 "credentialsSecret": "mlflow-creds"}}}
+REGISTRY = {
+    "model": {
+        "source": "registry",
+        "uri": "models:/qwen-7b@champion",
+        "mlflow": {"trackingUri": "http://mlflow.qwenflow-platform.svc:5000", "credentialsSecret": "mlflow-creds"},
+    }
+}
 GPU_REGISTRY = {
     **REGISTRY,
     "gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"},
@@ -26,8 +31,12 @@ GPU_REGISTRY = {
     "modelCache": {"existingClaim": "model-cache"},
 }
 PVC = {"model": {"source": "pvc", "pvc": {"claimName": "models", "path": "qwen/7b"}}, "autoscaling": {"enabled": False}}
-VLLM = {**REGISTRY, "engine": "vllm", "gpu": {"count": 4, "product": "NVIDIA-H100-80GB-HBM3"},
-        "apiKey": {"existingSecret": "llm-api-key", "secretKey": "token"}}
+VLLM = {
+    **REGISTRY,
+    "engine": "vllm",
+    "gpu": {"count": 4, "product": "NVIDIA-H100-80GB-HBM3"},
+    "apiKey": {"existingSecret": "llm-api-key", "secretKey": "token"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +129,9 @@ def test_gpu_registry_values_reach_the_pod(chart):
     assert ann["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
     test_pod = docs["Pod"]["spec"]["containers"][0]
-    assert {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "llm-api-key", "key": "api-key"}}} in test_pod["env"]
+    assert {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "llm-api-key", "key": "api-key"}}} in test_pod[
+        "env"
+    ]
 
 
 def test_pvc_source_mounts_the_claim(chart):
@@ -162,17 +173,27 @@ def test_vllm_arguments_carry_the_recipes_context_and_long_context_settings(char
     from qwenflow.deploy.helm_values import helm_values
     from qwenflow.recipe import load_recipe
 
-    recipe = load_recipe("qwen2.5-7b", ["deploy.engine=vllm", "deploy.yarn=true", "deploy.attention=dca",
-                                        "deploy.resources.gpus=4"])
-    values = helm_values("models:/qwen2.5-7b@champion", recipe.deploy, tracking_uri="http://mlflow:5000",
-                         check_registry=False, recipe=recipe, api_key_secret="llm-api-key")
+    recipe = load_recipe(
+        "qwen2.5-7b", ["deploy.engine=vllm", "deploy.yarn=true", "deploy.attention=dca", "deploy.resources.gpus=4"]
+    )
+    values = helm_values(
+        "models:/qwen2.5-7b@champion",
+        recipe.deploy,
+        tracking_uri="http://mlflow:5000",
+        check_registry=False,
+        recipe=recipe,
+        api_key_secret="llm-api-key",
+    )
     trained = recipe.long_context.seq_lens[-1]
     assert values["engine"] == "vllm" and values["gpu"]["count"] == 4
     v = values["vllm"]
     assert v["maxModelLen"] == int(trained * recipe.long_context.yarn_factor)
-    assert v["hfOverrides"]["rope_parameters"] == {"rope_type": "yarn", "factor": recipe.long_context.yarn_factor,
-                                                   "original_max_position_embeddings": trained,
-                                                   "rope_theta": recipe.long_context.rope_theta}
+    assert v["hfOverrides"]["rope_parameters"] == {
+        "rope_type": "yarn",
+        "factor": recipe.long_context.yarn_factor,
+        "original_max_position_embeddings": trained,
+        "rope_theta": recipe.long_context.rope_theta,
+    }
     assert v["hfOverrides"]["dual_chunk_attention_config"]["chunk_size"] == trained and v["dualChunkAttention"]
     pod, c = server(documents(render(chart, values)))
     args = c["args"]
@@ -182,24 +203,36 @@ def test_vllm_arguments_carry_the_recipes_context_and_long_context_settings(char
     assert {"--enforce-eager", "--enable-chunked-prefill", "--max-num-batched-tokens=131072"} <= set(args)
     assert {"name": "VLLM_ATTENTION_BACKEND", "value": "DUAL_CHUNK_FLASH_ATTN"} in c["env"]
     # Without YaRN/DCA the server gets the trained length and no overrides.
-    plain = load_recipe("qwen2.5-7b", ["deploy.engine=vllm", "deploy.yarn=false", "deploy.attention=sdpa",
-                                       "deploy.resources.gpus=2"])
+    plain = load_recipe(
+        "qwen2.5-7b", ["deploy.engine=vllm", "deploy.yarn=false", "deploy.attention=sdpa", "deploy.resources.gpus=2"]
+    )
     pv = helm_values("models:/m/3", plain.deploy, tracking_uri="http://m", check_registry=False, recipe=plain)["vllm"]
     assert pv == {"maxModelLen": trained, "hfOverrides": {}, "dualChunkAttention": False, "maxNumBatchedTokens": 0}
 
 
-@pytest.mark.parametrize("bad,needle", [
-    ({"gpu": {"count": -1}}, "count"),
-    ({"model": {"source": "s3"}}, "source"),
-    ({"model": {"source": "registry", "uri": "runs:/abc/model"}}, "uri"),
-    ({"serving": {"attention": "flash9"}}, "attention"),
-    ({"engine": "tgi"}, "engine"),
-    ({"vllm": {"gpuMemoryUtilization": 1.5}}, "gpuMemoryUtilization"),
-    ({"securityContext": {"allowPrivilegeEscalation": True, "readOnlyRootFilesystem": True,
-                          "capabilities": {"drop": ["ALL"]}}}, "allowPrivilegeEscalation"),
-    ({"resources": {"requests": {"cpu": "lots"}, "limits": {}}}, "cpu"),
-    ({"replicas": 3}, "replicas"),
-])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ({"gpu": {"count": -1}}, "count"),
+        ({"model": {"source": "s3"}}, "source"),
+        ({"model": {"source": "registry", "uri": "runs:/abc/model"}}, "uri"),
+        ({"serving": {"attention": "flash9"}}, "attention"),
+        ({"engine": "tgi"}, "engine"),
+        ({"vllm": {"gpuMemoryUtilization": 1.5}}, "gpuMemoryUtilization"),
+        (
+            {
+                "securityContext": {
+                    "allowPrivilegeEscalation": True,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                }
+            },
+            "allowPrivilegeEscalation",
+        ),
+        ({"resources": {"requests": {"cpu": "lots"}, "limits": {}}}, "cpu"),
+        ({"replicas": 3}, "replicas"),
+    ],
+)
 def test_schema_rejects_bad_values(chart, bad, needle):
     bad = {**REGISTRY, **bad} if "model" not in bad else bad
     with pytest.raises(helm_python.HelmValuesError, match=needle):
@@ -221,7 +254,9 @@ def test_fetch_model_refuses_a_pvc_copy_with_another_hash(tiny_model_dir, tmp_pa
     from qwenflow.artifacts import sha256_path
     from qwenflow.deploy.fetch_model import main
 
-    assert main(["--source", str(tiny_model_dir), "--dest", str(tmp_path / "x"),
-                 "--sha256", sha256_path(tiny_model_dir)]) == 0
+    assert (
+        main(["--source", str(tiny_model_dir), "--dest", str(tmp_path / "x"), "--sha256", sha256_path(tiny_model_dir)])
+        == 0
+    )
     assert main(["--source", str(tiny_model_dir), "--dest", str(tmp_path / "x"), "--sha256", "0" * 64]) == 1
     assert main(["--source", str(tmp_path), "--dest", str(tmp_path / "x")]) == 1  # not a model directory

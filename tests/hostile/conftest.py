@@ -1,5 +1,6 @@
 """Hostile-input tests run the real `qwenflow` command in a subprocess, as a user would, and check that a bad
 input ends in a non-zero exit with one clear error line and no traceback."""
+
 from __future__ import annotations
 
 import os
@@ -36,4 +37,5 @@ def qwenflow():
         env = {**os.environ, "COLUMNS": "80", "GX_ANALYTICS_ENABLED": "false"}
         p = subprocess.run([QWENFLOW, *args], capture_output=True, text=True, timeout=timeout, env=env)
         return Ran(p.returncode, p.stdout, p.stderr)
+
     return run

@@ -5,6 +5,7 @@ chosen == rejected up to whitespace, swapped pairs).
 The datasets come from the real data stage (a small tiny recipe). Semantic corruptions also rewrite the
 manifest to match, as a careless tool would, so the content check itself is what must catch them. The CLI calls
 run side by side (each loads Great Expectations for seconds), then every case is asserted on its own."""
+
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +19,21 @@ from qwenflow.artifacts import sha256_file
 from qwenflow.data.prepare import SCHEMAS, prepare_data
 from qwenflow.recipe import load_recipe
 
-SMALL = ["data.max_bytes_per_source=60000", "data.sft_examples=300", "data.rl_prompts=60",
-         "data.preference_pairs=80", "data.eval_examples=30", "data.decontaminate=false"]
+SMALL = [
+    "data.max_bytes_per_source=60000",
+    "data.sft_examples=300",
+    "data.rl_prompts=60",
+    "data.preference_pairs=80",
+    "data.eval_examples=30",
+    "data.decontaminate=false",
+]
 
 
 def _rows(df: pd.DataFrame) -> list[dict]:
-    return [{k: (list(map(dict, v)) if hasattr(v, "__len__") and not isinstance(v, str) else v) for k, v in r.items()}
-            for r in df.to_dict("records")]
+    return [
+        {k: (list(map(dict, v)) if hasattr(v, "__len__") and not isinstance(v, str) else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    ]
 
 
 def _rewrite(d, name: str, rows: list[dict], schema, manifest_too: bool = True) -> None:
@@ -104,9 +113,17 @@ def corrupt(src, tmp):
     d.mkdir()
     for split, ids in (("train", [[1, 2, 3, 4], [5, 6, 7, 8]]), ("val", [[9, 10, 11, 1024]])):
         pq.write_table(pa.table({"input_ids": pa.array(ids, type=pa.list_(pa.int32()))}), d / f"{split}-00000.parquet")
-    (d / "manifest.json").write_text(json.dumps({
-        "kind": "packed", "seq_len": 4, "vocab_size": 1024, "rows": {"train-00000": 2, "val-00000": 1},
-        "files": {p.name: sha256_file(p) for p in sorted(d.glob("*.parquet"))}}))
+    (d / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "packed",
+                "seq_len": 4,
+                "vocab_size": 1024,
+                "rows": {"train-00000": 2, "val-00000": 1},
+                "files": {p.name: sha256_file(p) for p in sorted(d.glob("*.parquet"))},
+            }
+        )
+    )
     cases["packed_out_of_vocab"] = ("packed", d, ["max_token_id", "max_value=1023"])
 
     d = tmp / "packed_no_vocab"
@@ -135,9 +152,22 @@ def results(tmp_path_factory, qwenflow):
     return cases, ran
 
 
-@pytest.mark.parametrize("name", ["lying_rows", "lying_sha256", "no_manifest", "bad_manifest", "whitespace_text",
-                                  "every_row_twice", "sft_duplicates", "chosen_is_rejected", "swapped_pairs",
-                                  "packed_out_of_vocab", "packed_no_vocab"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lying_rows",
+        "lying_sha256",
+        "no_manifest",
+        "bad_manifest",
+        "whitespace_text",
+        "every_row_twice",
+        "sft_duplicates",
+        "chosen_is_rejected",
+        "swapped_pairs",
+        "packed_out_of_vocab",
+        "packed_no_vocab",
+    ],
+)
 def test_corruption_exits_nonzero_with_one_line_naming_the_check(results, name):
     cases, ran = results
     ran[name].error_line(*cases[name][2])

@@ -1,6 +1,7 @@
 """Every number of the recipe schema has a physical range: -1, NaN and 10**18 are refused for each, naming the key.
 
 The schema is walked, not listed, so a numeric field added later without a range fails here."""
+
 import types
 import typing
 
@@ -31,7 +32,9 @@ def numeric_leaves(model=Recipe, prefix=""):
                 yield from numeric_leaves(member, key + ".")
             elif member in (int, float) and name not in UNBOUNDED:
                 yield key, False
-            elif typing.get_origin(member) is list and any(m in (int, float) for m in _strip(typing.get_args(member)[0])):
+            elif typing.get_origin(member) is list and any(
+                m in (int, float) for m in _strip(typing.get_args(member)[0])
+            ):
                 yield key, True
 
 
@@ -40,8 +43,16 @@ LEAVES = sorted(set(numeric_leaves()))
 
 def test_the_walk_finds_the_fields_the_issue_named():
     keys = {k for k, _ in LEAVES}
-    assert {"pretrain.learning_rate", "sft.max_seq_len", "sft.epochs", "model.hidden_size", "model.vocab_size",
-            "grpo.learning_rate", "long_context.seq_lens", "data.contracts.max_blank_rate"} <= keys
+    assert {
+        "pretrain.learning_rate",
+        "sft.max_seq_len",
+        "sft.epochs",
+        "model.hidden_size",
+        "model.vocab_size",
+        "grpo.learning_rate",
+        "long_context.seq_lens",
+        "data.contracts.max_blank_rate",
+    } <= keys
     assert len(keys) > 80
 
 

@@ -1,5 +1,6 @@
 """The images build from what the repository has: hadolint passes, the base image's Python is the project's, every
 COPY source exists and survives .dockerignore, and the image names agree across recipes, components and the chart."""
+
 import fnmatch
 import re
 import subprocess
@@ -60,7 +61,9 @@ def test_base_python_matches_the_project(dockerfile):
     base = next(arg for word, arg in _instructions(dockerfile) if word == "FROM")
     m = re.fullmatch(r"python:(3\.\d+)(\.\d+)?-slim-(\w+)", base)
     assert m, f"{dockerfile.name}: base {base!r} is not a pinned python:<version>-slim-<debian release> image"
-    assert m.group(1) == _project_python(), f"{dockerfile.name}: Python {m.group(1)}, the project uses {_project_python()}"
+    assert m.group(1) == _project_python(), (
+        f"{dockerfile.name}: Python {m.group(1)}, the project uses {_project_python()}"
+    )
     floor = re.search(r'requires-python = ">=(3\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert tuple(map(int, m.group(1).split("."))) >= tuple(map(int, floor.split(".")))
 

@@ -1,5 +1,6 @@
 """infra/: the kustomize trees render into manifests valid for Kubernetes 1.29 and 1.33; RBAC is least privilege;
 every pod is hardened; the Dockerfiles copy what exists and pin the stack's torch."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,18 @@ def find(docs, kind, name):
 def test_every_manifest_validates_strictly(docs):
     assert [p for d in docs for p in validate(d)] == []
     kinds = {d["kind"] for d in docs}
-    assert {"Namespace", "StatefulSet", "Deployment", "Service", "Role", "RoleBinding", "ServiceAccount",
-            "PriorityClass", "ResourceQuota", "Job"} <= kinds
+    assert {
+        "Namespace",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "PriorityClass",
+        "ResourceQuota",
+        "Job",
+    } <= kinds
 
 
 def test_mlflow_uses_postgres_and_s3(docs):
@@ -83,6 +94,7 @@ def test_python_renderer_matches_kubectl(tree):
 
     def key(d):
         return d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]
+
     assert sorted(render_python(INFRA / tree), key=key) == sorted(render(INFRA / tree), key=key)
 
 

@@ -1,4 +1,5 @@
 """Exactness of DCA and sparse prefill against standard attention on tiny random Qwen2 models."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,16 @@ TRAINED = 128
 
 
 def tiny_config():
-    return Qwen2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, intermediate_size=128, max_position_embeddings=TRAINED,
-                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    return Qwen2Config(
+        vocab_size=128,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=TRAINED,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +59,12 @@ def test_dca_chunked_form_equals_standard_attention_inside_trained_length():
     pos = torch.arange(c)
     inv = inv_freq_for(module)
     q, k = rerotate(q, pos, inv), rerotate(k, pos, inv)
-    torch.testing.assert_close(dca_chunked(module, q, k, v, 0.25), dca_core(module, q, k, v, 0.25), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dca_chunked(module, q[:, :, -3:], k, v, 0.25), dca_core(module, q[:, :, -3:], k, v, 0.25),
-                               atol=1e-5, rtol=1e-5)  # decoding-shaped: a few queries at the end
+    torch.testing.assert_close(
+        dca_chunked(module, q, k, v, 0.25), dca_core(module, q, k, v, 0.25), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(
+        dca_chunked(module, q[:, :, -3:], k, v, 0.25), dca_core(module, q[:, :, -3:], k, v, 0.25), atol=1e-5, rtol=1e-5
+    )  # decoding-shaped: a few queries at the end
 
 
 def test_dca_changes_attention_beyond_trained_length_and_bounds_distances(weights):
@@ -74,7 +85,7 @@ def test_dca_decoding_with_cache_matches_full_prefill(weights):
         out = model(ids[:, :-4], use_cache=True)
         cache, steps = out.past_key_values, []
         for t in range(ids.shape[1] - 4, ids.shape[1]):
-            out = model(ids[:, t:t + 1], cache=cache, use_cache=True)
+            out = model(ids[:, t : t + 1], cache=cache, use_cache=True)
             cache = out.past_key_values
             steps.append(out.logits[:, -1])
     torch.testing.assert_close(torch.stack(steps, 1), full[:, -4:], atol=1e-4, rtol=1e-4)
@@ -83,15 +94,17 @@ def test_dca_decoding_with_cache_matches_full_prefill(weights):
 def test_sparse_is_exact_below_threshold(weights):
     ids = torch.randint(0, 128, (1, 3 * TRAINED), generator=torch.Generator().manual_seed(4))
     sparse = SparseConfig(block_size=16, top_k=1, local_blocks=1, threshold=4 * TRAINED)
-    torch.testing.assert_close(logits(weights, "yarn+dca+sparse", ids, sparse=sparse),
-                               logits(weights, "yarn+dca", ids), atol=0, rtol=0)
+    torch.testing.assert_close(
+        logits(weights, "yarn+dca+sparse", ids, sparse=sparse), logits(weights, "yarn+dca", ids), atol=0, rtol=0
+    )
 
 
 def test_sparse_selecting_every_block_equals_dense(weights):
     ids = torch.randint(0, 128, (1, 4 * TRAINED), generator=torch.Generator().manual_seed(5))
     sparse = SparseConfig(block_size=16, top_k=10_000, threshold=TRAINED)
-    torch.testing.assert_close(logits(weights, "yarn+dca+sparse", ids, sparse=sparse),
-                               logits(weights, "yarn+dca", ids), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        logits(weights, "yarn+dca+sparse", ids, sparse=sparse), logits(weights, "yarn+dca", ids), atol=1e-4, rtol=1e-4
+    )
 
 
 class _Module:  # what an attention function reads from its module
@@ -114,13 +127,14 @@ def test_sparse_approximates_dense_when_attention_is_concentrated():
     direction = 6 * direction / direction.norm(dim=-1, keepdim=True)
     for qb in range(8, n_blk):
         target = int(torch.randint(1, qb - 4, (1,), generator=g))  # outside sinks and local window
-        q[:, :, qb * blk:(qb + 1) * blk] += direction[qb]
-        k[:, :, target * blk:(target + 1) * blk] += direction[qb]
+        q[:, :, qb * blk : (qb + 1) * blk] += direction[qb]
+        k[:, :, target * blk : (target + 1) * blk] += direction[qb]
     module = _Module(False)
-    dense = dense_attention(module, q, k, v, d ** -0.5)
-    sparse = block_sparse_prefill(module, q, k, v, d ** -0.5, SparseConfig(block_size=blk, top_k=4, threshold=1))
-    uniform_guess = block_sparse_prefill(module, q, k, v, d ** -0.5,
-                                         SparseConfig(block_size=blk, top_k=0, local_blocks=8, threshold=1))
+    dense = dense_attention(module, q, k, v, d**-0.5)
+    sparse = block_sparse_prefill(module, q, k, v, d**-0.5, SparseConfig(block_size=blk, top_k=4, threshold=1))
+    uniform_guess = block_sparse_prefill(
+        module, q, k, v, d**-0.5, SparseConfig(block_size=blk, top_k=0, local_blocks=8, threshold=1)
+    )
     err = (sparse - dense).norm() / dense.norm()
     assert err < 0.1, err
     assert err < 0.5 * (uniform_guess - dense).norm() / dense.norm()  # the top-k choice is what makes it close
@@ -140,16 +154,22 @@ def test_dca_matches_a_naive_reference_over_many_chunks():
     q, k, v = (torch.randn(1, h, length, d, generator=g) for h in (4, 2, 2))
     inv = inv_freq_for(module)
     pos = torch.arange(length)
-    out = dca_core(module, rerotate(q, pos, inv), rerotate(k, pos, inv), v, d ** -0.5)[0]  # (L, H, D)
+    out = dca_core(module, rerotate(q, pos, inv), rerotate(k, pos, inv), v, d**-0.5)[0]  # (L, H, D)
 
     kr = rerotate(k, pos % s, inv).repeat_interleave(2, 1)[0]  # keys at j mod s
     vr = v.repeat_interleave(2, 1)[0]
     for i in [0, s - 1, s, s + 3, 2 * s + 40, 4 * s + 1, length - 1]:
         chunk_q = i // s
-        qpos = torch.tensor([i % s if j // s == chunk_q else min(s + i % s, c - 1) if j // s == chunk_q - 1
-                             else c - 1 for j in range(i + 1)])
-        qi = torch.stack([rerotate(q[0, :, i:i + 1], qpos[j:j + 1], inv)[:, 0] for j in range(i + 1)], 1)  # (H, i+1, D)
-        scores = (qi * kr[:, :i + 1]).sum(-1) * d ** -0.5
-        assert int((qpos - pos[:i + 1] % s).max()) <= c - 1  # no distance beyond the trained length
-        ref = torch.einsum("hj,hjd->hd", scores.softmax(-1), vr[:, :i + 1])
+        qpos = torch.tensor(
+            [
+                i % s if j // s == chunk_q else min(s + i % s, c - 1) if j // s == chunk_q - 1 else c - 1
+                for j in range(i + 1)
+            ]
+        )
+        qi = torch.stack(
+            [rerotate(q[0, :, i : i + 1], qpos[j : j + 1], inv)[:, 0] for j in range(i + 1)], 1
+        )  # (H, i+1, D)
+        scores = (qi * kr[:, : i + 1]).sum(-1) * d**-0.5
+        assert int((qpos - pos[: i + 1] % s).max()) <= c - 1  # no distance beyond the trained length
+        ref = torch.einsum("hj,hjd->hd", scores.softmax(-1), vr[:, : i + 1])
         torch.testing.assert_close(out[i], ref, atol=1e-4, rtol=1e-4)

@@ -1,4 +1,5 @@
 """`qwenflow eval long-context`: the passkey grid, perplexity with and without a setting, files and MLflow run."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,32 @@ from qwenflow.longctx import SETTINGS
 def test_eval_long_context_writes_table_heatmap_and_mlflow_run(tracking, tiny_model_dir, tmp_path):
     out = tmp_path / "lc"
     # 1/8 and 1/4 of the trained length (2048) keep this fast; DCA without YaRN must not change in-length perplexity
-    args = ["eval", "long-context", "--model", str(tiny_model_dir), "--out", str(out), "--setting", "none",
-            "--setting", "dca", "--multiple", "0.125", "--multiple", "0.25", "--depth", "0", "--depth", "1",
-            "--samples", "1", "--ppl-multiple", "0.25", "--ppl-windows", "1"]
+    args = [
+        "eval",
+        "long-context",
+        "--model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--setting",
+        "none",
+        "--setting",
+        "dca",
+        "--multiple",
+        "0.125",
+        "--multiple",
+        "0.25",
+        "--depth",
+        "0",
+        "--depth",
+        "1",
+        "--samples",
+        "1",
+        "--ppl-multiple",
+        "0.25",
+        "--ppl-windows",
+        "1",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads((out / "passkey_report.json").read_text())
@@ -28,8 +52,9 @@ def test_eval_long_context_writes_table_heatmap_and_mlflow_run(tracking, tiny_mo
     assert "| none | " in (out / "passkey_table.md").read_text()
 
     client = mlflow.MlflowClient(tracking)
-    run = client.search_runs([client.get_experiment_by_name("qwenflow").experiment_id],
-                             "tags.`qwenflow.stage` = 'long-context-check'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("qwenflow").experiment_id], "tags.`qwenflow.stage` = 'long-context-check'"
+    )[0]
     assert run.data.metrics["ppl_dca_0.25x"] > 0 and "passkey_none_0.125x" in run.data.metrics
     assert "passkey_heatmap.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
 

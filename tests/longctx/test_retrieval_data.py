@@ -1,4 +1,5 @@
 """long_context.retrieval_fraction: packed training sequences rewritten as passkey documents over their own text."""
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,7 @@ def test_pack_mixes_passkey_documents_into_train_rows_only(tiny_tokenizer_dir, t
         assert len(row) == 512
         for start in range(0, 512, seg):
             n_seq += 1
-            text = tok.decode(row[start:start + seg])
+            text = tok.decode(row[start : start + seg])
             if text.startswith("There is a pass key hidden"):
                 found += 1  # the answer at the end is the key hidden in the text
                 key = re.search(r"The pass key is (\d{5})\. Remember it\.", text).group(1)
@@ -37,5 +38,7 @@ def test_pack_mixes_passkey_documents_into_train_rows_only(tiny_tokenizer_dir, t
     assert found == mixed["splits"]["train"]["retrieval_documents"]
     assert 0.35 < found / n_seq < 0.65
     # held-out rows stay plain text, so val loss stays comparable with and without the mixture
-    assert pq.read_table(shard_files(tmp_path / "mixed", "val")[0]).equals(pq.read_table(shard_files(tmp_path / "plain", "val")[0]))
+    assert pq.read_table(shard_files(tmp_path / "mixed", "val")[0]).equals(
+        pq.read_table(shard_files(tmp_path / "plain", "val")[0])
+    )
     assert "retrieval_documents" not in plain["splits"]["train"]

@@ -1,4 +1,5 @@
 """The user-facing API: load_model per setting, clear errors, and the batched (left-padded) generate path."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The resume cache's key: content of inputs, the stage's recipe sections and code; not paths, resources or switches."""
+
 import os
 
 from qwenflow.orchestration import cache
@@ -30,7 +31,7 @@ def test_key_follows_the_stages_section_only(tmp_path):
     key = lambda *ov: cache.stage_key(sft, load_recipe("tiny", list(ov)), {"data": data, "model": data})
     base = key()
     assert key("sft.learning_rate=5e-4") != base
-    assert key("dpo.learning_rate=5e-4") == base             # another stage's section
+    assert key("dpo.learning_rate=5e-4") == base  # another stage's section
     assert key("sft.resources.memory=64Gi", "sft.resources.gpu_product=NVIDIA-H100-80GB-HBM3") == base  # where it runs
     assert key("sft.enabled=false") == base
 
@@ -38,7 +39,9 @@ def test_key_follows_the_stages_section_only(tmp_path):
 def test_parameters_key_by_value(tmp_path):
     reg = STAGES["build-bento"]
     recipe = load_recipe("tiny")
-    assert cache.stage_key(reg, recipe, {"model_uri": "models:/m/1"}) != cache.stage_key(reg, recipe, {"model_uri": "models:/m/2"})
+    assert cache.stage_key(reg, recipe, {"model_uri": "models:/m/1"}) != cache.stage_key(
+        reg, recipe, {"model_uri": "models:/m/2"}
+    )
 
 
 def test_commit_lookup_and_hardlinked_output(tmp_path):

@@ -2,6 +2,7 @@
 taint, has a node selector, /dev/shm and a sized scratch volume; steps use the stage cache on the PVC; large outputs
 travel by reference; the run form cannot swap in a model the pods were not sized for; submit sets the step
 service account that infra/ defines; every training step shows metrics and a Markdown card in the KFP UI."""
+
 import json
 from pathlib import Path
 
@@ -119,16 +120,38 @@ def test_validate_data_docs_are_one_self_contained_html_page(tmp_path):
     from qwenflow.pipelines.data_docs import render
 
     checks = [
-        {"file": "train.parquet", "expectation": "expect_column_values_to_not_be_null", "column": "text",
-         "kwargs": {"column": "text"}, "success": False, "rows": 10, "unexpected_count": 2, "observed": None,
-         "examples": []},
-        {"file": "train.parquet", "expectation": "expect_sha256_to_match_manifest", "column": "", "success": True,
-         "rows": 10, "observed": "sha256 ab..., manifest says ab..."},
+        {
+            "file": "train.parquet",
+            "expectation": "expect_column_values_to_not_be_null",
+            "column": "text",
+            "kwargs": {"column": "text"},
+            "success": False,
+            "rows": 10,
+            "unexpected_count": 2,
+            "observed": None,
+            "examples": [],
+        },
+        {
+            "file": "train.parquet",
+            "expectation": "expect_sha256_to_match_manifest",
+            "column": "",
+            "success": True,
+            "rows": 10,
+            "observed": "sha256 ab..., manifest says ab...",
+        },
     ]
     (tmp_path / "reports" / "corpus").mkdir(parents=True)
-    (tmp_path / "reports" / "corpus" / "validation_corpus.json").write_text(json.dumps(
-        {"kind": "corpus", "directory": "/data/corpus", "success": False, "rows": {"train.parquet": 10},
-         "checks": checks}))
+    (tmp_path / "reports" / "corpus" / "validation_corpus.json").write_text(
+        json.dumps(
+            {
+                "kind": "corpus",
+                "directory": "/data/corpus",
+                "success": False,
+                "rows": {"train.parquet": 10},
+                "checks": checks,
+            }
+        )
+    )
     page = render(tmp_path / "reports", tmp_path / "docs.html").read_text()
     assert "corpus dataset: FAILED" in page
     assert "must never be null" in page  # rendered by Great Expectations' own Data Docs renderer

@@ -1,4 +1,5 @@
 """Every component and the pipeline compile; the compiled YAML carries the recipe's cluster settings."""
+
 import pytest
 import yaml
 from kfp import compiler
@@ -41,7 +42,9 @@ def test_7b_training_stages_request_eight_h100s(compiled_7b):
     executors = pipeline["deploymentSpec"]["executors"]
     for name in TRAINING_EXECUTORS:
         res = executors[name]["container"]["resources"]
-        assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "8", name
+        assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "8", (
+            name
+        )
         assert res["resourceMemoryLimit"] == "1000Gi" and res["resourceCpuRequest"] == "64"
         assert k8s[name]["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in k8s[name]["tolerations"]
@@ -64,8 +67,11 @@ def test_every_step_mounts_the_shared_pvc_and_the_mlflow_secret(compiled_7b):
         assert spec["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "qwenflow-work"
         secret = spec["secretAsEnv"][0]
         assert secret["secretName"] == "mlflow-credentials"
-        assert {k["envVar"] for k in secret["keyToEnv"]} == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-                                                            "MLFLOW_TRACKING_PASSWORD"}
+        assert {k["envVar"] for k in secret["keyToEnv"]} == {
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+        }
         assert int(spec["activeDeadlineSeconds"]) > 0
 
 
@@ -105,7 +111,8 @@ def test_docs_carry_the_current_compiled_7b_pipeline(compiled_7b, tmp_path):
     fresh = tmp_path / "fresh.yaml"
     compile_pipeline("qwen2.5-7b", str(fresh))
     assert list(yaml.safe_load_all(docs.read_text())) == list(yaml.safe_load_all(fresh.read_text())), (
-        "docs/kubeflow/qwen2.5-7b.yaml is stale: run `qwenflow compile -r qwen2.5-7b -o docs/kubeflow/qwen2.5-7b.yaml`")
+        "docs/kubeflow/qwen2.5-7b.yaml is stale: run `qwenflow compile -r qwen2.5-7b -o docs/kubeflow/qwen2.5-7b.yaml`"
+    )
 
 
 def test_kfp_cli_compiles_the_pipeline_file(tmp_path):
@@ -116,8 +123,13 @@ def test_kfp_cli_compiles_the_pipeline_file(tmp_path):
 
     src = Path(__file__).resolve().parents[2] / "pipelines" / "qwen25_recipe.py"
     out = tmp_path / "p.yaml"
-    done = subprocess.run([str(Path(sys.executable).with_name("kfp")), "dsl", "compile", "--py", str(src), "--output", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("kfp")), "dsl", "compile", "--py", str(src), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     spec, platform = yaml.safe_load_all(out.read_text())  # the pipeline, then its Kubernetes platform spec
     assert spec["pipelineInfo"]["name"] == "qwen25-recipe"

@@ -1,6 +1,6 @@
 """ONE real local run of the whole tiny pipeline (every stage, real MLflow server, real artifacts), killed midway
 and resumed, then rerun with nothing changed. Step counts are cut by SMOKE so it takes minutes on 2 cores."""
-import json
+
 import os
 import signal
 import subprocess
@@ -9,13 +9,27 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
 
 from qwenflow.orchestration import events
 
-from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
-
-ALL_STAGES = ["start-run", "prepare-data", "validate-data", "tokenizer", "pretrain", "long-context", "sft", "reward",
-              "dpo", "grpo", "evaluate", "gate", "register", "build-bento", "deploy"]
+ALL_STAGES = [
+    "start-run",
+    "prepare-data",
+    "validate-data",
+    "tokenizer",
+    "pretrain",
+    "long-context",
+    "sft",
+    "reward",
+    "dpo",
+    "grpo",
+    "evaluate",
+    "gate",
+    "register",
+    "build-bento",
+    "deploy",
+]
 
 
 def _latest_events(run_dir: Path) -> dict:
@@ -24,7 +38,15 @@ def _latest_events(run_dir: Path) -> dict:
 
 
 def _run_args(run_dir):
-    return ["run", "--recipe", "tiny", "--plain", "--run-dir", str(run_dir), *[a for ov in SMOKE for a in ("--set", ov)]]
+    return [
+        "run",
+        "--recipe",
+        "tiny",
+        "--plain",
+        "--run-dir",
+        str(run_dir),
+        *[a for ov in SMOKE for a in ("--set", ov)],
+    ]
 
 
 @pytest.mark.slow
@@ -34,8 +56,14 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
 
     # 1. Start a run and kill it (the whole process group, like a lost terminal) once pre-training is under way.
-    proc = subprocess.Popen(qwenflow_cmd(*_run_args(run_dir)), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        qwenflow_cmd(*_run_args(run_dir)),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2],
+    )
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
         state = _latest_events(run_dir)
@@ -76,8 +104,9 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     parent = mlflow.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     kfp_run_id = parent.data.tags["kfp.run_id"]
-    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    children = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
     stages = {c.data.tags.get("qwenflow.stage") for c in children}
     assert {"pretrain", "sft", "grpo"} <= stages, stages
     assert all(c.data.tags.get("kfp.run_id") == kfp_run_id for c in children)
@@ -91,8 +120,9 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     assert all(len(d.dataset.digest) == 32 for d in sft_run.inputs.dataset_inputs)
     parent = client.get_run(parent_id)
     assert parent.data.params["recipe"] == "tiny" and parent.data.params["sft.enabled"] == "True"
-    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {f"tiny-{k}" for k in
-                                                                    ("corpus", "sft", "rl", "preferences", "eval")}
+    assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {
+        f"tiny-{k}" for k in ("corpus", "sft", "rl", "preferences", "eval")
+    }
     assert parent.data.tags["qwenflow.registered_model"] == uri
     for stage in ("pretrain", "sft", "grpo", "evaluate"):
         assert any(k.startswith(f"{stage}/") for k in parent.data.metrics), (stage, sorted(parent.data.metrics))
@@ -111,6 +141,8 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     resumed_s = time.time() - t0
     assert again.returncode == 0, again.stderr[-3000:]
     state = _latest_events(run_dir)
-    assert all(state[s]["status"] == "cached" for s in ALL_STAGES[1:] if s != "gate"), {s: state[s]["status"] for s in state}
+    assert all(state[s]["status"] == "cached" for s in ALL_STAGES[1:] if s != "gate"), {
+        s: state[s]["status"] for s in state
+    }
     assert state["gate"]["status"] == "done"
     print(f"resumed run with nothing changed: {resumed_s:.1f} s")

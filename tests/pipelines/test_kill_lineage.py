@@ -1,6 +1,7 @@
 """A local `qwenflow run` killed with SIGKILL mid-SFT and rerun: no MLflow run is left RUNNING (the dead attempt's
 are KILLED with the reason), SFT resumes from its last checkpoint, and the finished pipeline run lists every stage,
 the cached ones included, each with its artifact digest and (cached) the run that produced it."""
+
 import os
 import signal
 import subprocess
@@ -9,22 +10,43 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
 
 from qwenflow.orchestration import events
 from qwenflow.posttrain.checkpoints import MARKER
 
-from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
-
 # Enough SFT steps to be killed between checkpoints; a gate nobody passes, so registry/Bento/deploy stay out of it.
-EXTRA = ["sft.max_steps=16", "sft.checkpoint_every=2", "sft.logging_steps=1",
-         "eval.gates=[{metric: arithmetic/exact_match, min: 1.0}]"]
-LINEAGE = ["prepare-data", "validate-data", "tokenizer", "pretrain", "long-context", "sft", "reward", "dpo", "grpo",
-           "eval", "gate"]
+EXTRA = [
+    "sft.max_steps=16",
+    "sft.checkpoint_every=2",
+    "sft.logging_steps=1",
+    "eval.gates=[{metric: arithmetic/exact_match, min: 1.0}]",
+]
+LINEAGE = [
+    "prepare-data",
+    "validate-data",
+    "tokenizer",
+    "pretrain",
+    "long-context",
+    "sft",
+    "reward",
+    "dpo",
+    "grpo",
+    "eval",
+    "gate",
+]
 
 
 def _args(run_dir):
-    return ["run", "--recipe", "tiny", "--plain", "--run-dir", str(run_dir),
-            *[a for ov in SMOKE + EXTRA for a in ("--set", ov)]]
+    return [
+        "run",
+        "--recipe",
+        "tiny",
+        "--plain",
+        "--run-dir",
+        str(run_dir),
+        *[a for ov in SMOKE + EXTRA for a in ("--set", ov)],
+    ]
 
 
 def _latest_events(run_dir: Path) -> dict:
@@ -33,7 +55,9 @@ def _latest_events(run_dir: Path) -> dict:
 
 
 def _sft_checkpoints(run_dir: Path) -> list[int]:
-    return sorted(int(p.parent.name.split("-")[1]) for p in (run_dir / "cache" / "sft").glob(f"*/train/checkpoint-*/{MARKER}"))
+    return sorted(
+        int(p.parent.name.split("-")[1]) for p in (run_dir / "cache" / "sft").glob(f"*/train/checkpoint-*/{MARKER}")
+    )
 
 
 @pytest.mark.slow
@@ -41,8 +65,14 @@ def _sft_checkpoints(run_dir: Path) -> list[int]:
 def test_run_killed_mid_sft_leaves_true_mlflow_and_resumes(tracking, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
-    proc = subprocess.Popen(qwenflow_cmd(*_args(run_dir)), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        qwenflow_cmd(*_args(run_dir)),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2],
+    )
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None and max(_sft_checkpoints(run_dir), default=0) < 4:
         time.sleep(0.2)
@@ -62,8 +92,9 @@ def test_run_killed_mid_sft_leaves_true_mlflow_and_resumes(tracking, tmp_path):
     done = run_qwenflow(_args(run_dir), env={"MLFLOW_TRACKING_URI": tracking}, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = _latest_events(run_dir)
-    assert [state[s]["status"] for s in ("prepare-data", "validate-data", "tokenizer", "pretrain", "long-context")] \
-        == ["cached"] * 5
+    assert [state[s]["status"] for s in ("prepare-data", "validate-data", "tokenizer", "pretrain", "long-context")] == [
+        "cached"
+    ] * 5
     assert state["sft"]["status"] == "done"
 
     # 1. nothing RUNNING; the dead attempt's runs are KILLED and say why

@@ -1,6 +1,7 @@
 """How the compiled real-size pipelines run their training stages: single-node multi-GPU stages as torchrun in the
 step's pod (which asks for the node's GPUs), multi-node stages as Kubeflow Trainer TrainJobs launched by a step that
 holds no GPU itself (the job's manifest checked against the Trainer SDK's model)."""
+
 import pytest
 import yaml
 
@@ -8,8 +9,14 @@ from qwenflow.orchestration import launch, trainjob
 from qwenflow.pipelines.qwen25_recipe import compile_pipeline
 from qwenflow.recipe import load_recipe
 
-STAGES = {"pretrain": "exec-pretrain", "long_context": "exec-long-context", "sft": "exec-sft",
-          "reward": "exec-reward-model", "dpo": "exec-dpo", "grpo": "exec-grpo"}
+STAGES = {
+    "pretrain": "exec-pretrain",
+    "long_context": "exec-long-context",
+    "sft": "exec-sft",
+    "reward": "exec-reward-model",
+    "dpo": "exec-dpo",
+    "grpo": "exec-grpo",
+}
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-7b", "qwen2.5-72b"])
@@ -32,8 +39,9 @@ def test_compiled_pipeline_runs_each_training_stage_where_its_resources_say(name
         else:  # a multi-node TrainJob: the launching step holds no GPU
             assert how == "trainjob" and asked is None, section
             pod = trainjob.JobPod(image=recipe.base_image, pvc="qwenflow-work", mount_path="/mnt/qwenflow", env={})
-            manifest = trainjob.to_manifest(trainjob.train_job(f"qwenflow-{section}-r1", "team", res,
-                                                               [section, "--out", "/mnt/qwenflow/w"], pod))
+            manifest = trainjob.to_manifest(
+                trainjob.train_job(f"qwenflow-{section}-r1", "team", res, [section, "--out", "/mnt/qwenflow/w"], pod)
+            )
             job = TrainerV1alpha1TrainJob.from_dict(manifest)
             assert job.spec.trainer.num_nodes == nodes and job.spec.trainer.num_proc_per_node == per_node == 8
     # 7B: pre-training across 4 nodes, the rest on one 8-GPU node; 72B: every training stage needs several nodes

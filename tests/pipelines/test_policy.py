@@ -1,4 +1,5 @@
 """Timeouts by what a step does, retries only for training, and no retry of an error a retry cannot fix."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +17,7 @@ def task(name: str):
 def test_timeouts_by_kind_and_retries_only_for_training():
     spot = Resources(gpus=8, retries=3)
     assert policy.step_policy(task("sft"), spot) == (7 * 24 * 3600, 3)
-    assert policy.step_policy(task("prepare-data"), spot) == (12 * 3600, 0)   # a retry of data prep fails the same way
+    assert policy.step_policy(task("prepare-data"), spot) == (12 * 3600, 0)  # a retry of data prep fails the same way
     assert policy.step_policy(task("gate"), Resources()) == (15 * 60, 0)
     assert policy.step_policy(task("start-run"), Resources(retries=2)) == (15 * 60, 0)
     assert policy.step_policy(task("gate"), Resources(timeout_s=600)) == (600, 0)  # the recipe's own value wins
@@ -36,8 +37,11 @@ def test_a_data_error_is_not_retried(tmp_path, monkeypatch, tiny_model_dir):
 
     recipe.write_text(recipe_to_yaml(load_recipe("tiny", ["model.vocab_size=1024", "tokenizer.vocab_size=1024"])))
     (tmp_path / "data").mkdir()
-    args = dict(recipe_path=str(recipe), inputs={"data": str(tmp_path / "data"), "model": str(tiny_model_dir)},
-                output=str(tmp_path / "out"))
+    args = dict(
+        recipe_path=str(recipe),
+        inputs={"data": str(tmp_path / "data"), "model": str(tiny_model_dir)},
+        output=str(tmp_path / "out"),
+    )
     with pytest.raises(StageFailed, match="DataError: .*no sft dataset here"):
         run_stage("sft", **args)
     assert (tmp_path / "work" / "run-1" / "sft.fatal.json").is_file()

@@ -1,5 +1,6 @@
 """Multi-node stages as Kubeflow Trainer v2 TrainJobs (PyTorchJob opt-in): manifests checked against the SDKs'
 models, and the job's life tied to its KFP step, against a fake Kubernetes API (none can run here)."""
+
 import copy
 import os
 import signal
@@ -11,10 +12,14 @@ from kubernetes import client as k8s
 from qwenflow.orchestration import trainjob
 from qwenflow.recipe import load_recipe
 
-POD = trainjob.JobPod(image="ghcr.io/qwenflow/train:0.1.0", pvc="qwenflow-work", mount_path="/mnt/qwenflow",
-                      env={"KFP_RUN_ID": "abc"}, service_account="qwenflow-step",
-                      owner={"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-1",
-                             "blockOwnerDeletion": False})
+POD = trainjob.JobPod(
+    image="ghcr.io/qwenflow/train:0.1.0",
+    pvc="qwenflow-work",
+    mount_path="/mnt/qwenflow",
+    env={"KFP_RUN_ID": "abc"},
+    service_account="qwenflow-step",
+    owner={"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-1", "blockOwnerDeletion": False},
+)
 ARGS = ["pretrain", "--out", "/mnt/qwenflow/work/abc/pretrain", "--resume"]
 
 
@@ -23,11 +28,12 @@ def test_trainjob_manifest_round_trips_through_the_trainer_sdk_models():
 
     res = load_recipe("qwen2.5-7b").pretrain.resources
     assert res.nodes == 4 and res.launcher == "trainjob"
-    manifest = trainjob.to_manifest(trainjob.train_job("qwenflow-pretrain-abc", "team-a", res, ARGS, POD,
-                                                       stage="pretrain"))
+    manifest = trainjob.to_manifest(
+        trainjob.train_job("qwenflow-pretrain-abc", "team-a", res, ARGS, POD, stage="pretrain")
+    )
     assert manifest["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and manifest["kind"] == "TrainJob"
     parsed = TrainerV1alpha1TrainJob.from_dict(manifest)  # the SDK's model accepts every field
-    assert trainjob.to_manifest(parsed) == manifest        # and drops none
+    assert trainjob.to_manifest(parsed) == manifest  # and drops none
     spec = manifest["spec"]
     assert spec["runtimeRef"]["name"] == "torch-distributed"
     t = spec["trainer"]
@@ -131,7 +137,7 @@ def test_failed_job_is_deleted_and_its_reason_raised():
 
 def test_retry_after_failure_replaces_the_old_job_instead_of_reraising_it():
     api = FakeAPI()
-    api.create_namespaced_custom_object("", "", "team-a", "", _manifest())       # the first attempt's job ...
+    api.create_namespaced_custom_object("", "", "team-a", "", _manifest())  # the first attempt's job ...
     api.jobs["qwenflow-sft-abc"]["status"] = {"conditions": [cond("Failed", reason="NodePreempted")]}  # ... failed
     api.script["qwenflow-sft-abc"] = [[cond("Created")], [cond("Complete", t="t3")]]
     lines = []

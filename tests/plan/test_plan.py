@@ -1,6 +1,7 @@
 """The memory plan: every shipped recipe fits its GPUs, a stage that cannot is refused at compile time with one line
 naming it, its estimate and what would make it fit; the estimate moves the way sharding, checkpointing and offload
 move memory."""
+
 from __future__ import annotations
 
 import subprocess
@@ -23,9 +24,25 @@ def test_every_shipped_recipe_fits_its_gpus():
 
 def test_compile_refuses_72b_sft_on_one_gpu_with_the_plan_and_a_reason(tmp_path):
     out = tmp_path / "p.yaml"
-    r = subprocess.run([sys.executable, "-m", "qwenflow.cli.main", "compile", "--recipe", "qwen2.5-72b", "--set",
-                        "sft.resources.nodes=1", "--set", "sft.resources.gpus=1", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwenflow.cli.main",
+            "compile",
+            "--recipe",
+            "qwen2.5-72b",
+            "--set",
+            "sft.resources.nodes=1",
+            "--set",
+            "sft.resources.gpus=1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1 and not out.exists()
     assert "memory plan: qwen2.5-72b" in r.stdout and "long-context" in r.stdout and "estimate" in r.stdout
     assert "1084.9" in r.stdout or "sft " in r.stdout

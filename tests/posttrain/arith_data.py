@@ -1,5 +1,6 @@
 """Two-digit arithmetic datasets in the docs/stages.md layout (sft/, rl/, eval/), for post-training tests
 until (and independent of) the data stage: user `What is 47 + 38?`, assistant `85`."""
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,16 @@ def problems(n: int, seed: int, lo: int = 10, hi: int = 99, exclude: set | None 
     return out
 
 
-def make_arith_data(root: Path, n_sft: int = 2000, n_rl: int = 256, n_eval: int = 100, seed: int = 0,
-                    lo: int = 10, hi: int = 99, rl_all: bool = False) -> Path:
+def make_arith_data(
+    root: Path,
+    n_sft: int = 2000,
+    n_rl: int = 256,
+    n_eval: int = 100,
+    seed: int = 0,
+    lo: int = 10,
+    hi: int = 99,
+    rl_all: bool = False,
+) -> Path:
     """Write root/{sft,rl,eval}; eval problems never appear in sft or rl. rl_all: the RL prompts are every
     problem that is not held out (SFT's included), as the data stage's are drawn from the same pool."""
     root = Path(root)
@@ -37,13 +46,23 @@ def make_arith_data(root: Path, n_sft: int = 2000, n_rl: int = 256, n_eval: int 
         train = train + train[:n_sft]
     user = lambda q: [{"role": "user", "content": q}]  # noqa: E731
     parts = {
-        "sft/train.parquet": pd.DataFrame({"messages": [user(q) + [{"role": "assistant", "content": a}]
-                                                        for q, a in train[:n_sft]],
-                                           "task": "arithmetic", "answer": [a for _, a in train[:n_sft]]}),
-        "rl/prompts.parquet": pd.DataFrame({"prompt": [user(q) for q, _ in train[n_sft:]], "task": "arithmetic",
-                                            "answer": [a for _, a in train[n_sft:]]}),
-        "eval/arithmetic.parquet": pd.DataFrame({"prompt": [user(q) for q, _ in held], "task": "arithmetic",
-                                                 "answer": [a for _, a in held]}),
+        "sft/train.parquet": pd.DataFrame(
+            {
+                "messages": [user(q) + [{"role": "assistant", "content": a}] for q, a in train[:n_sft]],
+                "task": "arithmetic",
+                "answer": [a for _, a in train[:n_sft]],
+            }
+        ),
+        "rl/prompts.parquet": pd.DataFrame(
+            {
+                "prompt": [user(q) for q, _ in train[n_sft:]],
+                "task": "arithmetic",
+                "answer": [a for _, a in train[n_sft:]],
+            }
+        ),
+        "eval/arithmetic.parquet": pd.DataFrame(
+            {"prompt": [user(q) for q, _ in held], "task": "arithmetic", "answer": [a for _, a in held]}
+        ),
     }
     for rel, df in parts.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Post-training's held-out exact match grades each split with its own task's verifier (the one GRPO rewards with):
 code tasks by their hidden unit tests in the sandbox, not by comparing the code's text with the tests."""
+
 from __future__ import annotations
 
 import pandas as pd

@@ -1,5 +1,6 @@
 """GRPO: runs with verifier + format rewards and a KL reference, logs what the report asks for, orders prompts by
 reward variance, and handles failing reward functions as the recipe says."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,24 @@ import math
 import mlflow
 import pandas as pd
 import pytest
-
 from arith_data import make_arith_data
+
 from qwenflow.artifacts import read_lineage
 from qwenflow.posttrain import common
 from qwenflow.posttrain.grpo import VarianceOrderedSampler, VarianceTracker, load_prompts, run_grpo
 from qwenflow.recipe import RecipeError, load_recipe
 from qwenflow.verifiers.guard import RewardFunctionError
 
-SMALL = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "grpo.global_batch_size=16",
-         "grpo.micro_batch_size=16", "grpo.num_generations=4", "grpo.max_completion_length=4", "grpo.max_seq_len=64",
-         "grpo.learning_rate=3e-5"]
+SMALL = [
+    "model.vocab_size=1024",
+    "tokenizer.vocab_size=1024",
+    "grpo.global_batch_size=16",
+    "grpo.micro_batch_size=16",
+    "grpo.num_generations=4",
+    "grpo.max_completion_length=4",
+    "grpo.max_seq_len=64",
+    "grpo.learning_rate=3e-5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +35,9 @@ def arith(tmp_path_factory):
 
 
 def test_grpo_runs_and_logs_rewards_kl_lengths_and_zero_variance_share(tracking, arith, tiny_model_dir, tmp_path):
-    recipe = load_recipe("tiny", SMALL + ["grpo.max_steps=3", "grpo.beta=0.04",
-                                          "grpo.reward_weights={verifier: 1.0, format: 0.5}"])
+    recipe = load_recipe(
+        "tiny", SMALL + ["grpo.max_steps=3", "grpo.beta=0.04", "grpo.reward_weights={verifier: 1.0, format: 0.5}"]
+    )
     out = run_grpo(recipe, arith, tiny_model_dir, tmp_path / "grpo")
     lin = read_lineage(out)
     assert (out / "model.safetensors").is_file()
@@ -36,15 +45,30 @@ def test_grpo_runs_and_logs_rewards_kl_lengths_and_zero_variance_share(tracking,
     assert 0.0 <= lin["zero_variance_prompts"] <= 1.0
     assert lin["generated_tokens"] > 0 and lin["generation_seconds"] > 0
     assert set(lin["exact_match_before"]) == {"arithmetic"} and set(lin["exact_match_after"]) == {"arithmetic"}
-    assert 0.0 <= lin["sampled_reward_before"]["arithmetic"] <= 1.0 and 0.0 <= lin["sampled_reward_after"]["arithmetic"] <= 1.0
+    assert (
+        0.0 <= lin["sampled_reward_before"]["arithmetic"] <= 1.0
+        and 0.0 <= lin["sampled_reward_after"]["arithmetic"] <= 1.0
+    )
     mlflow.set_tracking_uri(tracking)
-    run = mlflow.search_runs(experiment_names=[recipe.tracking.experiment],
-                             filter_string="tags.qwenflow.stage = 'grpo'", output_format="list")[0]
+    run = mlflow.search_runs(
+        experiment_names=[recipe.tracking.experiment],
+        filter_string="tags.qwenflow.stage = 'grpo'",
+        output_format="list",
+    )[0]
     m = run.data.metrics
-    for key in ("grpo/rewards/verifier/mean", "grpo/rewards/verifier/std", "grpo/rewards/format/mean",
-                "grpo/rewards/format/std", "grpo/kl", "grpo/completions/mean_length", "grpo/frac_reward_zero_std",
-                "eval/arithmetic/exact_match_before", "eval/arithmetic/exact_match_after",
-                "eval/arithmetic/sampled_reward_before", "eval/arithmetic/sampled_reward_after"):
+    for key in (
+        "grpo/rewards/verifier/mean",
+        "grpo/rewards/verifier/std",
+        "grpo/rewards/format/mean",
+        "grpo/rewards/format/std",
+        "grpo/kl",
+        "grpo/completions/mean_length",
+        "grpo/frac_reward_zero_std",
+        "eval/arithmetic/exact_match_before",
+        "eval/arithmetic/exact_match_after",
+        "eval/arithmetic/sampled_reward_before",
+        "eval/arithmetic/sampled_reward_after",
+    ):
         assert key in m, f"{key} not logged; have {sorted(m)}"
     assert run.data.params["parent_model.sha256"] == lin["parent_model.sha256"]
 
@@ -83,7 +107,9 @@ def test_bad_rl_data_and_recipe_get_clear_errors(tmp_path, tiny_model_dir):
         load_prompts(tmp_path, tok, 100)
     long = [{"role": "user", "content": "What is 1 + 1? " * 50}]
     short = [{"role": "user", "content": "What is 1 + 1?"}]
-    pd.DataFrame({"prompt": [long, short], "task": "arithmetic", "answer": "2"}).to_parquet(tmp_path / "rl/prompts.parquet")
+    pd.DataFrame({"prompt": [long, short], "task": "arithmetic", "answer": "2"}).to_parquet(
+        tmp_path / "rl/prompts.parquet"
+    )
     rows, dropped = load_prompts(tmp_path, tok, 60)
     assert dropped == 1 and len(rows) == 1 and list(rows["prompt_idx"]) == [0]
     with pytest.raises(common.DataError, match="every RL prompt is longer than 5 tokens"):
@@ -114,6 +140,7 @@ def test_reward_model_scores_prompt_plus_completion(tiny_model_dir, tmp_path):
     (tmp_path / "rm" / "qwenflow_lineage.json").write_text(json.dumps({"reward/pairwise_accuracy": 0.545}))
     funcs, _, _ = reward_functions(spec, tmp_path / "rm")
     assert [f.__name__ for f in funcs] == ["verifier"]
-    trusting = load_recipe("tiny", ["grpo.reward_weights={reward_model: 0.5, verifier: 1.0}",
-                                    "grpo.min_reward_model_accuracy=0"]).grpo
+    trusting = load_recipe(
+        "tiny", ["grpo.reward_weights={reward_model: 0.5, verifier: 1.0}", "grpo.min_reward_model_accuracy=0"]
+    ).grpo
     assert [f.__name__ for f in reward_functions(trusting, tmp_path / "rm")[0]] == ["reward_model", "verifier"]

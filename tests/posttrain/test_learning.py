@@ -8,39 +8,75 @@ These assert directions on a smaller run than the README's (whose sizes are in r
 that stops learning fails CI. They must pass under both CPU kinds' numerics: fp32 (AVX2-only machines) and bf16
 autocast (AVX512-BF16 ones); `QWENFLOW_CPU_BF16=1` / `=0` forces either on any CPU.
 """
+
 from __future__ import annotations
 
 import json
 
 import mlflow
 import pytest
-
 from arith_data import make_arith_data
 from pref_data import make_criteria_preferences
+
 from qwenflow.artifacts import read_lineage
 from qwenflow.posttrain import common
 from qwenflow.recipe import load_recipe
 
-SMALL = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "model.hidden_size=64", "model.num_layers=2",
-         "model.intermediate_size=192"]
+SMALL = [
+    "model.vocab_size=1024",
+    "tokenizer.vocab_size=1024",
+    "model.hidden_size=64",
+    "model.num_layers=2",
+    "model.intermediate_size=192",
+]
 # Measured (held-out exact match on 200 problems, 2 contended cores): 300 steps reach ~9% under either numerics,
 # 600 steps 35.5% (fp32) / 25.5% (bf16): mid competence, which leaves DPO and GRPO room.
-SFT = ["sft.max_steps=600", "sft.global_batch_size=32", "sft.micro_batch_size=32", "sft.learning_rate=3e-3",
-       "sft.min_learning_rate=3e-4", "sft.max_seq_len=64"]
-REWARD = ["reward.max_steps=60", "reward.global_batch_size=32", "reward.micro_batch_size=32",
-          "reward.learning_rate=1e-3", "reward.max_seq_len=96"]
+SFT = [
+    "sft.max_steps=600",
+    "sft.global_batch_size=32",
+    "sft.micro_batch_size=32",
+    "sft.learning_rate=3e-3",
+    "sft.min_learning_rate=3e-4",
+    "sft.max_seq_len=64",
+]
+REWARD = [
+    "reward.max_steps=60",
+    "reward.global_batch_size=32",
+    "reward.micro_batch_size=32",
+    "reward.learning_rate=1e-3",
+    "reward.max_seq_len=96",
+]
 # DPO needs many distinct pairs to generalise: from 100 prompts (83 pairs) held-out implicit-reward accuracy stayed
 # at 0.52 and exact match fell at lr 1e-3 (35.5% -> 17.5%). From all 600 training prompts (1650 pairs), 60 steps of
 # 32: 0.586 +- 0.021 at 3e-4 (exact match 35.5% -> 34.5%); 0.618 at 1e-3 but exact match fell to 27.5%; beta 0.5
 # at 5e-4: 0.623 (exact match 37.5%) in fp32, 0.561 in bf16 (0.53-0.55 at beta 0.1 there).
-DPO = ["dpo.max_steps=60", "dpo.global_batch_size=32", "dpo.micro_batch_size=32", "dpo.learning_rate=5e-4", "dpo.beta=0.5",
-       "dpo.max_seq_len=64", "dpo.max_prompts=600", "dpo.samples_per_prompt=8", "dpo.max_new_tokens=4",
-       "dpo.min_pairs=8"]
+DPO = [
+    "dpo.max_steps=60",
+    "dpo.global_batch_size=32",
+    "dpo.micro_batch_size=32",
+    "dpo.learning_rate=5e-4",
+    "dpo.beta=0.5",
+    "dpo.max_seq_len=64",
+    "dpo.max_prompts=600",
+    "dpo.samples_per_prompt=8",
+    "dpo.max_new_tokens=4",
+    "dpo.min_pairs=8",
+]
 # With the reward model at weight 1 and per-group reward scaling, GRPO climbed the reward model and lost exact match
 # (34.5% -> 30.5%, verifier reward 0.43 -> 0.375); at weight 0.5 with batch scaling (grpo.py): 34.5% -> 39.5%.
-GRPO = ["grpo.max_steps=60", "grpo.reward_weights={verifier: 1.0, reward_model: 0.5}", "grpo.global_batch_size=32", "grpo.micro_batch_size=32", "grpo.num_generations=4",
-        "grpo.max_completion_length=4", "grpo.max_seq_len=64", "grpo.learning_rate=1e-4", "grpo.warmup_ratio=0.1",
-        "grpo.temperature=0.7", "grpo.min_reward_model_accuracy=0"]
+GRPO = [
+    "grpo.max_steps=60",
+    "grpo.reward_weights={verifier: 1.0, reward_model: 0.5}",
+    "grpo.global_batch_size=32",
+    "grpo.micro_batch_size=32",
+    "grpo.num_generations=4",
+    "grpo.max_completion_length=4",
+    "grpo.max_seq_len=64",
+    "grpo.learning_rate=1e-4",
+    "grpo.warmup_ratio=0.1",
+    "grpo.temperature=0.7",
+    "grpo.min_reward_model_accuracy=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +133,12 @@ def dpo_dir(chain_tracking, recipe, data, sft_dir, reward_dir, tmp_path_factory)
 
 def _stage_run(tracking_uri, recipe, stage):
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.search_runs(experiment_names=[recipe.tracking.experiment], output_format="list",
-                              filter_string=f"tags.qwenflow.stage = '{stage}'", order_by=["start_time DESC"])[0]
+    return mlflow.search_runs(
+        experiment_names=[recipe.tracking.experiment],
+        output_format="list",
+        filter_string=f"tags.qwenflow.stage = '{stage}'",
+        order_by=["start_time DESC"],
+    )[0]
 
 
 def test_sft_raises_exact_match_on_held_out_arithmetic(chain_tracking, recipe, data, sft_dir):
@@ -152,8 +192,9 @@ def test_dpo_raises_held_out_preference_accuracy_without_losing_exact_match(dpo_
     assert gain["gain"] >= -2 * gain["gain_stderr"] - 1e-9, gain  # exact match not lost
 
 
-def test_grpo_trains_on_verifier_and_reward_model_without_hacking(chain_tracking, recipe, data, dpo_dir, reward_dir,
-                                                                   tmp_path):
+def test_grpo_trains_on_verifier_and_reward_model_without_hacking(
+    chain_tracking, recipe, data, dpo_dir, reward_dir, tmp_path
+):
     from qwenflow.posttrain.grpo import run_grpo
 
     out = run_grpo(recipe, data, dpo_dir, tmp_path / "grpo", reward_model_dir=reward_dir)
@@ -166,8 +207,12 @@ def test_grpo_trains_on_verifier_and_reward_model_without_hacking(chain_tracking
     # the policy moved, exact match did not fall beyond two standard errors, ...
     from safetensors.torch import load_file
 
-    moved = max((a - b).abs().max().item() for a, b in zip(load_file(out / "model.safetensors").values(),
-                                                            load_file(dpo_dir / "model.safetensors").values()))
+    moved = max(
+        (a - b).abs().max().item()
+        for a, b in zip(
+            load_file(out / "model.safetensors").values(), load_file(dpo_dir / "model.safetensors").values()
+        )
+    )
     assert moved > 1e-4, moved
     assert gain["gain"] >= -2 * gain["gain_stderr"], gain
     # no reward hacking: the verifier's reward of sampled answers to the held-out prompts does not fall (the training

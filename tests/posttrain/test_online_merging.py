@@ -1,12 +1,18 @@
 """The Online Merging Optimizer's maths on small tensors one can check by hand."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from qwenflow.posttrain.online_merging import (OnlineMergingAdamW, build_optimizer, dare_sparsify,
-                                               magnitude_sparsify, reference_deltas)
+from qwenflow.posttrain.online_merging import (
+    OnlineMergingAdamW,
+    build_optimizer,
+    dare_sparsify,
+    magnitude_sparsify,
+    reference_deltas,
+)
 
 
 def _param(values):
@@ -24,8 +30,9 @@ def test_p1_alpha0_is_exactly_adamw(method):
     init = torch.randn(5, 7)
     a, b = nn.Parameter(init.clone()), nn.Parameter(init.clone())
     ref = torch.optim.AdamW([a], lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, foreach=False)
-    om = OnlineMergingAdamW([b], lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, method=method,
-                            reserve_p=1.0, alpha=0.0)
+    om = OnlineMergingAdamW(
+        [b], lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, method=method, reserve_p=1.0, alpha=0.0
+    )
     om.set_reference_delta({b: torch.randn(5, 7)})  # alpha 0: the reference must not matter ... for DARE
     if method == "ties":
         om.set_reference_delta({b: torch.zeros(5, 7)})  # ... TIES still elects signs with it, so give it none

@@ -1,6 +1,7 @@
 """SFT, reward, DPO and GRPO killed with SIGKILL mid-run and resumed by rerunning the same command reach the
 per-step losses of an uninterrupted run (GRPO: with the same prompts in the same order); a checkpoint directory
 left half-written is skipped with a warning. Smoke-sized: a few seconds of training per stage."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from arith_data import make_arith_data
 from pref_data import make_preferences
+
 from qwenflow.posttrain import checkpoints
 from qwenflow.recipe import load_recipe
 
@@ -26,18 +27,41 @@ COMMON = ["model.vocab_size=1024", "tokenizer.vocab_size=1024"]
 STAGES = {
     "sft": ["sft.global_batch_size=16", "sft.micro_batch_size=16", "sft.max_seq_len=48", "sft.learning_rate=3e-3"],
     "reward": ["reward.global_batch_size=16", "reward.micro_batch_size=16", "reward.max_seq_len=48"],
-    "dpo": ["dpo.global_batch_size=8", "dpo.micro_batch_size=8", "dpo.max_seq_len=48", "dpo.max_prompts=16",
-            "dpo.max_new_tokens=4", "dpo.min_pairs=8", "dpo.optimizer=ondare_adamw", "dpo.learning_rate=1e-4"],
-    "grpo": ["grpo.global_batch_size=16", "grpo.micro_batch_size=16", "grpo.num_generations=4",
-             "grpo.max_completion_length=4", "grpo.max_seq_len=64", "grpo.learning_rate=3e-4", "grpo.temperature=1.0",
-             "grpo.reward_weights={verifier: 1.0, format: 0.5}",
-             "grpo.beta=0.04"],  # a KL term: with beta 0 GRPO's loss is ~0 at every step (zero-mean advantages)
+    "dpo": [
+        "dpo.global_batch_size=8",
+        "dpo.micro_batch_size=8",
+        "dpo.max_seq_len=48",
+        "dpo.max_prompts=16",
+        "dpo.max_new_tokens=4",
+        "dpo.min_pairs=8",
+        "dpo.optimizer=ondare_adamw",
+        "dpo.learning_rate=1e-4",
+    ],
+    "grpo": [
+        "grpo.global_batch_size=16",
+        "grpo.micro_batch_size=16",
+        "grpo.num_generations=4",
+        "grpo.max_completion_length=4",
+        "grpo.max_seq_len=64",
+        "grpo.learning_rate=3e-4",
+        "grpo.temperature=1.0",
+        "grpo.reward_weights={verifier: 1.0, format: 0.5}",
+        "grpo.beta=0.04",
+    ],  # a KL term: with beta 0 GRPO's loss is ~0 at every step (zero-mean advantages)
 }
 
 
 def overrides(stage: str) -> list[str]:
-    return COMMON + STAGES[stage] + [f"{stage}.max_steps={STEPS}", f"{stage}.checkpoint_every={EVERY}",
-                                     f"{stage}.logging_steps=1", f"{stage}.keep_checkpoints=2"]
+    return (
+        COMMON
+        + STAGES[stage]
+        + [
+            f"{stage}.max_steps={STEPS}",
+            f"{stage}.checkpoint_every={EVERY}",
+            f"{stage}.logging_steps=1",
+            f"{stage}.keep_checkpoints=2",
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +89,20 @@ def prompt_order(out: Path) -> dict[int, list[int]]:
 
 
 def command(stage: str, model: Path, data: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "qwenflow.cli.main", "train", stage, "--from", str(model), "--data", str(data),
-            "--out", str(out), "--resume"] + [a for kv in overrides(stage) for a in ("--set", kv)]
+    return [
+        sys.executable,
+        "-m",
+        "qwenflow.cli.main",
+        "train",
+        stage,
+        "--from",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--resume",
+    ] + [a for kv in overrides(stage) for a in ("--set", kv)]
 
 
 def newest_complete(root: Path) -> int:
@@ -89,8 +125,13 @@ def run_in_process(stage: str, model: Path, data: Path, out: Path):
 def test_killed_stage_resumes_to_the_same_losses(stage, tracking, data, tiny_model_dir, tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
-    proc = subprocess.Popen(command(stage, tiny_model_dir, data, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        command(stage, tiny_model_dir, data, killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     root = trainer_dir(stage, killed)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and newest_complete(root) < EVERY:
@@ -108,8 +149,9 @@ def test_killed_stage_resumes_to_the_same_losses(stage, tracking, data, tiny_mod
         weights = cut / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:1000])
 
-    resumed = subprocess.run(command(stage, tiny_model_dir, data, killed), env=env, capture_output=True, text=True,
-                             timeout=400)
+    resumed = subprocess.run(
+        command(stage, tiny_model_dir, data, killed), env=env, capture_output=True, text=True, timeout=400
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     if stage == "sft":
         said = " ".join(resumed.stderr.split())
@@ -121,8 +163,10 @@ def test_killed_stage_resumes_to_the_same_losses(stage, tracking, data, tiny_mod
     for step in range(at_kill + 1, STEPS + 1):
         assert got[step] == pytest.approx(want[step], abs=1e-4), (stage, step, got, want)
     assert len({round(v, 6) for v in want.values()}) > 1  # the losses move: equality is not trivial
-    print(f"{stage}: killed at checkpoint {at_kill}, resumed steps {at_kill + 1}..{STEPS}: max |loss - reference| "
-          f"{max(abs(got[s] - want[s]) for s in range(at_kill + 1, STEPS + 1)):.2e}")
+    print(
+        f"{stage}: killed at checkpoint {at_kill}, resumed steps {at_kill + 1}..{STEPS}: max |loss - reference| "
+        f"{max(abs(got[s] - want[s]) for s in range(at_kill + 1, STEPS + 1)):.2e}"
+    )
     if stage == "grpo":  # the same prompts in the same order, and the same sampled completions' rewards
         got_p, want_p = prompt_order(killed), prompt_order(reference)
         got_r, want_r = losses(stage, killed, "reward"), losses(stage, reference, "reward")

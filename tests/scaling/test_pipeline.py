@@ -1,4 +1,5 @@
 """The scaling sweep compiles as a KFP pipeline: one ParallelFor task per point, GPU points, a fit after them."""
+
 import yaml
 from kfp import compiler
 

@@ -1,5 +1,6 @@
 """A real (micro) sweep through the platform's pre-training engine, tracked in MLflow, reused on rerun,
 fitted, and used by a pre-training run with `learning_rate: auto`."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ from qwenflow.scaling.sweep import run_sweep
 from tests.conftest import stdlib_texts
 
 MICRO_GRID = {
-    "name": "micro", "base_recipe": "tiny", "seq_len": 32,
-    "data_tokens": [2048, 6144], "learning_rates": [3e-3, 1e-2], "batch_sizes": [4],
+    "name": "micro",
+    "base_recipe": "tiny",
+    "seq_len": 32,
+    "data_tokens": [2048, 6144],
+    "learning_rates": [3e-3, 1e-2],
+    "batch_sizes": [4],
     "models": [
         {"name": "a", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64},
         {"name": "b", "hidden_size": 64, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 128},
@@ -32,8 +37,17 @@ def corpus_dir(tmp_path):
     d = tmp_path / "data" / "corpus"
     d.mkdir(parents=True)
     for split, part in (("train", texts[:-3]), ("val", texts[-3:])):
-        pq.write_table(pa.table({"text": part, "source": ["python_stdlib"] * len(part), "domain": ["code"] * len(part),
-                                 "license": ["PSF"] * len(part)}), d / f"{split}.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "text": part,
+                    "source": ["python_stdlib"] * len(part),
+                    "domain": ["code"] * len(part),
+                    "license": ["PSF"] * len(part),
+                }
+            ),
+            d / f"{split}.parquet",
+        )
     return d.parent
 
 
@@ -62,20 +76,32 @@ def test_micro_sweep_fit_and_auto_pretrain(tracking, tmp_path, corpus_dir, tiny_
     df = collect_points(EXPERIMENT, "micro")
     assert len(df) == 8 and set(df["arch"]) == {"dense"}
     fit = fit_scaling(df, n_boot=50)
-    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name(EXPERIMENT).experiment_id,
-                          tags={FIT_TAG: "true"}) as fit_run:
+    with mlflow.start_run(
+        experiment_id=mlflow.get_experiment_by_name(EXPERIMENT).experiment_id, tags={FIT_TAG: "true"}
+    ) as fit_run:
         mlflow.log_text(fit.to_json(), "fit.json")
 
     from qwenflow.train.pretrain import run_pretrain
 
-    recipe = load_recipe("tiny", overrides + ["pretrain.learning_rate=auto", "pretrain.seq_len=32",
-                                              "pretrain.global_batch_size=4", "pretrain.micro_batch_size=4",
-                                              "pretrain.max_steps=5", "pretrain.eval_every=5",
-                                              "pretrain.checkpoint_every=5", "long_context.enabled=false"])
+    recipe = load_recipe(
+        "tiny",
+        overrides
+        + [
+            "pretrain.learning_rate=auto",
+            "pretrain.seq_len=32",
+            "pretrain.global_batch_size=4",
+            "pretrain.micro_batch_size=4",
+            "pretrain.max_steps=5",
+            "pretrain.eval_every=5",
+            "pretrain.checkpoint_every=5",
+            "long_context.enabled=false",
+        ],
+    )
     out = run_pretrain(recipe, corpus_dir, tiny_tokenizer_dir, tmp_path / "auto")
     used = yaml.safe_load((out / "qwenflow_recipe.yaml").read_text())["pretrain"]["learning_rate"]
     assert isinstance(used, float) and used > 0
-    runs = mlflow.search_runs(experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'pretrain'",
-                              output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=["qwenflow-tiny"], filter_string="tags.`qwenflow.stage` = 'pretrain'", output_format="list"
+    )
     auto = json.loads(mlflow.artifacts.load_text(f"runs:/{runs[0].info.run_id}/scaling_auto.json"))
     assert auto["scaling_fit_run_id"] == fit_run.info.run_id and auto["auto_learning_rate"] == pytest.approx(used)

@@ -1,5 +1,6 @@
 """A real `bentoml serve` of the service on loopback, started once per package, serving a tiny model TRAINED here
 with the platform's own stages (pre-training on real text, then SFT on two-digit arithmetic)."""
+
 from __future__ import annotations
 
 import os
@@ -16,15 +17,28 @@ from qwenflow.serving.launch import start_serve
 # pre-training steps and 120 SFT steps teach it the answer format (digits, then <|im_end|>: the SFT loss falls from
 # 6.1 to 1.7 by step 50); held-out accuracy is still near zero at this budget (two-digit sums need ~750+ SFT steps, measured when sizing the tiny recipe), so the
 # tests assert the format and agreement with the SFT stage's own evaluation, not a score.
-TRAIN = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "model.hidden_size=64", "model.num_layers=2",
-         "model.intermediate_size=192",
-         "pretrain.max_steps=30", "pretrain.seq_len=128", "pretrain.global_batch_size=16",
-         "pretrain.micro_batch_size=16", "pretrain.eval_every=1000", "pretrain.checkpoint_every=1000",
-         "pretrain.compile=false",
-         "sft.max_steps=120", "sft.global_batch_size=32", "sft.micro_batch_size=32", "sft.learning_rate=3e-3",
-         "sft.min_learning_rate=3e-4", "sft.max_seq_len=64"]
+TRAIN = [
+    "model.vocab_size=1024",
+    "tokenizer.vocab_size=1024",
+    "model.hidden_size=64",
+    "model.num_layers=2",
+    "model.intermediate_size=192",
+    "pretrain.max_steps=30",
+    "pretrain.seq_len=128",
+    "pretrain.global_batch_size=16",
+    "pretrain.micro_batch_size=16",
+    "pretrain.eval_every=1000",
+    "pretrain.checkpoint_every=1000",
+    "pretrain.compile=false",
+    "sft.max_steps=120",
+    "sft.global_batch_size=32",
+    "sft.micro_batch_size=32",
+    "sft.learning_rate=3e-3",
+    "sft.min_learning_rate=3e-4",
+    "sft.max_seq_len=64",
+]
 N_EVAL = 24
-API_KEY = "qwenflow-test-key"                    # the shared server requires it, as a deployment with a Secret does
+API_KEY = "qwenflow-test-key"  # the shared server requires it, as a deployment with a Secret does
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -36,8 +50,13 @@ def free_port() -> int:
 
 def start_server(tmp: Path, env: dict[str, str], timeout: float = 300) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    full = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true",
-            "OMP_NUM_THREADS": "1", **env}
+    full = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp / "bentoml_home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
     return start_serve(tmp, full, port, tmp / "serve.log", timeout)
 
 
@@ -61,15 +80,17 @@ def write_data(root: Path) -> Path:
     texts = stdlib_texts(300_000)
     problems = arithmetic_universe()
     random.Random(0).shuffle(problems)
-    held, train = problems[:N_EVAL], problems[N_EVAL:N_EVAL + 120 * 32]  # one epoch
+    held, train = problems[:N_EVAL], problems[N_EVAL : N_EVAL + 120 * 32]  # one epoch
     chat = lambda q: [{"role": "user", "content": q}]  # noqa: E731
     parts = {
         "corpus/train.parquet": pd.DataFrame({"text": [t for i, t in enumerate(texts) if i % 10]}),
         "corpus/val.parquet": pd.DataFrame({"text": [t[:8000] for t in texts[::10]]}),
-        "sft/train.parquet": pd.DataFrame({"messages": [chat(p["question"]) + [
-            {"role": "assistant", "content": p["answer"]}] for p in train]}),
-        "eval/arithmetic.parquet": pd.DataFrame({"prompt": [chat(p["question"]) for p in held],
-                                                 "task": "arithmetic", "answer": [p["answer"] for p in held]}),
+        "sft/train.parquet": pd.DataFrame(
+            {"messages": [chat(p["question"]) + [{"role": "assistant", "content": p["answer"]}] for p in train]}
+        ),
+        "eval/arithmetic.parquet": pd.DataFrame(
+            {"prompt": [chat(p["question"]) for p in held], "task": "arithmetic", "answer": [p["answer"] for p in held]}
+        ),
     }
     for rel, df in parts.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +124,14 @@ def trained_model(tiny_tokenizer_dir, mlflow_server, tmp_path_factory):
 def server(trained_model, tmp_path_factory):
     """The trained model behind the OpenAI-compatible API: (base_url, served model name, server log path)."""
     tmp = tmp_path_factory.mktemp("serve")
-    proc, url = start_server(tmp, {"QWENFLOW_MODEL": str(trained_model[0]), "QWENFLOW_SERVED_NAME": "tiny",
-                                   "QWENFLOW_MAX_TOKENS_LIMIT": "256", "QWENFLOW_API_KEY": API_KEY})
+    proc, url = start_server(
+        tmp,
+        {
+            "QWENFLOW_MODEL": str(trained_model[0]),
+            "QWENFLOW_SERVED_NAME": "tiny",
+            "QWENFLOW_MAX_TOKENS_LIMIT": "256",
+            "QWENFLOW_API_KEY": API_KEY,
+        },
+    )
     yield url, "tiny", tmp / "serve.log"
     stop_server(proc)

@@ -1,5 +1,6 @@
 """The batching engine in-process: requests that join mid-flight decode exactly as one-at-a-time generate does,
 per-request sampling stays per request, and the loader's YaRN / context switches."""
+
 from __future__ import annotations
 
 import shutil
@@ -46,6 +47,7 @@ def run_all(engine, reqs, stagger=0.0):
             else:
                 out[i]["finish"] = payload if kind == "error" else payload[0]
                 done[i].set()
+
         return cb
 
     for i, r in enumerate(reqs):
@@ -65,7 +67,7 @@ def test_batched_greedy_matches_one_at_a_time(lm, continuous):
     for p in PROMPTS:
         ids = tok(p, return_tensors="pt").input_ids
         gen = model.generate(ids, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
-        expected.append(visible_text(tok, gen[0, ids.shape[1]:].tolist()))
+        expected.append(visible_text(tok, gen[0, ids.shape[1] :].tolist()))
     engine = Engine(model, tok, max_batch_size=8, continuous=continuous)
     engine.eos_ids = set()  # compare the full 10 tokens
     try:
@@ -81,8 +83,9 @@ def test_seeded_rows_do_not_depend_on_their_batch(lm):
     engine = Engine(model, tok, max_batch_size=8)
     try:
         alone = run_all(engine, [GenRequest(tok("x = 1").input_ids, 8, temperature=1.0, seed=3)])[0]["text"]
-        mixed = run_all(engine, [GenRequest(tok(p).input_ids, 8, temperature=1.0, seed=3 if p == "x = 1" else 9)
-                                 for p in PROMPTS])
+        mixed = run_all(
+            engine, [GenRequest(tok(p).input_ids, 8, temperature=1.0, seed=3 if p == "x = 1" else 9) for p in PROMPTS]
+        )
     finally:
         engine.close()
     assert mixed[PROMPTS.index("x = 1")]["text"] == alone
@@ -93,8 +96,9 @@ def test_cancelled_request_leaves_the_batch(lm):
     engine = Engine(model, tok, max_batch_size=4)
     engine.eos_ids = set()
     started = threading.Event()
-    req = GenRequest(tok("def f():").input_ids, 10_000, temperature=0,
-                     on_event=lambda kind, index, payload: started.set())
+    req = GenRequest(
+        tok("def f():").input_ids, 10_000, temperature=0, on_event=lambda kind, index, payload: started.set()
+    )
     try:
         engine.submit(req)
         assert started.wait(30)
@@ -141,7 +145,7 @@ def test_dca_attention_is_registered_and_decodes_exactly(tiny_model_dir):
     for p in PROMPTS[:2]:
         ids = tok(p, return_tensors="pt").input_ids
         gen = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_token_id)
-        expected.append(visible_text(tok, gen[0, ids.shape[1]:].tolist()))
+        expected.append(visible_text(tok, gen[0, ids.shape[1] :].tolist()))
     engine = Engine(model, tok, max_batch_size=batch_limit("dca", 16))
     engine.eos_ids = set()
     try:
@@ -164,8 +168,9 @@ def test_one_requests_trouble_stays_with_it(lm):
 
         def explode(kind, index, payload):
             raise RuntimeError("listener gone")
+
         hostile = [
-            GenRequest(tok("a").input_ids, 8, temperature=1e-300),                       # treated as greedy
+            GenRequest(tok("a").input_ids, 8, temperature=1e-300),  # treated as greedy
             GenRequest(tok("b").input_ids, 8, temperature=1.0, top_p=1e-300, seed=2**64 - 1),
             GenRequest(tok("c").input_ids, 8, temperature=1.0, seed=-(2**63)),
             GenRequest(tok("d").input_ids, 8, temperature=1.0, logit_bias={5: float("nan")}),  # sampling fails
@@ -181,7 +186,9 @@ def test_one_requests_trouble_stays_with_it(lm):
         assert engine.running == 0  # every row left the batch: no slot is held by a failed or cancelled row
     finally:
         engine.close()
-    assert [mixed[len(hostile) + i]["text"] for i in range(len(PROMPTS))] == [alone[i]["text"] for i in range(len(PROMPTS))]
+    assert [mixed[len(hostile) + i]["text"] for i in range(len(PROMPTS))] == [
+        alone[i]["text"] for i in range(len(PROMPTS))
+    ]
     assert [mixed[i]["finish"] for i in range(3)] == ["length"] * 3
     assert mixed[3]["finish"].startswith("generation failed: ValueError")
 
@@ -213,9 +220,21 @@ def test_penalties_and_logit_bias_follow_the_openai_formula(lm):
         if kind == "done":
             got.extend(t for t, _, _ in payload[3])
             done.set()
+
     try:
-        engine.submit(GenRequest(prompt, 10, temperature=0, logit_bias=bias, frequency_penalty=freq,
-                                 presence_penalty=pres, logprobs=0, stream=False, on_event=cb))
+        engine.submit(
+            GenRequest(
+                prompt,
+                10,
+                temperature=0,
+                logit_bias=bias,
+                frequency_penalty=freq,
+                presence_penalty=pres,
+                logprobs=0,
+                stream=False,
+                on_event=cb,
+            )
+        )
         assert done.wait(60)
     finally:
         engine.close()
@@ -238,11 +257,13 @@ def test_n_choices_share_one_prefill_and_decode_as_alone(lm):
             if kind == "done":
                 texts[index] = payload[2]
                 done.release()
+
         req.on_event, req.stream = cb, False
         engine.submit(req)
         for _ in range(req.n):
             assert done.acquire(timeout=60)
         return [texts[j] for j in range(req.n)]
+
     try:
         greedy = run(GenRequest(prompt, 8, temperature=0, n=3))
         alone = run(GenRequest(prompt, 8, temperature=0))

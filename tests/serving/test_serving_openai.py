@@ -1,4 +1,5 @@
 """The official openai client against a real `bentoml serve`: chat, streaming, completions, models, sampling."""
+
 from __future__ import annotations
 
 import httpx
@@ -20,9 +21,12 @@ def test_models_lists_the_served_model(client, server):
 
 
 def test_chat_completion_and_stream_agree(client, server):
-    ask = dict(model=server[1], messages=[{"role": "system", "content": "Be brief."},
-                                          {"role": "user", "content": "def add(a, b):"}],
-               max_tokens=12, temperature=0)
+    ask = dict(
+        model=server[1],
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "def add(a, b):"}],
+        max_tokens=12,
+        temperature=0,
+    )
     full = client.chat.completions.create(**ask)
     choice = full.choices[0]
     assert choice.message.role == "assistant" and choice.finish_reason in {"stop", "length"}
@@ -44,8 +48,13 @@ def test_max_tokens_bounds_the_completion(client, server):
 
 def test_seed_makes_sampling_repeatable(client, server):
     # a question the tiny model is unsure about (its held-out accuracy is near zero): samples spread over digits
-    ask = dict(model=server[1], messages=[{"role": "user", "content": "What is 47 + 38?"}], max_tokens=8,
-               temperature=1.0, top_p=0.9)
+    ask = dict(
+        model=server[1],
+        messages=[{"role": "user", "content": "What is 47 + 38?"}],
+        max_tokens=8,
+        temperature=1.0,
+        top_p=0.9,
+    )
 
     def sample(seed: int) -> str:
         return client.chat.completions.create(**ask, seed=seed).choices[0].message.content
@@ -67,10 +76,11 @@ def test_stop_string_cuts_the_text(client, server):
         pytest.fail(f"the model produced too little text to test stop strings: {text!r}")
     stop = text[2:4]
     cut = client.completions.create(**ask, stop=[stop])
-    assert cut.choices[0].text == text[:text.find(stop)]
+    assert cut.choices[0].text == text[: text.find(stop)]
     assert cut.choices[0].finish_reason == "stop"
-    streamed = "".join(c.choices[0].text for c in client.completions.create(**ask, stop=[stop], stream=True)
-                       if c.choices)
+    streamed = "".join(
+        c.choices[0].text for c in client.completions.create(**ask, stop=[stop], stream=True) if c.choices
+    )
     assert streamed == cut.choices[0].text
 
 
@@ -80,7 +90,12 @@ def test_probes_and_metrics(server, client):
     assert httpx.get(url + "/readyz").status_code == 200
     assert httpx.get(url + "/livez").status_code == 200
     metrics = httpx.get(url + "/metrics").text
-    for family in ("qwenflow_requests_total", "qwenflow_generated_tokens_total", "qwenflow_prompt_tokens_total",
-                   "qwenflow_request_latency_seconds_bucket", "qwenflow_queue_depth"):
+    for family in (
+        "qwenflow_requests_total",
+        "qwenflow_generated_tokens_total",
+        "qwenflow_prompt_tokens_total",
+        "qwenflow_request_latency_seconds_bucket",
+        "qwenflow_queue_depth",
+    ):
         assert family in metrics, family
     assert 'qwenflow_requests_total{endpoint="/v1/completions",status="200"}' in metrics

@@ -1,5 +1,6 @@
 """Models from the MLflow registry (a real server): sha256 checked before serving, Bento built with the model
 inside, Helm values written for the registered version."""
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,10 @@ import httpx
 import psutil
 import pytest
 import yaml
+from conftest import free_port, start_server, stop_server
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from conftest import free_port, start_server, stop_server
 from qwenflow.artifacts import sha256_path
 from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
@@ -82,8 +83,11 @@ def test_bento_holds_the_registered_model(registered, tiny_model_dir, tmp_path, 
     tag = result.output.split("built ")[1].split()[0]
     bento = bentoml.get(tag, _bento_store=bentoml._internal.bento.BentoStore(str(tmp_path / "bentoml_home" / "bentos")))
     src = Path(bento.path) / "src"
-    assert sha256_path(src / "model") == sha256_path(tiny_model_dir) == bento.info.labels["qwenflow.model_sha256"][:63] + \
-        sha256_path(tiny_model_dir)[63:]
+    assert (
+        sha256_path(src / "model")
+        == sha256_path(tiny_model_dir)
+        == bento.info.labels["qwenflow.model_sha256"][:63] + sha256_path(tiny_model_dir)[63:]
+    )
     assert bento.info.labels["qwenflow.model_name"] == "qwenflow-tiny"
     deploy = json.loads((src / "qwenflow_deploy.json").read_text())
     assert deploy["served_name"] == "qwenflow-tiny" and deploy["max_tokens_limit"] == 256
@@ -96,9 +100,23 @@ def test_bento_holds_the_registered_model(registered, tiny_model_dir, tmp_path, 
 def test_helm_values_for_a_registered_model_render_valid_manifests(registered, tmp_path):
     good, _, uri = registered
     out = tmp_path / "values.yaml"
-    result = CliRunner().invoke(app, ["deploy", "helm-values", "--model", good, "--recipe", "qwen2.5-7b", "--out",
-                                      str(out), "--tracking-uri", "http://mlflow.qwenflow-platform.svc:5000",
-                                      "--credentials-secret", "mlflow-creds"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            "helm-values",
+            "--model",
+            good,
+            "--recipe",
+            "qwen2.5-7b",
+            "--out",
+            str(out),
+            "--tracking-uri",
+            "http://mlflow.qwenflow-platform.svc:5000",
+            "--credentials-secret",
+            "mlflow-creds",
+        ],
+    )
     assert result.exit_code == 0, result.output
     values = yaml.safe_load(out.read_text())
     version = MlflowClient(uri).get_model_version_by_alias("qwenflow-tiny", "champion").version
@@ -110,17 +128,27 @@ def test_helm_values_for_a_registered_model_render_valid_manifests(registered, t
     docs = documents(chart.render(values, name="llm", namespace="serving"))
     chart.close()
     assert [p for d in docs for p in validate(d)] == []
-    missing = CliRunner().invoke(app, ["deploy", "helm-values", "--model", "models:/qwenflow-tiny@nope",
-                                       "--out", str(tmp_path / "x.yaml")])
+    missing = CliRunner().invoke(
+        app, ["deploy", "helm-values", "--model", "models:/qwenflow-tiny@nope", "--out", str(tmp_path / "x.yaml")]
+    )
     assert missing.exit_code == 2 and "not found in the MLflow registry" in missing.output
 
 
 def _serve_cli(model: str, port: int, tmp: Path, **env) -> subprocess.Popen:
     """`qwenflow deploy serve` as a user runs it, with its temporary files under `tmp`."""
-    return subprocess.Popen([str(Path(sys.executable).parent / "qwenflow"), "deploy", "serve", "--model", model,
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp), "BENTOML_HOME": str(tmp / "bentoml_home"),
-                                 "OMP_NUM_THREADS": "1", **env})
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "qwenflow"), "deploy", "serve", "--model", model, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "TMPDIR": str(tmp),
+            "BENTOML_HOME": str(tmp / "bentoml_home"),
+            "OMP_NUM_THREADS": "1",
+            **env,
+        },
+    )
 
 
 def test_deploy_serve_refuses_a_missing_model_fast(tmp_path):
@@ -155,8 +183,12 @@ def test_deploy_serve_stops_its_server_on_sigterm(tiny_model_dir, tmp_path):
     else:
         proc.kill()
         pytest.fail("deploy serve did not become ready")
-    assert httpx.post(url + "/v1/completions", json={"model": "qwenflow", "prompt": "x", "max_tokens": 2},
-                      timeout=30).status_code == 200
+    assert (
+        httpx.post(
+            url + "/v1/completions", json={"model": "qwenflow", "prompt": "x", "max_tokens": 2}, timeout=30
+        ).status_code
+        == 200
+    )
     server = psutil.Process(proc.pid).children(recursive=True)  # bentoml serve, its arbiter and workers
     assert server
     proc.send_signal(signal.SIGTERM)

@@ -1,6 +1,7 @@
 """What a user of the trained tiny model sees through the official openai client: an arithmetic question gets a
 number that the model ends itself with <|im_end|>, the same answers the SFT stage's own evaluation measured, and
 streaming gives the same text."""
+
 from __future__ import annotations
 
 import re
@@ -8,11 +9,10 @@ import re
 import openai
 import pytest
 
-from tests.serving.conftest import API_KEY
-
 from qwenflow.artifacts import read_lineage
 from qwenflow.posttrain import common
 from qwenflow.verifiers.math import answers_match
+from tests.serving.conftest import API_KEY
 
 
 @pytest.fixture(scope="module")

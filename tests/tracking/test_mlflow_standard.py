@@ -2,6 +2,7 @@
 (loads with mlflow.pyfunc.load_model, answers a chat request, has a signature and an input example), a register
 run nested under the pipeline run, datasets as run inputs with their digest, an experiment that opens on its runs
 table, and headline numbers on the parent run. Against the real loopback MLflow server."""
+
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
@@ -17,8 +18,9 @@ def test_registered_model_is_a_pyfunc_chat_model_in_a_nested_run(tracking, tiny_
     client = MlflowClient()
     parent = client.create_run(client.get_experiment_by_name("qwenflow-flavour").experiment_id, run_name="pipeline")
     monkeypatch.setenv("QWENFLOW_PARENT_RUN_ID", parent.info.run_id)
-    version = register_model(tiny_model_dir, "qf-chat", {"metrics": {"arithmetic/exact_match": 0.25}},
-                             experiment="qwenflow-flavour")
+    version = register_model(
+        tiny_model_dir, "qf-chat", {"metrics": {"arithmetic/exact_match": 0.25}}, experiment="qwenflow-flavour"
+    )
     client.set_registered_model_alias("qf-chat", "champion", version)
 
     exp = client.get_experiment_by_name("qwenflow-flavour")
@@ -86,9 +88,17 @@ def test_step_report_puts_headline_numbers_on_the_parent_and_in_kfp_outputs(trac
             self.logged[k] = v
 
     metrics, md = KfpMetrics(), type("Md", (), {"path": str(tmp_path / "card.md")})()
-    numbers = publish("sft", {"mlflow_run_id": child}, recipe_path=str(tmp_path / "recipe.yaml"),
-                      parent_run_id=parent, metrics=metrics, markdown=md)
+    numbers = publish(
+        "sft",
+        {"mlflow_run_id": child},
+        recipe_path=str(tmp_path / "recipe.yaml"),
+        parent_run_id=parent,
+        metrics=metrics,
+        markdown=md,
+    )
     assert numbers == metrics.logged == {"eval/arithmetic/exact_match_after": 0.5, "train_loss": 1.25}
     assert client.get_run(parent).data.metrics["sft/train_loss"] == 1.25
     card = (tmp_path / "card.md").read_text()
-    assert f"#/experiments/{exp_id}/runs/{child}?workflowType=machine_learning" in card and "| train_loss | 1.25 |" in card
+    assert (
+        f"#/experiments/{exp_id}/runs/{child}?workflowType=machine_learning" in card and "| train_loss | 1.25 |" in card
+    )

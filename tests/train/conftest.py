@@ -1,4 +1,5 @@
 """Fixtures for the training tests: a small real-text corpus and the overrides that keep training runs tiny."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,9 +7,17 @@ import pytest
 from tests.conftest import stdlib_texts
 
 # 1024-token vocab to match tiny_tokenizer_dir; micro 4 x accumulation 2 exercises gradient accumulation.
-TINY = ["model.vocab_size=1024", "tokenizer.vocab_size=1024", "pretrain.seq_len=64", "pretrain.global_batch_size=8",
-        "pretrain.micro_batch_size=4", "pretrain.max_steps=12", "pretrain.checkpoint_every=4",
-        "pretrain.eval_every=6", "pretrain.warmup_ratio=0.2"]
+TINY = [
+    "model.vocab_size=1024",
+    "tokenizer.vocab_size=1024",
+    "pretrain.seq_len=64",
+    "pretrain.global_batch_size=8",
+    "pretrain.micro_batch_size=4",
+    "pretrain.max_steps=12",
+    "pretrain.checkpoint_every=4",
+    "pretrain.eval_every=6",
+    "pretrain.warmup_ratio=0.2",
+]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """LR schedules, the generated DeepSpeed config (checked by DeepSpeed itself) and checkpoint discovery."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,10 @@ def test_schedules():
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_config_is_valid(stage):
-    r = load_recipe("qwen2.5-0.5b", [f"pretrain.distributed.strategy=zero{stage}", "pretrain.global_batch_size=32",
-                                     "pretrain.micro_batch_size=4"])
+    r = load_recipe(
+        "qwen2.5-0.5b",
+        [f"pretrain.distributed.strategy=zero{stage}", "pretrain.global_batch_size=32", "pretrain.micro_batch_size=4"],
+    )
     cfg = deepspeed_config(r.pretrain, bf16=True, world=1)
     validate(cfg)
     assert cfg["zero_optimization"]["stage"] == stage and cfg["gradient_accumulation_steps"] == 8
@@ -58,11 +61,15 @@ def test_compile_auto_only_for_long_dense_runs():
 
     tiny = load_recipe("tiny")
     assert compile_decision(tiny.pretrain, "dense", run_flops(tiny), cpu)[0] is False  # ~10 min: not worth compiling
-    wide = load_recipe("tiny", ["model.hidden_size=384", "model.num_heads=6", "model.intermediate_size=1152",
-                                "pretrain.max_steps=2000"])
+    wide = load_recipe(
+        "tiny",
+        ["model.hidden_size=384", "model.num_heads=6", "model.intermediate_size=1152", "pretrain.max_steps=2000"],
+    )
     assert compile_decision(wide.pretrain, "dense", run_flops(wide), cpu)[0] is True
     assert compile_decision(wide.pretrain, "moe", run_flops(wide), cpu)[0] is False
-    zero = wide.pretrain.model_copy(update={"distributed": wide.pretrain.distributed.model_copy(update={"strategy": "zero3"})})
+    zero = wide.pretrain.model_copy(
+        update={"distributed": wide.pretrain.distributed.model_copy(update={"strategy": "zero3"})}
+    )
     assert compile_decision(zero, "dense", run_flops(wide), cpu)[0] is False
     forced = tiny.pretrain.model_copy(update={"compile": True})
     assert compile_decision(forced, "dense", 0.0, cpu) == (True, "set in the recipe")

@@ -1,4 +1,5 @@
 """Packing: exact lengths, separators between documents, no padding, and the long-context mixture."""
+
 from __future__ import annotations
 
 import numpy as np

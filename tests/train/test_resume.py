@@ -1,4 +1,5 @@
 """A pre-training run killed with SIGKILL and resumed reaches the same losses as an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import pytest
 
 from qwenflow.recipe import load_recipe
 from qwenflow.train.pretrain import run_pretrain
-
 from tests.train.conftest import TINY
 
 
@@ -24,13 +24,27 @@ def losses(out_dir) -> dict[int, float]:
 
 def test_killed_run_resumes_to_the_same_losses(tracking, corpus_dir, tiny_tokenizer_dir, tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    cmd = [sys.executable, "-m", "qwenflow.cli.main", "train", "pretrain", "--data", str(corpus_dir), "--out",
-           str(killed), "--tokenizer", str(tiny_tokenizer_dir)] + [a for kv in TINY for a in ("--set", kv)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qwenflow.cli.main",
+        "train",
+        "pretrain",
+        "--data",
+        str(corpus_dir),
+        "--out",
+        str(killed),
+        "--tokenizer",
+        str(tiny_tokenizer_dir),
+    ] + [a for kv in TINY for a in ("--set", kv)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:  # wait until past the first checkpoint, then kill
-        if (killed / "checkpoints" / "step-0000004" / "COMPLETE").is_file() and \
-                (killed / "metrics.jsonl").is_file() and max(losses(killed), default=0) >= 5:
+        if (
+            (killed / "checkpoints" / "step-0000004" / "COMPLETE").is_file()
+            and (killed / "metrics.jsonl").is_file()
+            and max(losses(killed), default=0) >= 5
+        ):
             break
         time.sleep(0.1)
     assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
@@ -50,8 +64,11 @@ def test_killed_run_resumes_to_the_same_losses(tracking, corpus_dir, tiny_tokeni
 
     # the run is in MLflow with its metrics, hyperparameters, model files, loss curve and checkpoint references
     client = mlflow.MlflowClient(tracking)
-    runs = client.search_runs([client.get_experiment_by_name("qwenflow-tiny").experiment_id],
-                              "tags.`qwenflow.stage` = 'pretrain'", order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("qwenflow-tiny").experiment_id],
+        "tags.`qwenflow.stage` = 'pretrain'",
+        order_by=["attributes.start_time DESC"],
+    )
     run = runs[0]
     assert float(run.data.params["learning_rate"]) == 3e-3 and run.data.params["grad_accum_steps"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 12

@@ -1,4 +1,5 @@
 """Helpers every CLI module shares: recipe options and turning library errors into clean exits."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,10 @@ def _check_set(ctx: typer.Context, values: list[str] | None):
     return values
 
 
-SetOpt = Annotated[list[str] | None, typer.Option("--set", callback=_check_set,
-                                                  help="Override a recipe key, e.g. --set sft.learning_rate=1e-5")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", callback=_check_set, help="Override a recipe key, e.g. --set sft.learning_rate=1e-5"),
+]
 
 
 @contextlib.contextmanager

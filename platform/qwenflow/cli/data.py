@@ -1,4 +1,5 @@
 """`qwenflow data prepare|validate|sources`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,12 @@ app = typer.Typer(help="Prepare, validate and inspect datasets.", no_args_is_hel
 
 
 @app.command("prepare")
-def prepare(out: Annotated[Path, typer.Option(help="Output directory for corpus/, sft/, rl/, preferences/, eval/")],
-            recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-            track: Annotated[bool, typer.Option(help="Log the stage to MLflow (qwenflow.tracking)")] = True):
+def prepare(
+    out: Annotated[Path, typer.Option(help="Output directory for corpus/, sft/, rl/, preferences/, eval/")],
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    track: Annotated[bool, typer.Option(help="Log the stage to MLflow (qwenflow.tracking)")] = True,
+):
     """Load the recipe's sources, clean, dedup, filter, mix, decontaminate; write validated datasets."""
     from qwenflow.data.contracts import DataContractError
     from qwenflow.data.prepare import prepare_data
@@ -38,16 +42,22 @@ def prepare(out: Annotated[Path, typer.Option(help="Output directory for corpus/
     if rep["posttrain_drops"]:
         console.print(drops_table(rep["posttrain_drops"], "dropped post-training examples by reason"))
     console.print(steps_table(rep["steps"]))
-    console.print(f"corpus: {rep['corpus_rows']} docs, {rep['corpus_bytes']['train'] / 1e6:.1f} MB train from "
-                  f"{rep['raw_mb']:.1f} MB raw; post-training: {rep['posttrain']}; contamination hits: "
-                  f"{rep['contamination'] or 'none'} / {rep['posttrain_contamination'] or 'none'}")
+    console.print(
+        f"corpus: {rep['corpus_rows']} docs, {rep['corpus_bytes']['train'] / 1e6:.1f} MB train from "
+        f"{rep['raw_mb']:.1f} MB raw; post-training: {rep['posttrain']}; contamination hits: "
+        f"{rep['contamination'] or 'none'} / {rep['posttrain_contamination'] or 'none'}"
+    )
     console.print(f"wrote {out} in {rep['seconds']:.0f} s; all contracts passed")
 
 
 @app.command("validate")
-def validate(kind: Annotated[str, typer.Argument(help="corpus | packed | sft | preferences | rl | eval")],
-             directory: Annotated[Path, typer.Argument(help="Dataset directory (Parquet + manifest.json)")],
-             report_dir: Annotated[Path | None, typer.Option(help="Where to save the HTML/JSON report (default: DIRECTORY/reports)")] = None):
+def validate(
+    kind: Annotated[str, typer.Argument(help="corpus | packed | sft | preferences | rl | eval")],
+    directory: Annotated[Path, typer.Argument(help="Dataset directory (Parquet + manifest.json)")],
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where to save the HTML/JSON report (default: DIRECTORY/reports)")
+    ] = None,
+):
     """Check a dataset directory against its Great Expectations contract."""
     from qwenflow.data.contracts import DataContractError, validate_dataset
     from qwenflow.data.shard_contracts import validate_sharded

@@ -1,4 +1,5 @@
 """`qwenflow deploy build|helm-values|serve`: package a model as a Bento, write Helm values, serve locally."""
+
 from __future__ import annotations
 
 import os
@@ -19,41 +20,60 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model directory or
 
 
 @app.command("build")
-def build(model: ModelOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-          name: Annotated[str | None, typer.Option(help="Model id clients pass (default: registered name)")] = None,
-          cuda: Annotated[str | None, typer.Option(help="CUDA version for the container base, e.g. 12.4.1")] = None):
+def build(
+    model: ModelOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="Model id clients pass (default: registered name)")] = None,
+    cuda: Annotated[str | None, typer.Option(help="CUDA version for the container base, e.g. 12.4.1")] = None,
+):
     """Build a Bento offline with the model inside (sha256-checked for registry URIs) and pinned requirements."""
     from qwenflow.deploy.bento import build_bento
 
     r = get_recipe(recipe, set_)
     with clean_errors():  # registry and integrity errors are ValueErrors
         tag = build_bento(model, deploy=r.deploy, served_name=name, cuda_version=cuda)
-    console.print(f"built [bold]{tag}[/] in {os.environ.get('BENTOML_HOME', '~/bentoml')}\n"
-                  f"containerize: bentoml containerize {tag} -t <registry>/qwenflow-serving:<tag>")
+    console.print(
+        f"built [bold]{tag}[/] in {os.environ.get('BENTOML_HOME', '~/bentoml')}\n"
+        f"containerize: bentoml containerize {tag} -t <registry>/qwenflow-serving:<tag>"
+    )
 
 
 @app.command("helm-values")
-def helm_values_cmd(model: ModelOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-                    out: Annotated[Path, typer.Option("--out", "-o", help="Values file to write")] = Path("values-model.yaml"),
-                    tracking_uri: Annotated[str | None, typer.Option(help="MLflow address as pods see it (default: MLFLOW_TRACKING_URI)")] = None,
-                    credentials_secret: Annotated[str, typer.Option(help="Secret holding MLflow/S3 credentials")] = ""):
+def helm_values_cmd(
+    model: ModelOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Values file to write")] = Path("values-model.yaml"),
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow address as pods see it (default: MLFLOW_TRACKING_URI)")
+    ] = None,
+    credentials_secret: Annotated[str, typer.Option(help="Secret holding MLflow/S3 credentials")] = "",
+):
     """Write Helm values that serve a registered model with the recipe's deploy settings."""
     from qwenflow.deploy.helm_values import helm_values
 
     r = get_recipe(recipe, set_)
     with clean_errors():  # registry and integrity errors are ValueErrors
-        values = helm_values(model, r.deploy, tracking_uri=tracking_uri, credentials_secret=credentials_secret,
-                             recipe=r)
+        values = helm_values(
+            model, r.deploy, tracking_uri=tracking_uri, credentials_secret=credentials_secret, recipe=r
+        )
     out.write_text(yaml.safe_dump(values, sort_keys=False))
-    console.print(f"wrote {out} (version {values['podAnnotations'].get('qwenflow.io/model-version', '?')}); "
-                  f"install: helm upgrade --install llm helm/qwenflow-serving -f {out}")
+    console.print(
+        f"wrote {out} (version {values['podAnnotations'].get('qwenflow.io/model-version', '?')}); "
+        f"install: helm upgrade --install llm helm/qwenflow-serving -f {out}"
+    )
 
 
 @app.command("serve")
-def serve(model: ModelOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-          host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port")] = 3000,
-          ready_timeout: Annotated[float, typer.Option(help="Seconds the server may take to become ready")] = 600):
+def serve(
+    model: ModelOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 3000,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds the server may take to become ready")] = 600,
+):
     """Check and verify the model (sha256 for registry URIs), then run `bentoml serve` on the OpenAI-compatible
     service with the recipe's deploy settings. A model that fails its checks, or a server that exits or is not ready
     in time, ends the command with one line and a non-zero status; SIGTERM/SIGINT stop the server too. A registry
@@ -69,18 +89,32 @@ def serve(model: ModelOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
     try:
         with clean_errors():  # registry, integrity and model-check errors are ValueErrors: one line, exit 2
             model_dir, served_name = _verified_model(model, download)
-        env = {**os.environ, "QWENFLOW_MODEL": str(model_dir), "QWENFLOW_SERVED_NAME": served_name,
-               "QWENFLOW_YARN": str(d.yarn), "QWENFLOW_ATTENTION": d.attention,
-               "QWENFLOW_MAX_TOKENS_LIMIT": str(d.max_tokens_limit), "QWENFLOW_MAX_BATCH_SIZE": str(d.max_batch_size),
-               "BENTOML_DO_NOT_TRACK": "true"}
-        cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "qwenflow.serving.service:QwenflowLLM",
-               "--host", host, "--port", str(port)]
+        env = {
+            **os.environ,
+            "QWENFLOW_MODEL": str(model_dir),
+            "QWENFLOW_SERVED_NAME": served_name,
+            "QWENFLOW_YARN": str(d.yarn),
+            "QWENFLOW_ATTENTION": d.attention,
+            "QWENFLOW_MAX_TOKENS_LIMIT": str(d.max_tokens_limit),
+            "QWENFLOW_MAX_BATCH_SIZE": str(d.max_batch_size),
+            "BENTOML_DO_NOT_TRACK": "true",
+        }
+        cmd = [
+            str(Path(sys.executable).parent / "bentoml"),
+            "serve",
+            "qwenflow.serving.service:QwenflowLLM",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # its own group: stopping it stops its workers
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, _raise_stop)
         console.print(f"serving {served_name} ({model}) on http://{host}:{port}/v1 (Ctrl-C stops)")
-        code = _wait_ready_then_serve(proc, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}",
-                                      ready_timeout)
+        code = _wait_ready_then_serve(
+            proc, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", ready_timeout
+        )
         raise typer.Exit(code)
     except _Stop:
         raise typer.Exit(0) from None
@@ -105,8 +139,10 @@ def _verified_model(model: str, download: Path) -> tuple[Path, str]:
     from qwenflow.serving.loader import check_model_dir
 
     if not is_registry_uri(model) and not (Path(model) / "config.json").is_file():
-        raise ValueError(f"{model}: not a model directory (no config.json); pass a save_pretrained directory or a "
-                         "registry URI like models:/qwenflow-tiny@champion")
+        raise ValueError(
+            f"{model}: not a model directory (no config.json); pass a save_pretrained directory or a "
+            "registry URI like models:/qwenflow-tiny@champion"
+        )
     model_dir = resolve_model(model, download / "model")
     check_model_dir(model_dir)
     return model_dir, parse_registry_uri(model)[0] if is_registry_uri(model) else "qwenflow"
@@ -121,8 +157,10 @@ def _wait_ready_then_serve(proc: subprocess.Popen, url: str, ready_timeout: floa
     while True:
         code = proc.poll()
         if code is not None:
-            err_console.print(f"[bold red]error:[/] bentoml serve exited with status {code} "
-                              f"{'after serving' if ready else 'before it was ready'} (its log is above)")
+            err_console.print(
+                f"[bold red]error:[/] bentoml serve exited with status {code} "
+                f"{'after serving' if ready else 'before it was ready'} (its log is above)"
+            )
             return code or 1
         if not ready:
             try:
@@ -132,8 +170,10 @@ def _wait_ready_then_serve(proc: subprocess.Popen, url: str, ready_timeout: floa
             if ready:
                 console.print(f"ready: {url}/v1")
             elif time.monotonic() > deadline:
-                err_console.print(f"[bold red]error:[/] the server was not ready within {ready_timeout:.0f} s "
-                                  "(its log is above); stopped it")
+                err_console.print(
+                    f"[bold red]error:[/] the server was not ready within {ready_timeout:.0f} s "
+                    "(its log is above); stopped it"
+                )
                 return 1
         time.sleep(0.5)
 

@@ -1,4 +1,5 @@
 """`qwenflow eval`: evaluate a model, check the recipe's gates, compare reports, register; `qwenflow promote`."""
+
 from __future__ import annotations
 
 import json
@@ -28,23 +29,36 @@ def _errors():
                 err_console.print(f"[bold red]error:[/] {e}", highlight=False)
                 raise typer.Exit(2) from None
             return self.inner.__exit__(et, e, tb)
+
     return _Ctx()
 
 
 @app.callback()
-def eval_main(ctx: typer.Context,
-              model: Annotated[Path | None, typer.Option("--model", "-m", help="Model directory (save_pretrained) or .gguf file")] = None,
-              suite: Annotated[str, typer.Option(help="quick (subsets, ~1 min on the tiny model) or full")] = "quick",
-              data: Annotated[Path | None, typer.Option("--data", help="Data stage output: eval/ tasks, corpus/val.parquet, preferences/")] = None,
-              out: Annotated[Path, typer.Option("--out", help="Where report.json and plots go")] = Path("eval-out"),
-              task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable)")] = None,
-              limit: Annotated[int | None, typer.Option(help="Items per task (overrides the suite)")] = None,
-              track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
-              label: Annotated[str | None, typer.Option(help="Name of the model in comparisons")] = None,
-              hhh_alignment: Annotated[Path | None, typer.Option(
-                  "--hhh-alignment", envvar="QWENFLOW_HHH_ALIGNMENT",
-                  help="Reward models: BIG-bench's hhh_alignment folder (no pip-installable package ships it)")] = None,
-              recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def eval_main(
+    ctx: typer.Context,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model directory (save_pretrained) or .gguf file")
+    ] = None,
+    suite: Annotated[str, typer.Option(help="quick (subsets, ~1 min on the tiny model) or full")] = "quick",
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data stage output: eval/ tasks, corpus/val.parquet, preferences/")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where report.json and plots go")] = Path("eval-out"),
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable)")] = None,
+    limit: Annotated[int | None, typer.Option(help="Items per task (overrides the suite)")] = None,
+    track: Annotated[bool, typer.Option(help="Log to MLflow")] = True,
+    label: Annotated[str | None, typer.Option(help="Name of the model in comparisons")] = None,
+    hhh_alignment: Annotated[
+        Path | None,
+        typer.Option(
+            "--hhh-alignment",
+            envvar="QWENFLOW_HHH_ALIGNMENT",
+            help="Reward models: BIG-bench's hhh_alignment folder (no pip-installable package ships it)",
+        ),
+    ] = None,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+):
     """Evaluate a model: `qwenflow eval --model DIR --suite quick [--data DIR] [--out DIR]`."""
     if ctx.invoked_subcommand is not None:
         return
@@ -55,8 +69,18 @@ def eval_main(ctx: typer.Context,
     with _errors():
         from qwenflow.eval.run import evaluate
 
-        report = evaluate(model, out, suite=suite, recipe=r, data_dir=data, tasks=task, limit=limit, track=track,
-                          label=label, hhh_dir=hhh_alignment)
+        report = evaluate(
+            model,
+            out,
+            suite=suite,
+            recipe=r,
+            data_dir=data,
+            tasks=task,
+            limit=limit,
+            track=track,
+            label=label,
+            hhh_dir=hhh_alignment,
+        )
     _print_report(report)
     if report["errors"]:
         raise typer.Exit(1)
@@ -71,8 +95,16 @@ def _print_report(report: dict) -> None:
         overlap = str(dec["overlapping_train_docs"]) if "overlapping_train_docs" in dec else "-"
         for m, v in r["metrics"].items():
             se = r["stderr"].get(m)
-            t.add_row(name, m, f"{v:.4f}", f"{se:.4f}" if se is not None else "", str(r["n"]), str(r["shots"]),
-                      overlap, str(r["dataset"].get("sha256", ""))[:8])
+            t.add_row(
+                name,
+                m,
+                f"{v:.4f}",
+                f"{se:.4f}" if se is not None else "",
+                str(r["n"]),
+                str(r["shots"]),
+                overlap,
+                str(r["dataset"].get("sha256", ""))[:8],
+            )
     console.print(t, width=None if console.is_terminal else 120)  # logs and pipes: room for every column
     for k, v in report["skipped"].items():
         console.print(f"[yellow]skipped[/] {k}: {v}", highlight=False)
@@ -81,10 +113,13 @@ def _print_report(report: dict) -> None:
 
 
 @app.command("gate")
-def gate(report: Annotated[Path, typer.Argument(help="report.json (or its directory)")],
-         baseline: Annotated[Path | None, typer.Option(help="Previous stage's report to compare against")] = None,
-         champion: Annotated[str | None, typer.Option(help="Registered model name: compare against its champion")] = None,
-         recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def gate(
+    report: Annotated[Path, typer.Argument(help="report.json (or its directory)")],
+    baseline: Annotated[Path | None, typer.Option(help="Previous stage's report to compare against")] = None,
+    champion: Annotated[str | None, typer.Option(help="Registered model name: compare against its champion")] = None,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+):
     """Check the recipe's gates; prints every check and exits 1 when any fails."""
     r = get_recipe(recipe, set_)
     with _errors():
@@ -103,8 +138,10 @@ def gate(report: Annotated[Path, typer.Argument(help="report.json (or its direct
 
 
 @app.command("compare")
-def compare_cmd(reports: Annotated[list[Path], typer.Argument(help="Reports in stage order (base, long-context, SFT, DPO, GRPO)")],
-                plot: Annotated[Path, typer.Option(help="Where to save the comparison plot")] = Path("eval-compare.png")):
+def compare_cmd(
+    reports: Annotated[list[Path], typer.Argument(help="Reports in stage order (base, long-context, SFT, DPO, GRPO)")],
+    plot: Annotated[Path, typer.Option(help="Where to save the comparison plot")] = Path("eval-compare.png"),
+):
     """Print a table of every metric across models and save it as a plot."""
     with _errors():
         from qwenflow.eval.report import compare, comparison_plot, read_report
@@ -120,11 +157,16 @@ def compare_cmd(reports: Annotated[list[Path], typer.Argument(help="Reports in s
 
 
 @app.command("register")
-def register(model: Annotated[Path, typer.Option("--model", "-m", help="The evaluated model directory")],
-             report: Annotated[Path, typer.Option(help="Its report.json (or directory)")],
-             name: Annotated[str | None, typer.Option(help="Registered model name (default: recipe deploy.registered_model)")] = None,
-             baseline: Annotated[Path | None, typer.Option(help="Previous stage's report (default: the champion)")] = None,
-             recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def register(
+    model: Annotated[Path, typer.Option("--model", "-m", help="The evaluated model directory")],
+    report: Annotated[Path, typer.Option(help="Its report.json (or directory)")],
+    name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: recipe deploy.registered_model)")
+    ] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Previous stage's report (default: the champion)")] = None,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+):
     """Check the gates; if they pass, register the model and give it the alias `challenger`."""
     r = get_recipe(recipe, set_)
     name = name or getattr(r.deploy, "registered_model", None) or f"qwenflow-{r.name}"
@@ -145,10 +187,12 @@ def register(model: Annotated[Path, typer.Option("--model", "-m", help="The eval
 
 
 @promote_app.command("promote")
-def promote(name: Annotated[str, typer.Argument(help="Registered model name")],
-            version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger)")] = None,
-            reason: Annotated[str, typer.Option(help="Why (kept as a tag)")] = "",
-            report: Annotated[Path | None, typer.Option(help="Evaluation report to attach as evidence")] = None):
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name")],
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger)")] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept as a tag)")] = "",
+    report: Annotated[Path | None, typer.Option(help="Evaluation report to attach as evidence")] = None,
+):
     """`qwenflow promote NAME`: make the challenger (or --version) the champion, with evidence tags."""
     with _errors():
         from qwenflow.eval.registry import promote as do_promote

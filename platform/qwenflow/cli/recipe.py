@@ -1,4 +1,5 @@
 """`qwenflow recipe list|show|validate`."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -23,7 +24,9 @@ def list_cmd():
     for name in list_recipes():
         r = load_recipe(name)
         s = model_size(r.model)
-        table.add_row(name, r.model.arch, f"{s.total_params / 1e9:.3f}B", f"{s.active_params / 1e9:.3f}B", r.description)
+        table.add_row(
+            name, r.model.arch, f"{s.total_params / 1e9:.3f}B", f"{s.active_params / 1e9:.3f}B", r.description
+        )
     console.print(table)
 
 

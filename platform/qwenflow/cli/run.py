@@ -1,5 +1,6 @@
 """`qwenflow run | compile | submit | status`: the recipe pipeline locally, as YAML for the Kubeflow UI, or on a
 KFP cluster."""
+
 from __future__ import annotations
 
 import time
@@ -19,13 +20,34 @@ STAGE_NAMES = "start-run, prepare-data, validate-data, tokenizer, pretrain, long
 def run_cmd(
     recipe: RecipeOpt = "tiny",
     set_: SetOpt = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: SQLite under QWENFLOW_HOME)")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Where artifacts, cache and logs go (default: QWENFLOW_HOME/runs/RECIPE); reruns here resume")] = None,
-    force: Annotated[list[str] | None, typer.Option("--force", help=f"Rerun this stage although it is cached (repeatable; 'all' for every stage): {STAGE_NAMES}")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every stage; neither read nor write the resume cache")] = False,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: SQLite under QWENFLOW_HOME)")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where artifacts, cache and logs go (default: QWENFLOW_HOME/runs/RECIPE); reruns here resume"
+        ),
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force", help=f"Rerun this stage although it is cached (repeatable; 'all' for every stage): {STAGE_NAMES}"
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every stage; neither read nor write the resume cache")
+    ] = False,
     plain: Annotated[bool, typer.Option("--plain", help="No live view (logs still go to the run's log file)")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Run every training stage as N processes under torchrun "
-                                       "(CPU: gloo), the launcher a multi-GPU node uses")] = 1,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Run every training stage as N processes under torchrun "
+            "(CPU: gloo), the launcher a multi-GPU node uses",
+        ),
+    ] = 1,
 ):
     """Run the whole recipe pipeline on this machine (kfp.local), tracked in MLflow; rerunning resumes."""
     from qwenflow.orchestration.local import LocalRun, PipelineFailed, run_local
@@ -38,9 +60,19 @@ def run_cmd(
             raise typer.Exit(2)
     with clean_errors():
         try:
-            summary = run_local(LocalRun(recipe=recipe, overrides=tuple(set_ or []), run_dir=run_dir,
-                                         tracking_uri=tracking_uri, force=tuple(force or []), no_cache=no_cache,
-                                         live=not plain, nproc=nproc), console=console)
+            summary = run_local(
+                LocalRun(
+                    recipe=recipe,
+                    overrides=tuple(set_ or []),
+                    run_dir=run_dir,
+                    tracking_uri=tracking_uri,
+                    force=tuple(force or []),
+                    no_cache=no_cache,
+                    live=not plain,
+                    nproc=nproc,
+                ),
+                console=console,
+            )
         except PipelineFailed as e:
             console.print(render(e.summary))
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -71,7 +103,9 @@ def compile_cmd(
     set_: SetOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Pipeline YAML to write")] = Path("qwen25_recipe.yaml"),
     pvc: Annotated[str, typer.Option(help="Existing ReadWriteMany PVC shared by every stage")] = "qwenflow-work",
-    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")] = "mlflow-credentials",
+    mlflow_secret: Annotated[
+        str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")
+    ] = "mlflow-credentials",
 ):
     """Write the pipeline YAML for a recipe; upload it in the Kubeflow UI (Pipelines -> Upload pipeline)."""
     from qwenflow.pipelines.kubernetes import ClusterSettings
@@ -91,8 +125,12 @@ def submit_cmd(
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "qwenflow",
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
     pvc: Annotated[str, typer.Option(help="Existing ReadWriteMany PVC shared by every stage")] = "qwenflow-work",
-    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")] = "mlflow-credentials",
-    service_account: Annotated[str, typer.Option(help="Service account the steps run as (infra/ defines it)")] = "qwenflow-step",
+    mlflow_secret: Annotated[
+        str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")
+    ] = "mlflow-credentials",
+    service_account: Annotated[
+        str, typer.Option(help="Service account the steps run as (infra/ defines it)")
+    ] = "qwenflow-step",
 ):
     """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
     import tempfile
@@ -105,17 +143,28 @@ def submit_cmd(
     _plan_or_exit(recipe, set_)
     with clean_errors():
         with tempfile.TemporaryDirectory() as tmp:
-            path = compile_pipeline(recipe, str(Path(tmp) / "pipeline.yaml"), list(set_ or []),
-                                    ClusterSettings(pvc=pvc, mlflow_secret=mlflow_secret))
+            path = compile_pipeline(
+                recipe,
+                str(Path(tmp) / "pipeline.yaml"),
+                list(set_ or []),
+                ClusterSettings(pvc=pvc, mlflow_secret=mlflow_secret),
+            )
             try:
                 client = kfp.Client(host=host, namespace=namespace)
-                run = client.create_run_from_pipeline_package(path, arguments={}, experiment_name=experiment,
-                                                              run_name=f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                                              namespace=namespace, service_account=service_account)
+                run = client.create_run_from_pipeline_package(
+                    path,
+                    arguments={},
+                    experiment_name=experiment,
+                    run_name=f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}",
+                    namespace=namespace,
+                    service_account=service_account,
+                )
             except Exception as e:  # connection refused, auth, bad host: one readable line
                 raise ValueError(f"could not submit to {host}: {type(e).__name__}: {e}") from None
-    console.print(f"submitted run {run.run_id} to {host} (experiment {experiment}); follow it with "
-                  f"`qwenflow status {run.run_id} --host {host}`")
+    console.print(
+        f"submitted run {run.run_id} to {host} (experiment {experiment}); follow it with "
+        f"`qwenflow status {run.run_id} --host {host}`"
+    )
 
 
 @app.command("status")

@@ -1,4 +1,5 @@
 """`qwenflow scaling sweep|fit|predict`: hyperparameter scaling laws from the platform's own sweeps."""
+
 from __future__ import annotations
 
 import re
@@ -44,11 +45,13 @@ def _prepare(work: Path, base_recipe: str, data: Path | None, tokenizer: Path | 
 
 
 @app.command("sweep")
-def sweep(grid: Annotated[str, typer.Option(help="Shipped grid name or a grid YAML file")] = "tiny",
-          work: Annotated[Path, typer.Option(help="Working directory (packed data, per-point runs)")] = Path("runs/scaling"),
-          data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: prepare into WORK/data)")] = None,
-          tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: build into WORK/tokenizer)")] = None,
-          model: Annotated[list[str] | None, typer.Option(help="Only these ladder models")] = None):
+def sweep(
+    grid: Annotated[str, typer.Option(help="Shipped grid name or a grid YAML file")] = "tiny",
+    work: Annotated[Path, typer.Option(help="Working directory (packed data, per-point runs)")] = Path("runs/scaling"),
+    data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: prepare into WORK/data)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: build into WORK/tokenizer)")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these ladder models")] = None,
+):
     """Run the grid's short pre-training runs; finished points (found in MLflow) are reused."""
     from qwenflow.scaling.grid import load_grid
     from qwenflow.scaling.sweep import run_sweep
@@ -59,23 +62,32 @@ def sweep(grid: Annotated[str, typer.Option(help="Shipped grid name or a grid YA
         res = run_sweep(g, data, tokenizer, work, models=model)
     ran = [r for r in res if not r["reused"]]
     hours = sum(r["wall_s"] for r in ran) / 3600
-    console.print(f"{len(res)} points ({len(res) - len(ran)} reused, {len(ran)} run in {hours * 60:.1f} min"
-                  + (f", {len(ran) / hours:.0f} points/hour" if ran else "") + ")")
+    console.print(
+        f"{len(res)} points ({len(res) - len(ran)} reused, {len(ran)} run in {hours * 60:.1f} min"
+        + (f", {len(ran) / hours:.0f} points/hour" if ran else "")
+        + ")"
+    )
 
 
 @app.command("fit")
-def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + fit.json)")] = Path("runs/scaling/report"),
-        sweep_name: Annotated[str | None, typer.Option("--sweep", help="Only points of this sweep (default: all)")] = None,
-        grid: Annotated[str, typer.Option(help="Grid (names the held-out model)")] = "tiny",
-        holdout_check: Annotated[bool, typer.Option(help="Train the held-out size at its predicted settings")] = True,
-        work: Annotated[Path, typer.Option(help="Working directory of the sweep")] = Path("runs/scaling"),
-        data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: WORK/data)")] = None,
-        tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: WORK/tokenizer)")] = None,
-        holdout_train: Annotated[bool, typer.Option(
-            help="Train the held-out model at its prediction (off: compare with the nearest grid point only)")] = True,
-        holdout_tokens: Annotated[list[int] | None, typer.Option(
-            help="Train the held-out model at its prediction only for these data sizes (default: every one)")] = None,
-        bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500):
+def fit(
+    out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + fit.json)")] = Path("runs/scaling/report"),
+    sweep_name: Annotated[str | None, typer.Option("--sweep", help="Only points of this sweep (default: all)")] = None,
+    grid: Annotated[str, typer.Option(help="Grid (names the held-out model)")] = "tiny",
+    holdout_check: Annotated[bool, typer.Option(help="Train the held-out size at its predicted settings")] = True,
+    work: Annotated[Path, typer.Option(help="Working directory of the sweep")] = Path("runs/scaling"),
+    data: Annotated[Path | None, typer.Option(help="Prepared data dir (default: WORK/data)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir (default: WORK/tokenizer)")] = None,
+    holdout_train: Annotated[
+        bool,
+        typer.Option(help="Train the held-out model at its prediction (off: compare with the nearest grid point only)"),
+    ] = True,
+    holdout_tokens: Annotated[
+        list[int] | None,
+        typer.Option(help="Train the held-out model at its prediction only for these data sizes (default: every one)"),
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500,
+):
     """Fit LR/batch/loss laws from the sweep runs in MLflow; log the fit and its report to MLflow."""
     import mlflow
     import pandas as pd
@@ -108,45 +120,66 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
                 pack_corpus(data, tok, g.seq_len, work / "packed")
             for p in to_train:
                 r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
-                preds.append({"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len,
-                              "loss": r["val_loss"]})
+                preds.append(
+                    {"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len, "loss": r["val_loss"]}
+                )
             table = holdout_table(df, held, holdout_n, pd.DataFrame(preds, columns=["d", "lr", "batch", "loss"]))
             out.mkdir(parents=True, exist_ok=True)
             write_holdout(table, out)
-            extra.append((f"held-out fit ({model.name} left out)", "; ".join(
-                f"{k}: {t}" for k, t in coefficient_rows(held)[:2])))
+            extra.append(
+                (f"held-out fit ({model.name} left out)", "; ".join(f"{k}: {t}" for k, t in coefficient_rows(held)[:2]))
+            )
             for _, row in table.iterrows():
-                extra.append((
-                    f"held-out {model.name} N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.3f}M",
-                    f"LR pred {row['pred_lr']:.3g} [{row['pred_lr_lo']:.3g}, {row['pred_lr_hi']:.3g}] "
-                    f"(law in {row['pred_lr_law']}) vs grid opt {row['grid_lr_opt']:.3g} ({row['grid_lr_edge']}), "
-                    f"x{row['lr_ratio']:.2f}; grid opt B {row['grid_batch_opt']:.0f} tok ({row['grid_batch_edge']}); "
-                    + (f"trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok: loss "
-                       f"{row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
-                       if row["loss_at_pred"] == row["loss_at_pred"] else "not trained at the prediction; ")
-                    + f"nearest grid point (lr {row['nearest_grid_lr']:.3g}, B {row['nearest_grid_batch']:.0f}) loss "
-                    f"{row['loss_at_nearest_grid']:.4f} (gap {row['nearest_grid_gap']:+.4f}); "
-                    f"loss law predicted {row['pred_loss_law']:.4f}"))
+                extra.append(
+                    (
+                        f"held-out {model.name} N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.3f}M",
+                        f"LR pred {row['pred_lr']:.3g} [{row['pred_lr_lo']:.3g}, {row['pred_lr_hi']:.3g}] "
+                        f"(law in {row['pred_lr_law']}) vs grid opt {row['grid_lr_opt']:.3g} ({row['grid_lr_edge']}), "
+                        f"x{row['lr_ratio']:.2f}; grid opt B {row['grid_batch_opt']:.0f} tok ({row['grid_batch_edge']}); "
+                        + (
+                            f"trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok: loss "
+                            f"{row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
+                            if row["loss_at_pred"] == row["loss_at_pred"]
+                            else "not trained at the prediction; "
+                        )
+                        + f"nearest grid point (lr {row['nearest_grid_lr']:.3g}, B {row['nearest_grid_batch']:.0f}) loss "
+                        f"{row['loss_at_nearest_grid']:.4f} (gap {row['nearest_grid_gap']:+.4f}); "
+                        f"loss law predicted {row['pred_loss_law']:.4f}",
+                    )
+                )
             console.print(table.to_string(index=False))
         report = write_report(result, df, out, extra)
         mlflow.set_experiment(EXPERIMENT)
         with mlflow.start_run(run_name="scaling-fit", tags={FIT_TAG: "true", "qwenflow.stage": "scaling-fit"}):
             mlflow.log_text(result.to_json(), "fit.json")
             mlflow.log_artifacts(str(report), "report")
-            metrics = {"points": result.n_points, "loss_E": result.loss.E, "loss_alpha": result.loss.alpha,
-                       "loss_beta": result.loss.beta, "loss_law_well_defined": float(result.loss.well_defined)}
-            for name, law in (("lr", result.lr), ("batch", result.batch), ("lr_c", result.lr_c),
-                              ("batch_c", result.batch_c)):
+            metrics = {
+                "points": result.n_points,
+                "loss_E": result.loss.E,
+                "loss_alpha": result.loss.alpha,
+                "loss_beta": result.loss.beta,
+                "loss_law_well_defined": float(result.loss.well_defined),
+            }
+            for name, law in (
+                ("lr", result.lr),
+                ("batch", result.batch),
+                ("lr_c", result.lr_c),
+                ("batch_c", result.batch_c),
+            ):
                 if law is not None:
                     metrics.update({f"{name}_exp_{v}": e for v, e in zip(law.variables, law.exps)})
                     metrics[f"{name}_reliable"] = float(law.reliable)
             if table is not None:
                 for _, row in table.iterrows():
                     tag = f"d{int(row['d'])}"
-                    metrics.update({f"holdout_lr_ratio_{tag}": row["lr_ratio"],
-                                    f"holdout_loss_at_pred_{tag}": row["loss_at_pred"],
-                                    f"holdout_grid_best_loss_{tag}": row["grid_best_loss"],
-                                    f"holdout_loss_at_nearest_grid_{tag}": row["loss_at_nearest_grid"]})
+                    metrics.update(
+                        {
+                            f"holdout_lr_ratio_{tag}": row["lr_ratio"],
+                            f"holdout_loss_at_pred_{tag}": row["loss_at_pred"],
+                            f"holdout_grid_best_loss_{tag}": row["grid_best_loss"],
+                            f"holdout_loss_at_nearest_grid_{tag}": row["loss_at_nearest_grid"],
+                        }
+                    )
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
     t = Table("law", "fit", title=f"scaling laws from {result.n_points} points (report: {report / 'report.html'})")
     for a, b in [*coefficient_rows(result), *extra, *deepseek_rows(result)[:2]]:
@@ -155,10 +188,12 @@ def fit(out: Annotated[Path, typer.Option(help="Report directory (HTML + PNG + f
 
 
 @app.command("predict")
-def predict(params: Annotated[str | None, typer.Option(help="Non-embedding parameters, e.g. 7B")] = None,
-            tokens: Annotated[str, typer.Option(help="Training tokens, e.g. 18T")] = "1T",
-            recipe: Annotated[str | None, typer.Option("--recipe", "-r", help="Take N from this recipe's model")] = None,
-            seq_len: Annotated[int, typer.Option(help="Sequence length to express the batch in sequences")] = 4096):
+def predict(
+    params: Annotated[str | None, typer.Option(help="Non-embedding parameters, e.g. 7B")] = None,
+    tokens: Annotated[str, typer.Option(help="Training tokens, e.g. 18T")] = "1T",
+    recipe: Annotated[str | None, typer.Option("--recipe", "-r", help="Take N from this recipe's model")] = None,
+    seq_len: Annotated[int, typer.Option(help="Sequence length to express the batch in sequences")] = 4096,
+):
     """Predicted optimal learning rate and batch size (90% intervals) from the latest fit in MLflow."""
     from qwenflow.scaling.resolve import latest_fit
 
@@ -187,12 +222,18 @@ def predict(params: Annotated[str | None, typer.Option(help="Non-embedding param
     if p["batch_tokens"] is not None:
         lo, hi = p["batch_tokens_interval"]
         t.add_row("batch (tokens)", f"{p['batch_tokens']:.4g}", f"[{lo:.4g}, {hi:.4g}]", p["batch_tokens_law"])
-        t.add_row(f"batch (sequences of {seq_len})", f"{p['batch_tokens'] / seq_len:.0f}",
-                  f"[{lo / seq_len:.0f}, {hi / seq_len:.0f}]", p["batch_tokens_law"])
+        t.add_row(
+            f"batch (sequences of {seq_len})",
+            f"{p['batch_tokens'] / seq_len:.0f}",
+            f"[{lo / seq_len:.0f}, {hi / seq_len:.0f}]",
+            p["batch_tokens_law"],
+        )
     t.add_row("loss (L(N, D))", f"{p['loss']:.3f}", "", "degenerate" if fit.loss.note else "N,D")
     console.print(t)
     if max(n / max(c["n"] for c in fit.cells), d / max(c["d"] for c in fit.cells)) > 100:
-        console.print("[yellow]note:[/] this extrapolates more than 100x beyond the sweep's largest N or D; "
-                      "the intervals cover fit noise, not the extrapolation itself.")
+        console.print(
+            "[yellow]note:[/] this extrapolates more than 100x beyond the sweep's largest N or D; "
+            "the intervals cover fit noise, not the extrapolation itself."
+        )
     for what, note in p["notes"].items():
         console.print(f"[yellow]note ({what}):[/] {note}")

@@ -1,4 +1,5 @@
 """`qwenflow tokenizer build|encode`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,9 +15,14 @@ app = typer.Typer(help="Build and try tokenizers.", no_args_is_help=True)
 
 
 @app.command("build")
-def build(out: Annotated[Path, typer.Option(help="Output tokenizer directory")],
-          corpus: Annotated[list[Path] | None, typer.Option(help="Corpus parquet file(s) with a `text` column (bpe only)")] = None,
-          recipe: RecipeOpt = "tiny", set_: SetOpt = None):
+def build(
+    out: Annotated[Path, typer.Option(help="Output tokenizer directory")],
+    corpus: Annotated[
+        list[Path] | None, typer.Option(help="Corpus parquet file(s) with a `text` column (bpe only)")
+    ] = None,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+):
     """Build the recipe's tokenizer: the real Qwen2.5 vocabulary, or a BPE trained on the corpus."""
     r = get_recipe(recipe, set_)
     with clean_errors():

@@ -1,4 +1,5 @@
 """`qwenflow train pretrain|long-context` (post-training commands are added to `app` by cli/train_post.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,15 @@ app = typer.Typer(help="Training stages: pre-training, long-context extension, p
 DataOpt = Annotated[Path, typer.Option("--data", help="Prepared data directory (holds corpus/) or a corpus directory")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output model directory (checkpoints go in OUT/checkpoints)")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint in OUT")]
-NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Run as N processes under torchrun on this machine (one "
-                                       "per GPU; on CPU, N gloo processes): the launcher a multi-GPU node uses")]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Run as N processes under torchrun on this machine (one "
+        "per GPU; on CPU, N gloo processes): the launcher a multi-GPU node uses",
+    ),
+]
 
 
 def relaunched(nproc: int) -> bool:
@@ -69,9 +77,15 @@ def stage_errors():
 
 
 @app.command("pretrain")
-def pretrain(data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None,
-             tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: DATA/tokenizer)")] = None,
-             resume: ResumeOpt = False, nproc: NprocOpt = 1):
+def pretrain(
+    data: DataOpt,
+    out: OutOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: DATA/tokenizer)")] = None,
+    resume: ResumeOpt = False,
+    nproc: NprocOpt = 1,
+):
     """Pre-train the recipe's model from scratch on the packed corpus."""
     from qwenflow.train.pretrain import run_pretrain
 
@@ -86,9 +100,15 @@ def pretrain(data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOp
 
 
 @app.command("long-context")
-def long_context(data: DataOpt, out: OutOpt,
-                 model: Annotated[Path, typer.Option(help="Pre-trained model directory to extend")],
-                 recipe: RecipeOpt = "tiny", set_: SetOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = 1):
+def long_context(
+    data: DataOpt,
+    out: OutOpt,
+    model: Annotated[Path, typer.Option(help="Pre-trained model directory to extend")],
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+    nproc: NprocOpt = 1,
+):
     """Raise the RoPE base and train on long sequences (Qwen2.5-Turbo's progressive schedule when several lengths)."""
     import json
 

@@ -1,4 +1,5 @@
 """`qwenflow train sft|grpo` (and reward|dpo): post-training commands on the `train` app of cli/train.py."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,12 @@ import typer
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
 from .train import NprocOpt, ResumeOpt, app, for_world, main_prints, relaunched
 
-FromOpt = Annotated[str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")]
+FromOpt = Annotated[
+    str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")
+]
+DataOpt = Annotated[
+    Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")
+]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output directory; the model lands in OUT/model")]
 
 
@@ -43,8 +48,15 @@ def _show(model_dir: Path) -> None:
 
 
 @app.command("sft")
-def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
-        resume: ResumeOpt = False):
+def sft(
+    from_: FromOpt,
+    data: DataOpt,
+    out: OutOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    nproc: NprocOpt = 1,
+    resume: ResumeOpt = False,
+):
     """Supervised fine-tuning on DATA/sft (assistant-only loss); exact match on DATA/eval before and after."""
     from qwenflow.posttrain.sft import run_sft
 
@@ -56,9 +68,16 @@ def sft(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", 
 
 
 @app.command("grpo")
-def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
-         resume: ResumeOpt = False,
-         reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None):
+def grpo(
+    from_: FromOpt,
+    data: DataOpt,
+    out: OutOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    nproc: NprocOpt = 1,
+    resume: ResumeOpt = False,
+    reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None,
+):
     """GRPO on DATA/rl with verifier (and reward-model) rewards; exact match on DATA/eval before and after."""
     from qwenflow.posttrain.grpo import run_grpo
 
@@ -70,8 +89,15 @@ def grpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny",
 
 
 @app.command("reward")
-def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
-           resume: ResumeOpt = False):
+def reward(
+    from_: FromOpt,
+    data: DataOpt,
+    out: OutOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    nproc: NprocOpt = 1,
+    resume: ResumeOpt = False,
+):
     """Reward model on DATA/preferences (TRL RewardTrainer); pairwise accuracy on the held-out split."""
     from qwenflow.artifacts import read_lineage
     from qwenflow.posttrain.reward import run_reward
@@ -84,16 +110,26 @@ def reward(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny
     if not main_prints():
         return
     lin = read_lineage(model_dir)
-    console.print(f"pairwise accuracy: {lin['reward/pairwise_accuracy']:.3f} held-out "
-                  f"({lin['pairs.test']} pairs; {lin['pairs.dropped_identical']} chosen == rejected dropped)")
+    console.print(
+        f"pairwise accuracy: {lin['reward/pairwise_accuracy']:.3f} held-out "
+        f"({lin['pairs.test']} pairs; {lin['pairs.dropped_identical']} chosen == rejected dropped)"
+    )
     console.print(f"model: {model_dir}")
 
 
 @app.command("dpo")
-def dpo(from_: FromOpt, data: DataOpt, out: OutOpt, recipe: RecipeOpt = "tiny", set_: SetOpt = None, nproc: NprocOpt = 1,
-        resume: ResumeOpt = False,
-        reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`: ranks "
-                                                              "the sampled answers")] = None):
+def dpo(
+    from_: FromOpt,
+    data: DataOpt,
+    out: OutOpt,
+    recipe: RecipeOpt = "tiny",
+    set_: SetOpt = None,
+    nproc: NprocOpt = 1,
+    resume: ResumeOpt = False,
+    reward_model: Annotated[
+        str | None, typer.Option(help="Reward model dir from `qwenflow train reward`: ranks the sampled answers")
+    ] = None,
+):
     """DPO on rejection-sampled DATA/rl pairs (or DATA/preferences) with the recipe's optimizer (dpo.optimizer)."""
     from qwenflow.posttrain.dpo import run_dpo
 

@@ -1,4 +1,5 @@
 """Real chat conversations (chatterbot-corpus, English) and the role-order rule every conversation must obey."""
+
 from __future__ import annotations
 
 from collections import Counter

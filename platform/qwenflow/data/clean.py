@@ -1,10 +1,11 @@
 """Normalisation, splitting of over-long documents, and the heuristic quality filters (length, symbols, repetition)."""
+
 from __future__ import annotations
 
 import re
 import string
 import unicodedata
-from typing import Iterator
+from collections.abc import Iterator
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRAILING_WS = re.compile(r"[ \t]+\n")

@@ -5,6 +5,7 @@ become derived per-row columns first; GX then validates those like any other col
 A failure raises DataContractError whose message names each failed expectation, how many rows, and examples;
 the full report is saved as JSON + HTML and logged to MLflow when a run is active.
 """
+
 from __future__ import annotations
 
 import html
@@ -24,12 +25,22 @@ from qwenflow.recipe.contracts import ContractSpec
 from .chat import role_problem
 
 KINDS = ("corpus", "packed", "sft", "preferences", "rl", "eval")
-FILES = {"corpus": ["train.parquet", "val.parquet"], "packed": None,  # packed: train-/val-NNNNN.parquet shards
-         "sft": ["train.parquet"], "preferences": ["train.parquet", "test.parquet"], "rl": ["prompts.parquet"],
-         "eval": None}  # eval: every <task>.parquet
-COLUMNS = {"corpus": ["text", "source", "domain", "license"], "packed": ["input_ids"],
-           "sft": ["messages", "task", "answer"], "preferences": ["prompt", "chosen", "rejected"],
-           "rl": ["prompt", "task", "answer"], "eval": ["prompt", "task", "answer"]}
+FILES = {
+    "corpus": ["train.parquet", "val.parquet"],
+    "packed": None,  # packed: train-/val-NNNNN.parquet shards
+    "sft": ["train.parquet"],
+    "preferences": ["train.parquet", "test.parquet"],
+    "rl": ["prompts.parquet"],
+    "eval": None,
+}  # eval: every <task>.parquet
+COLUMNS = {
+    "corpus": ["text", "source", "domain", "license"],
+    "packed": ["input_ids"],
+    "sft": ["messages", "task", "answer"],
+    "preferences": ["prompt", "chosen", "rejected"],
+    "rl": ["prompt", "task", "answer"],
+    "eval": ["prompt", "task", "answer"],
+}
 OPTIONAL = {"preferences": ["criterion"]}  # checked when present (preference_pairs.py labels each pair's criterion)
 MIXTURE_TOLERANCE = 0.05  # absolute share of bytes per domain
 
@@ -37,7 +48,7 @@ MIXTURE_TOLERANCE = 0.05  # absolute share of bytes per domain
 class DataContractError(ValueError):
     """A dataset broke its contract; str() is the readable report, .result the full one."""
 
-    def __init__(self, message: str, result: "ValidationResult"):
+    def __init__(self, message: str, result: ValidationResult):
         super().__init__(message)
         self.result = result
 
@@ -64,8 +75,14 @@ class ValidationResult:
             return f"{self.kind} dataset {self.directory}: all {len(self.checks)} expectations passed ({sum(self.rows.values())} rows)"
         lines = [f"{self.kind} dataset {self.directory} broke {len(self.failures)} of {len(self.checks)} expectations:"]
         for c in self.failures:
-            count = f"{c['unexpected_count']} of {c['rows']} rows" if c.get("unexpected_count") is not None else f"observed {c.get('observed')}"
-            lines.append(f"  - {c['file']}: {c['expectation']}({c['column']}{', ' + c['bounds'] if c['bounds'] else ''}): {count}")
+            count = (
+                f"{c['unexpected_count']} of {c['rows']} rows"
+                if c.get("unexpected_count") is not None
+                else f"observed {c.get('observed')}"
+            )
+            lines.append(
+                f"  - {c['file']}: {c['expectation']}({c['column']}{', ' + c['bounds'] if c['bounds'] else ''}): {count}"
+            )
             if c.get("examples"):
                 lines.append(f"      examples (rows {c.get('rows_failing', [])[:5]}): {c['examples'][:3]}")
         if self.report_html:
@@ -74,6 +91,7 @@ class ValidationResult:
 
 
 # ---- derived columns: nested structure made flat for GX ------------------------------------------------------
+
 
 def _messages(x) -> list[dict]:
     if x is None:
@@ -135,11 +153,19 @@ def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
         d["answer"] = df["answer"]
     elif kind == "preferences":
         d["prompt_problem"] = df["prompt"].map(_prompt_problem)
-        d["chosen_problem"] = [role_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])]
-        d["rejected_problem"] = [role_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])]
-        d["chosen_equals_rejected"] = [_norm(_text_of(c)) == _norm(_text_of(r)) for c, r in zip(df["chosen"], df["rejected"])]
-        d["pair"] = [_norm(_text_of(p) + "\x00" + _text_of(c) + "\x00" + _text_of(r))
-                     for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])]
+        d["chosen_problem"] = [
+            role_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])
+        ]
+        d["rejected_problem"] = [
+            role_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])
+        ]
+        d["chosen_equals_rejected"] = [
+            _norm(_text_of(c)) == _norm(_text_of(r)) for c, r in zip(df["chosen"], df["rejected"])
+        ]
+        d["pair"] = [
+            _norm(_text_of(p) + "\x00" + _text_of(c) + "\x00" + _text_of(r))
+            for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])
+        ]
         if "criterion" in df:
             d["misordered"] = [_misordered(k, c, r) for k, c, r in zip(df["criterion"], df["chosen"], df["rejected"])]
     elif kind in ("rl", "eval"):
@@ -176,29 +202,39 @@ def _expectations(kind: str, manifest: dict, file: str, contract: ContractSpec, 
             out.append(E.ExpectColumnValuesToBeBetween(column="max_token_id", max_value=int(vocab) - 1))
         return out
     if kind == "sft":
-        return [E.ExpectColumnValuesToBeInSet(column="role_problem", value_set=[""]),
-                E.ExpectColumnValuesToNotBeNull(column="task"),
-                E.ExpectColumnValuesToNotBeNull(column="answer"),
-                E.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                    column="conversation", min_value=round(1 - contract.sft_max_duplicate_rate, 6))]
+        return [
+            E.ExpectColumnValuesToBeInSet(column="role_problem", value_set=[""]),
+            E.ExpectColumnValuesToNotBeNull(column="task"),
+            E.ExpectColumnValuesToNotBeNull(column="answer"),
+            E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                column="conversation", min_value=round(1 - contract.sft_max_duplicate_rate, 6)
+            ),
+        ]
     if kind == "preferences":
-        return [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
-                E.ExpectColumnValuesToBeInSet(column="chosen_problem", value_set=[""]),
-                E.ExpectColumnValuesToBeInSet(column="rejected_problem", value_set=[""]),
-                E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False]),
-                E.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                    column="pair", min_value=round(1 - contract.preferences_max_duplicate_rate, 6))] + \
-            ([E.ExpectColumnValuesToBeInSet(column="misordered", value_set=[False])] if "misordered" in columns else [])
+        return [
+            E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
+            E.ExpectColumnValuesToBeInSet(column="chosen_problem", value_set=[""]),
+            E.ExpectColumnValuesToBeInSet(column="rejected_problem", value_set=[""]),
+            E.ExpectColumnValuesToBeInSet(column="chosen_equals_rejected", value_set=[False]),
+            E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                column="pair", min_value=round(1 - contract.preferences_max_duplicate_rate, 6)
+            ),
+        ] + ([E.ExpectColumnValuesToBeInSet(column="misordered", value_set=[False])] if "misordered" in columns else [])
     if kind in ("rl", "eval"):
-        out = [E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
-               E.ExpectColumnValuesToNotBeNull(column="task"),
-               E.ExpectColumnValuesToNotBeNull(column="answer"),
-               E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1)]
+        out = [
+            E.ExpectColumnValuesToBeInSet(column="prompt_problem", value_set=[""]),
+            E.ExpectColumnValuesToNotBeNull(column="task"),
+            E.ExpectColumnValuesToNotBeNull(column="answer"),
+            E.ExpectColumnValueLengthsToBeBetween(column="answer", min_value=1),
+        ]
         if kind == "eval":  # a held-out set with repeated problems over-weights them
             out.append(E.ExpectColumnValuesToBeUnique(column="prompt_text"))
         else:
-            out.append(E.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                column="prompt_text", min_value=round(1 - contract.rl_max_duplicate_rate, 6)))
+            out.append(
+                E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                    column="prompt_text", min_value=round(1 - contract.rl_max_duplicate_rate, 6)
+                )
+            )
         return out
     raise ValueError(kind)
 
@@ -216,29 +252,55 @@ def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     except Exception:  # older/newer GX without the switch: bars are cosmetic
         pass
-    batch = ctx.data_sources.add_pandas("qwenflow").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    batch = (
+        ctx.data_sources.add_pandas("qwenflow").add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    )
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=list(expectations)))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite))
-    res = vd.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5})
+    res = vd.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5},
+    )
     out = []
     for r in res.results:
         kw = {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "column")}
         result = r.result or {}
         idx = list(result.get("unexpected_index_list") or [])[:20]
-        out.append({"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column", ""),
-                    "bounds": ", ".join(f"{k}={v}" for k, v in kw.items() if k != "result_format"),
-                    "kwargs": {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "result_format")},
-                    "success": bool(r.success), "rows": len(frame),
-                    "unexpected_count": result.get("unexpected_count"), "observed": result.get("observed_value"),
-                    "rows_failing": [int(i) for i in idx if isinstance(i, (int,))],
-                    "examples": [str(x)[:200] for x in (result.get("partial_unexpected_list") or [])[:5]],
-                    "error": (r.exception_info or {}).get("exception_message") if r.exception_info and r.exception_info.get("raised_exception") else None})
+        out.append(
+            {
+                "expectation": r.expectation_config.type,
+                "column": r.expectation_config.kwargs.get("column", ""),
+                "bounds": ", ".join(f"{k}={v}" for k, v in kw.items() if k != "result_format"),
+                "kwargs": {
+                    k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "result_format")
+                },
+                "success": bool(r.success),
+                "rows": len(frame),
+                "unexpected_count": result.get("unexpected_count"),
+                "observed": result.get("observed_value"),
+                "rows_failing": [int(i) for i in idx if isinstance(i, (int,))],
+                "examples": [str(x)[:200] for x in (result.get("partial_unexpected_list") or [])[:5]],
+                "error": (r.exception_info or {}).get("exception_message")
+                if r.exception_info and r.exception_info.get("raised_exception")
+                else None,
+            }
+        )
     return out
 
 
 def _check(file: str, expectation: str, column: str, ok: bool, rows: int, observed=None, bounds: str = "") -> dict:
-    return {"file": file, "expectation": expectation, "column": column, "bounds": bounds, "success": ok,
-            "rows": rows, "unexpected_count": None, "observed": observed, "rows_failing": [], "examples": []}
+    return {
+        "file": file,
+        "expectation": expectation,
+        "column": column,
+        "bounds": bounds,
+        "success": ok,
+        "rows": rows,
+        "unexpected_count": None,
+        "observed": observed,
+        "rows_failing": [],
+        "examples": [],
+    }
 
 
 def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], pd.DataFrame | None]:
@@ -247,10 +309,27 @@ def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], p
     table = pq.read_table(path)
     names = table.schema.names
     missing = [c for c in COLUMNS[kind] if c not in names]
-    checks = [_check(path.name, "expect_table_columns_to_include", ",".join(COLUMNS[kind]), not missing,
-                     table.num_rows, observed=f"columns {names}" + (f", missing {missing}" if missing else ""))]
-    checks.append(_check(path.name, "expect_table_row_count_to_be_at_least", "", table.num_rows > 0, table.num_rows,
-                         observed=table.num_rows, bounds="min_value=1"))
+    checks = [
+        _check(
+            path.name,
+            "expect_table_columns_to_include",
+            ",".join(COLUMNS[kind]),
+            not missing,
+            table.num_rows,
+            observed=f"columns {names}" + (f", missing {missing}" if missing else ""),
+        )
+    ]
+    checks.append(
+        _check(
+            path.name,
+            "expect_table_row_count_to_be_at_least",
+            "",
+            table.num_rows > 0,
+            table.num_rows,
+            observed=table.num_rows,
+            bounds="min_value=1",
+        )
+    )
     if missing or table.num_rows == 0:
         return checks, None
     types_ok, observed = True, {}
@@ -288,13 +367,29 @@ def _manifest_checks(directory: Path, files: list[Path], manifest: dict, rows: d
         if not path.is_file():
             continue
         want, got = listed.get(path.name), sha256_file(path)
-        out.append(_check(path.name, "expect_sha256_to_match_manifest", "", want == got, rows.get(path.name, 0),
-                          observed=f"sha256 {got[:12]}..., manifest says {want[:12] + '...' if want else 'nothing'}"
-                          + ("" if want == got else "; the file changed after the manifest was written")))
+        out.append(
+            _check(
+                path.name,
+                "expect_sha256_to_match_manifest",
+                "",
+                want == got,
+                rows.get(path.name, 0),
+                observed=f"sha256 {got[:12]}..., manifest says {want[:12] + '...' if want else 'nothing'}"
+                + ("" if want == got else "; the file changed after the manifest was written"),
+            )
+        )
         if path.name in rows:
             n = _manifest_rows(manifest, path.stem)
-            out.append(_check(path.name, "expect_row_count_to_match_manifest", "", n == rows[path.name], rows[path.name],
-                              observed=f"{rows[path.name]} rows, manifest says {n}"))
+            out.append(
+                _check(
+                    path.name,
+                    "expect_row_count_to_match_manifest",
+                    "",
+                    n == rows[path.name],
+                    rows[path.name],
+                    observed=f"{rows[path.name]} rows, manifest says {n}",
+                )
+            )
     gone = sorted(set(listed) - {p.name for p in files if p.is_file()})
     if gone:
         out.append(_check("", "expect_manifest_files_to_exist", "", False, 0, observed=f"listed but missing: {gone}"))
@@ -313,15 +408,24 @@ def _duplicate_check(d: pd.DataFrame, manifest: dict, file: str, contract: Contr
     verdicts = []
     for domain, (rate, n) in rates.items():
         allowed = (1 - 1 / max_up if train else 0.0) + slack
-        verdicts.append("" if rate <= allowed else f"{domain}: {rate:.0%} of {n} rows repeat one, {allowed:.0%} "
-                        "allowed" + (f" (upsampling at most {max_up:g}x)" if train else " (val is never upsampled)"))
+        verdicts.append(
+            ""
+            if rate <= allowed
+            else f"{domain}: {rate:.0%} of {n} rows repeat one, {allowed:.0%} "
+            "allowed" + (f" (upsampling at most {max_up:g}x)" if train else " (val is never upsampled)")
+        )
     if train and rates and min(r for r, _ in rates.values()) > slack:
-        verdicts.append(f"every domain repeats rows (least: {min(r for r, _ in rates.values()):.0%}), but "
-                        "re-balancing cuts at least one domain: rows were copied")
+        verdicts.append(
+            f"every domain repeats rows (least: {min(r for r, _ in rates.values()):.0%}), but "
+            "re-balancing cuts at least one domain: rows were copied"
+        )
     import great_expectations as gx
 
-    return _run_gx(pd.DataFrame({"verdict": verdicts or [""]}),
-                   [gx.expectations.ExpectColumnValuesToBeInSet(column="verdict", value_set=[""])], "duplicates")
+    return _run_gx(
+        pd.DataFrame({"verdict": verdicts or [""]}),
+        [gx.expectations.ExpectColumnValuesToBeInSet(column="verdict", value_set=[""])],
+        "duplicates",
+    )
 
 
 def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
@@ -335,8 +439,11 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
     frame["abs_error"] = (frame["share"] - frame["target"]).abs()
     import great_expectations as gx
 
-    return _run_gx(frame, [gx.expectations.ExpectColumnValuesToBeBetween(column="abs_error", max_value=MIXTURE_TOLERANCE)],
-                   "mixture")
+    return _run_gx(
+        frame,
+        [gx.expectations.ExpectColumnValuesToBeBetween(column="abs_error", max_value=MIXTURE_TOLERANCE)],
+        "mixture",
+    )
 
 
 def _dataset_files(kind: str, directory: Path) -> list[Path]:
@@ -358,21 +465,36 @@ def _read_manifest(directory: Path) -> tuple[dict, dict | None]:
     """(manifest, None) or ({}, a failed check saying why there is no usable manifest)."""
     path = directory / MANIFEST
     if not path.is_file():
-        return {}, _check("", "expect_manifest", MANIFEST, False, 0,
-                          observed=f"no {MANIFEST} in {directory}: row counts, digests, the mixture and the vocabulary "
-                          "cannot be checked; write datasets with `qwenflow data prepare` (or pack)")
+        return {}, _check(
+            "",
+            "expect_manifest",
+            MANIFEST,
+            False,
+            0,
+            observed=f"no {MANIFEST} in {directory}: row counts, digests, the mixture and the vocabulary "
+            "cannot be checked; write datasets with `qwenflow data prepare` (or pack)",
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError(f"a JSON object is expected, not {type(manifest).__name__}")
     except (ValueError, UnicodeDecodeError) as e:
-        return {}, _check("", "expect_manifest", MANIFEST, False, 0, observed=f"{path} is not valid JSON: {str(e)[:200]}")
+        return {}, _check(
+            "", "expect_manifest", MANIFEST, False, 0, observed=f"{path} is not valid JSON: {str(e)[:200]}"
+        )
     return manifest, None
 
 
-def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | None = None,
-                     raise_on_failure: bool = True, *, seq_len: int | None = None,
-                     vocab_size: int | None = None, contract: ContractSpec | None = None) -> ValidationResult:
+def validate_dataset(
+    kind: str,
+    directory: str | Path,
+    report_dir: str | Path | None = None,
+    raise_on_failure: bool = True,
+    *,
+    seq_len: int | None = None,
+    vocab_size: int | None = None,
+    contract: ContractSpec | None = None,
+) -> ValidationResult:
     """Run the contract of `kind` over a dataset directory; save the report; raise DataContractError on failure.
 
     The manifest must be there and describe every file (sha256, rows). Packed tokens are checked against
@@ -389,12 +511,28 @@ def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | 
     files = _dataset_files(kind, directory)
     result = ValidationResult(kind=kind, directory=str(directory), success=True)
     if kind == "packed" and not manifest.get("vocab_size"):
-        result.checks.append(_check("", "expect_vocab_size", "max_token_id", False, 0,
-                                    observed="the manifest records no vocab_size, so token ids cannot be checked "
-                                    "against the tokenizer; re-pack (pack records it) or pass vocab_size"))
+        result.checks.append(
+            _check(
+                "",
+                "expect_vocab_size",
+                "max_token_id",
+                False,
+                0,
+                observed="the manifest records no vocab_size, so token ids cannot be checked "
+                "against the tokenizer; re-pack (pack records it) or pass vocab_size",
+            )
+        )
     if kind == "corpus" and not no_manifest and not (manifest.get("mixture") or {}).get("target"):
-        result.checks.append(_check("", "expect_manifest_mixture", "domain", False, 0,
-                                    observed="the manifest records no mixture target: domains cannot be checked"))
+        result.checks.append(
+            _check(
+                "",
+                "expect_manifest_mixture",
+                "domain",
+                False,
+                0,
+                observed="the manifest records no mixture target: domains cannot be checked",
+            )
+        )
     if not files:
         result.checks.append(_check("", "expect_parquet_files", "", False, 0, observed=f"no *.parquet in {directory}"))
     for path in files:
@@ -414,8 +552,10 @@ def validate_dataset(kind: str, directory: str | Path, report_dir: str | Path | 
         extra = _duplicate_check(derived, manifest, path.name, contract) if kind == "corpus" else []
         if kind == "corpus":
             extra += _mixture_check(df, manifest, path.name)
-        for c in _run_gx(derived, _expectations(kind, manifest, path.name, contract, derived.columns),
-                         f"{kind}_{path.stem}") + extra:
+        for c in (
+            _run_gx(derived, _expectations(kind, manifest, path.name, contract, derived.columns), f"{kind}_{path.stem}")
+            + extra
+        ):
             c["file"] = path.name
             result.checks.append(c)
     result.checks += [no_manifest] if no_manifest else _manifest_checks(directory, files, manifest, result.rows)
@@ -439,13 +579,16 @@ def _save_report(result: ValidationResult, report_dir: Path) -> None:
         f"<td>{'' if c['unexpected_count'] is None else c['unexpected_count']} / {c['rows']}</td>"
         f"<td>{html.escape(str(c['observed'])[:200]) if c['observed'] is not None else ''}</td>"
         f"<td>{html.escape('; '.join(c['examples'][:3]))} {c['rows_failing'][:10] or ''}</td></tr>"
-        for c in result.checks)
-    page = (f"<html><head><meta charset='utf-8'><title>{stem}</title><style>body{{font-family:sans-serif}}"
-            "td,th{border:1px solid #ccc;padding:4px;font-size:13px}.bad{background:#fdd}.ok{background:#efe}</style></head>"
-            f"<body><h2>{html.escape(result.kind)} dataset: {'PASSED' if result.success else 'FAILED'}</h2>"
-            f"<p>{html.escape(result.directory)}; rows {result.rows}</p><table><tr><th>file</th><th>expectation</th>"
-            f"<th>column</th><th>bounds</th><th>result</th><th>unexpected</th><th>observed</th><th>examples (rows)</th></tr>"
-            f"{rows}</table></body></html>")
+        for c in result.checks
+    )
+    page = (
+        f"<html><head><meta charset='utf-8'><title>{stem}</title><style>body{{font-family:sans-serif}}"
+        "td,th{border:1px solid #ccc;padding:4px;font-size:13px}.bad{background:#fdd}.ok{background:#efe}</style></head>"
+        f"<body><h2>{html.escape(result.kind)} dataset: {'PASSED' if result.success else 'FAILED'}</h2>"
+        f"<p>{html.escape(result.directory)}; rows {result.rows}</p><table><tr><th>file</th><th>expectation</th>"
+        f"<th>column</th><th>bounds</th><th>result</th><th>unexpected</th><th>observed</th><th>examples (rows)</th></tr>"
+        f"{rows}</table></body></html>"
+    )
     atomic_write_text(result.report_html, page)
     try:
         import mlflow

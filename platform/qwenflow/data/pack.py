@@ -13,6 +13,7 @@ size; a training rank reads only its share of the rows (train/batches.py). The t
 temporary memory-mapped file, so packing holds one shard in memory, not the corpus. With engine="ray" the documents
 are tokenized by Ray Data tasks (in corpus order); the shards are the same bytes either way.
 """
+
 from __future__ import annotations
 
 import random
@@ -36,8 +37,10 @@ def corpus_files(corpus_dir: str | Path) -> dict[str, Path]:
     files = {split: corpus_dir / f"{split}.parquet" for split in ("train", "val")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{corpus_dir}: missing {', '.join(missing)}; pass the corpus directory written by "
-                                "`qwenflow data prepare` (corpus/train.parquet and val.parquet, column `text`)")
+        raise FileNotFoundError(
+            f"{corpus_dir}: missing {', '.join(missing)}; pass the corpus directory written by "
+            "`qwenflow data prepare` (corpus/train.parquet and val.parquet, column `text`)"
+        )
     return files
 
 
@@ -62,8 +65,9 @@ def encode_documents(texts: list[str], tokenizer, eos: int) -> np.ndarray:
     """Documents as one int32 stream, EOS after each (the same ids however the documents are batched)."""
     if not texts:
         return np.zeros(0, dtype=np.int32)
-    return np.concatenate([np.asarray(ids + [eos], dtype=np.int32)
-                           for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
+    return np.concatenate(
+        [np.asarray(ids + [eos], dtype=np.int32) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    )
 
 
 def _token_chunks(parquet: Path, tokenizer, tokenizer_dir, engine: str, workers: int):
@@ -78,8 +82,9 @@ def _token_chunks(parquet: Path, tokenizer, tokenizer_dir, engine: str, workers:
         yield encode_documents(texts, tokenizer, eos)
 
 
-def token_stream(parquet: Path, tokenizer, path: Path | None = None, *, tokenizer_dir=None, engine: str = "local",
-                 workers: int = 0) -> np.ndarray:
+def token_stream(
+    parquet: Path, tokenizer, path: Path | None = None, *, tokenizer_dir=None, engine: str = "local", workers: int = 0
+) -> np.ndarray:
     """All documents of one split as one int32 stream, EOS after each: in memory, or (path given) written to that
     file as it is produced and returned memory-mapped."""
     out = open(path, "wb") if path is not None else None
@@ -114,11 +119,11 @@ def write_shards(rows: np.ndarray, out_dir: Path, split: str, segment_lens: np.n
     per_group = max(1, ROW_GROUP_TOKENS // seq_len)
     shards = []
     for i, start in enumerate(range(0, len(rows), per_shard)):
-        part = np.ascontiguousarray(rows[start:start + per_shard])
+        part = np.ascontiguousarray(rows[start : start + per_shard])
         flat = pa.array(part.reshape(-1), type=pa.int32())
         cols = {"input_ids": pa.FixedSizeListArray.from_arrays(flat, seq_len).cast(pa.list_(pa.int32()))}
         if segment_lens is not None:
-            cols["segment_len"] = pa.array(segment_lens[start:start + per_shard], type=pa.int32())
+            cols["segment_len"] = pa.array(segment_lens[start : start + per_shard], type=pa.int32())
         path = out_dir / f"{split}-{i:05d}.parquet"
         tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(pa.table(cols), tmp, row_group_size=per_group)
@@ -133,13 +138,16 @@ def shard_files(packed_dir: str | Path, split: str) -> list[Path]:
     m = read_manifest(packed_dir)
     shards = (m.get("splits", {}).get(split) or {}).get("shards")
     if not shards:
-        raise ValueError(f"{packed_dir}: the manifest lists no {split} shards; re-pack it (`qwenflow` packs on the "
-                         "next training run) - it was written by an older layout")
+        raise ValueError(
+            f"{packed_dir}: the manifest lists no {split} shards; re-pack it (`qwenflow` packs on the "
+            "next training run) - it was written by an older layout"
+        )
     return [packed_dir / s["file"] for s in shards]
 
 
-def mixture_segments(n_rows: int, seq_len: int, short_len: int, long_fraction: float, block_rows: int,
-                     seed: int = 0) -> np.ndarray:
+def mixture_segments(
+    n_rows: int, seq_len: int, short_len: int, long_fraction: float, block_rows: int, seed: int = 0
+) -> np.ndarray:
     """segment_len per row: `long_fraction` of all sequences are seq_len long, the rest short_len.
 
     Rows come in blocks of `block_rows` (the micro-batch) with one segment length each, so a micro-batch has one
@@ -151,8 +159,10 @@ def mixture_segments(n_rows: int, seq_len: int, short_len: int, long_fraction: f
     k = seq_len // short_len
     n_blocks = n_rows // block_rows
     if n_blocks == 0:
-        raise ValueError(f"only {n_rows} packed rows of {seq_len} tokens: not one micro-batch of {block_rows}; "
-                         "add text to the corpus or lower micro_batch_size")
+        raise ValueError(
+            f"only {n_rows} packed rows of {seq_len} tokens: not one micro-batch of {block_rows}; "
+            "add text to the corpus or lower micro_batch_size"
+        )
     long_share_rows = 1.0 if long_fraction >= 1 else long_fraction * k / (long_fraction * k + 1 - long_fraction)
     n_long = round(n_blocks * long_share_rows)
     kinds = np.array([seq_len] * n_long + [short_len] * (n_blocks - n_long), dtype=np.int32)
@@ -171,16 +181,27 @@ def add_retrieval(rows: np.ndarray, segments: np.ndarray | None, tokenizer, frac
         seg = rows.shape[1] if segments is None else int(segments[r])
         for start in range(0, rows.shape[1], seg):
             if rng.random() < fraction:
-                doc = keys.document(rows[r, start:start + seg].tolist(), rng, eos)
+                doc = keys.document(rows[r, start : start + seg].tolist(), rng, eos)
                 if doc is not None:
-                    rows[r, start:start + seg] = doc
+                    rows[r, start : start + seg] = doc
                     n += 1
     return n
 
 
-def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int, out_dir: str | Path, *,
-                long_fraction: float | None = None, short_len: int | None = None, block_rows: int = 1,
-                seed: int = 0, retrieval_fraction: float = 0.0, engine: str = "local", workers: int = 0) -> dict:
+def pack_corpus(
+    corpus_dir: str | Path,
+    tokenizer_dir: str | Path,
+    seq_len: int,
+    out_dir: str | Path,
+    *,
+    long_fraction: float | None = None,
+    short_len: int | None = None,
+    block_rows: int = 1,
+    seed: int = 0,
+    retrieval_fraction: float = 0.0,
+    engine: str = "local",
+    workers: int = 0,
+) -> dict:
     """Write out_dir/{train,val}-NNNNN.parquet shards (`input_ids`: list<int32> of exactly seq_len) and manifest.json.
 
     With long_fraction set (the long-context mixture), train rows also get `segment_len` (see mixture_segments);
@@ -203,10 +224,19 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     from qwenflow.artifacts import sha256_file
 
-    inputs = {"corpus": {k: sha256_file(p) for k, p in files.items()}, "tokenizer": sha256_file(
-        Path(tokenizer_dir) / "tokenizer.json") if (Path(tokenizer_dir) / "tokenizer.json").is_file() else None,
-        "seq_len": seq_len, "long_fraction": long_fraction, "short_len": short_len, "block_rows": block_rows,
-        "seed": seed, "layout": LAYOUT, **({"retrieval_fraction": retrieval_fraction} if retrieval_fraction else {})}
+    inputs = {
+        "corpus": {k: sha256_file(p) for k, p in files.items()},
+        "tokenizer": sha256_file(Path(tokenizer_dir) / "tokenizer.json")
+        if (Path(tokenizer_dir) / "tokenizer.json").is_file()
+        else None,
+        "seq_len": seq_len,
+        "long_fraction": long_fraction,
+        "short_len": short_len,
+        "block_rows": block_rows,
+        "seed": seed,
+        "layout": LAYOUT,
+        **({"retrieval_fraction": retrieval_fraction} if retrieval_fraction else {}),
+    }
     if not 0 <= retrieval_fraction < 1:
         raise ValueError(f"retrieval_fraction must be in [0, 1), got {retrieval_fraction}")
     try:
@@ -228,17 +258,27 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
             stream = token_stream(path, tok, Path(tmp), tokenizer_dir=tokenizer_dir, engine=engine, workers=workers)
             rows = _rows(stream, seq_len)
             if len(rows) == 0:
-                raise ValueError(f"{path}: only {len(stream)} tokens, fewer than one sequence of {seq_len}; add text "
-                                 "or lower seq_len")
+                raise ValueError(
+                    f"{path}: only {len(stream)} tokens, fewer than one sequence of {seq_len}; add text "
+                    "or lower seq_len"
+                )
             segments = None
             if long_fraction is not None and split == "train":
                 segments = mixture_segments(len(rows), seq_len, short_len or seq_len, long_fraction, block_rows, seed)
                 rows = rows[: len(segments)]
-            n_retrieval = add_retrieval(rows, segments, tok, retrieval_fraction, seed) if retrieval_fraction and \
-                split == "train" else None
+            n_retrieval = (
+                add_retrieval(rows, segments, tok, retrieval_fraction, seed)
+                if retrieval_fraction and split == "train"
+                else None
+            )
             shards = write_shards(rows, out_dir, split, segments)
-            stats[split] = {"rows": int(len(rows)), "tokens": int(rows.size), "documents": int((stream == eos).sum()),
-                            "stream_tokens": int(len(stream)), "shards": shards}
+            stats[split] = {
+                "rows": int(len(rows)),
+                "tokens": int(rows.size),
+                "documents": int((stream == eos).sum()),
+                "stream_tokens": int(len(stream)),
+                "shards": shards,
+            }
             shard_rows.update({Path(sh["file"]).stem: sh["rows"] for sh in shards})
             del stream, rows
         finally:
@@ -252,7 +292,20 @@ def pack_corpus(corpus_dir: str | Path, tokenizer_dir: str | Path, seq_len: int,
             stats[split]["retrieval_documents"] = n_retrieval
     # Every token in a row is text or a document separator: no padding. The share drops only by the cut tail.
     real = sum(s["tokens"] for s in stats.values()) / sum(s["stream_tokens"] for s in stats.values())
-    return write_manifest(out_dir, kind="packed", seq_len=seq_len, vocab_size=len(tok), splits=stats, rows=shard_rows,
-                          real_token_fraction=1.0, stream_used_fraction=real, separator=SEPARATOR, inputs=inputs,
-                          engine=engine, schema={"input_ids": f"list<int32>[{seq_len}]",
-                                                 **({"segment_len": "int32"} if long_fraction is not None else {})})
+    return write_manifest(
+        out_dir,
+        kind="packed",
+        seq_len=seq_len,
+        vocab_size=len(tok),
+        splits=stats,
+        rows=shard_rows,
+        real_token_fraction=1.0,
+        stream_used_fraction=real,
+        separator=SEPARATOR,
+        inputs=inputs,
+        engine=engine,
+        schema={
+            "input_ids": f"list<int32>[{seq_len}]",
+            **({"segment_len": "int32"} if long_fraction is not None else {}),
+        },
+    )

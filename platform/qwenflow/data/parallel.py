@@ -5,12 +5,13 @@ the fitted reference model, the decontamination index) instead of receiving pick
 results travel back. Results come back in input order, so a parallel run keeps exactly what a serial one keeps.
 Hand-written rather than multiprocessing.Pool.map because that pickles every input and its function.
 """
+
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 BATCH_BYTES = 2_000_000  # per task: large enough to amortise the round trip, small enough to balance the cores
 MIN_ITEMS = 64  # below this a pool costs more than it saves
@@ -30,7 +31,7 @@ def resolve_workers(workers: int | None) -> int:
 
 def _run(bounds: tuple[int, int]) -> list:
     fn, items = _JOB
-    return fn(items[bounds[0]:bounds[1]])
+    return fn(items[bounds[0] : bounds[1]])
 
 
 def batches(sizes: Sequence[int], workers: int) -> list[tuple[int, int]]:
@@ -48,14 +49,24 @@ def batches(sizes: Sequence[int], workers: int) -> list[tuple[int, int]]:
     return out
 
 
-def imap_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequence[int], workers: int | None = None,
-                 min_items: int = MIN_ITEMS) -> Iterator:
+def imap_batches(
+    fn: Callable[[Sequence], list],
+    items: Sequence,
+    sizes: Sequence[int],
+    workers: int | None = None,
+    min_items: int = MIN_ITEMS,
+) -> Iterator:
     """fn(items[a:b]) over contiguous batches, yielded item by item in input order as batches complete, so the
     caller's sequential part (an index insert) overlaps the workers; fn must return one result per item."""
     global _JOB
     workers = resolve_workers(workers)
-    if (workers <= 1 or len(items) < min_items or _JOB is not None  # _JOB set: a nested map runs serially
-            or mp.current_process().daemon or "fork" not in mp.get_all_start_methods()):  # no pool possible there
+    if (
+        workers <= 1
+        or len(items) < min_items
+        or _JOB is not None  # _JOB set: a nested map runs serially
+        or mp.current_process().daemon
+        or "fork" not in mp.get_all_start_methods()
+    ):  # no pool possible there
         yield from fn(items)
         return
     _JOB = (fn, items)
@@ -71,8 +82,13 @@ def imap_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequenc
         raise RuntimeError(f"parallel map returned {n} results for {len(items)} items")
 
 
-def map_batches(fn: Callable[[Sequence], list], items: Sequence, sizes: Sequence[int], workers: int | None = None,
-                min_items: int = MIN_ITEMS) -> list:
+def map_batches(
+    fn: Callable[[Sequence], list],
+    items: Sequence,
+    sizes: Sequence[int],
+    workers: int | None = None,
+    min_items: int = MIN_ITEMS,
+) -> list:
     """The results of imap_batches as a list."""
     return list(imap_batches(fn, items, sizes, workers, min_items))
 

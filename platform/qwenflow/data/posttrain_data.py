@@ -5,6 +5,7 @@ Held-out problems are drawn first and every training set excludes their exact pr
 pairs are built on those held-out problems (one pair per criterion each), so no reward-model test prompt is ever
 trained on by any stage. Texts that overlap an external benchmark by the decontamination rule are dropped and counted.
 """
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,7 @@ def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[di
     if task == ARITHMETIC:
         universe = arithmetic_universe(spec.arithmetic_ops)
         rng.shuffle(universe)
-        return universe[: spec.eval_examples], universe[spec.eval_examples:]
+        return universe[: spec.eval_examples], universe[spec.eval_examples :]
     if task == CODE_TASK:  # a fixed universe of problems, split by problem (never a problem in both)
         return split_code_problems(spec.eval_examples, spec.seed, n_train=need)
     # Generated with a seed of their own; duplicates collapse to one, then eval takes the first distinct ones.
@@ -50,7 +51,7 @@ def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[di
         if p["question"] not in seen:
             seen.add(p["question"])
             uniq.append(p)
-    return uniq[: spec.eval_examples], uniq[spec.eval_examples:]
+    return uniq[: spec.eval_examples], uniq[spec.eval_examples :]
 
 
 def build_posttrain(spec, decon=None) -> dict:
@@ -88,11 +89,18 @@ def build_posttrain(spec, decon=None) -> dict:
         drops["overlaps_heldout_eval"] += before - len(pool)
         pool = clean(pool)
         if not pool:
-            raise ValueError(f"task {task!r}: no training problems left after holding out {len(eval_ps)} and decontamination")
+            raise ValueError(
+                f"task {task!r}: no training problems left after holding out {len(eval_ps)} and decontamination"
+            )
         evals[task] = [{"prompt": _user(p["question"]), "task": task, "answer": p["answer"]} for p in eval_ps]
         for p in _cycle(pool, per_task_sft, rng):
-            sft.append({"messages": _user(p["question"]) + [{"role": "assistant", "content": _reply(p)}],
-                        "task": task, "answer": p["answer"]})
+            sft.append(
+                {
+                    "messages": _user(p["question"]) + [{"role": "assistant", "content": _reply(p)}],
+                    "task": task,
+                    "answer": p["answer"],
+                }
+            )
         for p in _cycle(pool, per_task_rl, rng):
             rl.append({"prompt": _user(p["question"]), "task": task, "answer": p["answer"]})
 
@@ -102,8 +110,9 @@ def build_posttrain(spec, decon=None) -> dict:
             wrong = fenced(p["wrong"]) if "wrong" in p else distant_wrong_answer(p, rng, pool[:200])
             return preference_pair(_user(p["question"]), _reply(p), wrong, criterion, rng, replies, task)
 
-        prefs += [pair(p, CRITERIA[i % len(CRITERIA)], replies_train)
-                  for i, p in enumerate(_cycle(pool, per_task_pref, rng))]
+        prefs += [
+            pair(p, CRITERIA[i % len(CRITERIA)], replies_train) for i, p in enumerate(_cycle(pool, per_task_pref, rng))
+        ]
         prefs_test += [pair(p, c, replies_test) for p in eval_ps for c in CRITERIA]
 
     chat_count = 0
@@ -126,8 +135,20 @@ def build_posttrain(spec, decon=None) -> dict:
     rng.shuffle(sft)
     rng.shuffle(rl)
     rng.shuffle(prefs)
-    return {"sft": sft, "rl": rl, "preferences_train": prefs, "preferences_test": prefs_test, "eval": evals,
-            "drops": dict(drops), "contamination": dict(hits),
-            "counts": {"sft": len(sft), "sft_chat": chat_count, "rl": len(rl), "preferences": len(prefs),
-                       "preferences_test": len(prefs_test),
-                       "eval": {t: len(v) for t, v in evals.items()}}}
+    return {
+        "sft": sft,
+        "rl": rl,
+        "preferences_train": prefs,
+        "preferences_test": prefs_test,
+        "eval": evals,
+        "drops": dict(drops),
+        "contamination": dict(hits),
+        "counts": {
+            "sft": len(sft),
+            "sft_chat": chat_count,
+            "rl": len(rl),
+            "preferences": len(prefs),
+            "preferences_test": len(prefs_test),
+            "eval": {t: len(v) for t, v in evals.items()},
+        },
+    }

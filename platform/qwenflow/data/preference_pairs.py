@@ -11,6 +11,7 @@ every pair's preference is certain and accuracy can be reported per criterion:
 - `on_topic`: the answer vs a fluent reply to some other conversation (a real chat-corpus line);
 - `format`:   the answer vs the same answer in broken ChatML (a leaked control token, turn or role header).
 """
+
 from __future__ import annotations
 
 import random
@@ -19,14 +20,26 @@ import zlib
 CRITERIA = ("correct", "concise", "on_topic", "format")
 
 _FILLER = (
-    "Sure, I can help with that.", "Great question!", "Let me think about this carefully.",
-    "This is a classic kind of problem.", "I will work through it step by step.", "Happy to help with this one.",
-    "Let me take a moment to consider it.", "Here is what I found after checking.", "Good one, let me see.",
-    "I double-checked this to be sure.", "Numbers like these are fun to work with.", "Okay, here goes.",
+    "Sure, I can help with that.",
+    "Great question!",
+    "Let me think about this carefully.",
+    "This is a classic kind of problem.",
+    "I will work through it step by step.",
+    "Happy to help with this one.",
+    "Let me take a moment to consider it.",
+    "Here is what I found after checking.",
+    "Good one, let me see.",
+    "I double-checked this to be sure.",
+    "Numbers like these are fun to work with.",
+    "Okay, here goes.",
 )
 _CLOSING = (
-    "I hope this helps!", "Let me know if you have any other questions.", "Feel free to ask for more.",
-    "Have a great day!", "Thanks for asking.", "Glad I could help.",
+    "I hope this helps!",
+    "Let me know if you have any other questions.",
+    "Feel free to ask for more.",
+    "Have a great day!",
+    "Thanks for asking.",
+    "Glad I could help.",
 )
 
 
@@ -44,14 +57,14 @@ def broken(reply: str, rng: random.Random) -> str:
     """The answer in broken ChatML/answer format: what `verifiers.format.clean_format` rejects."""
     kind = rng.randrange(5)
     if kind == 0:
-        return f"<|im_start|>assistant\n{reply}"          # a second turn header leaked into the answer
+        return f"<|im_start|>assistant\n{reply}"  # a second turn header leaked into the answer
     if kind == 1:
-        return f"{reply}<|im_end|>\n<|im_start|>user\n"    # runs on into a made-up user turn
+        return f"{reply}<|im_end|>\n<|im_start|>user\n"  # runs on into a made-up user turn
     if kind == 2:
-        return f"assistant\n{reply}"                       # the role header written out as text
+        return f"assistant\n{reply}"  # the role header written out as text
     if kind == 3:
-        return f"{reply}<|endoftext|>"                     # a document separator inside the turn
-    return f"<|im_end|>\n{reply}"                          # the turn closed before the answer
+        return f"{reply}<|endoftext|>"  # a document separator inside the turn
+    return f"<|im_end|>\n{reply}"  # the turn closed before the answer
 
 
 def is_test_reply(text: str) -> bool:
@@ -61,13 +74,20 @@ def is_test_reply(text: str) -> bool:
 
 def off_topic_replies(conversations: list[list[dict]]) -> tuple[list[str], list[str]]:
     """(train, test) assistant lines of real chat dialogues, deduplicated, split by `is_test_reply`."""
-    lines = sorted({m["content"].strip() for c in conversations for m in c
-                    if m["role"] == "assistant" and len(m["content"].strip()) >= 12})
+    lines = sorted(
+        {
+            m["content"].strip()
+            for c in conversations
+            for m in c
+            if m["role"] == "assistant" and len(m["content"].strip()) >= 12
+        }
+    )
     return [t for t in lines if not is_test_reply(t)], [t for t in lines if is_test_reply(t)]
 
 
-def preference_pair(prompt: list[dict], reply: str, wrong: str, criterion: str, rng: random.Random,
-                    replies: list[str], task: str) -> dict:
+def preference_pair(
+    prompt: list[dict], reply: str, wrong: str, criterion: str, rng: random.Random, replies: list[str], task: str
+) -> dict:
     """One {prompt, chosen, rejected, task, criterion} row: chosen is always the correct, concise, well-formed reply."""
     if criterion == "correct":
         bad = wrong
@@ -81,5 +101,10 @@ def preference_pair(prompt: list[dict], reply: str, wrong: str, criterion: str, 
         bad = broken(reply, rng)
     else:
         raise ValueError(f"unknown preference criterion {criterion!r}; one of {CRITERIA}")
-    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": reply}],
-            "rejected": [{"role": "assistant", "content": bad}], "task": task, "criterion": criterion}
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": reply}],
+        "rejected": [{"role": "assistant", "content": bad}],
+        "task": task,
+        "criterion": criterion,
+    }

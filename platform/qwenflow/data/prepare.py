@@ -1,12 +1,13 @@
 """The data stage: `prepare_data(recipe, out_dir)` writes corpus/, sft/, rl/, preferences/ and eval/ (Parquet +
 manifest each, docs/stages.md), validates every one against its contract and returns the report."""
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute in stream_parquet
@@ -23,11 +24,20 @@ log = logging.getLogger("qwenflow.data")
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
 SCHEMAS = {
-    "corpus": pa.schema([("text", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("license", pa.string())]),
+    "corpus": pa.schema(
+        [("text", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("license", pa.string())]
+    ),
     "sft": pa.schema([("messages", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
     "rl": pa.schema([("prompt", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
-    "preferences": pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES), ("task", pa.string()),
-                              ("criterion", pa.string())]),  # which criterion decides the pair (preference_pairs.py)
+    "preferences": pa.schema(
+        [
+            ("prompt", MESSAGES),
+            ("chosen", MESSAGES),
+            ("rejected", MESSAGES),
+            ("task", pa.string()),
+            ("criterion", pa.string()),
+        ]
+    ),  # which criterion decides the pair (preference_pairs.py)
 }
 
 
@@ -46,12 +56,14 @@ def stream_parquet(tables, path: Path, schema: pa.Schema) -> tuple[int, int]:
     buf: list[pa.Table] = []
     buffered = 0
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+
         def flush(n: int) -> None:
             nonlocal buf, buffered
             table = pa.concat_tables(buf).combine_chunks()
             writer.write_table(table.slice(0, n), row_group_size=ROW_GROUP_ROWS)
             rest = table.slice(n)
             buf, buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
         for t in tables:
             t = t.select(schema.names).cast(schema)
             rows += t.num_rows
@@ -92,8 +104,10 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         t = time.perf_counter()
         sets = benchmark_texts()
         decon = Decontaminator(sets, spec.decontam_min_tokens, spec.decontam_min_ratio)
-        say(f"decontamination index: {sum(len(v) for v in sets.values())} items from {', '.join(sorted(sets))} "
-            f"({time.perf_counter() - t:.1f} s)")
+        say(
+            f"decontamination index: {sum(len(v) for v in sets.values())} items from {', '.join(sorted(sets))} "
+            f"({time.perf_counter() - t:.1f} s)"
+        )
         lap("decontam_index", t)
 
     say("post-training data:")
@@ -113,8 +127,14 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     else:
         corpus = build_corpus(spec, decon, say)
         t = time.perf_counter()
-        counts = {split: stream_parquet([pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
-                                        dirs["corpus"] / f"{split}.parquet", SCHEMAS["corpus"]) for split in ("train", "val")}
+        counts = {
+            split: stream_parquet(
+                [pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
+                dirs["corpus"] / f"{split}.parquet",
+                SCHEMAS["corpus"],
+            )
+            for split in ("train", "val")
+        }
         corpus.update(rows={k: v[0] for k, v in counts.items()}, bytes={k: v[1] for k, v in counts.items()})
 
     # ---- write -------------------------------------------------------------------------------------------
@@ -127,17 +147,38 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
 
     common = {"recipe": recipe.name, "seed": spec.seed, "stage": "data"}
     manifests = {
-        "corpus": dict(rows=corpus["rows"], bytes=corpus["bytes"], engine=spec.engine,
-                       schema={f.name: str(f.type) for f in SCHEMAS["corpus"]}, mixture=corpus["mixture"],
-                       max_upsample=spec.max_upsample, drops=corpus["drops"], sources=corpus["per_source"],
-                       contamination=corpus["contamination"], quality=corpus["quality"], domains=corpus["domains"]),
-        "sft": dict(rows={"train": len(post["sft"])}, schema={f.name: str(f.type) for f in SCHEMAS["sft"]},
-                    tasks=spec.tasks, chat_fraction=spec.chat_fraction, counts=post["counts"]),
-        "rl": dict(rows={"prompts": len(post["rl"])}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]}, tasks=spec.tasks),
-        "preferences": dict(rows={"train": len(post["preferences_train"]), "test": len(post["preferences_test"])},
-                            schema={f.name: str(f.type) for f in SCHEMAS["preferences"]}),
-        "eval": dict(rows={t: len(v) for t, v in post["eval"].items()}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]},
-                     disjoint_from_training=True),
+        "corpus": dict(
+            rows=corpus["rows"],
+            bytes=corpus["bytes"],
+            engine=spec.engine,
+            schema={f.name: str(f.type) for f in SCHEMAS["corpus"]},
+            mixture=corpus["mixture"],
+            max_upsample=spec.max_upsample,
+            drops=corpus["drops"],
+            sources=corpus["per_source"],
+            contamination=corpus["contamination"],
+            quality=corpus["quality"],
+            domains=corpus["domains"],
+        ),
+        "sft": dict(
+            rows={"train": len(post["sft"])},
+            schema={f.name: str(f.type) for f in SCHEMAS["sft"]},
+            tasks=spec.tasks,
+            chat_fraction=spec.chat_fraction,
+            counts=post["counts"],
+        ),
+        "rl": dict(
+            rows={"prompts": len(post["rl"])}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]}, tasks=spec.tasks
+        ),
+        "preferences": dict(
+            rows={"train": len(post["preferences_train"]), "test": len(post["preferences_test"])},
+            schema={f.name: str(f.type) for f in SCHEMAS["preferences"]},
+        ),
+        "eval": dict(
+            rows={t: len(v) for t, v in post["eval"].items()},
+            schema={f.name: str(f.type) for f in SCHEMAS["rl"]},
+            disjoint_from_training=True,
+        ),
     }
     # ---- validate: the manifest is written first (the contracts read the mixture from it), then completed ---
     t = lap("write", t)
@@ -147,8 +188,17 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         write_manifest(dirs[kind], **common, **fields)
         res = validate_dataset(kind, dirs[kind], out / "reports", raise_on_failure=False, contract=spec.contracts)
         validation[kind] = res.success
-        write_manifest(dirs[kind], **common, **fields, validation={"success": res.success, "checks": len(res.checks),
-                                                                   "failures": res.failures, "report": res.report_json})
+        write_manifest(
+            dirs[kind],
+            **common,
+            **fields,
+            validation={
+                "success": res.success,
+                "checks": len(res.checks),
+                "failures": res.failures,
+                "report": res.report_json,
+            },
+        )
         say(f"  {kind:<12} {'passed' if res.success else 'FAILED'} ({len(res.checks)} expectations)")
         if not res.success:
             from .contracts import DataContractError
@@ -156,13 +206,25 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
             raise DataContractError(res.summary(), res)
     lap("contracts", t)
 
-    report = {"out_dir": str(out), "seconds": round(time.perf_counter() - t0, 1), "raw_mb": corpus["raw_mb"],
-              "corpus_rows": manifests["corpus"]["rows"], "corpus_bytes": manifests["corpus"]["bytes"],
-              "drops": corpus["drops"], "posttrain_drops": post["drops"], "contamination": corpus["contamination"],
-              "posttrain_contamination": post["contamination"], "mixture": corpus["mixture"],
-              "per_source": corpus["per_source"], "steps": corpus["steps"], "quality": corpus["quality"],
-              "domains": corpus["domains"], "posttrain": post["counts"], "validation": validation,
-              "other_steps": laps}
+    report = {
+        "out_dir": str(out),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "raw_mb": corpus["raw_mb"],
+        "corpus_rows": manifests["corpus"]["rows"],
+        "corpus_bytes": manifests["corpus"]["bytes"],
+        "drops": corpus["drops"],
+        "posttrain_drops": post["drops"],
+        "contamination": corpus["contamination"],
+        "posttrain_contamination": post["contamination"],
+        "mixture": corpus["mixture"],
+        "per_source": corpus["per_source"],
+        "steps": corpus["steps"],
+        "quality": corpus["quality"],
+        "domains": corpus["domains"],
+        "posttrain": post["counts"],
+        "validation": validation,
+        "other_steps": laps,
+    }
     atomic_write_text(out / "data_report.json", json.dumps(report, indent=2, default=str))
     _log_to_mlflow(report, out)
     return report
@@ -177,9 +239,14 @@ def _log_to_mlflow(report: dict, out: Path) -> None:
     if mlflow.active_run() is None:
         return
     mlflow.log_metrics({f"drops.{k}": float(v) for k, v in report["drops"].items()})
-    mlflow.log_metrics({"raw_mb": report["raw_mb"], "seconds": report["seconds"],
-                        "corpus_train_mb": report["corpus_bytes"]["train"] / 1e6,
-                        **{f"mixture.after.{d}": s for d, s in report["mixture"]["after"].items()}})
+    mlflow.log_metrics(
+        {
+            "raw_mb": report["raw_mb"],
+            "seconds": report["seconds"],
+            "corpus_train_mb": report["corpus_bytes"]["train"] / 1e6,
+            **{f"mixture.after.{d}": s for d, s in report["mixture"]["after"].items()},
+        }
+    )
     mlflow.log_artifact(str(out / "data_report.json"))
     from .report import mixture_plot
 

@@ -9,9 +9,9 @@ Two parts, both fitted per run on a sample of the documents that passed the heur
    noise, keyword spam), since no labelled crawl ships here. It outputs P(good) in [0, 1].
 Features of a reference model rather than raw n-gram identities generalise across domains (code, prose, verse).
 """
+
 from __future__ import annotations
 
-import math
 import random
 import re
 import string
@@ -41,8 +41,9 @@ def corrupt(text: str, rng: random.Random, vocab: list[str]) -> str:
         return " ".join(words)
     if kind == 2:  # keyboard noise mixed into the text
         noise = string.ascii_letters + string.digits + string.punctuation
-        return " ".join(w if rng.random() < 0.4 else "".join(rng.choice(noise) for _ in range(rng.randint(2, 9)))
-                        for w in words)
+        return " ".join(
+            w if rng.random() < 0.4 else "".join(rng.choice(noise) for _ in range(rng.randint(2, 9))) for w in words
+        )
     spam = rng.sample(vocab, k=min(len(vocab), 6))  # keyword spam
     return " ".join(rng.choice(spam) for _ in words)
 
@@ -78,7 +79,9 @@ class BigramLM:
         """One row of features per text. The per-token work runs once over all texts' tokens together."""
         toks = [_tokens(t) for t in texts]
         lens = np.array([len(t) for t in toks], dtype=np.int64)
-        ids = np.fromiter(map(self.ids.get, chain.from_iterable(toks), repeat(-1)), dtype=np.int64, count=int(lens.sum()))
+        ids = np.fromiter(
+            map(self.ids.get, chain.from_iterable(toks), repeat(-1)), dtype=np.int64, count=int(lens.sum())
+        )
         known = ids >= 0
         counts = np.where(known, self.uni_counts[np.where(known, ids, 0)], 0.0)
         # transition j is (token j, token j + 1); those that cross from one text into the next are ignored below
@@ -108,8 +111,14 @@ class BigramLM:
             # cumsum adds left to right like a scalar loop, so the sums do not depend on how texts are batched
             known_gain = float(np.cumsum(gi[bi])[-1]) if k else 0.0
             top_share = Counter(t).most_common(1)[0][1] / m  # keyword spam repeats one word
-            out[i] = [float(np.cumsum(gi)[-1]) / n, known_gain / max(k, 1), float(np.cumsum(log_uni[sl])[-1]) / n,
-                      (n - int(np.count_nonzero(w_known[sl]))) / n, len(set(t)) / m, top_share]
+            out[i] = [
+                float(np.cumsum(gi)[-1]) / n,
+                known_gain / max(k, 1),
+                float(np.cumsum(log_uni[sl])[-1]) / n,
+                (n - int(np.count_nonzero(w_known[sl]))) / n,
+                len(set(t)) / m,
+                top_share,
+            ]
         return out
 
 
@@ -119,7 +128,7 @@ class QualityScorer:
         self.clf = LogisticRegression(C=1.0, max_iter=500)
         self.lm: BigramLM | None = None
 
-    def fit(self, texts: list[str], max_docs: int = 800) -> "QualityScorer":
+    def fit(self, texts: list[str], max_docs: int = 800) -> QualityScorer:
         positions, rng = self.sample_positions(len(texts), max_docs)
         return self.fit_sample([texts[i] for i in positions], rng)
 
@@ -129,10 +138,12 @@ class QualityScorer:
         rng = random.Random(self.seed)
         return rng.sample(range(n), k=min(max_docs, n)), rng
 
-    def fit_sample(self, sample: list[str], rng: random.Random) -> "QualityScorer":
+    def fit_sample(self, sample: list[str], rng: random.Random) -> QualityScorer:
         if len(sample) < 10:
-            raise ValueError(f"the quality scorer needs at least 10 documents to learn from, got {len(sample)}; "
-                             "add sources or raise data.max_bytes_per_source")
+            raise ValueError(
+                f"the quality scorer needs at least 10 documents to learn from, got {len(sample)}; "
+                "add sources or raise data.max_bytes_per_source"
+            )
         half = len(sample) // 2
         self.lm = BigramLM(sample[:half])  # the reference model never sees the classifier's positives
         good = sample[half:]
@@ -149,7 +160,8 @@ class QualityScorer:
         if not texts:
             return np.zeros(0)
         # features_many's rows do not depend on how the texts are batched, so any split gives the same scores
-        rows = map_batches(lambda part: list(self.lm.features_many(part)), texts,
-                           [min(len(t), SCORE_CHARS) for t in texts], workers)
+        rows = map_batches(
+            lambda part: list(self.lm.features_many(part)), texts, [min(len(t), SCORE_CHARS) for t in texts], workers
+        )
         X = np.array(rows, dtype=np.float64).reshape(len(texts), -1)
         return self.clf.predict_proba((X - self.mean) / self.std)[:, 1]

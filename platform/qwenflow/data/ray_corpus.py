@@ -11,13 +11,14 @@ process's answer exactly, from small per-record columns:
 Every record carries `key` (its corpus position: source, document, piece) and `drop` (the first reason it was
 dropped, or null), so drops by reason are one count at the end and no record disappears uncounted.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +33,16 @@ log = logging.getLogger("qwenflow.data")
 
 SRC_BITS, PIECE_BITS = 10, 20  # key = source << 53 | document << 20 | piece
 DOC_BITS = 63 - SRC_BITS - PIECE_BITS
-RECORD = pa.schema([("key", pa.int64()), ("text", pa.string()), ("source", pa.string()), ("domain", pa.string()),
-                    ("license", pa.string()), ("drop", pa.string())])
+RECORD = pa.schema(
+    [
+        ("key", pa.int64()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("domain", pa.string()),
+        ("license", pa.string()),
+        ("drop", pa.string()),
+    ]
+)
 OUT_COLUMNS = ["text", "source", "domain", "license"]
 
 
@@ -55,13 +64,16 @@ def _with_drops(t: pa.Table, reasons: list[str | None]) -> pa.Table:
 
 # ---- record work (runs in Ray tasks) --------------------------------------------------------------------------
 
+
 def _load_task(src: int, name: str, max_bytes: int):
     got = _load_one(name, max_bytes)
     if isinstance(got, Exception):
         return None, got
     recs, stats, seconds = got
     if len(recs) >= 1 << DOC_BITS:
-        return None, ValueError(f"source {name!r}: {len(recs)} documents, more than the {1 << DOC_BITS} one source may hold")
+        return None, ValueError(
+            f"source {name!r}: {len(recs)} documents, more than the {1 << DOC_BITS} one source may hold"
+        )
     keys = (np.int64(src) << np.int64(DOC_BITS + PIECE_BITS)) + (np.arange(len(recs), dtype=np.int64) << PIECE_BITS)
     cols = {"key": keys, **{c: [r[c] for r in recs] for c in OUT_COLUMNS}, "drop": [None] * len(recs)}
     info = {"docs": len(recs), "chars": sum(len(r["text"]) for r in recs), "stats": dict(stats), "seconds": seconds}
@@ -93,8 +105,12 @@ def _signature_block(t: pa.Table, near: Shared) -> pa.Table:
         exact[i] = ExactDedup.key(texts[i])
         sigs[i] = near.signature(texts[i])
     t = t.append_column("exact", pa.array(exact))
-    return t.append_column("sig", pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(8 * near.num_perm), len(texts), [None, pa.py_buffer(sigs.tobytes())]))
+    return t.append_column(
+        "sig",
+        pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(8 * near.num_perm), len(texts), [None, pa.py_buffer(sigs.tobytes())]
+        ),
+    )
 
 
 def _band_partitions(t: pa.Table, bands: list[tuple[int, int]], parts: int):
@@ -121,8 +137,11 @@ def _band_rows(t: pa.Table, bands: list[tuple[int, int]]) -> dict:
     keys, exact = t.column("key").to_numpy()[kept], t.column("exact").to_numpy()[kept]
     for b, (lo, hi) in enumerate(bands):
         raw = np.ascontiguousarray(sigs[:, lo:hi])
-        out["band"].append(np.fromiter((xxhash.xxh3_64_intdigest(row.tobytes(), seed=b) for row in raw),
-                                       dtype=np.uint64, count=len(raw)).view(np.int64))
+        out["band"].append(
+            np.fromiter(
+                (xxhash.xxh3_64_intdigest(row.tobytes(), seed=b) for row in raw), dtype=np.uint64, count=len(raw)
+            ).view(np.int64)
+        )
         out["band_no"].append(np.full(len(raw), b, dtype=np.int16))
         out["key"].append(keys)
         out["exact"].append(exact)
@@ -195,8 +214,10 @@ def _split_block(t: pa.Table, spec: Shared) -> pa.Table:
     spec = spec.get()
     cut = int(spec.heldout_fraction * 10_000)
     texts, kept = t.column("text").to_pylist(), _kept(t)
-    val = [bool(k) and xxhash.xxh64_intdigest(x.encode("utf-8", "surrogatepass"), seed=spec.seed) % 10_000 < cut
-           for x, k in zip(texts, kept)]
+    val = [
+        bool(k) and xxhash.xxh64_intdigest(x.encode("utf-8", "surrogatepass"), seed=spec.seed) % 10_000 < cut
+        for x, k in zip(texts, kept)
+    ]
     t = t.append_column("nbytes", pa.array(_utf8_len([x if k else "" for x, k in zip(texts, kept)])))
     return t.append_column("val", pa.array(val))
 
@@ -241,6 +262,7 @@ def _place_block(t: pa.Table, out_keys: Shared) -> pa.Table:
 
 # ---- the driver ---------------------------------------------------------------------------------------------
 
+
 class _Steps:
     """Each step is materialised before the next, so its time and MB/s are its own (as the local path reports)."""
 
@@ -251,13 +273,18 @@ class _Steps:
         t = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t
-        self.steps[name] = {"seconds": round(dt, 3), "mb": round(nbytes / 1e6, 2), "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2)}
+        self.steps[name] = {
+            "seconds": round(dt, 3),
+            "mb": round(nbytes / 1e6, 2),
+            "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2),
+        }
         self.say(f"  {name:<12} {nbytes / 1e6:8.1f} MB in {dt:6.1f} s (ray)")
         return out
 
 
 # Small reads of a materialised dataset run as one plain Ray task per block: a Ray Data execution costs ~0.2 s of
 # planning each, which is most of a small step.
+
 
 def _per_block(ds, fn, *args) -> list:
     import ray
@@ -319,32 +346,48 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
                 info = ray.get(info_ref)
                 if isinstance(info, Exception):
                     raise info
-                per_source[name] = {"docs": info["docs"], "mb": round(info["chars"] / 1e6, 2),
-                                    "seconds": round(info["seconds"], 2), "skipped": info["stats"]}
+                per_source[name] = {
+                    "docs": info["docs"],
+                    "mb": round(info["chars"] / 1e6, 2),
+                    "seconds": round(info["seconds"], 2),
+                    "skipped": info["stats"],
+                }
                 drops.update({k: v for k, v in info["stats"].items() if k != "over_byte_cap"})
                 say(f"    source {name:<16} {info['docs']:6d} docs {per_source[name]['mb']:7.2f} MB")
                 if info["docs"]:
                     tables.append(table_ref)
                 raw[0] += info["chars"]
             return tables, per_source
+
         raw = [0]
         tables, per_source = steps.run("load", 0, load)
         raw_bytes = raw[0]
-        steps.steps["load"].update(mb=round(raw_bytes / 1e6, 2),
-                                   mb_per_s=round(raw_bytes / 1e6 / max(steps.steps["load"]["seconds"], 1e-9), 2))
+        steps.steps["load"].update(
+            mb=round(raw_bytes / 1e6, 2), mb_per_s=round(raw_bytes / 1e6 / max(steps.steps["load"]["seconds"], 1e-9), 2)
+        )
         if not tables:
-            raise ValueError(f"no documents from sources {spec.sources}: every source was empty or skipped ({dict(drops)})")
+            raise ValueError(
+                f"no documents from sources {spec.sources}: every source was empty or skipped ({dict(drops)})"
+            )
         ds = rd.from_arrow_refs(tables)
 
-        ds = steps.run("clean", raw_bytes, lambda: ds.map_batches(_clean_block, batch_format="pyarrow",
-                                                                  fn_kwargs={"spec": shared_spec}).materialize())
+        ds = steps.run(
+            "clean",
+            raw_bytes,
+            lambda: ds.map_batches(_clean_block, batch_format="pyarrow", fn_kwargs={"spec": shared_spec}).materialize(),
+        )
         ds = steps.run("dedup", _sum_chars(ds), lambda: _dedup(ray, ds, spec))
         ds, quality = steps.run("quality", _sum_chars(ds), lambda: _quality(ds, spec))
         ds, domains = steps.run("domains", _sum_chars(ds), lambda: _domains(ds, spec))
         hits: Counter = Counter()
         if decon is not None:
-            ds = steps.run("decontam", _sum_chars(ds), lambda: ds.map_batches(
-                _decontam_block, batch_format="pyarrow", fn_kwargs={"decon": Shared(decon)}).materialize())
+            ds = steps.run(
+                "decontam",
+                _sum_chars(ds),
+                lambda: ds.map_batches(
+                    _decontam_block, batch_format="pyarrow", fn_kwargs={"decon": Shared(decon)}
+                ).materialize(),
+            )
             hits.update(h for h in _column(ds, "hit", kept_only=False) if h)
         ds = ds.map_batches(_split_block, batch_format="pyarrow", fn_kwargs={"spec": shared_spec}).materialize()
         drops.update(Counter(d for d in _column(ds, "drop", kept_only=False) if d is not None))
@@ -356,15 +399,21 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
         val = val.astype(bool)
         if not val.any() and len(keys) > 1:  # tiny corpora: still hold one document out (the last training one)
             val[-1] = True
-            ds = ds.map_batches(lambda t: t.set_column(t.schema.get_field_index("val"), "val",
-                                pc.or_(t.column("val"), pc.equal(t.column("key"), int(keys[-1])))),
-                                batch_format="pyarrow").materialize()
+            ds = ds.map_batches(
+                lambda t: t.set_column(
+                    t.schema.get_field_index("val"),
+                    "val",
+                    pc.or_(t.column("val"), pc.equal(t.column("key"), int(keys[-1]))),
+                ),
+                batch_format="pyarrow",
+            ).materialize()
         before = _shares(doms, nbytes)
         train_bytes = int(nbytes[~val].sum())
 
         def mix():
-            positions, info = resample_plan(list(doms[~val]), nbytes[~val].tolist(), spec.mixture,
-                                            spec.max_upsample, spec.seed, drops)
+            positions, info = resample_plan(
+                list(doms[~val]), nbytes[~val].tolist(), spec.mixture, spec.max_upsample, spec.seed, drops
+            )
             out_keys = keys[~val][np.asarray(positions, dtype=np.int64)]
             order = np.argsort(out_keys, kind="stable")
             shared = Shared((out_keys[order], order.astype(np.int64)))
@@ -377,23 +426,39 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
             mapped = [m if n_parts > 1 else [m] for m in mapped]
             reduce = ray.remote(_sorted_partition)
             return [reduce.remote(*[m[p] for m in mapped]) for p in range(n_parts)], out_keys, info
+
         train_ds, out_keys, mixinfo = steps.run("mix", train_bytes, mix)
         if not len(out_keys):
-            raise ValueError(f"no training documents survived cleaning (drops: {dict(drops)}); check the sources and thresholds")
+            raise ValueError(
+                f"no training documents survived cleaning (drops: {dict(drops)}); check the sources and thresholds"
+            )
         key_dom = dict(zip(keys.tolist(), doms.tolist()))
         key_bytes = dict(zip(keys.tolist(), nbytes.tolist()))
-        mixinfo.update(before=before, after=_shares([key_dom[k] for k in out_keys.tolist()],
-                                                    [key_bytes[k] for k in out_keys.tolist()]))
+        mixinfo.update(
+            before=before,
+            after=_shares([key_dom[k] for k in out_keys.tolist()], [key_bytes[k] for k in out_keys.tolist()]),
+        )
 
         from .prepare import SCHEMAS, stream_parquet
 
         val_ds = ds.map_batches(_val_block, batch_format="pyarrow")
-        counts = {"train": stream_parquet((ray.get(r) for r in train_ds), out_dir / "train.parquet", SCHEMAS["corpus"]),
-                  "val": stream_parquet(_batches(val_ds), out_dir / "val.parquet", SCHEMAS["corpus"])}
-    return {"rows": {k: v[0] for k, v in counts.items()}, "bytes": {k: v[1] for k, v in counts.items()},
-            "drops": dict(drops), "per_source": per_source, "quality": quality, "domains": domains,
-            "contamination": dict(hits), "mixture": mixinfo, "steps": steps.steps, "raw_mb": round(raw_bytes / 1e6, 2),
-            "engine": "ray"}
+        counts = {
+            "train": stream_parquet((ray.get(r) for r in train_ds), out_dir / "train.parquet", SCHEMAS["corpus"]),
+            "val": stream_parquet(_batches(val_ds), out_dir / "val.parquet", SCHEMAS["corpus"]),
+        }
+    return {
+        "rows": {k: v[0] for k, v in counts.items()},
+        "bytes": {k: v[1] for k, v in counts.items()},
+        "drops": dict(drops),
+        "per_source": per_source,
+        "quality": quality,
+        "domains": domains,
+        "contamination": dict(hits),
+        "mixture": mixinfo,
+        "steps": steps.steps,
+        "raw_mb": round(raw_bytes / 1e6, 2),
+        "engine": "ray",
+    }
 
 
 def _batches(ds):
@@ -430,7 +495,11 @@ def _dedup(ray, ds, spec):
         a.append(got["a"]), b.append(got["b"]), kind.append(got["kind"])
     a, b, kind = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (a, b, kind))
     exact_dups = np.unique(b[kind == 0])
-    cand = np.unique(np.stack([a[kind == 1], b[kind == 1]], 1), axis=0) if (kind == 1).any() else np.zeros((0, 2), np.int64)
+    cand = (
+        np.unique(np.stack([a[kind == 1], b[kind == 1]], 1), axis=0)
+        if (kind == 1).any()
+        else np.zeros((0, 2), np.int64)
+    )
     near_dups = np.zeros(0, np.int64)
     if len(cand):  # confirm candidates by their signatures' agreement, then keep in corpus order
         involved = np.unique(cand).tolist()
@@ -445,9 +514,12 @@ def _dedup(ray, ds, spec):
                 dropped.add(j)
         near_dups = np.array(sorted(dropped), dtype=np.int64)
     ds = ds.drop_columns(["sig", "exact"])
-    ds = ds.map_batches(_mark_block, batch_format="pyarrow", fn_kwargs={"keys": Shared(exact_dups), "reason": "exact_duplicate"})
-    return ds.map_batches(_mark_block, batch_format="pyarrow",
-                          fn_kwargs={"keys": Shared(near_dups), "reason": "near_duplicate"}).materialize()
+    ds = ds.map_batches(
+        _mark_block, batch_format="pyarrow", fn_kwargs={"keys": Shared(exact_dups), "reason": "exact_duplicate"}
+    )
+    return ds.map_batches(
+        _mark_block, batch_format="pyarrow", fn_kwargs={"keys": Shared(near_dups), "reason": "near_duplicate"}
+    ).materialize()
 
 
 def _quality(ds, spec):
@@ -459,8 +531,11 @@ def _quality(ds, spec):
     scorer = QualityScorer(seed=spec.seed)
     positions, rng = scorer.sample_positions(len(keys))
     scorer.fit_sample(_fetch(ds, keys[positions].tolist()), rng)
-    ds = ds.map_batches(_quality_block, batch_format="pyarrow",
-                        fn_kwargs={"scorer": Shared(scorer), "threshold": spec.quality_threshold}).materialize()
+    ds = ds.map_batches(
+        _quality_block,
+        batch_format="pyarrow",
+        fn_kwargs={"scorer": Shared(scorer), "threshold": spec.quality_threshold},
+    ).materialize()
     scores = _column(ds, "score", kept_only=False)
     scores = scores[~np.isnan(scores)]  # every record that reached the scorer, in corpus order
     return ds.drop_columns(["score"]), {"mean_score": float(scores.mean()), "threshold": spec.quality_threshold}
@@ -480,6 +555,8 @@ def _domains(ds, spec):
         train, held = clf.sample_positions(list(doms[labelled]))
         lkeys = keys[labelled]
         texts = _fetch(ds, [int(lkeys[i]) for i, _ in train + held])
-        clf.fit_sample([(x, d) for x, (_, d) in zip(texts, train)], [(x, d) for x, (_, d) in zip(texts[len(train):], held)])
+        clf.fit_sample(
+            [(x, d) for x, (_, d) in zip(texts, train)], [(x, d) for x, (_, d) in zip(texts[len(train) :], held)]
+        )
         info["holdout_accuracy"] = clf.accuracy
     return ds.map_batches(_domain_block, batch_format="pyarrow", fn_kwargs={"clf": Shared(clf)}).materialize(), info

@@ -1,5 +1,6 @@
 """Tokenization for packing on Ray Data: documents are tokenized by tasks in corpus order and streamed back, so the
 packer cuts the same token stream into the same rows as the single-process path."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,11 @@ def ray_token_chunks(parquet: Path, tokenizer_dir, workers: int = 0):
         import ray.data as rd
 
         ds = rd.read_parquet(str(parquet), columns=["text"]).map_batches(
-            _tokenize_block, batch_format="pyarrow", batch_size=DOCS_PER_BATCH,
-            fn_kwargs={"tokenizer_dir": str(tokenizer_dir)})
+            _tokenize_block,
+            batch_format="pyarrow",
+            batch_size=DOCS_PER_BATCH,
+            fn_kwargs={"tokenizer_dir": str(tokenizer_dir)},
+        )
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             for ids in batch["ids"]:
                 yield np.asarray(ids, dtype=np.int32)

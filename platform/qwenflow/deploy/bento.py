@@ -1,4 +1,5 @@
 """Build a Bento with the model inside, the serving code, and exact requirements; offline (no package locking)."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -13,8 +14,20 @@ from qwenflow.deploy.model_source import fetch_registered_model, is_registry_uri
 
 SERVICE = "qwenflow.serving.service:QwenflowLLM"
 # What the serving process imports (the Bento's image installs exactly these versions).
-SERVING_PACKAGES = ["torch", "transformers", "tokenizers", "safetensors", "accelerate", "bentoml", "fastapi",
-                    "pydantic", "pyyaml", "jinja2", "mlflow", "llguidance"]
+SERVING_PACKAGES = [
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "accelerate",
+    "bentoml",
+    "fastapi",
+    "pydantic",
+    "pyyaml",
+    "jinja2",
+    "mlflow",
+    "llguidance",
+]
 
 
 def pinned_requirements(packages: list[str] = SERVING_PACKAGES) -> list[str]:
@@ -34,15 +47,23 @@ def _stage_source(ctx: Path) -> None:
     shutil.copytree(Path(qwenflow.serving.__file__).parent, ctx / "qwenflow" / "serving", ignore=ignore)
 
 
-def build_bento(model_uri_or_dir: str | Path, *, deploy=None, served_name: str | None = None,
-                version: str | None = None, cuda_version: str | None = None) -> str:
+def build_bento(
+    model_uri_or_dir: str | Path,
+    *,
+    deploy=None,
+    served_name: str | None = None,
+    version: str | None = None,
+    cuda_version: str | None = None,
+) -> str:
     """Build the Bento and return its tag (name:version) in BENTOML_HOME's store."""
     import bentoml
 
     from qwenflow.serving.settings import BENTO_MODEL_DIR, DEPLOY_FILE, Settings
 
     source = str(model_uri_or_dir)
-    labels = {"qwenflow.model_source": source[:63] if not is_registry_uri(source) else source.replace("models:/", "")[:63]}
+    labels = {
+        "qwenflow.model_source": source[:63] if not is_registry_uri(source) else source.replace("models:/", "")[:63]
+    }
     with tempfile.TemporaryDirectory(prefix="qwenflow-bento-") as tmp:
         ctx = Path(tmp)
         if is_registry_uri(source):
@@ -54,18 +75,32 @@ def build_bento(model_uri_or_dir: str | Path, *, deploy=None, served_name: str |
         if (ctx / "download").exists():
             shutil.rmtree(ctx / "download")
         labels["qwenflow.model_sha256"] = sha256_path(ctx / BENTO_MODEL_DIR)[:63]
-        settings = Settings(model=BENTO_MODEL_DIR, served_name=served_name or labels.get("qwenflow.model_name", "qwenflow"))
+        settings = Settings(
+            model=BENTO_MODEL_DIR, served_name=served_name or labels.get("qwenflow.model_name", "qwenflow")
+        )
         if deploy is not None:
             settings.yarn, settings.attention = deploy.yarn, deploy.attention
             settings.max_tokens_limit, settings.max_batch_size = deploy.max_tokens_limit, deploy.max_batch_size
-        (ctx / DEPLOY_FILE).write_text(json.dumps({k: v for k, v in asdict(settings).items() if k != "model"}, indent=2))
+        (ctx / DEPLOY_FILE).write_text(
+            json.dumps({k: v for k, v in asdict(settings).items() if k != "model"}, indent=2)
+        )
         _stage_source(ctx)
         docker = {"python_version": "3.11", **({"cuda_version": cuda_version} if cuda_version else {})}
         bento = bentoml.bentos.build(
-            SERVICE, name="qwenflow-llm", version=version, labels=labels, build_ctx=str(ctx),
+            SERVICE,
+            name="qwenflow-llm",
+            version=version,
+            labels=labels,
+            build_ctx=str(ctx),
             description="qwenflow OpenAI-compatible LLM server (model inside)",
-            include=["qwenflow/**/*.py", "qwenflow/**/*.jinja", "qwenflow/**/*.yaml", f"{BENTO_MODEL_DIR}/**",
-                     DEPLOY_FILE],
+            include=[
+                "qwenflow/**/*.py",
+                "qwenflow/**/*.jinja",
+                "qwenflow/**/*.yaml",
+                f"{BENTO_MODEL_DIR}/**",
+                DEPLOY_FILE,
+            ],
             python={"packages": pinned_requirements(), "lock_packages": False},
-            docker=docker)
+            docker=docker,
+        )
         return str(bento.tag)

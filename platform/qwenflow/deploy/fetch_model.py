@@ -1,6 +1,7 @@
 """`python -m qwenflow.deploy.fetch_model`: the vLLM pod's init container. Downloads a registered model and
 verifies its sha256 against the registry's tag (qwenflow.deploy.model_source), or checks a PVC copy against an
 expected sha256, so vLLM (which checks nothing) only ever loads the exact weights that were evaluated."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ def fetch(source: str, dest: str, sha256: str = "") -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         local, mv = fetch_registered_model(source, staging)  # raises unless the hash matches the version's tag
         if sha256 and sha256 != (mv.tags or {}).get("sha256"):
-            raise ModelIntegrityError(f"{source} is version {mv.version} with sha256 {(mv.tags or {}).get('sha256')}, "
-                                      f"not the pinned {sha256}")
+            raise ModelIntegrityError(
+                f"{source} is version {mv.version} with sha256 {(mv.tags or {}).get('sha256')}, not the pinned {sha256}"
+            )
         shutil.rmtree(dest, ignore_errors=True)
         shutil.move(str(local), dest)
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,4 +1,5 @@
 """Helm values for the qwenflow-serving chart, from a registered model and the recipe's deploy section."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,16 @@ from pathlib import Path
 CHART_DIR = Path(__file__).resolve().parents[3] / "helm" / "qwenflow-serving"
 
 
-def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, credentials_secret: str = "",
-                check_registry: bool = True, recipe=None, api_key_secret: str = "") -> dict:
+def helm_values(
+    model_uri: str,
+    deploy,
+    *,
+    tracking_uri: str | None = None,
+    credentials_secret: str = "",
+    check_registry: bool = True,
+    recipe=None,
+    api_key_secret: str = "",
+) -> dict:
     """Values that serve `model_uri` (models:/NAME@ALIAS) as the recipe's deploy section asks (`recipe`, when
     given, supplies the trained context length and long-context settings the vLLM engine needs)."""
     from qwenflow.deploy.model_source import SHA256_TAG, model_version, parse_registry_uri
@@ -16,8 +25,10 @@ def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, cred
     name, alias, version = parse_registry_uri(model_uri)
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not tracking_uri:
-        raise ValueError("no MLflow tracking URI: pass --tracking-uri (the address pods use, e.g. "
-                         "http://mlflow.qwenflow-platform.svc:5000) or set MLFLOW_TRACKING_URI")
+        raise ValueError(
+            "no MLflow tracking URI: pass --tracking-uri (the address pods use, e.g. "
+            "http://mlflow.qwenflow-platform.svc:5000) or set MLFLOW_TRACKING_URI"
+        )
     annotations = {"qwenflow.io/model-uri": model_uri}
     served_uri = model_uri
     if check_registry:  # pin the version the alias points at now: upgrades roll when it moves, rollbacks restore it
@@ -31,12 +42,23 @@ def helm_values(model_uri: str, deploy, *, tracking_uri: str | None = None, cred
     res = deploy.resources
     values = {
         "image": {"repository": repo, "tag": tag},
-        "model": {"source": "registry", "uri": served_uri, "servedName": name,
-                  "mlflow": {"trackingUri": tracking_uri, "credentialsSecret": credentials_secret}},
-        "serving": {"yarn": deploy.yarn, "attention": deploy.attention, "maxTokensLimit": deploy.max_tokens_limit,
-                    "maxBatchSize": deploy.max_batch_size},
+        "model": {
+            "source": "registry",
+            "uri": served_uri,
+            "servedName": name,
+            "mlflow": {"trackingUri": tracking_uri, "credentialsSecret": credentials_secret},
+        },
+        "serving": {
+            "yarn": deploy.yarn,
+            "attention": deploy.attention,
+            "maxTokensLimit": deploy.max_tokens_limit,
+            "maxBatchSize": deploy.max_batch_size,
+        },
         "gpu": {"count": res.gpus, "resourceName": res.gpu_type or "nvidia.com/gpu", "product": res.gpu_product or ""},
-        "resources": {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": {"cpu": res.cpu, "memory": res.memory}},
+        "resources": {
+            "requests": {"cpu": res.cpu, "memory": res.memory},
+            "limits": {"cpu": res.cpu, "memory": res.memory},
+        },
         "replicaCount": deploy.replicas,
         "autoscaling": {"minReplicas": deploy.replicas, "maxReplicas": max(deploy.replicas, 4)},
         "nodeSelector": dict(res.node_selector),

@@ -1,5 +1,6 @@
 """Render a kustomization: `kubectl kustomize` when kubectl is on PATH, else the small subset infra/ uses
 (resources, labels, images, replicas) in Python, so CI machines without kubectl still check the manifests."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,8 +26,10 @@ def render_python(directory: Path) -> list[dict]:
     k = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(k) - SUPPORTED
     if unknown:
-        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unknown)}, which the Python renderer lacks; "
-                         "install kubectl to render it")
+        raise ValueError(
+            f"{directory}/kustomization.yaml uses {sorted(unknown)}, which the Python renderer lacks; "
+            "install kubectl to render it"
+        )
     docs: list[dict] = []
     for res in k.get("resources", []):
         path = directory / res
@@ -58,5 +61,9 @@ def _retag(image: str, rules: list[dict]) -> str:
     name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
     for rule in rules:
         if rule["name"] == name:
-            return f"{rule.get('newName', name)}:{rule.get('newTag', tag)}" if rule.get("newTag", tag) else rule.get("newName", name)
+            return (
+                f"{rule.get('newName', name)}:{rule.get('newTag', tag)}"
+                if rule.get("newTag", tag)
+                else rule.get("newName", name)
+            )
     return image

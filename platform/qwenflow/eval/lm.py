@@ -10,6 +10,7 @@ or a question whose options are scored) run that prefix ONCE and reuse its KV ca
 continuations; when every option is a single token (MMLU's letters) one forward pass scores all of them; generation
 is batched with left padding and the KV cache (model.generate).
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,21 +26,29 @@ import torch
 
 @dataclass(frozen=True)
 class Request:
-    prefix: str         # shared by many requests (few-shot block); computed once and cached
-    context: str        # this item's text after the prefix
-    continuation: str   # what is scored
+    prefix: str  # shared by many requests (few-shot block); computed once and cached
+    context: str  # this item's text after the prefix
+    continuation: str  # what is scored
 
 
 class LM(Protocol):
     def loglikelihood(self, requests: list[Request]) -> list[float]: ...
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = (),
-                 num_samples: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]: ...
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        num_samples: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[list[str]]: ...
     def token_nll(self, texts: list[str], max_len: int) -> list[tuple[float, int]]: ...
 
 
 def _cpu_threads(method):
     """Tiny models on CPU are overhead-bound: one intra-op thread, or spare threads spin (measured 33x slower
     generation on a loaded 2-core machine). Restored afterwards so the rest of the process is unaffected."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if self.device != "cpu" or self.n_params > 50_000_000:
@@ -50,6 +59,7 @@ def _cpu_threads(method):
             return method(self, *args, **kwargs)
         finally:
             torch.set_num_threads(before)
+
     return wrapper
 
 
@@ -66,18 +76,31 @@ def check_model_dir(path: str | Path) -> Path:
         raise ModelDirError(f"{path}: no such model directory (or .gguf file)")
     if not (path / "config.json").is_file():
         raise ModelDirError(f"{path}: no config.json; pass a directory written by save_pretrained")
-    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
-        raise ModelDirError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json); save the "
-                            "tokenizer into the model directory (qwenflow.artifacts.save_model_dir does)")
+    if not any(
+        (path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+    ):
+        raise ModelDirError(
+            f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json); save the "
+            "tokenizer into the model directory (qwenflow.artifacts.save_model_dir does)"
+        )
     return path
 
 
 class HFModel:
     """A transformers causal LM on CPU or GPU, loaded from a save_pretrained directory or a .gguf file."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 16, device: str | None = None,
-                 attn_implementation: str | None = None, config_overrides: dict | None = None,
-                 dtype: str | torch.dtype = "auto", longctx_setting: str | None = None, **longctx_options):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 16,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        config_overrides: dict | None = None,
+        dtype: str | torch.dtype = "auto",
+        longctx_setting: str | None = None,
+        **longctx_options,
+    ):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         path = check_model_dir(path)
@@ -100,8 +123,9 @@ class HFModel:
             register()
         load_kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if path.is_file():  # a .gguf file: transformers converts it
-            model = AutoModelForCausalLM.from_pretrained(src, config=config, dtype=dtype, local_files_only=True,
-                                                         **kw, **load_kw)
+            model = AutoModelForCausalLM.from_pretrained(
+                src, config=config, dtype=dtype, local_files_only=True, **kw, **load_kw
+            )
         else:  # the platform's one loader: refuses weights that do not match the config, truncated files
             from qwenflow.models import io
 
@@ -111,9 +135,13 @@ class HFModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
         self.n_params = sum(p.numel() for p in self.model.parameters())
-        self._stop_ids = sorted({i for i in (self.tokenizer.eos_token_id,
-                                             self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                                 if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id})
+        self._stop_ids = sorted(
+            {
+                i
+                for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+                if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id
+            }
+        )
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -121,9 +149,11 @@ class HFModel:
 
     def chat_prompt(self, messages: list[dict]) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ModelDirError(f"{self.path}: the tokenizer has no chat_template, and the held-out chat tasks "
-                                "need one; evaluate a model whose tokenizer was saved with the chat template "
-                                "(qwenflow tokenizers carry one) or run without --data")
+            raise ModelDirError(
+                f"{self.path}: the tokenizer has no chat_template, and the held-out chat tasks "
+                "need one; evaluate a model whose tokenizer was saved with the chat template "
+                "(qwenflow tokenizers carry one) or run without --data"
+            )
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @property
@@ -157,7 +187,7 @@ class HFModel:
                 rows[key].append((i, cont))
             keys = sorted(rows, key=lambda k: -len(k[0]))  # similar lengths together: less padding
             for b in range(0, len(keys), self.batch_size):
-                batch = keys[b:b + self.batch_size]
+                batch = keys[b : b + self.batch_size]
                 seqs = [list(k[0]) + (rows[k][0][1] if len(k) == 2 else []) for k in batch]
                 for k, logp in zip(batch, self._score_rows(seqs, cached)):
                     ctx_len = len(k[0])
@@ -183,8 +213,15 @@ class HFModel:
 
     @_cpu_threads
     @torch.inference_mode()
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: tuple[str, ...] = (),
-                 num_samples: int = 1, temperature: float = 0.0, seed: int = 0) -> list[list[str]]:
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        num_samples: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[list[str]]:
         tok = self.tokenizer
         tok.padding_side = "left"
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -193,16 +230,24 @@ class HFModel:
         sample = num_samples > 1 or temperature > 0
         torch.manual_seed(seed)
         for b in range(0, len(order), bs):
-            chunk = order[b:b + bs]
+            chunk = order[b : b + bs]
             enc = tok([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self.device) for k, v in enc.items()}
-            gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=sample,
-                                      temperature=temperature if sample else None, top_p=None, top_k=None,
-                                      num_return_sequences=num_samples, eos_token_id=self._stop_ids or None,
-                                      pad_token_id=tok.pad_token_id, use_cache=True)
-            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            gen = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=None,
+                top_k=None,
+                num_return_sequences=num_samples,
+                eos_token_id=self._stop_ids or None,
+                pad_token_id=tok.pad_token_id,
+                use_cache=True,
+            )
+            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for j, i in enumerate(chunk):
-                out[i] = [truncate(t, stop) for t in texts[j * num_samples:(j + 1) * num_samples]]
+                out[i] = [truncate(t, stop) for t in texts[j * num_samples : (j + 1) * num_samples]]
         return out
 
     @_cpu_threads
@@ -213,7 +258,7 @@ class HFModel:
         enc = [self.encode(t)[:max_len] for t in texts]
         pad = self.tokenizer.pad_token_id
         for b in range(0, len(enc), self.batch_size):
-            chunk = enc[b:b + self.batch_size]
+            chunk = enc[b : b + self.batch_size]
             n = max(len(s) for s in chunk)
             if n < 2:
                 res.extend((0.0, 0) for _ in chunk)
@@ -222,7 +267,7 @@ class HFModel:
             logp = torch.log_softmax(self.model(ids).logits[:, :-1].float(), -1)
             tgt = logp.gather(-1, ids[:, 1:, None])[..., 0]
             for r, s in enumerate(chunk):
-                res.append((float(-tgt[r, :len(s) - 1].sum()), max(len(s) - 1, 0)))
+                res.append((float(-tgt[r, : len(s) - 1].sum()), max(len(s) - 1, 0)))
         return res
 
 

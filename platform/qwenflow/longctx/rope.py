@@ -5,6 +5,7 @@ absolute positions p. A RoPE rotation composes additively (R(a) R(b) = R(a + b))
 vector to position t exactly, keeping YaRN's scaled frequencies and its attention factor (applied once, upstream).
 This keeps DCA a plain attention function: no patched model code, works for any Qwen2-family checkpoint.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,10 @@ def inv_freq_for(module) -> torch.Tensor:
         elif rope["rope_type"] in ("yarn", "linear"):
             cached = ROPE_INIT_FUNCTIONS[rope["rope_type"]](config, "cpu")[0]
         else:
-            raise ValueError(f"DCA supports default, linear and yarn RoPE, not {rope['rope_type']!r} "
-                             "(dynamic RoPE changes frequencies per length, which re-rotation cannot follow)")
+            raise ValueError(
+                f"DCA supports default, linear and yarn RoPE, not {rope['rope_type']!r} "
+                "(dynamic RoPE changes frequencies per length, which re-rotation cannot follow)"
+            )
         cached = cached.double()
         module._qwenflow_inv_freq = cached
     return cached

@@ -6,6 +6,7 @@ Settings (the Qwen2.5 report's inference recipe, step by step):
   yarn+dca          + Dual Chunk Attention (attn_implementation "dca")
   yarn+dca+sparse   + block-sparse prefill for long prompts (attn_implementation "sparse")
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,15 @@ def default_sparse(trained: int) -> SparseConfig:
     return SparseConfig(block_size=64 if trained >= 1024 else 32, threshold=2 * trained)
 
 
-def configure(config, setting: str, *, trained: int | None = None, yarn_factor: float = 4.0,
-              local_size: int | None = None, sparse: SparseConfig | None = None):
+def configure(
+    config,
+    setting: str,
+    *,
+    trained: int | None = None,
+    yarn_factor: float = 4.0,
+    local_size: int | None = None,
+    sparse: SparseConfig | None = None,
+):
     """Edit a Qwen2-family config in place for `setting`; returns it. `trained` overrides the trained length."""
     if setting not in SETTINGS + ABLATIONS:
         raise ValueError(f"unknown long-context setting {setting!r}; choose one of {', '.join(SETTINGS + ABLATIONS)}")
@@ -76,8 +84,14 @@ def configure(config, setting: str, *, trained: int | None = None, yarn_factor: 
     return config
 
 
-def load_model(path: str | Path, setting: str = "none", *, dtype: torch.dtype | str = "auto",
-               device: str | torch.device = "cpu", **options):
+def load_model(
+    path: str | Path,
+    setting: str = "none",
+    *,
+    dtype: torch.dtype | str = "auto",
+    device: str | torch.device = "cpu",
+    **options,
+):
     """Load a causal-LM directory with a long-context setting applied (options: see `configure`)."""
     from qwenflow.models import io
 
@@ -90,5 +104,13 @@ def load_model(path: str | Path, setting: str = "none", *, dtype: torch.dtype | 
 def describe(model) -> dict:
     """The long-context settings a loaded model runs with (for logs and /health endpoints)."""
     c = model.config
-    return json.loads(json.dumps({"attn_implementation": c._attn_implementation, "rope": c.rope_parameters,
-                                  "dca": c.dual_chunk_attention_config, "sparse": c.sparse_attention_config}))
+    return json.loads(
+        json.dumps(
+            {
+                "attn_implementation": c._attn_implementation,
+                "rope": c.rope_parameters,
+                "dca": c.dual_chunk_attention_config,
+                "sparse": c.sparse_attention_config,
+            }
+        )
+    )

@@ -5,6 +5,7 @@ and for decoding steps, where it costs little.
 With DCA switched on as well, keys sit at DCA's remapped positions and each selected block is scored with the
 DCA query (intra / successive / inter) its chunk distance calls for, so no distance exceeds the trained length.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -19,11 +20,12 @@ from .rope import inv_freq_for, rerotate
 @dataclass(frozen=True)
 class SparseConfig:
     """Sparsity of prefill attention; stored in the model config as `sparse_attention_config`."""
-    block_size: int = 64        # tokens per query/key block
-    sink_blocks: int = 1        # first blocks every query block sees (attention sinks)
-    local_blocks: int = 4       # most recent blocks, the diagonal one included (local window)
-    top_k: int = 8              # further blocks chosen by pooled scores
-    threshold: int = 8192       # prompts shorter than this use exact dense attention
+
+    block_size: int = 64  # tokens per query/key block
+    sink_blocks: int = 1  # first blocks every query block sees (attention sinks)
+    local_blocks: int = 4  # most recent blocks, the diagonal one included (local window)
+    top_k: int = 8  # further blocks chosen by pooled scores
+    threshold: int = 8192  # prompts shorter than this use exact dense attention
 
     def __post_init__(self):
         for name in ("block_size", "local_blocks", "threshold"):
@@ -51,8 +53,9 @@ def dense_attention(module, query, key, value, scaling):
     mask = None
     if q_len != k_len and q_len > 1:
         mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=q_len == k_len and q_len > 1,
-                                         scale=scaling)
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, is_causal=q_len == k_len and q_len > 1, scale=scaling
+    )
     return out.transpose(1, 2)
 
 
@@ -69,8 +72,9 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
     if use_dca:
         c, s = dca_params(module.config)
         if s % blk:
-            raise ValueError(f"sparse + DCA: block_size ({blk}) must divide the DCA chunk length "
-                             f"chunk_size - local_size ({s})")
+            raise ValueError(
+                f"sparse + DCA: block_size ({blk}) must divide the DCA chunk length chunk_size - local_size ({s})"
+            )
         inv_freq = inv_freq_for(module)
         real = pos[:length]
         key = rerotate(key, real % s - real, inv_freq)
@@ -90,7 +94,7 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
     qbs = [blocks(q) for q in q_versions]
 
     # Block scores from pooled queries/keys, per head (queries of a kv-head group share its keys).
-    pooled_k = kb.float().mean(3).repeat_interleave(group, 1)                     # (B, H, n, D)
+    pooled_k = kb.float().mean(3).repeat_interleave(group, 1)  # (B, H, n, D)
     est = torch.stack([qb.float().mean(3) @ pooled_k.transpose(-1, -2) for qb in qbs])  # (V, B, H, n, n)
     est = est.gather(0, relation.expand(1, bsz, h, n_blk, n_blk)).squeeze(0)
     qi = torch.arange(n_blk, device=device)[:, None]
@@ -98,7 +102,7 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
     forced = (ki < cfg.sink_blocks) | ((qi - ki) < cfg.local_blocks)
     est = est.masked_fill(forced, float("inf")).masked_fill(ki > qi, float("-inf"))
     n_sel = min(n_blk, cfg.sink_blocks + cfg.local_blocks + cfg.top_k)
-    top = est.topk(n_sel, dim=-1)                                                 # (B, H, n, M)
+    top = est.topk(n_sel, dim=-1)  # (B, H, n, M)
     sel, valid = top.indices, top.values > float("-inf")
 
     # Gather the chosen key/value blocks per head and attend, a group of query blocks at a time.
@@ -108,17 +112,17 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
     step = max(1, max_score_bytes // max(per_qblock, 1))
     for lo in range(0, n_blk, step):
         hi = min(lo + step, n_blk)
-        idx = sel[:, :, lo:hi]                                                    # (B, H, g, M)
+        idx = sel[:, :, lo:hi]  # (B, H, g, M)
         bi = torch.arange(bsz, device=device)[:, None, None, None]
-        k_sel = kb[bi, head_kv[None, :, None, None], idx].flatten(3, 4)           # (B, H, g, M*blk, D)
+        k_sel = kb[bi, head_kv[None, :, None, None], idx].flatten(3, 4)  # (B, H, g, M*blk, D)
         v_sel = vb[bi, head_kv[None, :, None, None], idx].flatten(3, 4)
         rel = relation[torch.arange(lo, hi, device=device)[None, None, :, None], idx]
         scores = None
         for version, qb in enumerate(qbs):
             sc = torch.matmul(qb[:, :, lo:hi], k_sel.transpose(-1, -2)).float() * scaling
-            use = (rel == version).repeat_interleave(blk, -1).unsqueeze(-2)       # (B, H, g, 1, M*blk)
+            use = (rel == version).repeat_interleave(blk, -1).unsqueeze(-2)  # (B, H, g, 1, M*blk)
             scores = sc if scores is None else torch.where(use, sc, scores)
-        q_tok = pos.view(n_blk, blk)[lo:hi]                                       # (g, blk)
+        q_tok = pos.view(n_blk, blk)[lo:hi]  # (g, blk)
         k_tok = (idx.unsqueeze(-1) * blk + torch.arange(blk, device=device)).flatten(3)  # (B, H, g, M*blk)
         keep = (k_tok.unsqueeze(-2) <= q_tok[None, None, :, :, None]) & (k_tok.unsqueeze(-2) < length)
         keep = keep & valid[:, :, lo:hi].repeat_interleave(blk, -1).unsqueeze(-2)

@@ -1,4 +1,5 @@
 """Build transformers Qwen2 / Qwen2-MoE configs and models from a recipe (no model code of our own)."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,13 @@ from qwenflow.recipe.model import ModelSpec
 QWEN_EOS_ID = 151643
 
 
-def build_config(spec: ModelSpec, *, bos_token_id: int | None = None, eos_token_id: int | None = None,
-                 pad_token_id: int | None = None):
+def build_config(
+    spec: ModelSpec,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+):
     """A transformers config for the recipe's architecture."""
     common = dict(
         vocab_size=spec.vocab_size,

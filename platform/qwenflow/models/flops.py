@@ -1,4 +1,5 @@
 """Exact parameter counts and training FLOPs per token, computed from a meta-device model."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,14 +13,18 @@ from .builder import build_model
 
 @dataclass(frozen=True)
 class ModelSize:
-    total_params: int          # unique parameters (tied embeddings counted once)
-    embedding_params: int      # input embedding table
-    active_params: int         # parameters touched per token (MoE: top-k routed + shared experts)
-    flops_per_token: float     # training FLOPs per token at the given sequence length (forward + backward)
+    total_params: int  # unique parameters (tied embeddings counted once)
+    embedding_params: int  # input embedding table
+    active_params: int  # parameters touched per token (MoE: top-k routed + shared experts)
+    flops_per_token: float  # training FLOPs per token at the given sequence length (forward + backward)
 
     def summary(self) -> dict:
-        return {"total_params": self.total_params, "embedding_params": self.embedding_params,
-                "active_params": self.active_params, "flops_per_token": self.flops_per_token}
+        return {
+            "total_params": self.total_params,
+            "embedding_params": self.embedding_params,
+            "active_params": self.active_params,
+            "flops_per_token": self.flops_per_token,
+        }
 
 
 def _expert_params_per_layer(model) -> tuple[int, int]:
@@ -59,5 +64,9 @@ def training_memory_gb(spec: ModelSpec, gpus: int = 8, zero_stage: int = 3, byte
     if zero_stage >= 3:
         weights /= gpus
     gb = 1024**3
-    return {"weights_gb": weights / gb, "grads_gb": grads / gb, "optimizer_gb": optim / gb,
-            "total_gb": (weights + grads + optim) / gb}
+    return {
+        "weights_gb": weights / gb,
+        "grads_gb": grads / gb,
+        "optimizer_gb": optim / gb,
+        "total_gb": (weights + grads + optim) / gb,
+    }

@@ -10,6 +10,7 @@
   and only rank 0 writes (safetensors, tokenizer, recipe, lineage) into a temporary directory that is renamed into
   place, so a reader never sees half a model. No rank waits for another's disk or network work afterwards.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 # ---------------------------------------------------------------- where a model comes from
 
+
 def resolve(source: str | Path, dest: str | Path | None = None) -> Path:
     """A local model directory for `source`; registry and run URIs are downloaded once per machine and verified."""
     s = str(source)
@@ -43,8 +45,10 @@ def resolve(source: str | Path, dest: str | Path | None = None) -> Path:
         return _download(s, dest)
     path = Path(s)
     if not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
-                             "a registry URI like models:/qwenflow-tiny@champion")
+        raise ModelNotFoundError(
+            f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
+            "a registry URI like models:/qwenflow-tiny@champion"
+        )
     return path
 
 
@@ -52,7 +56,9 @@ def _download(uri: str, dest: str | Path | None) -> Path:
     """Local rank 0 downloads and verifies; the other ranks on the node wait for its marker file (no collective)."""
     from qwenflow.tracking import qwenflow_home
 
-    dest = Path(dest) if dest else qwenflow_home() / "models" / uri.replace(":/", "_").replace("/", "_").replace("@", "_")
+    dest = (
+        Path(dest) if dest else qwenflow_home() / "models" / uri.replace(":/", "_").replace("/", "_").replace("@", "_")
+    )
     done = dest / ".qwenflow_verified"
     if dist.local_rank() == 0:
         if done.is_file() and Path(done.read_text()).is_dir():
@@ -81,18 +87,23 @@ def _fetch_verified(uri: str, dest: Path) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
     if not configs:
-        raise ModelNotFoundError(f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?")
+        raise ModelNotFoundError(
+            f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?"
+        )
     model_dir = configs[0].parent
     if uri.startswith("runs:/"):
-        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        run_id = uri[len("runs:/") :].split("/", 1)[0]
         expected = mlflow.MlflowClient().get_run(run_id).data.tags.get("qwenflow.model_sha256")
         if expected and sha256_path(model_dir) != expected:
-            raise ModelIntegrityError(f"{uri}: downloaded files do not hash to the run's qwenflow.model_sha256 tag "
-                                      f"({expected}); refusing to use a changed artifact")
+            raise ModelIntegrityError(
+                f"{uri}: downloaded files do not hash to the run's qwenflow.model_sha256 tag "
+                f"({expected}); refusing to use a changed artifact"
+            )
     return model_dir
 
 
 # ---------------------------------------------------------------- sharded construction
+
 
 def deepspeed_init_config(distributed, *, bf16: bool) -> dict:
     """The part of a DeepSpeed config zero.Init reads (stage, precision, offload)."""
@@ -100,16 +111,20 @@ def deepspeed_init_config(distributed, *, bf16: bool) -> dict:
     zero: dict[str, Any] = {"stage": 3}
     if distributed.cpu_offload:
         zero["offload_param"] = {"device": "cpu"}
-    return {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, "train_batch_size": world,
-            "zero_optimization": zero, "bf16": {"enabled": bool(bf16)}}
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": world,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bool(bf16)},
+    }
 
 
 def _init_deepspeed_dist() -> None:
     import deepspeed
 
     if not dist.initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
-                                   verbose=False)
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
 
 
 def _zero3(distributed) -> bool:
@@ -139,13 +154,16 @@ def build_causal_lm(spec, *, distributed=None, bf16: bool = False, seed: int | N
 
 # ---------------------------------------------------------------- loading
 
+
 def _checked_from_pretrained(cls, path: Path, **kwargs):
     try:
         model, info = cls.from_pretrained(str(path), local_files_only=True, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"{path}: cannot read the model's weights ({type(e).__name__}: {first}); the "
-                             "safetensors file is truncated or not a model of this architecture") from None
+        raise ModelLoadError(
+            f"{path}: cannot read the model's weights ({type(e).__name__}: {first}); the "
+            "safetensors file is truncated or not a model of this architecture"
+        ) from None
     ignored = set(getattr(model, "_keys_to_ignore_on_load_missing", None) or ())
     missing = [k for k in info.get("missing_keys", []) if k not in ignored]
     unexpected = list(info.get("unexpected_keys", []))
@@ -153,15 +171,16 @@ def _checked_from_pretrained(cls, path: Path, **kwargs):
         missing = [k for k in missing if not k.startswith("score.")]
         unexpected = [k for k in unexpected if not k.startswith("lm_head.")]
     if missing or unexpected or info.get("mismatched_keys"):
-        raise ModelLoadError(f"{path}: the weights do not match the config's architecture (missing {missing[:3]}"
-                             f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                             f"{'...' if len(unexpected) > 3 else ''}, mismatched {list(info.get('mismatched_keys', []))[:3]});"
-                             " the directory mixes files from different models")
+        raise ModelLoadError(
+            f"{path}: the weights do not match the config's architecture (missing {missing[:3]}"
+            f"{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+            f"{'...' if len(unexpected) > 3 else ''}, mismatched {list(info.get('mismatched_keys', []))[:3]});"
+            " the directory mixes files from different models"
+        )
     return model
 
 
-def _load_zero3(auto_cls, path: Path, distributed, *, bf16: bool, config=None, num_labels: int | None = None,
-                **kwargs):
+def _load_zero3(auto_cls, path: Path, distributed, *, bf16: bool, config=None, num_labels: int | None = None, **kwargs):
     """A ZeRO-3-partitioned model read partition by partition from path's safetensors (models/sharded.py)."""
     from transformers import AutoConfig
 
@@ -178,21 +197,33 @@ def _load_zero3(auto_cls, path: Path, distributed, *, bf16: bool, config=None, n
     cls = auto_cls._model_mapping[type(config)]
     model = sharded.empty(cls, config, deepspeed_init_config(distributed, bf16=bf16))
     try:
-        missing, unexpected = sharded.load_partitions(model, path, fresh=("score.",) if num_labels else (),
-                                                      std=getattr(config, "initializer_range", 0.02))
+        missing, unexpected = sharded.load_partitions(
+            model, path, fresh=("score.",) if num_labels else (), std=getattr(config, "initializer_range", 0.02)
+        )
     except Exception as e:  # safetensors raises its own error types for truncated files
-        raise ModelLoadError(f"{path}: cannot read the model's weights ({type(e).__name__}: {e}); the safetensors "
-                             "file is truncated or not a model of this architecture") from None
+        raise ModelLoadError(
+            f"{path}: cannot read the model's weights ({type(e).__name__}: {e}); the safetensors "
+            "file is truncated or not a model of this architecture"
+        ) from None
     if num_labels is not None:
         unexpected = [k for k in unexpected if not k.startswith("lm_head.")]
     if missing or unexpected:
-        raise ModelLoadError(f"{path}: the weights do not match the config's architecture (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}); the directory mixes files from different models")
+        raise ModelLoadError(
+            f"{path}: the weights do not match the config's architecture (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); the directory mixes files from different models"
+        )
     return model
 
 
-def load_causal_lm(source: str | Path, *, dtype: torch.dtype | str = torch.float32, config=None,
-                   distributed=None, bf16: bool = False, **kwargs):
+def load_causal_lm(
+    source: str | Path,
+    *,
+    dtype: torch.dtype | str = torch.float32,
+    config=None,
+    distributed=None,
+    bf16: bool = False,
+    **kwargs,
+):
     """A causal LM from a directory or registry URI (verified); under ZeRO-3 each rank reads only its partitions."""
     from transformers import AutoModelForCausalLM
 
@@ -204,16 +235,18 @@ def load_causal_lm(source: str | Path, *, dtype: torch.dtype | str = torch.float
     return _checked_from_pretrained(AutoModelForCausalLM, path, dtype=dtype, **kwargs)
 
 
-def load_reward_model(source: str | Path, *, num_labels: int | None = None, distributed=None, bf16: bool = False,
-                      **kwargs):
+def load_reward_model(
+    source: str | Path, *, num_labels: int | None = None, distributed=None, bf16: bool = False, **kwargs
+):
     """A sequence-classification (reward) model; num_labels=1 adds a fresh score head to a causal LM."""
     from transformers import AutoModelForSequenceClassification
 
     path = resolve(source)
     if _zero3(distributed):
         kwargs.pop("dtype", None)
-        return _load_zero3(AutoModelForSequenceClassification, path, distributed, bf16=bf16, num_labels=num_labels,
-                           **kwargs)
+        return _load_zero3(
+            AutoModelForSequenceClassification, path, distributed, bf16=bf16, num_labels=num_labels, **kwargs
+        )
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
     return _checked_from_pretrained(AutoModelForSequenceClassification, path, **kwargs)
@@ -226,6 +259,7 @@ def load_config(source: str | Path):
 
 
 # ---------------------------------------------------------------- saving
+
 
 def _is_sharded(model) -> bool:
     from torch.distributed.tensor import DTensor
@@ -263,8 +297,16 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
     return out if main else None
 
 
-def save(model, out_dir: str | Path, *, tokenizer=None, recipe=None, lineage: dict | None = None,
-         state_dict: dict | None = None, atomic: bool = True) -> Path:
+def save(
+    model,
+    out_dir: str | Path,
+    *,
+    tokenizer=None,
+    recipe=None,
+    lineage: dict | None = None,
+    state_dict: dict | None = None,
+    atomic: bool = True,
+) -> Path:
     """Write a model directory (safetensors + tokenizer + recipe + lineage) from rank 0 only. atomic: written
     beside out_dir and renamed over it (out_dir is replaced); otherwise written into out_dir among its other files
     (the pre-training engine's output directory also holds its checkpoints and metrics)."""
@@ -294,4 +336,3 @@ def save(model, out_dir: str | Path, *, tokenizer=None, recipe=None, lineage: di
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     return out_dir
-

@@ -10,6 +10,7 @@ its own partition:
 Hand-written because transformers' ZeRO-3 paths gather each module whole on every rank to initialise or load it:
 the 0.5B model's tied embedding alone is a quarter of the model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,7 @@ def normal_slice(seed: int, name: str, numel: int, start: int, count: int) -> to
         n = min(CHUNK, numel - k * CHUNK)
         values = torch.randn(n, generator=torch.Generator().manual_seed(_seed(seed, name, k)))
         lo, hi = max(start, k * CHUNK) - k * CHUNK, min(start + count, k * CHUNK + n) - k * CHUNK
-        out[pos:pos + hi - lo] = values[lo:hi]
+        out[pos : pos + hi - lo] = values[lo:hi]
         pos += hi - lo
     return out
 
@@ -81,8 +82,9 @@ def init_by_name(model, seed: int, std: float) -> None:
 
 
 @torch.no_grad()
-def load_partitions(model, model_dir: Path, *, fresh: tuple[str, ...] = (), seed: int = 0,
-                    std: float = 0.02) -> tuple[list[str], list[str]]:
+def load_partitions(
+    model, model_dir: Path, *, fresh: tuple[str, ...] = (), seed: int = 0, std: float = 0.02
+) -> tuple[list[str], list[str]]:
     """Fill each rank's partitions from model_dir's safetensors; parameters whose name starts with one of `fresh`
     (e.g. a new reward head) are initialised instead. Returns (missing, unexpected) parameter names."""
     from safetensors import safe_open
@@ -106,11 +108,11 @@ def load_partitions(model, model_dir: Path, *, fresh: tuple[str, ...] = (), seed
         part = handles[name].get_slice(name)
         shape = part.get_shape()
         if len(shape) <= 1:
-            values = part[start:start + count]
+            values = part[start : start + count]
         else:  # read the rows that hold this partition, then cut it out of them
             row = p.ds_numel // shape[0]
             r0, r1 = start // row, -(-(start + count) // row)
-            values = part[r0:r1].reshape(-1)[start - r0 * row:start - r0 * row + count]
+            values = part[r0:r1].reshape(-1)[start - r0 * row : start - r0 * row + count]
         p.ds_tensor[:count].copy_(values.to(p.ds_tensor.dtype))
     known = set(model.state_dict().keys())
     unexpected = [k for k in handles if k not in known]

@@ -5,6 +5,7 @@ its code is unchanged and a completed output for that hash exists.
 Layout: <root>/<stage>/<key>/ is the stage's work dir (training checkpoints survive a kill there, so a rerun
 resumes), and <root>/<stage>/<key>.done.json marks it complete and stores the stage's result.
 """
+
 from __future__ import annotations
 
 import hashlib

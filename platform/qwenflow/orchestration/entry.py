@@ -1,6 +1,7 @@
 """What every process of a distributed stage runs (`torchrun -m qwenflow.orchestration.entry STAGE ...`): the same
 stage function the KFP component calls in-process, on every rank. Rank 0 writes the stage's result where the
 launching step reads it; the other ranks only train."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
 """Stage events (start, done, cached, skipped, failed) appended as JSON lines: the live view, the summary and the
 benchmark read them. Written only when QWENFLOW_EVENTS names a file (local runs set it)."""
+
 from __future__ import annotations
 
 import json
@@ -38,5 +39,9 @@ def latest_by_stage(records: list[dict]) -> dict[str, dict]:
     state: dict[str, dict] = {}
     for r in records:
         prev = state.get(r["stage"], {})
-        state[r["stage"]] = {**prev, **r, "started": prev.get("started", r["time"]) if r["status"] != "start" else r["time"]}
+        state[r["stage"]] = {
+            **prev,
+            **r,
+            "started": prev.get("started", r["time"]) if r["status"] != "start" else r["time"],
+        }
     return state

@@ -8,6 +8,7 @@ N is `--nproc` (QWENFLOW_NPROC: N CPU processes with gloo, how CI exercises the 
 the stage's resources ask for, when this machine has them. Every process runs qwenflow.orchestration.entry, which
 calls the same stage function; only rank 0 has side effects (MLflow, model files, hashes).
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,15 @@ def torchrun(module_args: list[str], nproc: int, *, env: dict[str, str] | None =
     child_env.pop(ENV_NPROC, None)  # the workers run the stage themselves; they must not launch again
     if "OMP_NUM_THREADS" not in child_env:  # share the cores between the processes instead of oversubscribing
         child_env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", *module_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        *module_args,
+    ]
     proc = subprocess.Popen(cmd, env=child_env, start_new_session=True)
 
     def stop(signum, frame):
@@ -93,8 +101,10 @@ def torchrun(module_args: list[str], nproc: int, *, env: dict[str, str] | None =
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if code != 0:
-        raise LaunchFailed(f"{nproc} torchrun processes of `{' '.join(module_args[:2])}` exited with code {code}; "
-                           "the failing rank's traceback is in the log above")
+        raise LaunchFailed(
+            f"{nproc} torchrun processes of `{' '.join(module_args[:2])}` exited with code {code}; "
+            "the failing rank's traceback is in the log above"
+        )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -117,8 +127,9 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def run_stage_processes(stage: str, recipe_path: str, inputs: dict[str, str | None], out: Path, nproc: int,
-                        resume: bool) -> dict:
+def run_stage_processes(
+    stage: str, recipe_path: str, inputs: dict[str, str | None], out: Path, nproc: int, resume: bool
+) -> dict:
     """The stage as `nproc` processes on this machine; returns rank 0's result. Under --nproc (not the cluster's
     GPU count) micro batches are fitted to the process count (fit_recipe_to_world)."""
     from .entry import read_entry_result
@@ -150,12 +161,20 @@ def fit_recipe_to_world(recipe, section_name: str | None = None):
         if not isinstance(glob, int) or not micro or glob % (micro * world) == 0:
             continue
         if glob % world:
-            raise ValueError(f"{name}.global_batch_size ({glob}) does not split over {world} processes; choose a "
-                             f"process count that divides it")
+            raise ValueError(
+                f"{name}.global_batch_size ({glob}) does not split over {world} processes; choose a "
+                f"process count that divides it"
+            )
         per_rank = glob // world
         fitted = max(d for d in range(1, min(micro, per_rank) + 1) if per_rank % d == 0)
         if dist.is_main():
-            log.warning("%s: micro_batch_size %d -> %d so that %d processes share the global batch of %d",
-                        name, micro, fitted, world, glob)
+            log.warning(
+                "%s: micro_batch_size %d -> %d so that %d processes share the global batch of %d",
+                name,
+                micro,
+                fitted,
+                world,
+                glob,
+            )
         updates[name] = section.model_copy(update={"micro_batch_size": fitted})
     return recipe.model_copy(update=updates) if updates else recipe

@@ -1,4 +1,5 @@
 """The live view of a local run: which stage runs, what finished (and how long it took), the latest log line."""
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,9 @@ def view(events_path: Path, t0: float, tee: LogTee | None = None):
     for name in ORDER:
         s = state.get(name)
         status = "waiting" if s is None else ("running" if s["status"] == "start" else s["status"])
-        secs = "" if s is None else (f"{now - s['started']:.0f}" if status == "running" else f"{s.get('seconds', 0):.1f}")
+        secs = (
+            "" if s is None else (f"{now - s['started']:.0f}" if status == "running" else f"{s.get('seconds', 0):.1f}")
+        )
         table.add_row(name, Text(status, style=STYLE.get(status, "")), secs)
     tail = Text((tee.last if tee else "")[-160:], style="dim")
     return Group(table, tail)

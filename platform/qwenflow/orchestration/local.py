@@ -1,5 +1,6 @@
 """Run the recipe pipeline on this machine: the same KFP pipeline under kfp.local's SubprocessRunner, MLflow on a
 local SQLite store (or any tracking URI), the content-keyed resume cache, a live view and a final summary."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,12 +28,12 @@ class PipelineFailed(RuntimeError):
 class LocalRun:
     recipe: str = "tiny"
     overrides: tuple[str, ...] = ()
-    run_dir: Path | None = None          # default: $QWENFLOW_HOME/runs/<recipe>; reruns there resume
-    tracking_uri: str | None = None      # default: sqlite under QWENFLOW_HOME
-    force: tuple[str, ...] = ()          # stages to rerun although cached ("all" reruns everything)
+    run_dir: Path | None = None  # default: $QWENFLOW_HOME/runs/<recipe>; reruns there resume
+    tracking_uri: str | None = None  # default: sqlite under QWENFLOW_HOME
+    force: tuple[str, ...] = ()  # stages to rerun although cached ("all" reruns everything)
     no_cache: bool = False
     live: bool = True
-    nproc: int = 1                       # >1: training stages run as N torchrun processes (orchestration.launch)
+    nproc: int = 1  # >1: training stages run as N torchrun processes (orchestration.launch)
 
 
 def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
@@ -44,10 +45,15 @@ def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
         cache.ENV_FORCE: ",".join(run.force),
         events.ENV: str(events_path),
         "QWENFLOW_HOME": str(home),
-        "MLFLOW_TRACKING_URI": run.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": run.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{home / 'mlflow.db'}",
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(home / "bentoml")),
-        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "false",
-        "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
         launch.ENV_NPROC: str(run.nproc) if run.nproc > 1 else "",
         RUN_DIR_ENV: str(run_dir),  # every MLflow run of this attempt is tagged with it (tracking/lineage.py)
     }
@@ -122,7 +128,9 @@ def _owning(run_dir: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"another `qwenflow run` is using {run_dir}; wait for it, or pass another --run-dir") from None
+            raise ValueError(
+                f"another `qwenflow run` is using {run_dir}; wait for it, or pass another --run-dir"
+            ) from None
         yield
 
 
@@ -146,8 +154,12 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     pipeline = build_pipeline(recipe, list(run.overrides), kubernetes=False)
 
     # Local runs execute the components in this venv by design; kfp warns about the image name on every task.
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom", category=RuntimeWarning)
-    warnings.filterwarnings("ignore", message=r"Task '.*': settings \['display_name'\] have no effect", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="You may be attemping to run a task that uses custom", category=RuntimeWarning
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"Task '.*': settings \['display_name'\] have no effect", category=UserWarning
+    )
     t0 = time.time()
     tee = LogTee(log_path)
     error: Exception | None = None
@@ -155,10 +167,23 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
         from qwenflow.tracking.lineage import close_dead_attempts
 
         close_dead_attempts(str(run_dir))  # an earlier attempt here died (SIGKILL, lost terminal): close its runs
-        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "pipeline_root"),
-                       raise_on_error=True)
-        live = Live(get_renderable=lambda: view(events_path, t0, tee), console=console, refresh_per_second=2,
-                    redirect_stdout=False, redirect_stderr=False, transient=False) if run.live else contextlib.nullcontext()
+        kfp.local.init(
+            runner=kfp.local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(run_dir / "pipeline_root"),
+            raise_on_error=True,
+        )
+        live = (
+            Live(
+                get_renderable=lambda: view(events_path, t0, tee),
+                console=console,
+                refresh_per_second=2,
+                redirect_stdout=False,
+                redirect_stderr=False,
+                transient=False,
+            )
+            if run.live
+            else contextlib.nullcontext()
+        )
         try:
             with _stop_children_on_sigterm(), live, contextlib.redirect_stdout(tee):
                 pipeline(recipe_name=recipe_arg)
@@ -170,6 +195,7 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     if error is not None:
         failed = summary.failed
         where = f"stage '{failed[0]}' failed: {failed[1]}" if failed else f"the pipeline failed: {error}"
-        raise PipelineFailed(summary, f"{where}\n(full log: {log_path}; rerun the same command to resume, "
-                                      "finished stages are skipped)")
+        raise PipelineFailed(
+            summary, f"{where}\n(full log: {log_path}; rerun the same command to resume, finished stages are skipped)"
+        )
     return summary

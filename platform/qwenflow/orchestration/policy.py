@@ -6,6 +6,7 @@ Retries: only training stages retry (after a preempted node they resume from the
 would fail the same way again. And a failure no retry can fix (a recipe, data or validation error) is remembered on
 the shared volume: the retried attempt of that step fails at once with the same reason instead of training again.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,16 @@ from pydantic import ValidationError
 MINUTE, HOUR, DAY = 60, 3600, 24 * 3600
 # By KFP component name (components/<name>.py); training steps: days, for the largest recipes' pre-training.
 DEFAULT_TIMEOUT_S = {
-    "start_run": 15 * MINUTE, "finish_run": 15 * MINUTE, "gate": 15 * MINUTE, "deploy": 15 * MINUTE,
-    "register": 2 * HOUR, "build_bento": 2 * HOUR,          # copy and hash the model's weights (~145 GB for 72B)
-    "validate_data": 2 * HOUR, "tokenizer": 2 * HOUR, "prepare_data": 12 * HOUR, "evaluate": 24 * HOUR,
+    "start_run": 15 * MINUTE,
+    "finish_run": 15 * MINUTE,
+    "gate": 15 * MINUTE,
+    "deploy": 15 * MINUTE,
+    "register": 2 * HOUR,
+    "build_bento": 2 * HOUR,  # copy and hash the model's weights (~145 GB for 72B)
+    "validate_data": 2 * HOUR,
+    "tokenizer": 2 * HOUR,
+    "prepare_data": 12 * HOUR,
+    "evaluate": 24 * HOUR,
 }
 TRAINING = {"pretrain", "long_context", "sft", "reward_model", "dpo", "grpo"}
 TRAINING_TIMEOUT_S = 7 * DAY
@@ -39,6 +47,7 @@ def step_policy(task, res) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- errors no retry can fix
+
 
 def fatal(e: BaseException) -> bool:
     """Errors from the recipe or the data: the same inputs fail the same way on every attempt."""

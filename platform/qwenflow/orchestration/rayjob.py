@@ -7,6 +7,7 @@ creates it, follows jobDeploymentStatus/jobStatus, and deletes it when the job e
 step is stopped (SIGTERM from a terminated run, Ctrl-C); a retried step reuses a succeeded job's output and
 replaces a failed one. shutdownAfterJobFinishes also has KubeRay tear the RayCluster down if the step is gone.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,26 +28,38 @@ MARKER = "QWENFLOW_IN_RAYJOB"  # set inside the job, so the stage there runs on 
 
 def on_cluster() -> bool:
     """A compiled pipeline's step (the shared volume is mounted), not already inside a RayJob."""
-    return bool(os.environ.get("QWENFLOW_PVC_MOUNT")) and not os.environ.get(MARKER) and not os.environ.get("RAY_ADDRESS")
+    return (
+        bool(os.environ.get("QWENFLOW_PVC_MOUNT")) and not os.environ.get(MARKER) and not os.environ.get("RAY_ADDRESS")
+    )
 
 
 def _container(name: str, pod: JobPod, res, command: list[str] | None = None) -> dict:
     amounts = {"cpu": res.cpu, "memory": res.memory}
     env = [{"name": k, "value": v} for k, v in pod.env.items()]
-    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": pod.mlflow_secret, "key": k, "optional": True}}}
-            for k in SECRET_KEYS]
-    c = {"name": name, "image": pod.image, "resources": {"requests": dict(amounts), "limits": dict(amounts)},
-         "env": env, "volumeMounts": [{"name": "work", "mountPath": pod.mount_path},
-                                      {"name": "dshm", "mountPath": "/dev/shm"}]}  # Ray's object store lives in /dev/shm
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": pod.mlflow_secret, "key": k, "optional": True}}}
+        for k in SECRET_KEYS
+    ]
+    c = {
+        "name": name,
+        "image": pod.image,
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "env": env,
+        "volumeMounts": [{"name": "work", "mountPath": pod.mount_path}, {"name": "dshm", "mountPath": "/dev/shm"}],
+    }  # Ray's object store lives in /dev/shm
     if command:
         c["command"] = command
     return c
 
 
 def _pod_template(name: str, pod: JobPod, res) -> dict:
-    spec = {"containers": [_container(name, pod, res)],
-            "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": pod.pvc}},
-                        {"name": "dshm", "emptyDir": {"medium": "Memory"}}]}
+    spec = {
+        "containers": [_container(name, pod, res)],
+        "volumes": [
+            {"name": "work", "persistentVolumeClaim": {"claimName": pod.pvc}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        ],
+    }
     selector = {**({"nvidia.com/gpu.product": res.gpu_product} if res.gpu_product else {}), **res.node_selector}
     if selector:
         spec["nodeSelector"] = selector
@@ -61,21 +74,45 @@ def rayjob(name: str, namespace: str, data_spec, args: list[str], pod: JobPod, *
     """The RayJob manifest: head + (resources.nodes - 1) workers, each with data.resources' CPU and memory."""
     res = data_spec.resources
     start = {"object-store-memory": str(data_spec.ray_object_store_mb << 20)} if data_spec.ray_object_store_mb else {}
-    metadata = {"name": name, "namespace": namespace,
-                "labels": {"app.kubernetes.io/part-of": "qwenflow", "qwenflow.dev/stage": stage}}
+    metadata = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/part-of": "qwenflow", "qwenflow.dev/stage": stage},
+    }
     if pod.owner:
         metadata["ownerReferences"] = [pod.owner]
-    cluster = {"rayVersion": RAY_VERSION,
-               "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", **start},
-                                 "template": _pod_template("ray-head", pod, res)}}
+    cluster = {
+        "rayVersion": RAY_VERSION,
+        "headGroupSpec": {
+            "rayStartParams": {"dashboard-host": "0.0.0.0", **start},
+            "template": _pod_template("ray-head", pod, res),
+        },
+    }
     if res.nodes > 1:
-        cluster["workerGroupSpecs"] = [{"groupName": "data", "replicas": res.nodes - 1, "minReplicas": res.nodes - 1,
-                                        "maxReplicas": res.nodes - 1, "rayStartParams": dict(start),
-                                        "template": _pod_template("ray-worker", pod, res)}]
-    return {"apiVersion": RAYJOB.api_version, "kind": RAYJOB.kind, "metadata": metadata,
-            "spec": {"entrypoint": shlex.join(["python", "-m", "qwenflow.orchestration.entry", *args]),
-                     "submissionMode": "K8sJobMode", "shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": 300,
-                     "activeDeadlineSeconds": res.timeout_s, "backoffLimit": res.retries, "rayClusterSpec": cluster}}
+        cluster["workerGroupSpecs"] = [
+            {
+                "groupName": "data",
+                "replicas": res.nodes - 1,
+                "minReplicas": res.nodes - 1,
+                "maxReplicas": res.nodes - 1,
+                "rayStartParams": dict(start),
+                "template": _pod_template("ray-worker", pod, res),
+            }
+        ]
+    return {
+        "apiVersion": RAYJOB.api_version,
+        "kind": RAYJOB.kind,
+        "metadata": metadata,
+        "spec": {
+            "entrypoint": shlex.join(["python", "-m", "qwenflow.orchestration.entry", *args]),
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": 300,
+            "activeDeadlineSeconds": res.timeout_s,
+            "backoffLimit": res.retries,
+            "rayClusterSpec": cluster,
+        },
+    }
 
 
 def finished(job: dict) -> str | None:
@@ -103,8 +140,10 @@ def wait(api, namespace: str, name: str, poll_s: float = POLL_S, log=print) -> d
         if state == "succeeded":
             return status
         if state == "failed":
-            raise RuntimeError(f"RayJob {namespace}/{name} failed: {status.get('reason') or status.get('jobStatus')}: "
-                               f"{status.get('message', '')}")
+            raise RuntimeError(
+                f"RayJob {namespace}/{name} failed: {status.get('reason') or status.get('jobStatus')}: "
+                f"{status.get('message', '')}"
+            )
         time.sleep(poll_s)
 
 
@@ -117,11 +156,20 @@ def run_job(api, manifest: dict, *, poll_s: float = POLL_S, log=print) -> dict:
     """Submit, follow, and delete the job whatever happens: done, failed, or this step stopped (SIGTERM); its
     RayCluster and pods go with it."""
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    return trainjob.run_job(api, RAYJOB, manifest, log=log, state=finished, delete_when_done=True,
-                            follow=lambda: wait(api, ns, name, poll_s=poll_s, log=log))
+    return trainjob.run_job(
+        api,
+        RAYJOB,
+        manifest,
+        log=log,
+        state=finished,
+        delete_when_done=True,
+        follow=lambda: wait(api, ns, name, poll_s=poll_s, log=log),
+    )
 
 
-def run_as_rayjob(stage: str, recipe, work: str | Path, *, api=None, core_api=None, poll_s: float | None = None) -> dict:
+def run_as_rayjob(
+    stage: str, recipe, work: str | Path, *, api=None, core_api=None, poll_s: float | None = None
+) -> dict:
     """From a KFP step: run `stage` as a RayJob writing into `work` (on the shared volume), follow it, return the
     stage's result as the job wrote it."""
     from qwenflow.recipe import recipe_to_yaml
@@ -131,8 +179,10 @@ def run_as_rayjob(stage: str, recipe, work: str | Path, *, api=None, core_api=No
     mount = os.environ["QWENFLOW_PVC_MOUNT"]
     work = Path(work)
     if not str(work.resolve()).startswith(str(Path(mount).resolve())):
-        raise RuntimeError(f"{stage} on Ray writes {work}, which is not on the shared volume {mount} the RayJob's "
-                           "pods mount; compiled pipelines set QWENFLOW_WORK_DIR there")
+        raise RuntimeError(
+            f"{stage} on Ray writes {work}, which is not on the shared volume {mount} the RayJob's "
+            "pods mount; compiled pipelines set QWENFLOW_WORK_DIR there"
+        )
     run_id = os.environ.get("KFP_RUN_ID", "manual")
     recipe_file = Path(mount) / "work" / run_id / f"{stage}-inputs" / "recipe.yaml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
@@ -144,10 +194,19 @@ def run_as_rayjob(stage: str, recipe, work: str | Path, *, api=None, core_api=No
         api = k8s.CustomObjectsApi()
     ns = _namespace()
     name = job_name(stage, run_id)
-    pod = JobPod(image=os.environ["QWENFLOW_IMAGE"], pvc=os.environ["QWENFLOW_PVC"], mount_path=mount,
-                 service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"), owner=step_pod_owner(ns, core_api),
-                 env={"QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""), "KFP_RUN_ID": run_id,
-                      "HF_HUB_OFFLINE": "1", MARKER: "1"})
+    pod = JobPod(
+        image=os.environ["QWENFLOW_IMAGE"],
+        pvc=os.environ["QWENFLOW_PVC"],
+        mount_path=mount,
+        service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"),
+        owner=step_pod_owner(ns, core_api),
+        env={
+            "QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""),
+            "KFP_RUN_ID": run_id,
+            "HF_HUB_OFFLINE": "1",
+            MARKER: "1",
+        },
+    )
     args = [stage, "--recipe", str(recipe_file), "--out", str(work)]
     run_job(api, rayjob(name, ns, recipe.data, args, pod, stage=stage), poll_s=POLL_S if poll_s is None else poll_s)
     return {**read_entry_result(work), "rayjob": f"{ns}/{name}", "nodes": recipe.data.resources.nodes}

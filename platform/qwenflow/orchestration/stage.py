@@ -1,6 +1,7 @@
 """What every KFP component does around its stage function: read the recipe, nest MLflow under the pipeline's
 parent run, honour `enabled` and `init_from`, skip on a resume-cache hit, run (locally, or as a multi-node
 Kubeflow training job), record events, and name the stage in any failure."""
+
 from __future__ import annotations
 
 import gc
@@ -52,8 +53,15 @@ def _write_result(output: Path, result) -> dict:
     return result
 
 
-def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], output: str,
-              parent_run_id: str = "", kfp_run_id: str = "") -> dict:
+def run_stage(
+    name: str,
+    *,
+    recipe_path: str,
+    inputs: dict[str, str | None],
+    output: str,
+    parent_run_id: str = "",
+    kfp_run_id: str = "",
+) -> dict:
     """Run one stage into `output` (a directory) and return its result dict (also stored in output)."""
     stage = STAGES[name]
     output = Path(output)
@@ -75,7 +83,8 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
         if section is not None and not section.enabled:
             # Switched off: pass the model through so the rest of the chain runs unchanged.
             source = getattr(section, "init_from", None) or (
-                model_in if stage.passthrough and _has_model(model_in) else None)
+                model_in if stage.passthrough and _has_model(model_in) else None
+            )
             if source:
                 cache.link_tree(_resolve_start(source, output.parent / f"{output.name}.start"), output)
             else:
@@ -87,8 +96,10 @@ def run_stage(name: str, *, recipe_path: str, inputs: dict[str, str | None], out
         if getattr(section, "init_from", None):
             inputs = {**inputs, "model": _resolve_start(section.init_from, output.parent / f"{output.name}.start")}
         elif "model" in inputs and not _has_model(model_in):
-            raise ValueError(f"no model to start from: the stages before {name} were switched off; set "
-                             f"{stage.switch}.init_from to a model directory or models:/ URI")
+            raise ValueError(
+                f"no model to start from: the stages before {name} were switched off; set "
+                f"{stage.switch}.init_from to a model directory or models:/ URI"
+            )
         paths = {k: (str(v) if v else None) for k, v in inputs.items()}
         if paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
             os.environ["QWENFLOW_DATA_DIR"] = paths["data"]

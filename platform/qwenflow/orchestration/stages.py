@@ -4,11 +4,13 @@ code its result depends on (the resume cache's key), and whether it needs a star
 Components, the multi-node job entry point and tests all go through this one table, so a contract change in a
 stage function is adapted in one place.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DATASET_KINDS = ("corpus", "sft", "rl", "preferences", "eval")
 
@@ -16,14 +18,14 @@ DATASET_KINDS = ("corpus", "sft", "rl", "preferences", "eval")
 @dataclass(frozen=True)
 class Stage:
     name: str
-    run: Callable[..., Any]          # run(recipe, inputs: dict[str, Path], out_dir: Path, resume: bool) -> result
-    sections: tuple[str, ...]        # recipe sections the result depends on
-    code: tuple[str, ...]            # qwenflow packages whose source is part of the cache key
-    switch: str | None = None        # recipe section whose `enabled` turns the stage off (passes its model through)
-    resumable: bool = False          # keeps a partial work dir between attempts (training checkpoints)
-    trains: bool = False             # may run as a multi-node job when resources.nodes > 1
-    cacheable: bool = True           # False when the result depends on outside state (the registry's champion)
-    passthrough: bool = True         # switched off, hands its input model on (the reward model has none to hand on)
+    run: Callable[..., Any]  # run(recipe, inputs: dict[str, Path], out_dir: Path, resume: bool) -> result
+    sections: tuple[str, ...]  # recipe sections the result depends on
+    code: tuple[str, ...]  # qwenflow packages whose source is part of the cache key
+    switch: str | None = None  # recipe section whose `enabled` turns the stage off (passes its model through)
+    resumable: bool = False  # keeps a partial work dir between attempts (training checkpoints)
+    trains: bool = False  # may run as a multi-node job when resources.nodes > 1
+    cacheable: bool = True  # False when the result depends on outside state (the registry's champion)
+    passthrough: bool = True  # switched off, hands its input model on (the reward model has none to hand on)
 
 
 def _prepare(recipe, inputs, out, resume):
@@ -68,13 +70,17 @@ def _tokenizer(recipe, inputs, out, resume):
 def _pretrain(recipe, inputs, out, resume):
     from qwenflow.train.pretrain import run_pretrain
 
-    return {"model_dir": str(run_pretrain(recipe, Path(inputs["data"]) / "corpus", inputs["tokenizer"], out, resume=resume))}
+    return {
+        "model_dir": str(run_pretrain(recipe, Path(inputs["data"]) / "corpus", inputs["tokenizer"], out, resume=resume))
+    }
 
 
 def _long_context(recipe, inputs, out, resume):
     from qwenflow.train.long_context import run_long_context
 
-    return {"model_dir": str(run_long_context(recipe, Path(inputs["data"]) / "corpus", inputs["model"], out, resume=resume))}
+    return {
+        "model_dir": str(run_long_context(recipe, Path(inputs["data"]) / "corpus", inputs["model"], out, resume=resume))
+    }
 
 
 def _sft(recipe, inputs, out, resume):
@@ -95,8 +101,11 @@ def _dpo(recipe, inputs, out, resume):
     reward_dir = inputs.get("reward_model")
     if reward_dir is not None and not _has_model(reward_dir):
         reward_dir = None  # the reward stage was switched off: the verifiers alone split the samples
-    return {"model_dir": str(run_dpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir,
-                                       resume=resume))}
+    return {
+        "model_dir": str(
+            run_dpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir, resume=resume)
+        )
+    }
 
 
 def _grpo(recipe, inputs, out, resume):
@@ -105,8 +114,11 @@ def _grpo(recipe, inputs, out, resume):
     reward_dir = inputs.get("reward_model")
     if reward_dir is not None and not _has_model(reward_dir):
         reward_dir = None  # the reward stage was switched off: GRPO uses its verifiers only
-    return {"model_dir": str(run_grpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir,
-                                        resume=resume))}
+    return {
+        "model_dir": str(
+            run_grpo(recipe, inputs["data"], inputs["model"], out, reward_model_dir=reward_dir, resume=resume)
+        )
+    }
 
 
 def _evaluate(recipe, inputs, out, resume):
@@ -135,10 +147,14 @@ def _register(recipe, inputs, out, resume):
     from qwenflow.eval.registry import register_model
 
     report = json.loads((Path(inputs["report"]) / "report.json").read_text(encoding="utf-8"))
-    version = register_model(inputs["model"], recipe.deploy.registered_model, report,
-                             experiment=recipe.tracking.experiment)
-    return {"name": recipe.deploy.registered_model, "version": str(version),
-            "uri": f"models:/{recipe.deploy.registered_model}/{version}"}
+    version = register_model(
+        inputs["model"], recipe.deploy.registered_model, report, experiment=recipe.tracking.experiment
+    )
+    return {
+        "name": recipe.deploy.registered_model,
+        "version": str(version),
+        "uri": f"models:/{recipe.deploy.registered_model}/{version}",
+    }
 
 
 def _bento(recipe, inputs, out, resume):
@@ -157,29 +173,38 @@ def _deploy(recipe, inputs, out, resume):
     values = helm_values(inputs["model_uri"], recipe.deploy, recipe=recipe)
     values_file = Path(out) / "values.yaml"
     values_file.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    return {"model_uri": inputs["model_uri"], "bento": inputs["bento"], "helm_values": str(values_file),
-            "install": f"helm upgrade --install {recipe.deploy.registered_model} helm/qwenflow-serving -f {values_file}"}
+    return {
+        "model_uri": inputs["model_uri"],
+        "bento": inputs["bento"],
+        "helm_values": str(values_file),
+        "install": f"helm upgrade --install {recipe.deploy.registered_model} helm/qwenflow-serving -f {values_file}",
+    }
 
 
 _TRAIN_CODE = ("qwenflow.train", "qwenflow.models", "qwenflow.data.pack", "qwenflow.artifacts")
 _POST_CODE = ("qwenflow.posttrain", "qwenflow.verifiers", "qwenflow.models", "qwenflow.artifacts")
 
-STAGES: dict[str, Stage] = {s.name: s for s in [
-    Stage("prepare-data", _prepare, ("data",), ("qwenflow.data",)),
-    Stage("validate-data", _validate, (), ("qwenflow.data.contracts",)),
-    Stage("tokenizer", _tokenizer, ("tokenizer",), ("qwenflow.tokenizer",)),
-    Stage("pretrain", _pretrain, ("model", "pretrain"), _TRAIN_CODE, "pretrain", resumable=True, trains=True),
-    Stage("long-context", _long_context, ("long_context",), _TRAIN_CODE, "long_context", resumable=True, trains=True),
-    Stage("sft", _sft, ("sft",), _POST_CODE, "sft", resumable=True, trains=True),
-    Stage("reward", _reward, ("reward",), _POST_CODE, "reward", resumable=True, trains=True, passthrough=False),
-    Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", resumable=True, trains=True),
-    Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", resumable=True, trains=True),
-    Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),
-    Stage("gate", _gate, ("eval", "deploy"), ("qwenflow.eval",), cacheable=False),
-    Stage("register", _register, ("deploy", "tracking"), ("qwenflow.eval",)),
-    Stage("build-bento", _bento, ("deploy",), ("qwenflow.deploy", "qwenflow.serving")),
-    Stage("deploy", _deploy, ("deploy",), ("qwenflow.deploy",), "deploy"),
-]}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage("prepare-data", _prepare, ("data",), ("qwenflow.data",)),
+        Stage("validate-data", _validate, (), ("qwenflow.data.contracts",)),
+        Stage("tokenizer", _tokenizer, ("tokenizer",), ("qwenflow.tokenizer",)),
+        Stage("pretrain", _pretrain, ("model", "pretrain"), _TRAIN_CODE, "pretrain", resumable=True, trains=True),
+        Stage(
+            "long-context", _long_context, ("long_context",), _TRAIN_CODE, "long_context", resumable=True, trains=True
+        ),
+        Stage("sft", _sft, ("sft",), _POST_CODE, "sft", resumable=True, trains=True),
+        Stage("reward", _reward, ("reward",), _POST_CODE, "reward", resumable=True, trains=True, passthrough=False),
+        Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", resumable=True, trains=True),
+        Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", resumable=True, trains=True),
+        Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),
+        Stage("gate", _gate, ("eval", "deploy"), ("qwenflow.eval",), cacheable=False),
+        Stage("register", _register, ("deploy", "tracking"), ("qwenflow.eval",)),
+        Stage("build-bento", _bento, ("deploy",), ("qwenflow.deploy", "qwenflow.serving")),
+        Stage("deploy", _deploy, ("deploy",), ("qwenflow.deploy",), "deploy"),
+    ]
+}
 
 NO_MODEL = ".qwenflow_no_model"
 

@@ -1,5 +1,6 @@
 """The first and last steps of a pipeline run: resolve the recipe with the UI's parameters and open the MLflow
 parent run every stage nests under; close it when the run ends."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,15 +11,24 @@ SWITCHABLE = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo", "deplo
 PIPELINE_STAGE_TAG = "pipeline"
 
 
-def resolve_recipe(recipe_name: str, overrides: list[str] | None = None, model_size: str = "",
-                   data_sources: list[str] | None = None, switches: dict[str, bool] | None = None):
+def resolve_recipe(
+    recipe_name: str,
+    overrides: list[str] | None = None,
+    model_size: str = "",
+    data_sources: list[str] | None = None,
+    switches: dict[str, bool] | None = None,
+):
     """The recipe a run uses: shipped name or file, `--set` overrides, then the UI's size, sources and switches."""
     from qwenflow.recipe import load_recipe
     from qwenflow.recipe.loader import RecipeError
 
     recipe = load_recipe(recipe_name, list(overrides or []))
     if model_size:
-        size_recipe = model_size if model_size.startswith(("qwen", "tiny")) or model_size.endswith(".yaml") else f"qwen2.5-{model_size}"
+        size_recipe = (
+            model_size
+            if model_size.startswith(("qwen", "tiny")) or model_size.endswith(".yaml")
+            else f"qwen2.5-{model_size}"
+        )
         try:
             recipe.model = load_recipe(size_recipe).model
         except RecipeError as e:
@@ -60,9 +70,17 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     from qwenflow.tracking.stage_report import log_parent_params
 
     log_parent_params(client, run.info.run_id, recipe)  # stages add their headline metrics as they finish
-    events.emit("start-run", "done", seconds=time.perf_counter() - t0, result={
-        "parent_run_id": run.info.run_id, "experiment_id": exp.experiment_id, "tracking_uri": tracking_uri(),
-        "recipe": recipe.name})
+    events.emit(
+        "start-run",
+        "done",
+        seconds=time.perf_counter() - t0,
+        result={
+            "parent_run_id": run.info.run_id,
+            "experiment_id": exp.experiment_id,
+            "tracking_uri": tracking_uri(),
+            "recipe": recipe.name,
+        },
+    )
     return run.info.run_id
 
 
@@ -75,14 +93,17 @@ def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
 
     mlflow.set_tracking_uri(ensure_reachable())
     client = MlflowClient()
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                              filter_string=f"tags.`kfp.run_id` = '{kfp_run_id}'")
+    runs = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string=f"tags.`kfp.run_id` = '{kfp_run_id}'"
+    )
     parents = [r for r in runs if r.data.tags.get("qwenflow.stage") == PIPELINE_STAGE_TAG]
     if not parents:
         return "no parent run"
-    failed = state.upper() in ("FAILED", "ERROR", "CANCELED", "CANCELLED") or any(
-        "qwenflow.failed_stage" in p.data.tags for p in parents) or any(
-        r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
+    failed = (
+        state.upper() in ("FAILED", "ERROR", "CANCELED", "CANCELLED")
+        or any("qwenflow.failed_stage" in p.data.tags for p in parents)
+        or any(r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
+    )
     status = "FAILED" if failed else "FINISHED"
     from qwenflow.tracking.lineage import close_open_children
 

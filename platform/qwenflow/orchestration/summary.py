@@ -1,4 +1,5 @@
 """What a finished run produced, read from its stage events: times, artifacts, scores, gate, registry, Bento."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,23 @@ from pathlib import Path
 
 from . import events
 
-ORDER = ("start-run", "prepare-data", "validate-data", "tokenizer", "pretrain", "long-context", "sft", "reward",
-         "dpo", "grpo", "evaluate", "gate", "register", "build-bento", "deploy")
+ORDER = (
+    "start-run",
+    "prepare-data",
+    "validate-data",
+    "tokenizer",
+    "pretrain",
+    "long-context",
+    "sft",
+    "reward",
+    "dpo",
+    "grpo",
+    "evaluate",
+    "gate",
+    "register",
+    "build-bento",
+    "deploy",
+)
 
 
 def flat_scores(report: dict, prefix: str = "") -> dict[str, float]:
@@ -41,7 +57,9 @@ class RunSummary:
 
     @property
     def stage_seconds(self) -> float:
-        return sum(s.get("seconds", 0.0) for s in self.stages.values() if s.get("status") in ("done", "cached", "skipped"))
+        return sum(
+            s.get("seconds", 0.0) for s in self.stages.values() if s.get("status") in ("done", "cached", "skipped")
+        )
 
     @property
     def overhead_s(self) -> float:
@@ -82,8 +100,10 @@ def render(summary: RunSummary):
             continue
         secs = f"{s.get('seconds', 0):.1f}" if "seconds" in s else ""
         table.add_row(name, s["status"], secs, s.get("output", "") or "")
-    lines = [f"wall time {summary.wall_s:.1f} s; stages {summary.stage_seconds:.1f} s; "
-             f"orchestration overhead {summary.overhead_s:.1f} s ({100 * summary.overhead_s / max(summary.wall_s, 1e-9):.1f}%)"]
+    lines = [
+        f"wall time {summary.wall_s:.1f} s; stages {summary.stage_seconds:.1f} s; "
+        f"orchestration overhead {summary.overhead_s:.1f} s ({100 * summary.overhead_s / max(summary.wall_s, 1e-9):.1f}%)"
+    ]
     if link := summary.mlflow_link():
         lines.append(f"MLflow parent run: {link}")
     scores = flat_scores(summary.result("evaluate"))
@@ -91,13 +111,17 @@ def render(summary: RunSummary):
         lines.append("scores: " + ", ".join(f"{k}={v:.4g}" for k, v in list(scores.items())[:12]))
     gate = summary.result("gate")
     if gate:
-        lines.append(f"gate: {'PASSED' if gate.get('passed') else 'FAILED'}" +
-                     "".join(f"\n  {r}" for r in gate.get("reasons", [])))
+        lines.append(
+            f"gate: {'PASSED' if gate.get('passed') else 'FAILED'}"
+            + "".join(f"\n  {r}" for r in gate.get("reasons", []))
+        )
     if reg := summary.result("register"):
         lines.append(f"registered: {reg.get('uri')}")
     if bento := summary.result("build-bento"):
-        lines.append(f"Bento: {bento.get('bento')} in {os.environ.get('BENTOML_HOME', '~/bentoml')} "
-                     f"(serve: bentoml serve {bento.get('bento')})")
+        lines.append(
+            f"Bento: {bento.get('bento')} in {os.environ.get('BENTOML_HOME', '~/bentoml')} "
+            f"(serve: bentoml serve {bento.get('bento')})"
+        )
     if dep := summary.result("deploy"):
         lines.append("deploy: " + ", ".join(f"{k}={v}" for k, v in dep.items()))
     if failed := summary.failed:

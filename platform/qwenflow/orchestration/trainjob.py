@@ -11,6 +11,7 @@ The job belongs to the KFP step that launched it:
   replaced (instead of re-raising its old failure), a running one is adopted (owner moved to the new pod).
 Manifests are built with the SDK models (`kubeflow_trainer_api` for TrainJob, `kubeflow.training` for PyTorchJob).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ from kubernetes import client as k8s
 
 POLL_S = 15
 RUNTIME = "torch-distributed"  # ClusterTrainingRuntime installed with Kubeflow Trainer v2
-NODE = "node"                  # the torch runtime's replicated job and trainer container
+NODE = "node"  # the torch runtime's replicated job and trainer container
 MANAGER = "qwenflow.dev/launcher"
 ENTRY = ["torchrun", "-m", "qwenflow.orchestration.entry"]
 SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -33,6 +34,7 @@ SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKI
 @dataclass(frozen=True)
 class Kind:
     """A job CRD: where it lives in the API and which condition types end it."""
+
     group: str
     version: str
     plural: str
@@ -53,6 +55,7 @@ KINDS = {"trainjob": TRAINJOB, "pytorchjob": PYTORCHJOB}
 @dataclass(frozen=True)
 class JobPod:
     """What every node's pod gets besides the command: image, volume, credentials, owner."""
+
     image: str
     pvc: str
     mount_path: str
@@ -74,22 +77,38 @@ def _node_selector(res) -> dict[str, str]:
 
 
 def _volumes(pod: JobPod) -> tuple[list, list]:
-    volumes = [k8s.V1Volume(name="work", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=pod.pvc)),
-               k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))]  # NCCL needs /dev/shm
-    mounts = [k8s.V1VolumeMount(name="work", mount_path=pod.mount_path), k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+    volumes = [
+        k8s.V1Volume(name="work", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=pod.pvc)),
+        k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory")),
+    ]  # NCCL needs /dev/shm
+    mounts = [
+        k8s.V1VolumeMount(name="work", mount_path=pod.mount_path),
+        k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+    ]
     return volumes, mounts
 
 
 def _env(pod: JobPod) -> list[k8s.V1EnvVar]:
     plain = [k8s.V1EnvVar(name=k, value=v) for k, v in pod.env.items()]
-    secret = [k8s.V1EnvVar(name=k, value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(
-        name=pod.mlflow_secret, key=k, optional=True))) for k in SECRET_KEYS]
+    secret = [
+        k8s.V1EnvVar(
+            name=k,
+            value_from=k8s.V1EnvVarSource(
+                secret_key_ref=k8s.V1SecretKeySelector(name=pod.mlflow_secret, key=k, optional=True)
+            ),
+        )
+        for k in SECRET_KEYS
+    ]
     return plain + secret
 
 
 def _metadata(name: str, namespace: str, pod: JobPod, stage: str) -> k8s.V1ObjectMeta:
-    return k8s.V1ObjectMeta(name=name, namespace=namespace, owner_references=[pod.owner] if pod.owner else None,
-                            labels={"app.kubernetes.io/part-of": "qwenflow", "qwenflow.dev/stage": stage})
+    return k8s.V1ObjectMeta(
+        name=name,
+        namespace=namespace,
+        owner_references=[pod.owner] if pod.owner else None,
+        labels={"app.kubernetes.io/part-of": "qwenflow", "qwenflow.dev/stage": stage},
+    )
 
 
 def to_manifest(obj) -> dict:
@@ -109,25 +128,58 @@ def train_job(name: str, namespace: str, res, args: list[str], pod: JobPod, *, s
     volumes, mounts = _volumes(pod)
     pod_patch = t.TrainerV1alpha1PodSpecPatch(
         node_selector=_node_selector(res) or None,
-        tolerations=[t.IoK8sApiCoreV1Toleration(key=x.key, operator=x.operator, value=x.value, effect=x.effect)
-                     for x in res.tolerations] or None,
+        tolerations=[
+            t.IoK8sApiCoreV1Toleration(key=x.key, operator=x.operator, value=x.value, effect=x.effect)
+            for x in res.tolerations
+        ]
+        or None,
         volumes=[core(t.IoK8sApiCoreV1Volume, v) for v in volumes],
-        containers=[t.TrainerV1alpha1ContainerPatch(name=NODE, volume_mounts=[core(t.IoK8sApiCoreV1VolumeMount, m)
-                                                                              for m in mounts])],
-        service_account_name=pod.service_account)
-    patch = t.TrainerV1alpha1RuntimePatch(manager=MANAGER, training_runtime_spec=t.TrainerV1alpha1TrainingRuntimeSpecPatch(
-        template=t.TrainerV1alpha1JobSetTemplatePatch(spec=t.TrainerV1alpha1JobSetSpecPatch(replicated_jobs=[
-            t.TrainerV1alpha1ReplicatedJobPatch(name=NODE, template=t.TrainerV1alpha1JobTemplatePatch(
-                spec=t.TrainerV1alpha1JobSpecPatch(template=t.TrainerV1alpha1PodTemplatePatch(spec=pod_patch))))]))))
+        containers=[
+            t.TrainerV1alpha1ContainerPatch(
+                name=NODE, volume_mounts=[core(t.IoK8sApiCoreV1VolumeMount, m) for m in mounts]
+            )
+        ],
+        service_account_name=pod.service_account,
+    )
+    patch = t.TrainerV1alpha1RuntimePatch(
+        manager=MANAGER,
+        training_runtime_spec=t.TrainerV1alpha1TrainingRuntimeSpecPatch(
+            template=t.TrainerV1alpha1JobSetTemplatePatch(
+                spec=t.TrainerV1alpha1JobSetSpecPatch(
+                    replicated_jobs=[
+                        t.TrainerV1alpha1ReplicatedJobPatch(
+                            name=NODE,
+                            template=t.TrainerV1alpha1JobTemplatePatch(
+                                spec=t.TrainerV1alpha1JobSpecPatch(
+                                    template=t.TrainerV1alpha1PodTemplatePatch(spec=pod_patch)
+                                )
+                            ),
+                        )
+                    ]
+                )
+            )
+        ),
+    )
     trainer = t.TrainerV1alpha1Trainer(
-        image=pod.image, command=list(ENTRY), args=list(args), num_nodes=res.nodes, num_proc_per_node=max(res.gpus, 1),
+        image=pod.image,
+        command=list(ENTRY),
+        args=list(args),
+        num_nodes=res.nodes,
+        num_proc_per_node=max(res.gpus, 1),
         resources_per_node=core(t.IoK8sApiCoreV1ResourceRequirements, _resources(res)),
-        env=[core(t.IoK8sApiCoreV1EnvVar, e) for e in _env(pod)])
+        env=[core(t.IoK8sApiCoreV1EnvVar, e) for e in _env(pod)],
+    )
     return t.TrainerV1alpha1TrainJob(
-        api_version=TRAINJOB.api_version, kind=TRAINJOB.kind,
+        api_version=TRAINJOB.api_version,
+        kind=TRAINJOB.kind,
         metadata=core(t.IoK8sApimachineryPkgApisMetaV1ObjectMeta, _metadata(name, namespace, pod, stage)),
-        spec=t.TrainerV1alpha1TrainJobSpec(runtime_ref=t.TrainerV1alpha1RuntimeRef(name=RUNTIME), trainer=trainer,
-                                           runtime_patches=[patch], active_deadline_seconds=res.timeout_s))
+        spec=t.TrainerV1alpha1TrainJobSpec(
+            runtime_ref=t.TrainerV1alpha1RuntimeRef(name=RUNTIME),
+            trainer=trainer,
+            runtime_patches=[patch],
+            active_deadline_seconds=res.timeout_s,
+        ),
+    )
 
 
 def pytorchjob(name: str, namespace: str, res, args: list[str], pod: JobPod, *, stage: str = ""):
@@ -136,27 +188,50 @@ def pytorchjob(name: str, namespace: str, res, args: list[str], pod: JobPod, *, 
     from kubeflow.training.constants import constants as c
 
     volumes, mounts = _volumes(pod)
-    container = k8s.V1Container(name=c.PYTORCHJOB_CONTAINER, image=pod.image, command=list(ENTRY), args=list(args),
-                                resources=_resources(res), env=_env(pod), volume_mounts=mounts)
+    container = k8s.V1Container(
+        name=c.PYTORCHJOB_CONTAINER,
+        image=pod.image,
+        command=list(ENTRY),
+        args=list(args),
+        resources=_resources(res),
+        env=_env(pod),
+        volume_mounts=mounts,
+    )
     template = k8s.V1PodTemplateSpec(
         metadata=k8s.V1ObjectMeta(annotations={"sidecar.istio.io/inject": "false"}),
-        spec=k8s.V1PodSpec(containers=[container], node_selector=_node_selector(res) or None, volumes=volumes,
-                           service_account_name=pod.service_account,
-                           tolerations=[k8s.V1Toleration(key=x.key, operator=x.operator, value=x.value, effect=x.effect)
-                                        for x in res.tolerations] or None))
+        spec=k8s.V1PodSpec(
+            containers=[container],
+            node_selector=_node_selector(res) or None,
+            volumes=volumes,
+            service_account_name=pod.service_account,
+            tolerations=[
+                k8s.V1Toleration(key=x.key, operator=x.operator, value=x.value, effect=x.effect)
+                for x in res.tolerations
+            ]
+            or None,
+        ),
+    )
     replicas = {"Master": m.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=template)}
     if res.nodes > 1:
-        replicas["Worker"] = m.KubeflowOrgV1ReplicaSpec(replicas=res.nodes - 1, restart_policy="OnFailure",
-                                                        template=template)
+        replicas["Worker"] = m.KubeflowOrgV1ReplicaSpec(
+            replicas=res.nodes - 1, restart_policy="OnFailure", template=template
+        )
     return m.KubeflowOrgV1PyTorchJob(
-        api_version=PYTORCHJOB.api_version, kind=PYTORCHJOB.kind, metadata=_metadata(name, namespace, pod, stage),
+        api_version=PYTORCHJOB.api_version,
+        kind=PYTORCHJOB.kind,
+        metadata=_metadata(name, namespace, pod, stage),
         spec=m.KubeflowOrgV1PyTorchJobSpec(
-            nproc_per_node=str(max(res.gpus, 1)), pytorch_replica_specs=replicas,
-            run_policy=m.KubeflowOrgV1RunPolicy(backoff_limit=res.retries, active_deadline_seconds=res.timeout_s,
-                                                clean_pod_policy="None")))
+            nproc_per_node=str(max(res.gpus, 1)),
+            pytorch_replica_specs=replicas,
+            run_policy=m.KubeflowOrgV1RunPolicy(
+                backoff_limit=res.retries, active_deadline_seconds=res.timeout_s, clean_pod_policy="None"
+            ),
+        ),
+    )
 
 
 # ---------------------------------------------------------------- following a job
+
 
 def _conditions(job: dict) -> list[dict]:
     return ((job or {}).get("status") or {}).get("conditions") or []
@@ -182,19 +257,29 @@ def wait(name: str, namespace: str, api=None, poll_s: float = POLL_S, log=print,
             key = (cond.get("type"), cond.get("status"), cond.get("lastTransitionTime"))
             if key not in seen:
                 seen.add(key)
-                log(f"[{name}] {cond.get('type')}={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}")
+                log(
+                    f"[{name}] {cond.get('type')}={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}"
+                )
             if cond.get("status") == "True" and cond.get("type") == kind.succeeded:
                 return job.get("status") or {}
             if cond.get("status") == "True" and cond.get("type") == kind.failed:
-                raise RuntimeError(f"{kind.kind} {namespace}/{name} failed: {cond.get('reason')}: {cond.get('message')}")
+                raise RuntimeError(
+                    f"{kind.kind} {namespace}/{name} failed: {cond.get('reason')}: {cond.get('message')}"
+                )
         time.sleep(poll_s)
 
 
 def _delete(api, kind: Kind, namespace: str, name: str, log=print, wait_gone_s: float = 300, poll_s: float = 2) -> None:
     """Delete the job and its pods (foreground propagation) and wait until the API no longer has it."""
     try:
-        api.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
-                                            body=k8s.V1DeleteOptions(propagation_policy="Foreground"))
+        api.delete_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            namespace,
+            kind.plural,
+            name,
+            body=k8s.V1DeleteOptions(propagation_policy="Foreground"),
+        )
     except k8s.ApiException as e:
         if e.status != 404:
             raise
@@ -236,14 +321,24 @@ def submit(api, kind: Kind, manifest: dict, log=print, poll_s: float = 2, state=
         return "created"
     owners = manifest["metadata"].get("ownerReferences")
     if owners:  # the earlier attempt's pod is gone or going: this step owns the running job now
-        api.patch_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name,
-                                           {"metadata": {"ownerReferences": owners}})
+        api.patch_namespaced_custom_object(
+            kind.group, kind.version, ns, kind.plural, name, {"metadata": {"ownerReferences": owners}}
+        )
     log(f"[{name}] following the {kind.kind} an earlier attempt started")
     return "adopted"
 
 
-def run_job(api, kind: Kind, manifest: dict, *, poll_s: float = POLL_S, log=print, follow=None, state=None,
-            delete_when_done: bool = False) -> dict:
+def run_job(
+    api,
+    kind: Kind,
+    manifest: dict,
+    *,
+    poll_s: float = POLL_S,
+    log=print,
+    follow=None,
+    state=None,
+    delete_when_done: bool = False,
+) -> dict:
     """Submit and follow a job (`follow()` returns its final status; default: `wait` on its conditions). If this step
     is stopped (SIGTERM from Kubernetes, Ctrl-C) or the job fails, the job is deleted before the error propagates,
     so nothing keeps GPUs busy for a run that is over; delete_when_done deletes it after success too."""
@@ -279,6 +374,7 @@ def _main_thread() -> bool:
 
 # ---------------------------------------------------------------- from a KFP step
 
+
 def _namespace() -> str:
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     return path.read_text().strip() if path.is_file() else os.environ.get("QWENFLOW_NAMESPACE", "kubeflow")
@@ -301,13 +397,16 @@ def job_name(stage: str, run_id: str) -> str:
     return f"qwenflow-{stage}-{run_id}"[:63].rstrip("-").lower()
 
 
-def run_as_trainjob(stage: str, recipe, recipe_path: str, inputs: dict[str, str | None], work: Path, res,
-                    *, api=None, core_api=None) -> dict:
+def run_as_trainjob(
+    stage: str, recipe, recipe_path: str, inputs: dict[str, str | None], work: Path, res, *, api=None, core_api=None
+) -> dict:
     """Stage inputs on the shared volume, run the stage as a multi-node job writing into `work`, follow it."""
     mount = os.environ.get("QWENFLOW_PVC_MOUNT")
     if not mount or not str(work).startswith(mount):
-        raise RuntimeError(f"{stage} asks for {res.nodes} nodes: that needs the shared volume (QWENFLOW_PVC_MOUNT) "
-                           "that compiled pipelines mount; local runs use one node (set resources.nodes=1)")
+        raise RuntimeError(
+            f"{stage} asks for {res.nodes} nodes: that needs the shared volume (QWENFLOW_PVC_MOUNT) "
+            "that compiled pipelines mount; local runs use one node (set resources.nodes=1)"
+        )
     run_id = os.environ.get("KFP_RUN_ID", "manual")
     staged = Path(mount) / "work" / run_id / f"{stage}-inputs"
     args = [stage, "--out", str(work), "--resume"]
@@ -324,10 +423,19 @@ def run_as_trainjob(stage: str, recipe, recipe_path: str, inputs: dict[str, str 
         api = k8s.CustomObjectsApi()
     ns = _namespace()
     name = job_name(stage, run_id)
-    pod = JobPod(image=os.environ["QWENFLOW_IMAGE"], pvc=os.environ["QWENFLOW_PVC"], mount_path=mount,
-                 service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"), owner=step_pod_owner(ns, core_api),
-                 env={"QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""), "KFP_RUN_ID": run_id,
-                      "HF_HUB_OFFLINE": "1", "QWENFLOW_WORK_DIR": os.environ.get("QWENFLOW_WORK_DIR", "")})
+    pod = JobPod(
+        image=os.environ["QWENFLOW_IMAGE"],
+        pvc=os.environ["QWENFLOW_PVC"],
+        mount_path=mount,
+        service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"),
+        owner=step_pod_owner(ns, core_api),
+        env={
+            "QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""),
+            "KFP_RUN_ID": run_id,
+            "HF_HUB_OFFLINE": "1",
+            "QWENFLOW_WORK_DIR": os.environ.get("QWENFLOW_WORK_DIR", ""),
+        },
+    )
     kind = KINDS[res.launcher]
     build = train_job if kind is TRAINJOB else pytorchjob
     run_job(api, kind, to_manifest(build(name, ns, res, args, pod, stage=stage)))

@@ -1,4 +1,5 @@
 """Memory planning: will each training stage of a recipe fit the GPUs it asks for? (`qwenflow compile`/`submit`)."""
+
 from .plan import PlanRefused, StagePlan, check, plan_recipe
 from .report import render
 

@@ -4,6 +4,7 @@
 Values are the total memory the driver reports (nvidia-smi's `memory.total`, in MiB), from the vendors' data sheets
 for the usual SKUs; `resources.gpu_memory_gib` overrides the table for anything else (a MIG slice, a new card).
 """
+
 from __future__ import annotations
 
 MIB = 1 / 1024  # GiB per MiB
@@ -45,5 +46,7 @@ def gpu_memory_gib(resources) -> tuple[float, str]:
     prefix = [(k, v) for lk, (k, v) in table.items() if lk.startswith(product.lower())]
     if len(prefix) == 1:
         return prefix[0][1], prefix[0][0]
-    raise UnknownAccelerator(f"resources.gpu_product {product!r} is not in the memory table "
-                             f"({', '.join(GPU_MEMORY_GIB)}); set resources.gpu_memory_gib for it")
+    raise UnknownAccelerator(
+        f"resources.gpu_product {product!r} is not in the memory table "
+        f"({', '.join(GPU_MEMORY_GIB)}); set resources.gpu_memory_gib for it"
+    )

@@ -20,12 +20,13 @@ The pre-training engine's LM head (transformers' loss) keeps fp32 log-softmax ou
 backward, its gradient and the upcast logits: 3 x tokens x vocab x 4 bytes. TRL's trainers (SFT, DPO, GRPO) score
 tokens with a chunked log-prob kernel (trl.kernels.chunked_logprob) whose tiles are negligible next to that.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 GIB = 1024**3
-GPU_RUNTIME_GIB = 1.5     # CUDA context (~0.5 GiB on H100), NCCL communicators and cuBLAS workspaces
+GPU_RUNTIME_GIB = 1.5  # CUDA context (~0.5 GiB on H100), NCCL communicators and cuBLAS workspaces
 # One CPU training process (torch, transformers, TRL, accelerate, mlflow imported; tokenized data) before any model:
 # measured by benchmarks/memory_plan.py as the peak RSS of the tiny model's stage processes, whose model states are
 # ~20 MB: 0.79-0.81 GiB for pre-training and SFT, 1 and 2 processes.
@@ -41,28 +42,28 @@ class Workload:
     params: int
     layers: int
     hidden: int
-    kv: int                 # key/value width (kv heads x head dim)
-    ffn: int                # SwiGLU width one token goes through (MoE: top-k experts + shared expert)
+    kv: int  # key/value width (kv heads x head dim)
+    ffn: int  # SwiGLU width one token goes through (MoE: top-k experts + shared expert)
     vocab: int
-    seq: int                # tokens per sequence
-    sequences: int          # sequences per forward pass (micro batch; x2 for chosen/rejected pairs)
-    world: int              # processes the model is sharded over
+    seq: int  # tokens per sequence
+    sequences: int  # sequences per forward pass (micro batch; x2 for chosen/rejected pairs)
+    world: int  # processes the model is sharded over
     strategy: str
     checkpointing: bool
     offload: bool
     bf16: bool
     offload_params: bool = True  # ZeRO-3 offload moves parameters too (TRL stages; the pre-training engine: not)
-    device: str = "gpu"     # gpu | cpu
+    device: str = "gpu"  # gpu | cpu
     full_logits: bool = True  # the whole [tokens, vocab] logits (pre-training engine); False: TRL's chunked kernel
     reference: bool = False  # DPO, GRPO with beta > 0: a frozen copy of the starting model
     generation_sequences: int = 0  # GRPO: completions generated at once per process
-    accum: int = 1          # micro batches per optimizer step (gradient accumulation)
+    accum: int = 1  # micro batches per optimizer step (gradient accumulation)
 
 
 @dataclass
 class Estimate:
-    parts: dict[str, float] = field(default_factory=dict)   # GiB
-    phase: str = ""                                         # what sets the peak: activations, gradients, generation
+    parts: dict[str, float] = field(default_factory=dict)  # GiB
+    phase: str = ""  # what sets the peak: activations, gradients, generation
 
     @property
     def total(self) -> float:
@@ -122,6 +123,14 @@ def estimate(w: Workload) -> Estimate:
 
     phases = {"activations": training, "gradients": grads, "generation": generation}
     phase = max(phases, key=phases.get)
-    return Estimate({"weights": weights / GIB, "optimizer": optim / GIB, "reference": reference / GIB,
-                     "ddp_buckets": ddp_buckets / GIB, phase: phases[phase] / GIB,
-                     "runtime": GPU_RUNTIME_GIB if w.device == "gpu" else CPU_RUNTIME_GIB}, phase)
+    return Estimate(
+        {
+            "weights": weights / GIB,
+            "optimizer": optim / GIB,
+            "reference": reference / GIB,
+            "ddp_buckets": ddp_buckets / GIB,
+            phase: phases[phase] / GIB,
+            "runtime": GPU_RUNTIME_GIB if w.device == "gpu" else CPU_RUNTIME_GIB,
+        },
+        phase,
+    )

@@ -3,6 +3,7 @@ stage that does not fit, the smallest change to the recipe that makes it fit.
 
 Stages without GPUs (the tiny recipe) are planned on CPU against the pod's memory over its processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,16 +28,18 @@ class StagePlan:
     estimate: Estimate
     available_gib: float
     device: str
-    fix: str = ""           # for a stage that does not fit: the change that makes it fit, or what is missing
+    fix: str = ""  # for a stage that does not fit: the change that makes it fit, or what is missing
 
     @property
     def fits(self) -> bool:
         return self.estimate.total <= self.available_gib * HEADROOM
 
     def reason(self) -> str:
-        return (f"stage '{self.stage}' needs ~{self.estimate.total:.1f} GiB per GPU ({self.nodes} node(s) x "
-                f"{self.gpus} GPU(s), {self.strategy}) but {self.device} has {self.available_gib:.1f} GiB; "
-                f"{self.fix}")
+        return (
+            f"stage '{self.stage}' needs ~{self.estimate.total:.1f} GiB per GPU ({self.nodes} node(s) x "
+            f"{self.gpus} GPU(s), {self.strategy}) but {self.device} has {self.available_gib:.1f} GiB; "
+            f"{self.fix}"
+        )
 
 
 def _quantity_gib(q: str) -> float:
@@ -52,7 +55,11 @@ def _available(section) -> tuple[float, str, str]:
     if res.gpus:
         gib, what = gpu_memory_gib(res)
         return gib, what, "gpu"
-    return _quantity_gib(res.memory) / res.processes(), f"the pod ({res.memory} over {res.processes()} process(es))", "cpu"
+    return (
+        _quantity_gib(res.memory) / res.processes(),
+        f"the pod ({res.memory} over {res.processes()} process(es))",
+        "cpu",
+    )
 
 
 def _estimate(recipe, stage: str, section) -> tuple[Estimate, float, str, str]:
@@ -69,8 +76,10 @@ def _candidates(section, stage: str):
         tries.append({"distributed.gradient_checkpointing": True})
     if d.strategy != shard and not (d.strategy == "zero3" and stage != "grpo"):
         tries.append({"distributed.strategy": shard, "distributed.gradient_checkpointing": True})
-    base = {"distributed.strategy": shard if d.strategy == "ddp" or stage == "grpo" else d.strategy,
-            "distributed.gradient_checkpointing": True}
+    base = {
+        "distributed.strategy": shard if d.strategy == "ddp" or stage == "grpo" else d.strategy,
+        "distributed.gradient_checkpointing": True,
+    }
     if section.micro_batch_size > 1:
         tries.append({**base, "micro_batch_size": 1})
     gpus = max(r.gpus, 1)
@@ -86,10 +95,12 @@ def _candidates(section, stage: str):
 
 
 def _apply(section, change: dict):
-    dist = section.distributed.model_copy(update={k.split(".", 1)[1]: v for k, v in change.items()
-                                                  if k.startswith("distributed.")})
-    res = section.resources.model_copy(update={k.split(".", 1)[1]: v for k, v in change.items()
-                                               if k.startswith("resources.")})
+    dist = section.distributed.model_copy(
+        update={k.split(".", 1)[1]: v for k, v in change.items() if k.startswith("distributed.")}
+    )
+    res = section.resources.model_copy(
+        update={k.split(".", 1)[1]: v for k, v in change.items() if k.startswith("resources.")}
+    )
     top = {k: v for k, v in change.items() if "." not in k}
     return section.model_copy(update={"distributed": dist, "resources": res, **top})
 
@@ -125,14 +136,16 @@ def _fix(recipe, stage: str, section) -> str:
                 break
     if found is None:
         return "nothing up to 128 nodes x 8 of the largest GPUs known fits; shorten the sequences or the batch"
+
     def current(key: str):
         obj = section
         for part in key.split("."):
             obj = getattr(obj, part)
         return obj
 
-    sets = " ".join(f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in found[0].items()
-                    if current(k) != v)
+    sets = " ".join(
+        f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in found[0].items() if current(k) != v
+    )
     return f"it fits with {sets} (~{found[1]:.1f} GiB per GPU)"
 
 

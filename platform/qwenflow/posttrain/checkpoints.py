@@ -10,6 +10,7 @@ Optimizer's tau_ref and generator included), LR schedule, RNG streams and the da
 Extra state a stage needs (GRPO's prompt order) is written by `extra_state()` into `qwenflow_state.json` before
 the marker, and read back with `read_extra_state`.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,20 @@ def resume_point(trainer_dir: str | Path, resume: bool) -> str | None:
     done = [(s, p) for s, p in ckpts if complete(p)]
     if not resume:
         if done:
-            raise FileExistsError(f"{trainer_dir} holds checkpoints (newest {done[-1][1].name}); pass --resume to "
-                                  "continue from it, or use an empty --out")
+            raise FileExistsError(
+                f"{trainer_dir} holds checkpoints (newest {done[-1][1].name}); pass --resume to "
+                "continue from it, or use an empty --out"
+            )
         return None
     newest_done = done[-1][0] if done else -1
     for step, path in ckpts:
         if step > newest_done and not complete(path):
-            log.warning("checkpoint %s has no %s marker (written when the run was killed?): skipped, resuming from %s",
-                        path, MARKER, done[-1][1] if done else "the start")
+            log.warning(
+                "checkpoint %s has no %s marker (written when the run was killed?): skipped, resuming from %s",
+                path,
+                MARKER,
+                done[-1][1] if done else "the start",
+            )
     if not done:
         return None
     log.info("resuming from %s", done[-1][1])
@@ -107,5 +114,9 @@ def _rotate(root: Path, keep: int) -> None:
 
 def save_args(section) -> dict:
     """TrainingArguments for checkpointing every `checkpoint_every` optimizer steps (the recipe's section)."""
-    return {"save_strategy": "steps", "save_steps": section.checkpoint_every, "save_total_limit": None,
-            "save_only_model": False}
+    return {
+        "save_strategy": "steps",
+        "save_steps": section.checkpoint_every,
+        "save_total_limit": None,
+        "save_only_model": False,
+    }

@@ -3,12 +3,14 @@ greedy exact-match evaluation and sample tables for MLflow.
 
 Stages: sft.py, grpo.py (and reward.py, dpo.py, rejection_sampling.py) build on these.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ class DataError(ValueError):
 
 
 # ---------------------------------------------------------------- model and tokenizer
+
 
 def resolve_model_dir(path_or_uri: str | Path) -> Path:
     """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded and sha256-verified."""
@@ -69,8 +72,10 @@ def ensure_chatml_template(tok):
     if "<|im_start|>" in vocab and EOS_TOKEN in vocab:
         tok.chat_template = chat_template()
         return tok
-    raise ValueError("the tokenizer's chat template has no {% generation %} markers and it is not ChatML; "
-                     "assistant-only loss cannot find the assistant tokens (set sft.assistant_only_loss=false)")
+    raise ValueError(
+        "the tokenizer's chat template has no {% generation %} markers and it is not ChatML; "
+        "assistant-only loss cannot find the assistant tokens (set sft.assistant_only_loss=false)"
+    )
 
 
 def stop_token_ids(tok) -> list[int]:
@@ -110,6 +115,7 @@ def max_context(model) -> int:
 
 # ---------------------------------------------------------------- datasets
 
+
 def _check_messages(msgs: Any, where: str, *, need_assistant: bool) -> None:
     if msgs is None or isinstance(msgs, (str, bytes)) or not hasattr(msgs, "__len__") or len(msgs) == 0:
         raise DataError(f"{where}: expected a non-empty list of {{role, content}} messages, got {type(msgs).__name__}")
@@ -143,8 +149,10 @@ def _read_parquet(path: Path, columns: Sequence[str], kind: str) -> pd.DataFrame
     df = pd.read_parquet(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}; a {kind} dataset needs "
-                        f"{list(columns)} (docs/stages.md)")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(df.columns)}; a {kind} dataset needs "
+            f"{list(columns)} (docs/stages.md)"
+        )
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = df[col].map(_plain)
@@ -164,8 +172,10 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
         fname = f"{split}.parquet"
     d = Path(data_dir)
     if not (d / kind).is_dir() and not (d / fname).is_file():
-        raise DataError(f"{d}: no {kind} dataset here (expected {d / kind / fname}); `qwenflow data prepare` "
-                        "writes it (docs/stages.md)")
+        raise DataError(
+            f"{d}: no {kind} dataset here (expected {d / kind / fname}); `qwenflow data prepare` "
+            "writes it (docs/stages.md)"
+        )
     d = d / kind if (d / kind).is_dir() else d
     df = _read_parquet(d / fname, cols, kind)
     if len(df) == 0:
@@ -225,11 +235,17 @@ def model_lineage(stage: str, start_dir: Path, data_dir: str | Path, kinds: Iter
     from qwenflow.artifacts import sha256_path
 
     digest = sha256_path(start_dir) if dist.is_main() else ""
-    return {"stage": stage, "parent_model": str(start_dir), "parent_model.sha256": digest,
-            **dataset_hashes(data_dir, kinds), **extra}
+    return {
+        "stage": stage,
+        "parent_model": str(start_dir),
+        "parent_model.sha256": digest,
+        **dataset_hashes(data_dir, kinds),
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------- Trainer defaults
+
 
 def bf16_available() -> bool:
     if torch.cuda.is_available():
@@ -292,8 +308,11 @@ class MlflowMetrics:
 
                 if not logs or mlflow.active_run() is None:
                     return
-                vals = {f"{prefix}/{k}".replace("(", "_").replace(")", "_"): float(v) for k, v in logs.items()
-                        if isinstance(v, (int, float)) and math.isfinite(v)}
+                vals = {
+                    f"{prefix}/{k}".replace("(", "_").replace(")", "_"): float(v)
+                    for k, v in logs.items()
+                    if isinstance(v, (int, float)) and math.isfinite(v)
+                }
                 if vals:
                     mlflow.log_metrics(vals, step=state.global_step)
 
@@ -301,6 +320,7 @@ class MlflowMetrics:
 
 
 # ---------------------------------------------------------------- generation and exact match
+
 
 def chat_token_count(tok, messages, add_generation_prompt: bool = False) -> int:
     """Tokens of a conversation under the chat template (transformers 5 returns a BatchEncoding here)."""
@@ -333,8 +353,17 @@ def _generation_mode(model):
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: int = 16, batch_size: int = 64,
-             do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1) -> list[str]:
+def generate(
+    model,
+    tok,
+    prompts: Sequence[Sequence[dict]],
+    *,
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+) -> list[str]:
     """Batched chat generation with the KV cache, left padding, stopping at `<|im_end|>`.
 
     Returns the decoded completions (special tokens dropped), num_return_sequences per prompt, in order. Under
@@ -354,20 +383,29 @@ def generate(model, tok, prompts: Sequence[Sequence[dict]], *, max_new_tokens: i
     try:
         with context:
             for i in range(0, len(mine), batch_size):
-                texts = [chat_prompt_text(tok, p) for p in mine[i:i + batch_size]]
+                texts = [chat_prompt_text(tok, p) for p in mine[i : i + batch_size]]
                 enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                     temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                                     num_return_sequences=num_return_sequences, eos_token_id=stops,
-                                     pad_token_id=tok.pad_token_id, use_cache=True, synced_gpus=synced)
-                out.extend(tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    temperature=temperature if do_sample else None,
+                    top_p=None,
+                    top_k=None,
+                    num_return_sequences=num_return_sequences,
+                    eos_token_id=stops,
+                    pad_token_id=tok.pad_token_id,
+                    use_cache=True,
+                    synced_gpus=synced,
+                )
+                out.extend(tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True))
     finally:
         tok.padding_side = side
         model.train(was_training)
     if not sharded:
         return out
     n = num_return_sequences
-    groups = [out[j * n:(j + 1) * n] for j in range(real)]  # this rank's prompts, padding dropped
+    groups = [out[j * n : (j + 1) * n] for j in range(real)]  # this rank's prompts, padding dropped
     ordered = dist.unshard(dist.gather_objects(groups), len(prompts))
     return [c for group in ordered for c in group]
 
@@ -386,24 +424,39 @@ def new_tokens_for(rows: pd.DataFrame, max_new_tokens: int) -> int:
     return budget(rows["task"], max_new_tokens)
 
 
-def exact_match(model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, batch_size: int = 64,
-                limit: int | None = None) -> tuple[float, pd.DataFrame]:
+def exact_match(
+    model, tok, rows: pd.DataFrame, *, max_new_tokens: int = 16, batch_size: int = 64, limit: int | None = None
+) -> tuple[float, pd.DataFrame]:
     """Greedy exact match on a verifiable split (prompt, task, answer): (accuracy, table of
     prompt/completion/answer/correct). Rows are graded by their task's verifier (`grade`)."""
     if limit is not None:
         rows = rows.iloc[:limit]
-    comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=new_tokens_for(rows, max_new_tokens),
-                     batch_size=batch_size)
+    comps = generate(
+        model, tok, list(rows["prompt"]), max_new_tokens=new_tokens_for(rows, max_new_tokens), batch_size=batch_size
+    )
     correct = grade(comps, rows["task"], rows["answer"])
-    table = pd.DataFrame({
-        "prompt": [p[-1]["content"] for p in rows["prompt"]],
-        "completion": comps, "answer": list(rows["answer"]), "correct": correct,
-    })
+    table = pd.DataFrame(
+        {
+            "prompt": [p[-1]["content"] for p in rows["prompt"]],
+            "completion": comps,
+            "answer": list(rows["answer"]),
+            "correct": correct,
+        }
+    )
     return (float(sum(correct)) / max(1, len(correct))), table
 
 
-def sampled_reward(model, tok, data_dir: str | Path, *, samples: int, temperature: float, max_new_tokens: int,
-                   limit: int | None = 200, seed: int = 0) -> dict[str, float]:
+def sampled_reward(
+    model,
+    tok,
+    data_dir: str | Path,
+    *,
+    samples: int,
+    temperature: float,
+    max_new_tokens: int,
+    limit: int | None = 200,
+    seed: int = 0,
+) -> dict[str, float]:
     """Mean verifier reward of `samples` sampled answers per held-out prompt, per task (sampled pass@1).
 
     The policy's reward on a fixed prompt set: GRPO's logged batch reward also moves with which prompts a batch holds
@@ -412,15 +465,23 @@ def sampled_reward(model, tok, data_dir: str | Path, *, samples: int, temperatur
     out = {}
     for task, rows in read_eval(data_dir).items():
         rows = rows.iloc[:limit] if limit is not None else rows
-        comps = generate(model, tok, list(rows["prompt"]), max_new_tokens=new_tokens_for(rows, max_new_tokens),
-                         do_sample=True, temperature=temperature, num_return_sequences=samples)
+        comps = generate(
+            model,
+            tok,
+            list(rows["prompt"]),
+            max_new_tokens=new_tokens_for(rows, max_new_tokens),
+            do_sample=True,
+            temperature=temperature,
+            num_return_sequences=samples,
+        )
         repeat = lambda col: [v for v in rows[col] for _ in range(samples)]  # noqa: E731
         out[task] = float(np.mean(grade(comps, repeat("task"), repeat("answer"))))
     return out
 
 
-def evaluate_exact_match(model, tok, data_dir: str | Path, *, limit: int | None = None,
-                         max_new_tokens: int = 16) -> tuple[dict[str, float], pd.DataFrame]:
+def evaluate_exact_match(
+    model, tok, data_dir: str | Path, *, limit: int | None = None, max_new_tokens: int = 16
+) -> tuple[dict[str, float], pd.DataFrame]:
     """Exact match on every held-out task in data_dir/eval (all of it by default: the stages' before/after figures
     need n in the hundreds for their standard errors): ({task: accuracy}, one table of all samples)."""
     scores, tables = {}, []

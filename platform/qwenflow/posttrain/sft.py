@@ -2,6 +2,7 @@
 packing, cosine decay from the peak LR to a floor (the report: 7e-6 -> 7e-7, wd 0.1, clip 1.0, 2 epochs), and
 the Turbo two-stage variant (short instructions first, then short and long mixed).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ def tokenize_conversations(tok, conversations, *, assistant_masks: bool) -> dict
     out: dict[str, list] = {"input_ids": [], "assistant_masks": []} if assistant_masks else {"input_ids": []}
     convs = [list(m) for m in conversations]
     for i in range(0, len(convs), TOKENIZE_CHUNK):
-        enc = tok.apply_chat_template(convs[i:i + TOKENIZE_CHUNK], tokenize=True, return_dict=True,
-                                      return_assistant_tokens_mask=assistant_masks)
+        enc = tok.apply_chat_template(
+            convs[i : i + TOKENIZE_CHUNK], tokenize=True, return_dict=True, return_assistant_tokens_mask=assistant_masks
+        )
         for key in out:
             out[key].extend(list(x) for x in enc[key])
     return out
@@ -39,9 +41,11 @@ def check_assistant_tokens(masks: list[list[int]], where: str) -> None:
     """Assistant-only loss needs at least one assistant token in every conversation."""
     empty = [i for i, m in enumerate(masks) if not any(m)]
     if empty:
-        raise common.DataError(f"{where}: {len(empty)} conversations have no assistant tokens to train on (first "
-                               f"row {empty[0]}); every SFT conversation needs an assistant reply, or set "
-                               "sft.assistant_only_loss=false")
+        raise common.DataError(
+            f"{where}: {len(empty)} conversations have no assistant tokens to train on (first "
+            f"row {empty[0]}); every SFT conversation needs an assistant reply, or set "
+            "sft.assistant_only_loss=false"
+        )
 
 
 def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) -> tuple[pd.DataFrame, int]:
@@ -49,15 +53,28 @@ def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) 
     keep = [n <= limit for n in lengths]
     dropped = len(keep) - sum(keep)
     if dropped == len(keep):
-        raise common.DataError(f"{where}: all {dropped} conversations are longer than {limit} tokens; raise "
-                               "sft.max_seq_len (up to the model's context) or shorten the data")
+        raise common.DataError(
+            f"{where}: all {dropped} conversations are longer than {limit} tokens; raise "
+            "sft.max_seq_len (up to the model's context) or shorten the data"
+        )
     if dropped:
         log.warning("%s: dropped %d of %d conversations longer than %d tokens", where, dropped, len(keep), limit)
     return df[keep].reset_index(drop=True), dropped
 
 
-def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len: int, max_steps: int | None,
-           epochs: float, tag: str, resume: bool = False):
+def _train(
+    model,
+    tok,
+    spec,
+    tokens: dict[str, list],
+    out_dir: Path,
+    *,
+    max_len: int,
+    max_steps: int | None,
+    epochs: float,
+    tag: str,
+    resume: bool = False,
+):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -76,8 +93,13 @@ def _train(model, tok, spec, tokens: dict[str, list], out_dir: Path, *, max_len:
         dataset_num_proc=None,
     )
     ds = Dataset.from_dict(tokens)  # already tokenized: TRL builds labels from assistant_masks
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
-                         callbacks=[common.MlflowMetrics(f"sft/{tag}"), atomic_checkpoints(spec.keep_checkpoints)])
+    trainer = SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[common.MlflowMetrics(f"sft/{tag}"), atomic_checkpoints(spec.keep_checkpoints)],
+    )
     trainer.train(resume_from_checkpoint=resume_point(out_dir / tag, resume))
     return trainer.model
 
@@ -86,9 +108,8 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
     """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir.
 
     resume: continue from the newest complete checkpoint under out_dir (posttrain/checkpoints.py)."""
-    from qwenflow.tracking import main_mlflow as mlflow
-
     from qwenflow.artifacts import save_model_dir
+    from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
     spec = recipe.sft
@@ -122,14 +143,43 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
                 raise common.DataError(f"two-stage SFT: no conversation fits sft.short_max_len={spec.short_max_len}")
             half_steps = (spec.max_steps + 1) // 2 if spec.max_steps else None
             mlflow.log_metrics({"data/stage1_rows": len(short["input_ids"]), "data/stage2_rows": len(lengths)})
-            model = _train(model, tok, spec, short, out_dir, max_len=min(max_len, spec.short_max_len),
-                           max_steps=half_steps, epochs=spec.epochs / 2, tag="stage1", resume=resume)
-            model = _train(model, tok, spec, tokens, out_dir, max_len=max_len,
-                           max_steps=spec.max_steps - half_steps if spec.max_steps else None,
-                           epochs=spec.epochs / 2, tag="stage2", resume=resume)
+            model = _train(
+                model,
+                tok,
+                spec,
+                short,
+                out_dir,
+                max_len=min(max_len, spec.short_max_len),
+                max_steps=half_steps,
+                epochs=spec.epochs / 2,
+                tag="stage1",
+                resume=resume,
+            )
+            model = _train(
+                model,
+                tok,
+                spec,
+                tokens,
+                out_dir,
+                max_len=max_len,
+                max_steps=spec.max_steps - half_steps if spec.max_steps else None,
+                epochs=spec.epochs / 2,
+                tag="stage2",
+                resume=resume,
+            )
         else:
-            model = _train(model, tok, spec, tokens, out_dir, max_len=max_len, max_steps=spec.max_steps,
-                           epochs=spec.epochs, tag="train", resume=resume)
+            model = _train(
+                model,
+                tok,
+                spec,
+                tokens,
+                out_dir,
+                max_len=max_len,
+                max_steps=spec.max_steps,
+                epochs=spec.epochs,
+                tag="train",
+                resume=resume,
+            )
         result = {}
         if has_eval:
             after, table = common.evaluate_exact_match(model, tok, data_dir)

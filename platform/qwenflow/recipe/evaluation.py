@@ -1,4 +1,5 @@
 """Evaluation and quality-gate section."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -6,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .base import Resources, Strict
-from .ranges import Batch, Count, Samples, Temperature
+from .ranges import Batch, Count, Samples
 
 TASKS = ("mmlu", "gsm8k", "hellaswag", "truthfulqa_mc1", "humaneval", "perplexity", "heldout", "long_context")
 
@@ -15,7 +16,9 @@ class Gate(Strict):
     metric: str = Field(description="Metric name in the evaluation report, e.g. arithmetic/exact_match")
     min: float | None = Field(None, description="Absolute floor")
     max: float | None = Field(None, description="Absolute ceiling (for lower-is-better metrics such as perplexity)")
-    max_regression: float | None = Field(None, ge=0, description="Allowed drop against the previous stage or the champion")
+    max_regression: float | None = Field(
+        None, ge=0, description="Allowed drop against the previous stage or the champion"
+    )
 
     @model_validator(mode="after")
     def _has_a_rule(self):
@@ -25,11 +28,16 @@ class Gate(Strict):
 
 
 class LongContextEval(Strict):
-    settings: list[str] = Field(["none", "yarn"], description="Inference settings compared (qwenflow.longctx: none, "
-                                "yarn, yarn+dca, yarn+dca+sparse)")
-    lengths: list[Annotated[float, Field(gt=0, le=1 << 22)]] | None = Field(None, description="Context lengths: <= 16 means x trained length, else tokens "
-                                        "(None = suite default)")
-    depths: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(None, description="Needle depths in [0, 1] (None = suite default)")
+    settings: list[str] = Field(
+        ["none", "yarn"],
+        description="Inference settings compared (qwenflow.longctx: none, yarn, yarn+dca, yarn+dca+sparse)",
+    )
+    lengths: list[Annotated[float, Field(gt=0, le=1 << 22)]] | None = Field(
+        None, description="Context lengths: <= 16 means x trained length, else tokens (None = suite default)"
+    )
+    depths: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        None, description="Needle depths in [0, 1] (None = suite default)"
+    )
     samples: Count | None = Field(None, description="Cases per (length, depth) cell (None = suite default)")
 
     @model_validator(mode="after")
@@ -48,10 +56,14 @@ class EvalSpec(Strict):
     batch_size: Batch = Field(16, description="Rows per forward pass when scoring and generating")
     humaneval_samples: Samples = Field(10, description="Samples per HumanEval problem in the full suite (pass@k)")
     humaneval_k: list[Samples] = Field([1, 10], description="k values for pass@k (each <= humaneval_samples)")
-    humaneval_temperature: float = Field(0.8, ge=0, le=100, description="Sampling temperature when humaneval_samples > 1")
+    humaneval_temperature: float = Field(
+        0.8, ge=0, le=100, description="Sampling temperature when humaneval_samples > 1"
+    )
     attn_implementation: str | None = Field(None, description="transformers attention implementation (None = default)")
-    decontam_max_docs: Count | None = Field(None, description="Training documents scanned for benchmark overlap "
-                                          "(None = all in the full suite, 2000 in quick)")
+    decontam_max_docs: Count | None = Field(
+        None,
+        description="Training documents scanned for benchmark overlap (None = all in the full suite, 2000 in quick)",
+    )
     long_context: LongContextEval = Field(default_factory=LongContextEval)
     gates: list[Gate] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)

@@ -1,10 +1,10 @@
 """Load recipes from YAML (shipped or user files), apply `extends` and `--set` overrides, validate."""
+
 from __future__ import annotations
 
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -91,8 +91,9 @@ def apply_override(raw: dict, assignment: str, source: str = "--set") -> None:
         node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RecipeError(f"{source} {key}: value {value!r} is not valid YAML ({problem}); quote strings, "
-                          "write lists as [a, b]") from None
+        raise RecipeError(
+            f"{source} {key}: value {value!r} is not valid YAML ({problem}); quote strings, write lists as [a, b]"
+        ) from None
 
 
 def _is_union_tag(part) -> bool:
@@ -107,7 +108,8 @@ def _format_errors(path: Path | str, err: ValidationError) -> str:
         if e["loc"] and _is_union_tag(e["loc"][-1]):
             key = tuple(p for p in e["loc"] if not _is_union_tag(p))
             if str(e["loc"][-1]).startswith("literal[") and any(
-                    tuple(p for p in o["loc"] if not _is_union_tag(p)) == key and o is not e for o in errors):
+                tuple(p for p in o["loc"] if not _is_union_tag(p)) == key and o is not e for o in errors
+            ):
                 continue  # "or 'auto'" is the other member; the numeric member's range is the useful message
             e = {**e, "loc": key}
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
@@ -117,7 +119,14 @@ def _format_errors(path: Path | str, err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `qwenflow recipe show tiny` lists every key)"
-        lines.append(f"  {loc}: {msg}" + (f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict) else ""))
+        lines.append(
+            f"  {loc}: {msg}"
+            + (
+                f" (got {e['input']!r})"
+                if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict)
+                else ""
+            )
+        )
     return f"invalid recipe {path}:\n" + "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """Model and tokenizer sections: the architecture of a Qwen2.5-family model."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -7,7 +8,6 @@ from pydantic import Field, model_validator
 
 from .base import Strict
 from .ranges import Coefficient, FFNWidth, Heads, Hidden, Layers, Length, Theta, Vocab
-
 
 MAX_PARAMS = 2 * 10**12
 
@@ -64,8 +64,9 @@ class ModelSpec(Strict):
         attn = h * h * 2 + h * kv * 2 + h + 2 * kv
         ffn = 3 * h * self.intermediate_size
         if self.moe is not None:
-            ffn = 3 * h * (self.moe.num_experts * self.moe.moe_intermediate_size
-                           + self.moe.shared_expert_intermediate_size) + h * (self.moe.num_experts + 1)  # routers
+            ffn = 3 * h * (
+                self.moe.num_experts * self.moe.moe_intermediate_size + self.moe.shared_expert_intermediate_size
+            ) + h * (self.moe.num_experts + 1)  # routers
         emb = self.vocab_size * h * (1 if self.tie_embeddings else 2)
         return emb + self.num_layers * (attn + ffn + 2 * h) + h
 
@@ -75,9 +76,11 @@ class ModelSpec(Strict):
         # 2e12 parameters are 32 TB of training state, ~28x Qwen2.5-72B's 72.7B (exact count: qwenflow model info).
         n = self.approx_params()
         if n > MAX_PARAMS:
-            raise ValueError(f"these shapes give ~{n / 1e9:,.0f}B parameters, over the {MAX_PARAMS / 1e12:g}T any "
-                             "cluster can train (16 bytes each of training state); check hidden_size, num_layers, "
-                             "intermediate_size, vocab_size and the moe section")
+            raise ValueError(
+                f"these shapes give ~{n / 1e9:,.0f}B parameters, over the {MAX_PARAMS / 1e12:g}T any "
+                "cluster can train (16 bytes each of training state); check hidden_size, num_layers, "
+                "intermediate_size, vocab_size and the moe section"
+            )
         return self
 
 
@@ -85,5 +88,7 @@ class TokenizerSpec(Strict):
     """qwen2.5 = the real 151,643-token vocabulary; bpe = train a small byte-level BPE on the corpus."""
 
     kind: Literal["qwen2.5", "bpe"] = Field("qwen2.5")
-    vocab_size: Vocab = Field(4096, ge=300, description="Total vocabulary (including the 22 control tokens) when kind is bpe")
+    vocab_size: Vocab = Field(
+        4096, ge=300, description="Total vocabulary (including the 22 control tokens) when kind is bpe"
+    )
     train_bytes: int = Field(32_000_000, gt=0, le=1 << 50, description="Bytes of corpus text to train the BPE on")

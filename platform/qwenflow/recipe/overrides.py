@@ -1,5 +1,6 @@
 """Checks for `--set KEY=VALUE` overrides against the recipe schema, so a typo is reported as the flag's mistake
 with the closest valid key ("did you mean sft.learning_rate?"), not as an error in the shipped recipe file."""
+
 from __future__ import annotations
 
 import difflib
@@ -53,13 +54,13 @@ def check_key(assignment: str) -> str:
         if field is None:
             if model is None:  # inside a mapping field (node_selector, mixture weights): any key is allowed
                 break
-            raise ValueError(f"{assignment}: unknown key {'.'.join(parts[:i + 1])}{_suggest(key)}")
+            raise ValueError(f"{assignment}: unknown key {'.'.join(parts[: i + 1])}{_suggest(key)}")
         sub = _section(field.annotation)
         if sub is None and i < len(parts) - 1:
             if typing.get_origin(field.annotation) is dict or field.annotation is dict:
                 model = None
                 continue
-            raise ValueError(f"{assignment}: {'.'.join(parts[:i + 1])} is a value, not a section{_suggest(key)}")
+            raise ValueError(f"{assignment}: {'.'.join(parts[: i + 1])} is a value, not a section{_suggest(key)}")
         model = sub
     return key
 

@@ -1,4 +1,5 @@
 """The whole-run recipe: one typed document drives every stage."""
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -19,7 +20,9 @@ class TrackingSpec(Strict):
 class Recipe(Strict):
     name: str
     description: str = ""
-    base_image: str = Field("ghcr.io/qwenflow/train:0.1.0", description="Image the pipeline's components run in (infra/ builds it)")
+    base_image: str = Field(
+        "ghcr.io/qwenflow/train:0.1.0", description="Image the pipeline's components run in (infra/ builds it)"
+    )
     model: ModelSpec
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     data: DataSpec = Field(default_factory=DataSpec)
@@ -56,5 +59,7 @@ class Recipe(Strict):
                 f"tokenizer.vocab_size ({self.tokenizer.vocab_size}) exceeds model.vocab_size ({self.model.vocab_size})"
             )
         if self.tokenizer.kind == "qwen2.5" and self.model.vocab_size < 151665:
-            raise ValueError(f"model.vocab_size ({self.model.vocab_size}) is below the Qwen2.5 vocabulary (151,665 ids)")
+            raise ValueError(
+                f"model.vocab_size ({self.model.vocab_size}) is below the Qwen2.5 vocabulary (151,665 ids)"
+            )
         return self

@@ -1,4 +1,5 @@
 """Sweep grids: a ladder of Qwen2.5-shaped models crossed with data sizes, learning rates and batch sizes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,13 +40,25 @@ class Grid(Strict):
     batch_sizes: list[int] = Field(description="Sequences per optimizer step")
     holdout: str | None = Field(None, description="Model name held out of the fit and predicted from the others")
 
-    def points(self) -> list["Point"]:
+    def points(self) -> list[Point]:
         out = []
         for m in self.models:
-            for d, lr, b in itertools.product(m.data_tokens or self.data_tokens, m.learning_rates or self.learning_rates,
-                                              m.batch_sizes or self.batch_sizes):
-                out.append(Point(model=m, tokens=d, learning_rate=lr, batch_size=b, seq_len=self.seq_len,
-                                 base_recipe=self.base_recipe, grid=self.name))
+            for d, lr, b in itertools.product(
+                m.data_tokens or self.data_tokens,
+                m.learning_rates or self.learning_rates,
+                m.batch_sizes or self.batch_sizes,
+            ):
+                out.append(
+                    Point(
+                        model=m,
+                        tokens=d,
+                        learning_rate=lr,
+                        batch_size=b,
+                        seq_len=self.seq_len,
+                        base_recipe=self.base_recipe,
+                        grid=self.name,
+                    )
+                )
         return out
 
 
@@ -66,19 +79,29 @@ class Point(Strict):
     def key(self) -> str:
         """Content key: the same point from another sweep or machine is recognised and reused."""
         spec = self.model.model_dump(exclude={"name", "learning_rates", "batch_sizes", "data_tokens"})
-        blob = json.dumps([spec, self.tokens, self.learning_rate, self.batch_size, self.seq_len, self.base_recipe],
-                          sort_keys=True)
+        blob = json.dumps(
+            [spec, self.tokens, self.learning_rate, self.batch_size, self.seq_len, self.base_recipe], sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def overrides(self) -> list[str]:
         m = self.model
-        ov = [f"model.arch={m.arch}", f"model.hidden_size={m.hidden_size}", f"model.num_layers={m.num_layers}",
-              f"model.num_heads={m.num_heads}", f"model.num_kv_heads={m.num_kv_heads}",
-              f"model.intermediate_size={m.intermediate_size}",
-              f"pretrain.seq_len={self.seq_len}", f"pretrain.learning_rate={self.learning_rate}",
-              f"pretrain.global_batch_size={self.batch_size}", f"pretrain.micro_batch_size={self.batch_size}",
-              f"pretrain.max_steps={self.steps}", f"pretrain.eval_every={self.steps}",
-              f"pretrain.checkpoint_every={self.steps}", "long_context.enabled=false"]
+        ov = [
+            f"model.arch={m.arch}",
+            f"model.hidden_size={m.hidden_size}",
+            f"model.num_layers={m.num_layers}",
+            f"model.num_heads={m.num_heads}",
+            f"model.num_kv_heads={m.num_kv_heads}",
+            f"model.intermediate_size={m.intermediate_size}",
+            f"pretrain.seq_len={self.seq_len}",
+            f"pretrain.learning_rate={self.learning_rate}",
+            f"pretrain.global_batch_size={self.batch_size}",
+            f"pretrain.micro_batch_size={self.batch_size}",
+            f"pretrain.max_steps={self.steps}",
+            f"pretrain.eval_every={self.steps}",
+            f"pretrain.checkpoint_every={self.steps}",
+            "long_context.enabled=false",
+        ]
         if m.moe is not None:
             ov.append("model.moe=" + json.dumps(m.moe.model_dump()))
         return ov

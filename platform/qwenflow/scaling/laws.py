@@ -3,6 +3,7 @@
 Hand-written on numpy/scipy: the fits are a few lines of least squares, and no well-kept library fits
 hyperparameter scaling laws with the bootstrap we need.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -20,9 +21,9 @@ class PowerLaw:
     exps: list[float]
     boot: list[list[float]] = field(default_factory=list)  # each [log_a, *exps]
     r2: float = float("nan")
-    cells: int = 0        # sweep cells (N, D) the law was fitted on
+    cells: int = 0  # sweep cells (N, D) the law was fitted on
     reliable: bool = True  # False: fitted on grid-edge optima (bounds, not optima)
-    note: str = ""        # what was excluded or why the law is only indicative
+    note: str = ""  # what was excluded or why the law is only indicative
 
     def predict(self, *xs: float) -> float:
         return float(np.exp(self.log_a + sum(e * np.log(x) for e, x in zip(self.exps, xs))))
@@ -46,7 +47,7 @@ class PowerLaw:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "PowerLaw | None":
+    def from_dict(cls, d: dict | None) -> PowerLaw | None:
         return None if d is None else cls(**d)
 
 
@@ -77,8 +78,8 @@ def fit_power_law(xs: dict[str, np.ndarray], y: np.ndarray, n_boot: int = 500, s
     return PowerLaw(names, float(coef[0]), [float(c) for c in coef[1:]], boot, r2)
 
 
-E_MIN = 0.1                 # nats: natural text never has zero irreducible loss
-EXP_BOUNDS = (0.05, 1.0)    # Chinchilla-style exponents measured so far lie in ~0.1-0.7
+E_MIN = 0.1  # nats: natural text never has zero irreducible loss
+EXP_BOUNDS = (0.05, 1.0)  # Chinchilla-style exponents measured so far lie in ~0.1-0.7
 
 
 @dataclass
@@ -112,7 +113,7 @@ class LossLaw:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LossLaw":
+    def from_dict(cls, d: dict) -> LossLaw:
         return cls(**d)
 
 
@@ -180,8 +181,10 @@ def _degeneracy(law: LossLaw, n, d, loss) -> str:
     for name, coef, exp, x in (("N", law.A, law.alpha, n), ("D", law.B, law.beta, d)):
         spread = coef / x.min() ** exp - coef / x.max() ** exp
         if spread < max(rms, 1e-3):
-            reasons.append(f"the {name} term changes the loss by {spread:.3g} nats across the fitted {name} range, "
-                           f"not more than the fit's residual {rms:.3g}: the sweep shows no {name} dependence")
+            reasons.append(
+                f"the {name} term changes the loss by {spread:.3g} nats across the fitted {name} range, "
+                f"not more than the fit's residual {rms:.3g}: the sweep shows no {name} dependence"
+            )
         elif min(abs(exp - b) for b in EXP_BOUNDS) < 1e-3:
             reasons.append(f"the {name} exponent sits on its bound {exp:.2f}")
     if law.E - E_MIN < 1e-3:

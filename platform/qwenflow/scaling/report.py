@@ -1,5 +1,6 @@
 """Plots and an HTML page for a scaling-law fit: loss vs LR per size, optimal LR/B vs N, D and compute (with
 DeepSeek LLM's published laws), loss contours, per-cell optima with grid-edge flags, and the sweep's cost."""
+
 from __future__ import annotations
 
 import html
@@ -66,8 +67,11 @@ def _optimum_vs(fit: ScalingFit, key: str, law: PowerLaw | None, path: Path, yla
             _law_line(ax, xs, args, law, color)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set(xlabel=f"{var.upper()} ({'params' if var == 'n' else 'tokens'})", ylabel=ylabel,
-               title="hollow = at grid edge (left out)" + ("" if law is None or law.reliable else "; dotted = indicative"))
+        ax.set(
+            xlabel=f"{var.upper()} ({'params' if var == 'n' else 'tokens'})",
+            ylabel=ylabel,
+            title="hollow = at grid edge (left out)" + ("" if law is None or law.reliable else "; dotted = indicative"),
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -87,13 +91,20 @@ def _vs_compute(fit: ScalingFit, path: Path) -> None:
     dense = cells[cells["arch"] == "dense"].assign(c=lambda t: 6 * t["n"] * t["d"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     cs = np.geomspace(dense["c"].min() / 2, dense["c"].max() * 2, 50)
-    for ax, key, law, ds_key, ylabel in ((axes[0], "lr", fit.lr_c, "lr_c", "optimal learning rate"),
-                                         (axes[1], "batch", fit.batch_c, "batch_c", "optimal batch (tokens)")):
+    for ax, key, law, ds_key, ylabel in (
+        (axes[0], "lr", fit.lr_c, "lr_c", "optimal learning rate"),
+        (axes[1], "batch", fit.batch_c, "batch_c", "optimal batch (tokens)"),
+    ):
         _scatter_cells(ax, dense, "c", key, "sweep cells")
         if law is not None:
             _law_line(ax, cs, [(c,) for c in cs], law, "C0", label=f"fit: C^{law.exps[0]:+.3f}")
-        ax.plot(cs, [deepseek(ds_key, c) for c in cs], "--", color="C3",
-                label=f"DeepSeek LLM: {DEEPSEEK[ds_key][0]} C^{DEEPSEEK[ds_key][1]:+.4f}")
+        ax.plot(
+            cs,
+            [deepseek(ds_key, c) for c in cs],
+            "--",
+            color="C3",
+            label=f"DeepSeek LLM: {DEEPSEEK[ds_key][0]} C^{DEEPSEEK[ds_key][1]:+.4f}",
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set(xlabel="C = 6ND (FLOPs)", ylabel=ylabel)
@@ -136,20 +147,35 @@ def _law_text(law: PowerLaw | None) -> str:
 
 
 def coefficient_rows(fit: ScalingFit) -> list[tuple[str, str]]:
-    rows = [(name, _law_text(law)) for name, law in (
-        ("lr_opt(N, D)", fit.lr), ("batch_opt(N, D) [tokens]", fit.batch),
-        ("lr_opt(C)", fit.lr_c), ("batch_opt(C) [tokens]", fit.batch_c))]
+    rows = [
+        (name, _law_text(law))
+        for name, law in (
+            ("lr_opt(N, D)", fit.lr),
+            ("batch_opt(N, D) [tokens]", fit.batch),
+            ("lr_opt(C)", fit.lr_c),
+            ("batch_opt(C) [tokens]", fit.batch_c),
+        )
+    ]
     lw = fit.loss
     iv = {k: lw.param_interval(k) for k in ("E", "alpha", "beta")}
-    rows.append(("L(N, D)", f"{lw.E:.3f} [{iv['E'][0]:.3f}, {iv['E'][1]:.3f}] + {lw.A:.3g}/N^{lw.alpha:.3f} "
-                            f"[{iv['alpha'][0]:.3f}, {iv['alpha'][1]:.3f}] + {lw.B:.3g}/D^{lw.beta:.3f} "
-                            f"[{iv['beta'][0]:.3f}, {iv['beta'][1]:.3f}]"
-                            + (f"  DEGENERATE: {lw.note}" if lw.note else "  (well defined)")))
+    rows.append(
+        (
+            "L(N, D)",
+            f"{lw.E:.3f} [{iv['E'][0]:.3f}, {iv['E'][1]:.3f}] + {lw.A:.3g}/N^{lw.alpha:.3f} "
+            f"[{iv['alpha'][0]:.3f}, {iv['alpha'][1]:.3f}] + {lw.B:.3g}/D^{lw.beta:.3f} "
+            f"[{iv['beta'][0]:.3f}, {iv['beta'][1]:.3f}]"
+            + (f"  DEGENERATE: {lw.note}" if lw.note else "  (well defined)"),
+        )
+    )
     for m in fit.moe_equivalent:
-        value = (f"dense N {m['dense_equivalent_n'] / 1e6:.3f}M" if m.get("dense_equivalent_n") is not None
-                 else f"undefined: {m.get('reason', '')}")
-        rows.append((f"MoE active N={m['active_n'] / 1e6:.2f}M at D={m['d'] / 1e6:.3f}M",
-                     f"loss {m['loss']:.3f} = {value}"))
+        value = (
+            f"dense N {m['dense_equivalent_n'] / 1e6:.3f}M"
+            if m.get("dense_equivalent_n") is not None
+            else f"undefined: {m.get('reason', '')}"
+        )
+        rows.append(
+            (f"MoE active N={m['active_n'] / 1e6:.2f}M at D={m['d'] / 1e6:.3f}M", f"loss {m['loss']:.3f} = {value}")
+        )
     return rows
 
 
@@ -158,18 +184,27 @@ def deepseek_rows(fit: ScalingFit) -> list[tuple[str, str]]:
     rows = []
     for key, law, name in (("lr_c", fit.lr_c, "eta_opt"), ("batch_c", fit.batch_c, "B_opt")):
         a, b = DEEPSEEK[key]
-        ours = "undefined" if law is None else (
-            f"{law.exps[0]:+.3f} [{law.exponent_interval(0)[0]:+.3f}, {law.exponent_interval(0)[1]:+.3f}]"
-            + ("" if law.reliable else " (indicative)"))
+        ours = (
+            "undefined"
+            if law is None
+            else (
+                f"{law.exps[0]:+.3f} [{law.exponent_interval(0)[0]:+.3f}, {law.exponent_interval(0)[1]:+.3f}]"
+                + ("" if law.reliable else " (indicative)")
+            )
+        )
         rows.append((f"{name} exponent in C: ours vs DeepSeek LLM", f"{ours} vs {b:+.4f} ({name} = {a} C^{b:+.4f})"))
     cells = pd.DataFrame(fit.cells)
     dense = cells[cells["arch"] == "dense"]
     for _, c in dense.sort_values(["n", "d"]).iterrows():
         comp = 6 * c["n"] * c["d"]
-        rows.append((f"N={c['n'] / 1e6:.2f}M D={c['d'] / 1e6:.3f}M, C={comp:.2g}",
-                     f"grid optimum lr {c['lr_opt']:.3g}{' (' + c['lr_edge'] + ' edge)' if c['lr_edge'] else ''}, "
-                     f"B {c['batch_opt']:.0f} tok{' (' + c['batch_edge'] + ' edge)' if c['batch_edge'] else ''}; "
-                     f"DeepSeek law: lr {deepseek('lr_c', comp):.3g}, B {deepseek('batch_c', comp):.0f} tok"))
+        rows.append(
+            (
+                f"N={c['n'] / 1e6:.2f}M D={c['d'] / 1e6:.3f}M, C={comp:.2g}",
+                f"grid optimum lr {c['lr_opt']:.3g}{' (' + c['lr_edge'] + ' edge)' if c['lr_edge'] else ''}, "
+                f"B {c['batch_opt']:.0f} tok{' (' + c['batch_edge'] + ' edge)' if c['batch_edge'] else ''}; "
+                f"DeepSeek law: lr {deepseek('lr_c', comp):.3g}, B {deepseek('batch_c', comp):.0f} tok",
+            )
+        )
     return rows
 
 
@@ -192,7 +227,8 @@ def deepseek_notes(fit: ScalingFit, df: pd.DataFrame) -> str:
         "(3) CPU: 2 shared cores cap the ladder at <1M non-embedding parameters and a few hundred thousand tokens; "
         "the timing does not change the losses, but it limits how many rungs (and so how wide an interval) a "
         "sweep can afford. DeepSeek's C also counts attention FLOPs (M = non-embedding FLOPs per token), ours "
-        "is 6ND; at sequence length 128 the difference is small next to the above.</p>")
+        "is 6ND; at sequence length 128 the difference is small next to the above.</p>"
+    )
 
 
 def sweep_cost_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -200,25 +236,42 @@ def sweep_cost_rows(df: pd.DataFrame) -> list[tuple[str, str]]:
     if wall.empty:
         return []
     hours = wall.sum() / 3600
-    return [("sweep cost (training time of the points, from MLflow wall_s)",
-             f"{len(wall)} points, {hours * 60:.1f} min, {len(wall) / hours:.0f} points/hour "
-             f"(median {wall.median():.0f} s/point)")]
+    return [
+        (
+            "sweep cost (training time of the points, from MLflow wall_s)",
+            f"{len(wall)} points, {hours * 60:.1f} min, {len(wall) / hours:.0f} points/hour "
+            f"(median {wall.median():.0f} s/point)",
+        )
+    ]
 
 
 def _cells_table(fit: ScalingFit) -> str:
     cells = pd.DataFrame(fit.cells)
     if cells.empty:
         return ""
-    cols = ["arch", "model", "n", "d", "points", "loss", "best_lr", "best_batch", "lr_opt", "lr_edge", "batch_opt",
-            "batch_edge"]
+    cols = [
+        "arch",
+        "model",
+        "n",
+        "d",
+        "points",
+        "loss",
+        "best_lr",
+        "best_batch",
+        "lr_opt",
+        "lr_edge",
+        "batch_opt",
+        "batch_edge",
+    ]
     t = cells[[c for c in cols if c in cells]].sort_values(["arch", "n", "d"]).copy()
     t["lr_edge"] = t["lr_edge"].replace("", "bracketed")
     t["batch_edge"] = t["batch_edge"].replace("", "bracketed")
     return t.to_html(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def write_report(fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_rows: list[tuple[str, str]] = (),
-                 notes: str = "") -> Path:
+def write_report(
+    fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_rows: list[tuple[str, str]] = (), notes: str = ""
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _loss_vs_lr(df, out / "loss_vs_lr.png")
@@ -229,11 +282,16 @@ def write_report(fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_r
     (out / "fit.json").write_text(fit.to_json())
 
     def table(rows):
-        return "<table border=1 cellpadding=4>" + "".join(
-            f"<tr><td>{html.escape(a)}</td><td><code>{html.escape(b)}</code></td></tr>" for a, b in rows) + "</table>"
+        return (
+            "<table border=1 cellpadding=4>"
+            + "".join(f"<tr><td>{html.escape(a)}</td><td><code>{html.escape(b)}</code></td></tr>" for a, b in rows)
+            + "</table>"
+        )
 
-    imgs = "".join(f'<h3>{n}</h3><img src="{n}.png" width="800">'
-                   for n in ("loss_vs_lr", "lr_opt", "batch_opt", "vs_compute", "loss_contours"))
+    imgs = "".join(
+        f'<h3>{n}</h3><img src="{n}.png" width="800">'
+        for n in ("loss_vs_lr", "lr_opt", "batch_opt", "vs_compute", "loss_contours")
+    )
     (out / "report.html").write_text(
         f"<html><head><title>qwenflow scaling laws</title></head><body><h1>Scaling-law fit</h1>"
         f"<p>{fit.n_points} sweep points; laws fitted on dense sizes {[f'{n / 1e6:.2f}M' for n in fit.fitted_n]}; "
@@ -242,5 +300,6 @@ def write_report(fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_r
         f"<h2>Fitted laws</h2>{table(coefficient_rows(fit))}"
         f"<h2>Held-out check and cost</h2>{table([*extra_rows, *sweep_cost_rows(df)])}"
         f"<h2>Against DeepSeek LLM</h2>{table(deepseek_rows(fit))}{deepseek_notes(fit, df)}{notes}"
-        f"<h2>Per-cell optima</h2>{_cells_table(fit)}{imgs}</body></html>")
+        f"<h2>Per-cell optima</h2>{_cells_table(fit)}{imgs}</body></html>"
+    )
     return out

@@ -3,6 +3,7 @@
 A point's MLflow run carries its content key; points already finished (this sweep, an earlier one, another
 machine sharing the tracking server) are reused, not rerun.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def _client():
 
 def finished_points(client, exp_id: str) -> dict[str, str]:
     """Point key -> run id of every finished sweep point in MLflow."""
-    runs = client.search_runs([exp_id], f"tags.`{POINT_TAG}` != '' and attributes.status = 'FINISHED'",
-                              max_results=10000)
+    runs = client.search_runs(
+        [exp_id], f"tags.`{POINT_TAG}` != '' and attributes.status = 'FINISHED'", max_results=10000
+    )
     return {r.data.tags[POINT_TAG]: r.info.run_id for r in runs if "val_loss" in r.data.metrics}
 
 
@@ -51,13 +53,24 @@ def run_point(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path,
     recipe = load_recipe(point.base_recipe, point.overrides() + [f"tracking.experiment={EXPERIMENT}"])
     size = model_size(recipe.model, point.seq_len)
     n = size.active_params - size.embedding_params
-    run = client.create_run(exp_id, run_name=f"{point.model.name} D={point.tokens} lr={point.learning_rate:g} "
-                                             f"B={point.batch_size}",
-                            tags={POINT_TAG: point.key, SWEEP_TAG: point.grid, "qwenflow.stage": "scaling-point"})
+    run = client.create_run(
+        exp_id,
+        run_name=f"{point.model.name} D={point.tokens} lr={point.learning_rate:g} B={point.batch_size}",
+        tags={POINT_TAG: point.key, SWEEP_TAG: point.grid, "qwenflow.stage": "scaling-point"},
+    )
     rid = run.info.run_id
-    params = {"arch": point.model.arch, "model": point.model.name, "n_params": n, "total_params": size.total_params,
-              "tokens": point.tokens, "learning_rate": point.learning_rate, "batch_size": point.batch_size,
-              "batch_tokens": point.batch_size * point.seq_len, "seq_len": point.seq_len, "steps": point.steps}
+    params = {
+        "arch": point.model.arch,
+        "model": point.model.name,
+        "n_params": n,
+        "total_params": size.total_params,
+        "tokens": point.tokens,
+        "learning_rate": point.learning_rate,
+        "batch_size": point.batch_size,
+        "batch_tokens": point.batch_size * point.seq_len,
+        "seq_len": point.seq_len,
+        "steps": point.steps,
+    }
     for k, v in params.items():
         client.log_param(rid, k, v)
     out = work_dir / point.key
@@ -86,19 +99,26 @@ def run_point(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path,
     return {**params, "val_loss": val, "wall_s": wall, "run_id": rid, "reused": False}
 
 
-def run_or_reuse(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path, packed: Path, client,
-                 exp_id) -> dict:
+def run_or_reuse(
+    point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path, packed: Path, client, exp_id
+) -> dict:
     """A point's summary: from MLflow when it already finished there, else trained now."""
     done = finished_points(client, exp_id)
     if point.key in done:
         run = client.get_run(done[point.key])
-        return {"run_id": run.info.run_id, "val_loss": run.data.metrics["val_loss"], "reused": True,
-                "learning_rate": point.learning_rate, "batch_tokens": point.batch_size * point.seq_len}
+        return {
+            "run_id": run.info.run_id,
+            "val_loss": run.data.metrics["val_loss"],
+            "reused": True,
+            "learning_rate": point.learning_rate,
+            "batch_tokens": point.batch_size * point.seq_len,
+        }
     return run_point(point, data_dir, tokenizer_dir, work_dir, packed, client, exp_id)
 
 
-def run_sweep(grid: Grid, data_dir: str | Path, tokenizer_dir: str | Path, work_dir: str | Path,
-              models: list[str] | None = None) -> list[dict]:
+def run_sweep(
+    grid: Grid, data_dir: str | Path, tokenizer_dir: str | Path, work_dir: str | Path, models: list[str] | None = None
+) -> list[dict]:
     """Run every point of the grid not already finished in MLflow; returns one summary per point."""
     from qwenflow.data.pack import pack_corpus
 
@@ -109,8 +129,13 @@ def run_sweep(grid: Grid, data_dir: str | Path, tokenizer_dir: str | Path, work_
     packed = work_dir / "packed"
     pack_corpus(data_dir, tokenizer_dir, grid.seq_len, packed)
     results = []
-    cols = (TextColumn("[bold]sweep[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn())
+    cols = (
+        TextColumn("[bold]sweep[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*cols) as bar:
         task = bar.add_task(grid.name, total=len(points))
         for p in points:

@@ -1,4 +1,5 @@
 """Tokenizers: the real Qwen2.5 vocabulary, or a small BPE trained on the corpus; both with ChatML."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,12 +13,16 @@ def load_tokenizer(path: str | Path):
 
     path = Path(path)
     if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
-        raise FileNotFoundError(f"{path}: no tokenizer here (expected tokenizer.json); pass a directory saved by "
-                                "`qwenflow tokenizer build` or a model directory that includes its tokenizer")
+        raise FileNotFoundError(
+            f"{path}: no tokenizer here (expected tokenizer.json); pass a directory saved by "
+            "`qwenflow tokenizer build` or a model directory that includes its tokenizer"
+        )
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if not tok.chat_template:
-        raise ValueError(f"{path}: the tokenizer has no chat template; SFT, RL and chat serving need one "
-                         "(rebuild it with `qwenflow tokenizer build`)")
+        raise ValueError(
+            f"{path}: the tokenizer has no chat template; SFT, RL and chat serving need one "
+            "(rebuild it with `qwenflow tokenizer build`)"
+        )
     return tok
 
 

@@ -1,4 +1,5 @@
 """Train a small byte-level BPE (tokenizers library) with Qwen's split pattern, control tokens and chat template."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -26,14 +27,25 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 4096, max_bytes: int = 32_
     if n_regular < 256:
         raise ValueError(f"vocab_size {vocab_size} is too small: byte-level BPE needs 256 + {len(CONTROL_TOKENS)} ids")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=n_regular, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=[], show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=n_regular,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+        show_progress=False,
+    )
     tok.train_from_iterator(_budgeted(texts, max_bytes), trainer=trainer)
     tok.add_special_tokens([AddedToken(t, special=t not in NOT_SPECIAL, normalized=False) for t in CONTROL_TOKENS])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
-                                   chat_template=chat_template(), model_max_length=1_000_000)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        chat_template=chat_template(),
+        model_max_length=1_000_000,
+    )

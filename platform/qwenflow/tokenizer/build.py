@@ -1,4 +1,5 @@
 """The tokenizer stage: the real Qwen2.5 vocabulary, or a BPE trained on the prepared corpus."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator

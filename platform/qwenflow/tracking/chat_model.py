@@ -4,6 +4,7 @@ Logged as "models from code" (this file is the model's code, the directory an ar
 loads with `mlflow.pyfunc.load_model("models:/NAME@champion")` and answers OpenAI-style chat requests, and
 `mlflow models serve` works, with no pickled Python object in the registry.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,8 @@ from mlflow.models import set_model
 from mlflow.pyfunc import ChatModel
 from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage, ChatParams, TokenUsageStats
 
-HF_ARTIFACT = "hf"          # artifacts/<HF_ARTIFACT>/ in the logged model holds the save_pretrained directory
-DEFAULT_MAX_TOKENS = 64     # when the request names no max_tokens (the ChatParams default is None)
+HF_ARTIFACT = "hf"  # artifacts/<HF_ARTIFACT>/ in the logged model holds the save_pretrained directory
+DEFAULT_MAX_TOKENS = 64  # when the request names no max_tokens (the ChatParams default is None)
 
 
 class QwenflowChatModel(ChatModel):
@@ -31,11 +32,17 @@ class QwenflowChatModel(ChatModel):
         import torch
 
         prompt = self.tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content or ""} for m in messages], add_generation_prompt=True,
-            return_tensors="pt", return_dict=True)
+            [{"role": m.role, "content": m.content or ""} for m in messages],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         sample = bool(params.temperature) and params.temperature > 0
-        kwargs = {"do_sample": sample, "max_new_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
-                  "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+        kwargs = {
+            "do_sample": sample,
+            "max_new_tokens": params.max_tokens or DEFAULT_MAX_TOKENS,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p or 1.0)
         with torch.inference_mode():
@@ -47,9 +54,12 @@ class QwenflowChatModel(ChatModel):
             text = text.split(stop, 1)[0]
         finish = "length" if len(new) >= kwargs["max_new_tokens"] else "stop"
         return ChatCompletionResponse(
-            id=f"chatcmpl-{uuid.uuid4().hex[:12]}", model=self.name, created=int(time.time()),
+            id=f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            model=self.name,
+            created=int(time.time()),
             choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason=finish)],
-            usage=TokenUsageStats(prompt_tokens=n_prompt, completion_tokens=len(new), total_tokens=n_prompt + len(new)))
+            usage=TokenUsageStats(prompt_tokens=n_prompt, completion_tokens=len(new), total_tokens=n_prompt + len(new)),
+        )
 
 
 set_model(QwenflowChatModel())

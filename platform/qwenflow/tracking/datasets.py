@@ -1,6 +1,7 @@
 """Datasets as MLflow run inputs (`mlflow.log_input`): each stage's run lists the prepared datasets it reads, with
 the digest of their Parquet files' sha256 (from the dataset's manifest.json), rows and schema, so the MLflow UI's
 Datasets column and a run's lineage name the exact data. Metadata only: nothing is re-read or copied."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,16 @@ DATA_DIR_ENV = "QWENFLOW_DATA_DIR"  # the pipeline's prepared-data directory, se
 ALL_KINDS = ("corpus", "sft", "rl", "preferences", "eval")
 # Which prepared datasets each stage reads (the posttrain/train/eval modules' read_dataset calls).
 STAGE_DATASETS: dict[str, tuple[str, ...]] = {
-    "validate-data": ALL_KINDS, "tokenizer": ("corpus",), "pretrain": ("corpus",), "long-context": ("corpus",),
-    "sft": ("sft", "eval"), "reward": ("preferences",), "dpo": ("rl", "preferences", "eval"),
-    "grpo": ("rl", "eval"), "eval": ("eval",), "evaluate": ("eval",),
+    "validate-data": ALL_KINDS,
+    "tokenizer": ("corpus",),
+    "pretrain": ("corpus",),
+    "long-context": ("corpus",),
+    "sft": ("sft", "eval"),
+    "reward": ("preferences",),
+    "dpo": ("rl", "preferences", "eval"),
+    "grpo": ("rl", "eval"),
+    "eval": ("eval",),
+    "evaluate": ("eval",),
 }
 CONTEXT = {"eval": "evaluation", "validate-data": "validation"}
 
@@ -34,8 +42,14 @@ def dataset_for(directory: Path, name: str):
     # MLflow keeps at most 36 characters of a digest: the sha256 of the sorted per-file sha256s, cut to 32.
     digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode()).hexdigest()[:32]
     schema = manifest.get("schema")
-    cols = [ColSpec(t if t in ("string", "long", "double", "float", "integer", "boolean") else "string", c)
-            for c, t in schema.items()] if isinstance(schema, dict) and schema else None
+    cols = (
+        [
+            ColSpec(t if t in ("string", "long", "double", "float", "integer", "boolean") else "string", c)
+            for c, t in schema.items()
+        ]
+        if isinstance(schema, dict) and schema
+        else None
+    )
     import warnings
 
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about the tie
@@ -71,8 +85,12 @@ def log_inputs_to_run(client, run_id: str, kinds: tuple[str, ...] = ALL_KINDS, r
     for kind in kinds:
         ds = dataset_for(Path(data_dir) / kind, f"{recipe_name}-{kind}" if recipe_name else kind)
         if ds is not None:
-            inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "pipeline"),
-                                                                      InputTag("qwenflow.kind", kind)]))
+            inputs.append(
+                DatasetInput(
+                    ds._to_mlflow_entity(),
+                    tags=[InputTag("mlflow.data.context", "pipeline"), InputTag("qwenflow.kind", kind)],
+                )
+            )
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
     return [i.dataset.name for i in inputs]

@@ -8,6 +8,7 @@
   nested run marked `qwenflow.cached`, pointing at the run that produced the artifact (`qwenflow.source_run_id`) with
   the artifact's sha256 (`qwenflow.artifact_digest`), so every pipeline run lists its whole lineage.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,7 @@ import os
 log = logging.getLogger(__name__)
 
 RUN_DIR_TAG = "qwenflow.run_dir"
-RUN_DIR_ENV = "QWENFLOW_RUN_DIR"         # set by the local runner for every process of one `qwenflow run`
+RUN_DIR_ENV = "QWENFLOW_RUN_DIR"  # set by the local runner for every process of one `qwenflow run`
 DIGEST_TAG = "qwenflow.artifact_digest"
 DIGEST_ENV = "QWENFLOW_ARTIFACT_DIGEST"  # the current step's artifact digest, for a run opened after the stage ends
 SOURCE_TAG = "qwenflow.source_run_id"
@@ -55,8 +56,12 @@ def close_dead_attempts(run_dir: str) -> list[str]:
     directory's lock), so they are closed as KILLED."""
     client = _client()
     runs = _search(client, f"tags.`{RUN_DIR_TAG}` = '{run_dir}' and attributes.status = 'RUNNING'")
-    closed = _kill(client, runs, f"the `qwenflow run` in {run_dir} that owned this run ended without closing it "
-                                 "(killed or lost); a later run in the same directory found it still RUNNING")
+    closed = _kill(
+        client,
+        runs,
+        f"the `qwenflow run` in {run_dir} that owned this run ended without closing it "
+        "(killed or lost); a later run in the same directory found it still RUNNING",
+    )
     if closed:
         log.warning("closed %d MLflow run(s) of a dead earlier attempt as KILLED", len(closed))
     return closed
@@ -65,8 +70,11 @@ def close_dead_attempts(run_dir: str) -> list[str]:
 def close_previous_attempts(client, parent_run_id: str, stage: str, experiment_ids: list[str]) -> list[str]:
     """A stage run opening under a parent that already has a RUNNING run of the same stage: that one is an earlier
     attempt of this step (KFP retried it after its pod died)."""
-    runs = client.search_runs(experiment_ids, f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
-                              f"tags.`qwenflow.stage` = '{stage}' and attributes.status = 'RUNNING'")
+    runs = client.search_runs(
+        experiment_ids,
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+        f"tags.`qwenflow.stage` = '{stage}' and attributes.status = 'RUNNING'",
+    )
     return _kill(client, runs, f"a retry of step '{stage}' started: this attempt's process died before it ended")
 
 
@@ -109,8 +117,14 @@ def record_cached(stage: str, result: dict, digest: str, recipe, parent_run_id: 
     client = _client()
     exp = client.get_experiment_by_name(recipe.tracking.experiment)
     source = _source_run(client, stage, result, digest)
-    tags = {"mlflow.parentRunId": parent_run_id, "qwenflow.stage": stage, CACHED_TAG: "true", DIGEST_TAG: digest,
-            SOURCE_TAG: source.info.run_id if source else "unknown", "qwenflow.recipe": recipe.name}
+    tags = {
+        "mlflow.parentRunId": parent_run_id,
+        "qwenflow.stage": stage,
+        CACHED_TAG: "true",
+        DIGEST_TAG: digest,
+        SOURCE_TAG: source.info.run_id if source else "unknown",
+        "qwenflow.recipe": recipe.name,
+    }
     for env, tag in (("KFP_RUN_ID", "kfp.run_id"), (RUN_DIR_ENV, RUN_DIR_TAG)):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
@@ -123,6 +137,6 @@ def record_cached(stage: str, result: dict, digest: str, recipe, parent_run_id: 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in source.data.metrics.items() if not k.startswith("system/")]
         for i in range(0, len(metrics), 1000):
-            client.log_batch(run.info.run_id, metrics=metrics[i:i + 1000])
+            client.log_batch(run.info.run_id, metrics=metrics[i : i + 1000])
     client.set_terminated(run.info.run_id, status="FINISHED")
     return run.info.run_id

@@ -1,6 +1,7 @@
 """What a finished pipeline step shows outside its log: headline numbers as KFP `dsl.Metrics`, a `dsl.Markdown`
 card with its MLflow run link, the same numbers on the pipeline's parent run, and (for chat-model stages) the
 stage's model logged in its run as an MLflow pyfunc ChatModel. Called by the KFP components after run_stage."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,11 @@ UI_URL_ENV = "QWENFLOW_MLFLOW_UI_URL"  # browsable MLflow address when the track
 
 def headline(metrics: dict[str, float]) -> dict[str, float]:
     """At most MAX_HEADLINE finite metrics, the ones a reader looks for first."""
-    finite = {k: float(v) for k, v in metrics.items()
-              if not k.startswith("system/") and isinstance(v, (int, float)) and math.isfinite(v)}
+    finite = {
+        k: float(v)
+        for k, v in metrics.items()
+        if not k.startswith("system/") and isinstance(v, (int, float)) and math.isfinite(v)
+    }
 
     def rank(key: str) -> tuple[int, str]:
         return next((i for i, p in enumerate(_PRIORITY) if p in key), len(_PRIORITY)), key
@@ -37,8 +41,10 @@ def run_link(run) -> str:
     base = os.environ.get(UI_URL_ENV) or tracking_uri()
     if base.startswith(("http://", "https://")):
         # MLflow 3.17's UI picks its GenAI or model-training pages from this parameter (else a browser setting).
-        return (f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-                f"?workflowType={UI_WORKFLOW}")
+        return (
+            f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+            f"?workflowType={UI_WORKFLOW}"
+        )
     return f"`mlflow ui --backend-store-uri {base}` -> run {run.info.run_id}"
 
 
@@ -50,8 +56,11 @@ def _stage_run(client, stage: str, result: dict, recipe, parent_run_id: str):
     exp = client.get_experiment_by_name(recipe.tracking.experiment)
     kfp_run_id = os.environ.get("KFP_RUN_ID", "")
     if exp is not None and kfp_run_id:
-        runs = client.search_runs([exp.experiment_id], f"tags.`kfp.run_id` = '{kfp_run_id}' and "
-                                  f"tags.`qwenflow.stage` = '{RUN_NAME.get(stage, stage)}'", max_results=1)
+        runs = client.search_runs(
+            [exp.experiment_id],
+            f"tags.`kfp.run_id` = '{kfp_run_id}' and tags.`qwenflow.stage` = '{RUN_NAME.get(stage, stage)}'",
+            max_results=1,
+        )
         if runs:
             return runs[0]
     if not parent_run_id or result.get("skipped"):
@@ -62,8 +71,9 @@ def _stage_run(client, stage: str, result: dict, recipe, parent_run_id: str):
     from qwenflow.tracking import flat_params, stage_run
 
     with stage_run(stage, recipe) as run:
-        numbers = {k: float(v) for k, v in flat_params(result).items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        numbers = {
+            k: float(v) for k, v in flat_params(result).items() if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         if numbers:
             mlflow.log_metrics({k.replace(".", "/"): v for k, v in numbers.items()})
         for k, v in flat_params(result).items():
@@ -72,8 +82,17 @@ def _stage_run(client, stage: str, result: dict, recipe, parent_run_id: str):
     return client.get_run(run.info.run_id)
 
 
-def publish(stage: str, result: dict, *, recipe_path: str, parent_run_id: str = "", metrics=None, markdown=None,
-            model_dir: str | None = None, extra: dict[str, float] | None = None) -> dict[str, float]:
+def publish(
+    stage: str,
+    result: dict,
+    *,
+    recipe_path: str,
+    parent_run_id: str = "",
+    metrics=None,
+    markdown=None,
+    model_dir: str | None = None,
+    extra: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Report one finished step; returns its headline metrics. `metrics`/`markdown` are KFP output artifacts."""
     from mlflow import MlflowClient
 
@@ -85,8 +104,13 @@ def publish(stage: str, result: dict, *, recipe_path: str, parent_run_id: str = 
     client = MlflowClient()
     run = _stage_run(client, stage, result, recipe, parent_run_id)
     # Once per stage run: a cache hit hands back the run that trained the model, which already holds it.
-    if (run is not None and model_dir and stage in CHAT_MODEL_STAGES and not result.get("skipped")
-            and CHAT_MODEL_TAG not in run.data.tags):
+    if (
+        run is not None
+        and model_dir
+        and stage in CHAT_MODEL_STAGES
+        and not result.get("skipped")
+        and CHAT_MODEL_TAG not in run.data.tags
+    ):
         client.set_tag(run.info.run_id, CHAT_MODEL_TAG, log_chat_model(run.info.run_id, model_dir))
         run = client.get_run(run.info.run_id)
     numbers = headline({**(run.data.metrics if run is not None else {}), **(extra or {})})
@@ -117,8 +141,13 @@ def _metric(key: str, value: float):
 
 def card(stage: str, result: dict, run, numbers: dict[str, float]) -> str:
     """The Markdown the KFP UI shows for a step: status, MLflow link, headline numbers."""
-    status = "skipped (switched off)" if result.get("skipped") else "from the stage cache" if result.get("cached") \
+    status = (
+        "skipped (switched off)"
+        if result.get("skipped")
+        else "from the stage cache"
+        if result.get("cached")
         else "done"
+    )
     lines = [f"### {stage}: {status}", ""]
     if run is not None:
         lines += [f"MLflow run: {run_link(run)}", ""]
@@ -139,19 +168,30 @@ def log_chat_model(run_id: str, model_dir: str | Path) -> str:
 
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).with_name("chat_model.py")),
-            artifacts={HF_ARTIFACT: str(model_dir)}, input_example=CHAT_EXAMPLE, pip_requirements=_requirements())
+            name="model",
+            python_model=str(Path(__file__).with_name("chat_model.py")),
+            artifacts={HF_ARTIFACT: str(model_dir)},
+            input_example=CHAT_EXAMPLE,
+            pip_requirements=_requirements(),
+        )
     return info.model_uri
 
 
 def log_parent_params(client, parent_run_id: str, recipe) -> None:
     """The numbers a reader compares pipeline runs by, as params of the parent run."""
     m = recipe.model
-    params = {"recipe": recipe.name, "model.arch": m.arch, "model.hidden_size": m.hidden_size,
-              "model.num_layers": m.num_layers, "model.vocab_size": m.vocab_size,
-              "pretrain.seq_len": recipe.pretrain.seq_len, "pretrain.max_steps": recipe.pretrain.max_steps,
-              "tokenizer.kind": recipe.tokenizer.kind, "eval.suite": recipe.eval.suite,
-              "registered_model": recipe.deploy.registered_model}
+    params = {
+        "recipe": recipe.name,
+        "model.arch": m.arch,
+        "model.hidden_size": m.hidden_size,
+        "model.num_layers": m.num_layers,
+        "model.vocab_size": m.vocab_size,
+        "pretrain.seq_len": recipe.pretrain.seq_len,
+        "pretrain.max_steps": recipe.pretrain.max_steps,
+        "tokenizer.kind": recipe.tokenizer.kind,
+        "eval.suite": recipe.eval.suite,
+        "registered_model": recipe.deploy.registered_model,
+    }
     for stage in ("pretrain", "long_context", "sft", "reward", "dpo", "grpo", "deploy"):
         params[f"{stage}.enabled"] = getattr(recipe, stage).enabled
     from mlflow.entities import Param

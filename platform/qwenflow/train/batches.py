@@ -12,6 +12,7 @@ So a step's global batch is the same rows with 1 or N processes (an N-process ru
 1-process one), every step draws one block from each stretch of the corpus, and with G = 1 and one window the order
 is the plain per-epoch permutation of all blocks. The data position of a checkpoint is just its step.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,7 +63,9 @@ class ShardedRows:
         for row, n, i, g in self.groups[first:]:
             if row >= stop:
                 break
-            table = self.files[i].read_row_group(g, columns=["input_ids"] + (["segment_len"] if self.has_segments else []))
+            table = self.files[i].read_row_group(
+                g, columns=["input_ids"] + (["segment_len"] if self.has_segments else [])
+            )
             lo, hi = max(start - row, 0), min(stop - row, n)
             ids = table.column("input_ids").combine_chunks()
             flat = pa.compute.list_flatten(ids.slice(lo, hi - lo)).to_numpy()
@@ -76,8 +79,17 @@ class ShardedRows:
 class PackedBatches:
     """Micro-batches of one packed dataset, in blocks of `micro_batch` rows reshuffled each epoch."""
 
-    def __init__(self, packed_dir: Path, *, micro_batch: int, global_batch: int, seed: int,
-                 rank: int | None = None, world: int | None = None, window_tokens: int = WINDOW_TOKENS):
+    def __init__(
+        self,
+        packed_dir: Path,
+        *,
+        micro_batch: int,
+        global_batch: int,
+        seed: int,
+        rank: int | None = None,
+        world: int | None = None,
+        window_tokens: int = WINDOW_TOKENS,
+    ):
         import pyarrow.compute  # noqa: F401 - pa.compute in ShardedRows.read
 
         from qwenflow.artifacts import read_manifest
@@ -93,8 +105,10 @@ class PackedBatches:
         self.micro, self.blocks_per_step, self.seed = micro_batch, global_batch // micro_batch, seed
         n_blocks = self.train.num_rows // micro_batch
         if n_blocks < self.blocks_per_step:
-            raise ValueError(f"{packed_dir}: {self.train.num_rows} packed rows make {n_blocks} micro-batches of "
-                             f"{micro_batch}, fewer than the {self.blocks_per_step} one optimizer step needs")
+            raise ValueError(
+                f"{packed_dir}: {self.train.num_rows} packed rows make {n_blocks} micro-batches of "
+                f"{micro_batch}, fewer than the {self.blocks_per_step} one optimizer step needs"
+            )
         self.n_blocks = n_blocks
         lanes = self.blocks_per_step
         # lane i: blocks [bounds[i], bounds[i + 1]); its windows of window_blocks (the same for every world size)
@@ -157,7 +171,7 @@ class PackedBatches:
             raise ValueError(f"micro-batch index {index} outside the {self.blocks_per_step} of a step")
         window, block = self._block(index, step)
         rows, segs = self._load(index, window)
-        part = torch.from_numpy(rows[block * self.micro:(block + 1) * self.micro].astype(np.int64))
+        part = torch.from_numpy(rows[block * self.micro : (block + 1) * self.micro].astype(np.int64))
         seg = self.seq_len if segs is None else int(segs[block * self.micro])
         return part.reshape(-1, seg)  # a short-sequence row becomes several independent sequences
 
@@ -171,4 +185,4 @@ class PackedBatches:
         rows, _ = val.read(0, n)
         rows = torch.from_numpy(rows.astype(np.int64))
         for i in range(0, n, self.micro):
-            yield rows[i:i + self.micro]
+            yield rows[i : i + self.micro]

@@ -4,6 +4,7 @@ A checkpoint holds what accelerate's save_state writes (model in safetensors, op
 process; DeepSpeed's sharded state under ZeRO) plus trainer_state.json (step, scheduler, data position) and, last,
 the COMPLETE marker. Resume takes the newest directory that has the marker.
 """
+
 from __future__ import annotations
 
 import json

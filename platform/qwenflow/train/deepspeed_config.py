@@ -1,4 +1,5 @@
 """DeepSpeed config generated from a recipe's training section and checked by DeepSpeed's own validator."""
+
 from __future__ import annotations
 
 from qwenflow.dist import world_size

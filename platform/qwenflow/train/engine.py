@@ -4,6 +4,7 @@ accelerate runs it unchanged as one process, under `torchrun --nproc_per_node=N`
 with DeepSpeed ZeRO-2/3 (config from the recipe); bf16 autocast where the hardware has it. The loop itself is
 plain: micro-batches -> backward -> clip -> AdamW step -> LR step, checkpoint every N steps, metrics every step.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
 from qwenflow import dist
 
+from . import checkpoint as ckpt
 from .batches import PackedBatches
-from .deepspeed_config import deepspeed_config, grad_accum_steps, validate, world_size
+from .deepspeed_config import grad_accum_steps, validate, world_size
 from .hardware import gpu_peak, probe
 from .schedule import staged_lr_lambda
 
@@ -31,6 +32,7 @@ METRICS = "metrics.jsonl"
 @dataclass
 class Stage:
     """A run of `steps` optimizer steps over one packed dataset (long context: one per length)."""
+
     batches: PackedBatches
     steps: int
 
@@ -72,8 +74,13 @@ def make_accelerator(section, device_probe: dict):
         dist.single_process_env()
     plugins = accelerate_plugins(section, bf16=device_probe["bf16"])
     # cpu=True would make accelerate drop DeepSpeed/FSDP; without CUDA the device is the CPU either way.
-    acc = Accelerator(mixed_precision="bf16" if device_probe["bf16"] else "no", cpu=on_cpu and not plugins,
-                      gradient_accumulation_steps=accum, step_scheduler_with_optimizer=False, **plugins)
+    acc = Accelerator(
+        mixed_precision="bf16" if device_probe["bf16"] else "no",
+        cpu=on_cpu and not plugins,
+        gradient_accumulation_steps=accum,
+        step_scheduler_with_optimizer=False,
+        **plugins,
+    )
     ds_cfg = plugins["deepspeed_plugin"].deepspeed_config if "deepspeed_plugin" in plugins else None
     expected = {"zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp2": "FSDP"}.get(strategy)
     if expected and acc.distributed_type.value != expected:
@@ -85,6 +92,7 @@ def make_accelerator(section, device_probe: dict):
 
 def adamw(model, section, fused: bool):
     """AdamW with weight decay on matrices only (norm scales and biases are not decayed)."""
+
     def ndim(p):  # ZeRO-3 parameters built partitioned are empty 1-D tensors that remember their shape
         return len(getattr(p, "ds_shape", p.shape))
 
@@ -136,18 +144,32 @@ class _Log:
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.mlflow:
-            self.mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None and math.isfinite(v)},
-                                    step=step, synchronous=False)
+            self.mlflow.log_metrics(
+                {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}, step=step, synchronous=False
+            )
 
 
 def _progress(main: bool, total: int):
     if not main:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:,.0f} tok/s"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
 
 
 def train_step(accelerator, model, optimizer, scheduler, micro_batches: list, grad_clip: float):
@@ -203,6 +225,7 @@ def compile_decision(section, arch: str, est_flops: float, device_probe: dict) -
 @dataclass
 class Prepared:
     """What a training step needs, built the same way for train() and benchmarks/train_throughput.py."""
+
     accelerator: object
     model: object
     optimizer: object
@@ -214,8 +237,9 @@ class Prepared:
     compile_reason: str
 
 
-def prepare(model, section, lr_lambda, *, arch: str = "dense", est_flops: float = 0.0,
-            device_probe: dict | None = None) -> Prepared:
+def prepare(
+    model, section, lr_lambda, *, arch: str = "dense", est_flops: float = 0.0, device_probe: dict | None = None
+) -> Prepared:
     """Accelerator (plain, DDP or DeepSpeed), optional torch.compile, AdamW and the LR schedule around `model`."""
     if device_probe is None:
         device_probe = probe(section.bf16, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -232,8 +256,18 @@ def prepare(model, section, lr_lambda, *, arch: str = "dense", est_flops: float 
     return Prepared(accelerator, model, optimizer, scheduler, accum, ds_cfg, device_probe, compiled, why)
 
 
-def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flops_per_token, resume: bool = False,
-          on_checkpoint=None, before_train=None) -> tuple[Result, object, dict]:
+def train(
+    model,
+    section,
+    stages: list[Stage],
+    out_dir: Path,
+    *,
+    name: str,
+    flops_per_token,
+    resume: bool = False,
+    on_checkpoint=None,
+    before_train=None,
+) -> tuple[Result, object, dict]:
     """Train `model` through `stages`; returns (result, accelerator, unwrapped model state dict on main or None).
 
     flops_per_token(seq_len) gives training FLOPs per token for MFU. before_train(eval_fn) runs once before the
@@ -242,8 +276,9 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
     total = sum(s.steps for s in stages)
     est_flops = sum(s.steps * s.batches.tokens_per_step() * flops_per_token(s.batches.seq_len) for s in stages)
     arch = "moe" if getattr(model.config, "num_experts", None) else "dense"
-    prep = prepare(model, section, staged_lr_lambda(stages[0].steps, len(stages), section), arch=arch,
-                   est_flops=est_flops)
+    prep = prepare(
+        model, section, staged_lr_lambda(stages[0].steps, len(stages), section), arch=arch, est_flops=est_flops
+    )
     accelerator, model, optimizer, scheduler = prep.accelerator, prep.model, prep.optimizer, prep.scheduler
     accum, ds_cfg, device_probe = prep.accum, prep.ds_cfg, prep.device_probe
     # Ranks from torchrun's environment: accelerate 1.15 reports process_index 0 on every rank under DeepSpeed on CPU.
@@ -254,8 +289,10 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
     start, resumed_from = 0, None
     latest = ckpt.latest_checkpoint(ckpt_root)
     if latest is not None and not resume:
-        raise FileExistsError(f"{out_dir} holds checkpoints of an earlier run (newest {latest.name}); pass --resume "
-                              "to continue it or choose a new output directory")
+        raise FileExistsError(
+            f"{out_dir} holds checkpoints of an earlier run (newest {latest.name}); pass --resume "
+            "to continue it or choose a new output directory"
+        )
     if resume and latest is not None:
         state = ckpt.load_checkpoint(accelerator, latest)
         scheduler.load_state_dict(state["scheduler"])
@@ -265,11 +302,20 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         import mlflow
 
         if mlflow.active_run():
-            mlflow.log_params({"device": device_probe["device_name"], "bf16_autocast": bf16, "world_size": world,
-                               "engine": accelerator.distributed_type.value, "grad_accum_steps": accum, "peak_flops": f"{device_probe['peak_flops']:.4g}",
-                               "compiled": prep.compiled, "compile_reason": prep.compile_reason,
-                               "torch_threads": torch.get_num_threads(),
-                               "resumed_from_step": resumed_from if resumed_from is not None else "none"})
+            mlflow.log_params(
+                {
+                    "device": device_probe["device_name"],
+                    "bf16_autocast": bf16,
+                    "world_size": world,
+                    "engine": accelerator.distributed_type.value,
+                    "grad_accum_steps": accum,
+                    "peak_flops": f"{device_probe['peak_flops']:.4g}",
+                    "compiled": prep.compiled,
+                    "compile_reason": prep.compile_reason,
+                    "torch_threads": torch.get_num_threads(),
+                    "resumed_from_step": resumed_from if resumed_from is not None else "none",
+                }
+            )
             if ds_cfg is not None:
                 mlflow.log_dict(ds_cfg, "deepspeed_config.json")
 
@@ -295,8 +341,7 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         for step in range(start, total):
             stage, local = stage_at(step)
             t0 = time.perf_counter()
-            micro = [stage.batches.micro_batch(local, a * world + rank).to(device)
-                     for a in range(accum)]
+            micro = [stage.batches.micro_batch(local, a * world + rank).to(device) for a in range(accum)]
             lr = scheduler.get_last_lr()[0]
             loss_t, grad_norm, aux = train_step(accelerator, model, optimizer, scheduler, micro, section.grad_clip)
             loss = mean_over_ranks(loss_t, world)
@@ -307,10 +352,16 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
             tokens_run += tokens
             seg = batch.shape[1]
             tps = tokens / dt
-            metrics = {"loss": loss, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                       "tokens_seen": tokens_seen, "tokens_per_s": tps, "seq_len": seg,
-                       "mfu": flops_per_token(seg) * tps / (device_probe["peak_flops"] * world),
-                       "memory_gb": memory_gb(device)}
+            metrics = {
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                "tokens_seen": tokens_seen,
+                "tokens_per_s": tps,
+                "seq_len": seg,
+                "mfu": flops_per_token(seg) * tps / (device_probe["peak_flops"] * world),
+                "memory_gb": memory_gb(device),
+            }
             if aux is not None:
                 metrics["moe_aux_loss"] = float(aux)
             done = step + 1
@@ -323,9 +374,18 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
             if progress:
                 progress.update(task, advance=1, loss=loss, tps=tps)
             if done % section.checkpoint_every == 0 and done < total:
-                path = ckpt.save_checkpoint(accelerator, main, ckpt_root, done,
-                                            {"step": done, "scheduler": scheduler.state_dict(), "tokens_seen": tokens_seen,
-                                             "data_position": {"step": done, "seed": section.seed}})
+                path = ckpt.save_checkpoint(
+                    accelerator,
+                    main,
+                    ckpt_root,
+                    done,
+                    {
+                        "step": done,
+                        "scheduler": scheduler.state_dict(),
+                        "tokens_seen": tokens_seen,
+                        "data_position": {"step": done, "seed": section.seed},
+                    },
+                )
                 if on_checkpoint and main:
                     on_checkpoint(path, done)
     elapsed = time.perf_counter() - t_run
@@ -335,7 +395,9 @@ def train(model, section, stages: list[Stage], out_dir: Path, *, name: str, flop
         log(total, {"val_loss": result.val_losses[total]})
     result.tokens_seen, result.steps = tokens_seen, total
     result.tokens_per_s = tokens_run / elapsed if tokens_run else 0.0
-    result.mfu = flops_per_token(final_stage.batches.seq_len) * result.tokens_per_s / (device_probe["peak_flops"] * world)
+    result.mfu = (
+        flops_per_token(final_stage.batches.seq_len) * result.tokens_per_s / (device_probe["peak_flops"] * world)
+    )
     state_dict = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards; every process must call it
     accelerator.wait_for_everyone()
     return result, accelerator, state_dict if main else None

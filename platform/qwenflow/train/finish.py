@@ -1,4 +1,5 @@
 """The end of a training stage: the model directory, the loss-curve plot, and what goes to MLflow."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ def save_model(model, state_dict, tokenizer, out_dir: Path, *, recipe, lineage: 
     engine's output directory (beside its checkpoints and metrics)."""
     from qwenflow.models import io
 
-    return io.save(model, out_dir, tokenizer=tokenizer, recipe=recipe, lineage=lineage, state_dict=state_dict,
-                   atomic=False)
+    return io.save(
+        model, out_dir, tokenizer=tokenizer, recipe=recipe, lineage=lineage, state_dict=state_dict, atomic=False
+    )
 
 
 def loss_plot(out_dir: Path, title: str) -> Path:

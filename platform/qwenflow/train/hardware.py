@@ -1,4 +1,5 @@
 """What the hardware gives: device, whether bf16 pays off, and the peak FLOP/s that MFU is measured against."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,14 @@ def gpu_peak(name: str) -> float | None:
     return None
 
 
-def matmul_flops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5, device: str = "cpu",
-                 shape: tuple[int, int, int] | None = None, bursts: int = 5) -> float:
+def matmul_flops(
+    dtype: torch.dtype,
+    n: int = 1024,
+    seconds: float = 0.5,
+    device: str = "cpu",
+    shape: tuple[int, int, int] | None = None,
+    bursts: int = 5,
+) -> float:
     """Measured FLOP/s of an (m x k) @ (k x n) matmul in `dtype` (n^3 unless `shape` is given): the best of
     `bursts` timed bursts, so that a moment of load from other processes lowers no figure (a higher peak makes MFU
     conservative)."""
@@ -42,16 +49,23 @@ def matmul_flops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5, device
     return best
 
 
-def gemm_peak(dtype: torch.dtype, shapes: list[tuple[int, int, int]], seconds: float = 0.3,
-              device: str = "cpu") -> float:
+def gemm_peak(
+    dtype: torch.dtype, shapes: list[tuple[int, int, int]], seconds: float = 0.3, device: str = "cpu"
+) -> float:
     """The highest rate over `shapes` (best of several bursts each): the practical peak MFU is quoted against."""
     return max(matmul_flops(dtype, seconds=seconds, device=device, shape=s) for s in shapes)
 
 
 def model_gemm_shapes(tokens: int, hidden: int, intermediate: int, vocab: int) -> list[tuple[int, int, int]]:
     """The transformer's big GEMMs (projections, MLP, LM head) plus square ones MKL runs at its best."""
-    return [(tokens, hidden, hidden), (tokens, hidden, intermediate), (tokens, intermediate, hidden),
-            (tokens, hidden, vocab), (1024, 1024, 1024), (2048, 2048, 2048)]
+    return [
+        (tokens, hidden, hidden),
+        (tokens, hidden, intermediate),
+        (tokens, intermediate, hidden),
+        (tokens, hidden, vocab),
+        (1024, 1024, 1024),
+        (2048, 2048, 2048),
+    ]
 
 
 def probe(want_bf16: bool, device: torch.device) -> dict:

@@ -8,6 +8,7 @@ YaRN: the saved config.json carries `qwenflow_yarn`, the transformers rope_param
 copies it into `rope_parameters`; transformers ignores the extra key until then. Qwen2.5's own cards do the same by
 hand-adding `rope_scaling: {type: yarn, factor: 4, original_max_position_embeddings: 32768}`.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,12 @@ def check_rope_base(model, rope_theta: float) -> None:
 
 
 def yarn_parameters(rope_theta: float, trained_len: int, factor: float) -> dict:
-    return {"rope_type": "yarn", "rope_theta": float(rope_theta), "factor": float(factor),
-            "original_max_position_embeddings": int(trained_len)}
+    return {
+        "rope_type": "yarn",
+        "rope_theta": float(rope_theta),
+        "factor": float(factor),
+        "original_max_position_embeddings": int(trained_len),
+    }
 
 
 def enable_yarn(model_dir: str | Path) -> dict:
@@ -62,8 +67,9 @@ def enable_yarn(model_dir: str | Path) -> dict:
     return cfg
 
 
-def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
-                     resume: bool = False) -> Path:
+def run_long_context(
+    recipe: Recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path, resume: bool = False
+) -> Path:
     """Extend model_dir's context per recipe.long_context; return the new model directory (= out_dir)."""
     from transformers import set_seed
 
@@ -88,12 +94,29 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
     for i, length in enumerate(lc.seq_lens):
         short = prev if length % prev == 0 else length // 2
         packed = out_dir / ".packed" / f"len{length}"
-        manifests.append(pack_on_main(data_dir, model_dir, length, packed, long_fraction=lc.long_fraction,
-                                      short_len=short, block_rows=lc.micro_batch_size, seed=lc.seed + i,
-                                      retrieval_fraction=lc.retrieval_fraction, engine=recipe.data.engine,
-                                      workers=recipe.data.workers))
-        stages.append(Stage(PackedBatches(packed, micro_batch=lc.micro_batch_size, global_batch=lc.global_batch_size,
-                                          seed=lc.seed + i), lc.max_steps))
+        manifests.append(
+            pack_on_main(
+                data_dir,
+                model_dir,
+                length,
+                packed,
+                long_fraction=lc.long_fraction,
+                short_len=short,
+                block_rows=lc.micro_batch_size,
+                seed=lc.seed + i,
+                retrieval_fraction=lc.retrieval_fraction,
+                engine=recipe.data.engine,
+                workers=recipe.data.workers,
+            )
+        )
+        stages.append(
+            Stage(
+                PackedBatches(
+                    packed, micro_batch=lc.micro_batch_size, global_batch=lc.global_batch_size, seed=lc.seed + i
+                ),
+                lc.max_steps,
+            )
+        )
         prev = length
     final_len = lc.seq_lens[-1]
 
@@ -114,25 +137,49 @@ def run_long_context(recipe: Recipe, data_dir: str | Path, model_dir: str | Path
             del base
         before["val_loss_rope_only"] = evaluate(stages[-1])
 
-    params = {"base_rope_theta": base_theta, "trained_length": final_len, "yarn_factor": lc.yarn_factor,
-              "progressive_stages": len(lc.seq_lens)}
+    params = {
+        "base_rope_theta": base_theta,
+        "trained_length": final_len,
+        "yarn_factor": lc.yarn_factor,
+        "progressive_stages": len(lc.seq_lens),
+    }
     with stage_context("long-context", recipe, params) as run:
         result, accelerator, state_dict = train(
-            model, lc, stages, out_dir, name="long-context", resume=resume, before_train=measure_before,
-            flops_per_token=flops_counter(recipe.model), on_checkpoint=log_checkpoint)
+            model,
+            lc,
+            stages,
+            out_dir,
+            name="long-context",
+            resume=resume,
+            before_train=measure_before,
+            flops_per_token=flops_counter(recipe.model),
+            on_checkpoint=log_checkpoint,
+        )
         if is_main_process():
             unwrapped = accelerator.unwrap_model(model)
             setattr(unwrapped.config, YARN_KEY, yarn_parameters(lc.rope_theta, final_len, lc.yarn_factor))
             unwrapped.config.qwenflow_trained_context = final_len
-            lineage = {"stage": "long-context", "from_model": str(model_dir), "data_manifests": [m["files"] for m in manifests],
-                       "mlflow_run_id": run.info.run_id if run is not None else None}
+            lineage = {
+                "stage": "long-context",
+                "from_model": str(model_dir),
+                "data_manifests": [m["files"] for m in manifests],
+                "mlflow_run_id": run.info.run_id if run is not None else None,
+            }
             save_model(unwrapped, state_dict, tok, out_dir, recipe=recipe, lineage=lineage)
             loss_plot(out_dir, f"long-context: {recipe.name} ({' -> '.join(map(str, lc.seq_lens))} tokens)")
             final_val = result.val_losses[max(result.val_losses)]
-            summary = {"first_loss": result.first_loss, "last_loss": result.last_loss, "final_val_loss": final_val,
-                       f"val_ppl_at_{final_len}": math.exp(final_val), "tokens_seen": result.tokens_seen,
-                       "mean_tokens_per_s": result.tokens_per_s, "mean_mfu": result.mfu, "steps": result.steps,
-                       "rope_theta": lc.rope_theta, "trained_length": final_len}
+            summary = {
+                "first_loss": result.first_loss,
+                "last_loss": result.last_loss,
+                "final_val_loss": final_val,
+                f"val_ppl_at_{final_len}": math.exp(final_val),
+                "tokens_seen": result.tokens_seen,
+                "mean_tokens_per_s": result.tokens_per_s,
+                "mean_mfu": result.mfu,
+                "steps": result.steps,
+                "rope_theta": lc.rope_theta,
+                "trained_length": final_len,
+            }
             for k, v in before.items():
                 summary[k] = v
                 summary[k.replace("val_loss", f"val_ppl_at_{final_len}")] = math.exp(v)

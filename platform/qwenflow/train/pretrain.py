@@ -1,4 +1,5 @@
 """Pre-training stage: pack the corpus, train a fresh model from the recipe, save it with its tokenizer."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,10 @@ def resolve_recipe(recipe: Recipe) -> tuple[Recipe, dict | None]:
     try:
         from qwenflow.scaling.resolve import resolve_auto
     except ImportError:
-        raise ValueError("pretrain.learning_rate or global_batch_size is 'auto' but no scaling-law fit is available "
-                         "(qwenflow.scaling.resolve); run the scaling sweep first or set numbers") from None
+        raise ValueError(
+            "pretrain.learning_rate or global_batch_size is 'auto' but no scaling-law fit is available "
+            "(qwenflow.scaling.resolve); run the scaling sweep first or set numbers"
+        ) from None
     return resolve_auto(recipe)
 
 
@@ -27,6 +30,7 @@ def flops_counter(model_spec):
     @lru_cache(maxsize=16)
     def per_token(seq_len: int) -> float:
         return model_size(model_spec, seq_len).flops_per_token
+
     return per_token
 
 
@@ -59,8 +63,9 @@ def pack_on_main(corpus_dir, tokenizer_dir, seq_len: int, out_dir: Path, **kw) -
     raise TimeoutError(f"packed data did not appear in {out_dir}")
 
 
-def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
-                 resume: bool = False) -> Path:
+def run_pretrain(
+    recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, resume: bool = False
+) -> Path:
     """Train the recipe's model from scratch on data_dir's corpus; return the model directory (= out_dir)."""
     from transformers import set_seed
 
@@ -79,17 +84,29 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(tokenizer_dir)
     if len(tok) > recipe.model.vocab_size:
-        raise ValueError(f"tokenizer {tokenizer_dir} has {len(tok)} tokens but model.vocab_size is "
-                         f"{recipe.model.vocab_size}; raise model.vocab_size or use a smaller tokenizer")
-    manifest = pack_on_main(data_dir, tokenizer_dir, p.seq_len, out_dir / ".packed", engine=recipe.data.engine,
-                            workers=recipe.data.workers)  # same shards either way; ray tokenizes in parallel
-    batches = PackedBatches(out_dir / ".packed", micro_batch=p.micro_batch_size, global_batch=p.global_batch_size,
-                            seed=p.seed)
+        raise ValueError(
+            f"tokenizer {tokenizer_dir} has {len(tok)} tokens but model.vocab_size is "
+            f"{recipe.model.vocab_size}; raise model.vocab_size or use a smaller tokenizer"
+        )
+    manifest = pack_on_main(
+        data_dir, tokenizer_dir, p.seq_len, out_dir / ".packed", engine=recipe.data.engine, workers=recipe.data.workers
+    )  # same shards either way; ray tokenizes in parallel
+    batches = PackedBatches(
+        out_dir / ".packed", micro_batch=p.micro_batch_size, global_batch=p.global_batch_size, seed=p.seed
+    )
     set_seed(p.seed)
-    model = io.build_causal_lm(recipe.model, distributed=p.distributed, seed=p.seed, eos_token_id=tok.eos_token_id,
-                               pad_token_id=tok.pad_token_id)
+    model = io.build_causal_lm(
+        recipe.model,
+        distributed=p.distributed,
+        seed=p.seed,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
 
-    params = {"packed.rows": manifest["splits"]["train"]["rows"], "packed.tokens": manifest["splits"]["train"]["tokens"]}
+    params = {
+        "packed.rows": manifest["splits"]["train"]["rows"],
+        "packed.tokens": manifest["splits"]["train"]["tokens"],
+    }
     with stage_context("pretrain", recipe, params) as run:
         if run is not None and auto_info:
             import mlflow
@@ -97,15 +114,32 @@ def run_pretrain(recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path
             mlflow.log_dict(auto_info, "scaling_auto.json")
             mlflow.log_params({f"auto.{k}": v for k, v in auto_info.items() if isinstance(v, (int, float, str))})
         result, accelerator, state_dict = train(
-            model, p, [Stage(batches, p.max_steps)], out_dir, name="pretrain", resume=resume,
-            flops_per_token=flops_counter(recipe.model), on_checkpoint=log_checkpoint)
+            model,
+            p,
+            [Stage(batches, p.max_steps)],
+            out_dir,
+            name="pretrain",
+            resume=resume,
+            flops_per_token=flops_counter(recipe.model),
+            on_checkpoint=log_checkpoint,
+        )
         if is_main_process():
-            lineage = {"stage": "pretrain", "data_manifest": manifest["files"], "tokenizer": str(tokenizer_dir),
-                       "mlflow_run_id": run.info.run_id if run is not None else None}
+            lineage = {
+                "stage": "pretrain",
+                "data_manifest": manifest["files"],
+                "tokenizer": str(tokenizer_dir),
+                "mlflow_run_id": run.info.run_id if run is not None else None,
+            }
             save_model(accelerator.unwrap_model(model), state_dict, tok, out_dir, recipe=recipe, lineage=lineage)
             loss_plot(out_dir, f"pretrain: {recipe.name}")
-            summary = {"first_loss": result.first_loss, "last_loss": result.last_loss,
-                       "final_val_loss": result.val_losses[max(result.val_losses)], "tokens_seen": result.tokens_seen,
-                       "mean_tokens_per_s": result.tokens_per_s, "mean_mfu": result.mfu, "steps": result.steps}
+            summary = {
+                "first_loss": result.first_loss,
+                "last_loss": result.last_loss,
+                "final_val_loss": result.val_losses[max(result.val_losses)],
+                "tokens_seen": result.tokens_seen,
+                "mean_tokens_per_s": result.tokens_per_s,
+                "mean_mfu": result.mfu,
+                "steps": result.steps,
+            }
             log_model_dir(out_dir, summary)  # rank 0 hashes and uploads; the others have already returned
     return out_dir

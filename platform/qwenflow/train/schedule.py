@@ -3,13 +3,15 @@
 Written out rather than taken from transformers' get_*_schedule so that several long-context length stages share
 one LambdaLR (one scheduler state in the checkpoint), each stage with its own warmup and decay.
 """
+
 from __future__ import annotations
 
 import math
 
 
-def lr_factor(step: int, total: int, *, warmup_ratio: float, schedule: str, min_lr_ratio: float,
-              decay_ratio: float = 0.2) -> float:
+def lr_factor(
+    step: int, total: int, *, warmup_ratio: float, schedule: str, min_lr_ratio: float, decay_ratio: float = 0.2
+) -> float:
     """Multiplier of the peak LR at optimizer step `step` (0-based) of `total`."""
     warmup = max(1, round(warmup_ratio * total)) if warmup_ratio > 0 else 0
     if step < warmup:
@@ -29,8 +31,16 @@ def lr_factor(step: int, total: int, *, warmup_ratio: float, schedule: str, min_
 
 def staged_lr_lambda(steps_per_stage: int, n_stages: int, section):
     """LambdaLR function: the section's schedule, restarted for each of n_stages length stages."""
+
     def f(step: int) -> float:
         local = step - min(step // steps_per_stage, n_stages - 1) * steps_per_stage
-        return lr_factor(local, steps_per_stage, warmup_ratio=section.warmup_ratio, schedule=section.schedule,
-                         min_lr_ratio=section.min_lr_ratio, decay_ratio=section.decay_ratio)
+        return lr_factor(
+            local,
+            steps_per_stage,
+            warmup_ratio=section.warmup_ratio,
+            schedule=section.schedule,
+            min_lr_ratio=section.min_lr_ratio,
+            decay_ratio=section.decay_ratio,
+        )
+
     return f

@@ -4,6 +4,7 @@ each engine takes: accelerate plugins for the pre-training engine, TrainingArgum
 Both engines then run unchanged as one process or under torchrun; the batch maths is the same everywhere:
 global batch = micro batch x gradient accumulation x world size.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,10 @@ def grad_accum(global_batch: int, micro_batch: int, world: int | None = None) ->
     """Accumulation steps that make micro x accum x world = global, or a clear error naming the three numbers."""
     world = world or dist.world_size()
     if global_batch % (micro_batch * world):
-        raise ValueError(f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch} x "
-                         f"{world} processes; change the batch sizes or the number of processes")
+        raise ValueError(
+            f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch} x "
+            f"{world} processes; change the batch sizes or the number of processes"
+        )
     return global_batch // (micro_batch * world)
 
 
@@ -28,8 +31,10 @@ def check_supported(strategy: str) -> None:
     import torch
 
     if strategy == "fsdp2" and not torch.cuda.is_available():
-        raise ValueError("distributed.strategy=fsdp2 runs on GPUs only (accelerate enables FSDP for GPU devices); "
-                         "on CPU use ddp, zero2 or zero3")
+        raise ValueError(
+            "distributed.strategy=fsdp2 runs on GPUs only (accelerate enables FSDP for GPU devices); "
+            "on CPU use ddp, zero2 or zero3"
+        )
 
 
 def trainer_kwargs(distributed, *, bf16: bool) -> dict[str, Any]:
@@ -49,15 +54,25 @@ def trainer_kwargs(distributed, *, bf16: bool) -> dict[str, Any]:
             if s == "zero3":
                 zero["offload_param"] = {"device": "cpu"}
         # "auto": transformers fills batch sizes, clipping and precision from the TrainingArguments themselves
-        kw["deepspeed"] = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
-                           "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
-                           "bf16": {"enabled": "auto"}, "zero_optimization": zero,
-                           "zero_allow_untested_optimizer": True, "steps_per_print": 10**9}
+        kw["deepspeed"] = {
+            "train_batch_size": "auto",
+            "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto",
+            "bf16": {"enabled": "auto"},
+            "zero_optimization": zero,
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+        }
     elif s == "fsdp2":
         kw["fsdp"] = "full_shard offload" if distributed.cpu_offload else "full_shard"
-        kw["fsdp_config"] = {"fsdp_version": 2, "transformer_layer_cls_to_wrap": FSDP_WRAP,
-                             "reshard_after_forward": True, "cpu_ram_efficient_loading": False,
-                             "activation_checkpointing": False}
+        kw["fsdp_config"] = {
+            "fsdp_version": 2,
+            "transformer_layer_cls_to_wrap": FSDP_WRAP,
+            "reshard_after_forward": True,
+            "cpu_ram_efficient_loading": False,
+            "activation_checkpointing": False,
+        }
     return kw
 
 
@@ -76,8 +91,14 @@ def accelerate_plugins(section, *, bf16: bool) -> dict[str, Any]:
         from accelerate.utils import FullyShardedDataParallelPlugin
         from torch.distributed.fsdp import CPUOffloadPolicy
 
-        return {"fsdp_plugin": FullyShardedDataParallelPlugin(
-            fsdp_version=2, reshard_after_forward=True, auto_wrap_policy="transformer_based_wrap",
-            transformer_cls_names_to_wrap=FSDP_WRAP, state_dict_type="FULL_STATE_DICT",
-            cpu_offload=CPUOffloadPolicy() if section.distributed.cpu_offload else None)}
+        return {
+            "fsdp_plugin": FullyShardedDataParallelPlugin(
+                fsdp_version=2,
+                reshard_after_forward=True,
+                auto_wrap_policy="transformer_based_wrap",
+                transformer_cls_names_to_wrap=FSDP_WRAP,
+                state_dict_type="FULL_STATE_DICT",
+                cpu_offload=CPUOffloadPolicy() if section.distributed.cpu_offload else None,
+            )
+        }
     return {}

@@ -1,4 +1,5 @@
 """Code verifier: run the completion's code with the task's unit tests in the sandbox (time and memory limits)."""
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,12 @@ def split_tests(tests: str) -> list[str]:
     return [ast.get_source_segment(tests, node) or "" for node in body] or [tests]
 
 
-def run_tests(completions, tests, limits: Limits = Limits(timeout_s=5.0, cpu_s=5, memory_bytes=512 << 20),
-              prompts_code: list[str] | None = None) -> list:
+def run_tests(
+    completions,
+    tests,
+    limits: Limits = Limits(timeout_s=5.0, cpu_s=5, memory_bytes=512 << 20),
+    prompts_code: list[str] | None = None,
+) -> list:
     """Sandbox results, one per completion: (prompt's code prefix) + completion code runs first, then each test
     statement in its globals; passed only when every test reports passed (exiting early scores 0)."""
     prefix = prompts_code or [""] * len(completions)

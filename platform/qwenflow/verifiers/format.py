@@ -1,4 +1,5 @@
 """Format checks: is the completion a clean, single answer of the expected shape?"""
+
 from __future__ import annotations
 
 import re

@@ -1,13 +1,14 @@
 """Guarding reward functions: one that raises, hangs or returns NaN is counted and handled as the recipe says
 (on_error = "zero": score 0, "skip": no score for that batch (GRPO ignores it), "stop": raise RewardFunctionError).
 A missing code sandbox (SandboxUnavailable) always stops: scoring every code answer 0 would hide it."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
 import math
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from .sandbox import SandboxUnavailable
 
@@ -58,8 +59,10 @@ class GuardedReward:
         if bad:
             self.failures["nan"] += len(bad)
             if self.on_error == "stop":
-                raise RewardFunctionError(f"reward function {self.__name__!r} returned {len(bad)} NaN/inf/None "
-                                          "scores (grpo.reward_on_error=stop)")
+                raise RewardFunctionError(
+                    f"reward function {self.__name__!r} returned {len(bad)} NaN/inf/None "
+                    "scores (grpo.reward_on_error=stop)"
+                )
             fill = 0.0 if self.on_error == "zero" else None
             out = [fill if i in set(bad) else float(v) for i, v in enumerate(out)]
         return [None if v is None else float(v) for v in out]

@@ -1,4 +1,5 @@
 """Exact math answers: integers, decimals, fractions and \\boxed{...}, compared by value."""
+
 from __future__ import annotations
 
 import re

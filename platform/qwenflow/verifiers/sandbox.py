@@ -20,6 +20,7 @@ whose `__eq__` always answers True, or code that reads the tests' expected value
 If bubblewrap is missing or cannot create namespaces here, every call raises SandboxUnavailable: generated code
 never runs unsandboxed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,16 +34,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Literal, Sequence
+from typing import Literal
 
 Status = Literal["passed", "failed", "timeout", "error"]
 KEY_BYTES = 32
 
 # Runs inside the sandbox as its first (trusted) code: read the job, lock down, then run program and tests.
-_HARNESS = r'''
+_HARNESS = r"""
 import marshal, os, resource, sys, _blake2, _thread
 _MODULE_CODE = sys._getframe().f_code
 def _read_all(fd):
@@ -129,7 +131,7 @@ def _main(job, audit=sys.audit, ex=exec, comp=compile, flush=lambda: (sys.stdout
 _install_hook(_raw[:32], _main.__code__, _MODULE_CODE)
 del _raw
 _main(_job)
-'''
+"""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -140,10 +142,10 @@ class SandboxUnavailable(RuntimeError):
 class SandboxResult:
     status: Status
     returncode: int | None
-    output: str                      # stdout + stderr, the last `max_output` characters
+    output: str  # stdout + stderr, the last `max_output` characters
     seconds: float
-    tests: list[str] = field(default_factory=list)   # per-test outcome from the signed records, in order
-    note: str = ""                   # why a run was scored as it was, when not by its tests (limits, tampering)
+    tests: list[str] = field(default_factory=list)  # per-test outcome from the signed records, in order
+    note: str = ""  # why a run was scored as it was, when not by its tests (limits, tampering)
 
     @property
     def passed(self) -> bool:
@@ -155,21 +157,24 @@ class SandboxResult:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 10.0           # wall clock
-    cpu_s: int = 10                   # CPU seconds (RLIMIT_CPU)
-    memory_bytes: int = 1 << 30       # address space (RLIMIT_AS)
-    max_procs: int = 4                # extra processes/threads the program may start (RLIMIT_NPROC)
-    file_bytes: int = 10 << 20        # largest file it may write (RLIMIT_FSIZE)
-    tmp_bytes: int = 64 << 20         # size of its private /tmp (and, separately, /dev/shm)
-    max_output: int = 8000            # characters of output kept (the end: tracebacks come last)
-    output_limit: int = 1 << 20       # bytes of output after which the run is stopped as an error
+    timeout_s: float = 10.0  # wall clock
+    cpu_s: int = 10  # CPU seconds (RLIMIT_CPU)
+    memory_bytes: int = 1 << 30  # address space (RLIMIT_AS)
+    max_procs: int = 4  # extra processes/threads the program may start (RLIMIT_NPROC)
+    file_bytes: int = 10 << 20  # largest file it may write (RLIMIT_FSIZE)
+    tmp_bytes: int = 64 << 20  # size of its private /tmp (and, separately, /dev/shm)
+    max_output: int = 8000  # characters of output kept (the end: tracebacks come last)
+    output_limit: int = 1 << 20  # bytes of output after which the run is stopped as an error
 
 
 def _ro_view() -> list[str]:
     """bwrap arguments for a read-only view of the interpreter's install and the system libraries only."""
     prefix = os.path.realpath(sys.base_prefix)
-    binds = [d for d in ("/usr/lib", "/usr/lib64", "/usr/lib32") if os.path.isdir(d) and not os.path.islink(d)
-             and not prefix.startswith(d + "/")]
+    binds = [
+        d
+        for d in ("/usr/lib", "/usr/lib64", "/usr/lib32")
+        if os.path.isdir(d) and not os.path.islink(d) and not prefix.startswith(d + "/")
+    ]
     links: list[str] = []
     for d in ("/lib", "/lib64", "/lib32"):
         if os.path.islink(d):
@@ -193,25 +198,61 @@ def _interpreter() -> str:
     """The base interpreter (a venv's python is a symlink into base_prefix; its site-packages stay outside)."""
     exe = os.path.realpath(sys.executable)
     if not exe.startswith(os.path.realpath(sys.base_prefix) + "/"):
-        raise SandboxUnavailable(f"the interpreter {exe} is outside its install {sys.base_prefix}; the sandbox "
-                                 "binds only that install")
+        raise SandboxUnavailable(
+            f"the interpreter {exe} is outside its install {sys.base_prefix}; the sandbox binds only that install"
+        )
     return exe
 
 
 def _command(limits: Limits) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        raise SandboxUnavailable("bubblewrap is not installed (no `bwrap` on PATH): `apt-get install bubblewrap`; "
-                                 "generated code is never run without it")
+        raise SandboxUnavailable(
+            "bubblewrap is not installed (no `bwrap` on PATH): `apt-get install bubblewrap`; "
+            "generated code is never run without it"
+        )
     ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if os.getuid() != 0:
         ns.append("--unshare-user")  # unprivileged: bwrap needs a user namespace to mount
     tmp = str(max(1 << 20, int(limits.tmp_bytes)))
-    return [bwrap, *ns, "--die-with-parent", "--new-session", *_ro_view(),
-            "--dev", "/dev", "--size", tmp, "--tmpfs", "/tmp", "--size", tmp, "--tmpfs", "/dev/shm",
-            "--chdir", "/tmp", "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
-            "--setenv", "LANG", "C.UTF-8", "--setenv", "PATH", "/usr/bin:/bin",
-            _interpreter(), "-I", "-S", "-B", "-c", _HARNESS]
+    return [
+        bwrap,
+        *ns,
+        "--die-with-parent",
+        "--new-session",
+        *_ro_view(),
+        "--dev",
+        "/dev",
+        "--size",
+        tmp,
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        tmp,
+        "--tmpfs",
+        "/dev/shm",
+        "--chdir",
+        "/tmp",
+        "--clearenv",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "TMPDIR",
+        "/tmp",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        _interpreter(),
+        "-I",
+        "-S",
+        "-B",
+        "-c",
+        _HARNESS,
+    ]
 
 
 def _verify(lines: bytes, key: bytes, n_tests: int) -> tuple[list[str] | None, str]:
@@ -252,16 +293,29 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
     start = time.monotonic()
     cmd = _command(limits)
     key = secrets.token_bytes(KEY_BYTES)
-    res_r, res_w = os.pipe()      # the harness's signed per-test records
-    info_r, info_w = os.pipe()    # bwrap's --info-fd: the host pid of the namespace's init
-    job = {"code": code, "tests": tests, "result_fd": res_w,
-           "uid": secrets.randbelow(1 << 30) + (1 << 20) if os.getuid() == 0 else 0,
-           "limits": {"cpu_s": max(1, int(limits.cpu_s)), "memory_bytes": int(limits.memory_bytes),
-                      "max_procs": int(limits.max_procs), "file_bytes": int(limits.file_bytes)}}
+    res_r, res_w = os.pipe()  # the harness's signed per-test records
+    info_r, info_w = os.pipe()  # bwrap's --info-fd: the host pid of the namespace's init
+    job = {
+        "code": code,
+        "tests": tests,
+        "result_fd": res_w,
+        "uid": secrets.randbelow(1 << 30) + (1 << 20) if os.getuid() == 0 else 0,
+        "limits": {
+            "cpu_s": max(1, int(limits.cpu_s)),
+            "memory_bytes": int(limits.memory_bytes),
+            "max_procs": int(limits.max_procs),
+            "file_bytes": int(limits.file_bytes),
+        },
+    }
     try:
-        proc = subprocess.Popen([cmd[0], "--info-fd", str(info_w), *cmd[1:]], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(res_w, info_w),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [cmd[0], "--info-fd", str(info_w), *cmd[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(res_w, info_w),
+            start_new_session=True,
+        )
     except BaseException:
         for fd in (res_r, info_r):
             os.close(fd)
@@ -298,7 +352,7 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
                         total += len(chunk)
                         del buf[: max(0, len(buf) - 4 * limits.max_output)]  # capped while it streams
                     else:
-                        del buf[1 << 16:]  # a few records per test; more is tampering, kept small
+                        del buf[1 << 16 :]  # a few records per test; more is tampering, kept small
                 if total > limits.output_limit:
                     why = f"output over {limits.output_limit} bytes: stopped"
                     break
@@ -308,7 +362,7 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
         os.close(res_r)
         os.close(info_r)
     rc = proc.returncode
-    text = streams[out_fd].decode("utf-8", "replace")[-limits.max_output:]
+    text = streams[out_fd].decode("utf-8", "replace")[-limits.max_output :]
     outcomes, bad = _verify(bytes(streams[res_r]), key, len(tests) or 1)
     if _setup_failed(rc, text, streams[res_r]):
         raise SandboxUnavailable(f"bubblewrap could not start the sandbox: {text.strip().splitlines()[-1:]}")
@@ -320,7 +374,10 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
     elif outcomes is not None:
         status = "failed" if "error" not in outcomes else "error"
     elif timed_out or rc in (128 + signal.SIGXCPU, 128 + signal.SIGKILL, -signal.SIGXCPU, -signal.SIGKILL):
-        status, why = "timeout", ("wall clock" if timed_out else "CPU limit") + f" after {time.monotonic() - start:.1f} s"
+        status, why = (
+            "timeout",
+            ("wall clock" if timed_out else "CPU limit") + f" after {time.monotonic() - start:.1f} s",
+        )
     else:
         status, why = "error", bad
     return SandboxResult(status, rc, text, round(time.monotonic() - start, 3), outcomes or [], why)
@@ -362,7 +419,9 @@ def _kill_group(pgid: int) -> None:
 def _probe() -> str:
     r = _run("print('sandbox ok')", [], Limits(timeout_s=30, cpu_s=10))
     if not r.passed:
-        raise SandboxUnavailable(f"the sandbox does not run a trivial program here ({r.status}: {r.note or r.output[-300:]})")
+        raise SandboxUnavailable(
+            f"the sandbox does not run a trivial program here ({r.status}: {r.note or r.output[-300:]})"
+        )
     return r.output
 
 
@@ -372,8 +431,13 @@ def _check_available() -> None:
     _probe()
 
 
-def run_many(codes: list[str], limits: Limits = Limits(), workers: int | None = None, progress: bool = False,
-             tests: Sequence[Sequence[str]] | None = None) -> list[SandboxResult]:
+def run_many(
+    codes: list[str],
+    limits: Limits = Limits(),
+    workers: int | None = None,
+    progress: bool = False,
+    tests: Sequence[Sequence[str]] | None = None,
+) -> list[SandboxResult]:
     """Run several programs (each with its tests) in parallel sandboxes (threads only wait on them), in order."""
     _check_available()
     tests = tests if tests is not None else [()] * len(codes)

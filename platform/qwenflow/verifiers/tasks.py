@@ -1,8 +1,9 @@
 """Which verifier checks which task: rows carry `task` and `answer` (docs/stages.md), so one reward function
 dispatches per row."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .code import CodeReward
 from .math import math_reward
@@ -17,7 +18,7 @@ def new_tokens_for(tasks, max_new_tokens: int) -> int:
     return max(max_new_tokens, CODE_MIN_NEW_TOKENS) if set(tasks) & CODE_TASKS else max_new_tokens
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_gym_task(name: str) -> bool:
     """A reasoning-gym dataset name (qwenflow.data.synthetic generates those): its rows carry the exact answer."""
     from reasoning_gym.factory import DATASETS
@@ -52,8 +53,10 @@ class TaskVerifier:
         for i, t in enumerate(task):
             kind = verifier_kind(t)
             if kind is None:
-                raise ValueError(f"no verifier for task {t!r}; known: {sorted(MATH_TASKS | CODE_TASKS)} and "
-                                 "reasoning-gym dataset names")
+                raise ValueError(
+                    f"no verifier for task {t!r}; known: {sorted(MATH_TASKS | CODE_TASKS)} and "
+                    "reasoning-gym dataset names"
+                )
             groups.setdefault(kind, []).append(i)
         for kind, idx in groups.items():
             fn = math_reward if kind == "math" else self.code

@@ -4,6 +4,7 @@ Chat-formatted with the model's template, greedy, graded by the row's task verif
 GRPO rewards with): math answers compare by value, code tasks run their hidden unit tests in the sandbox.
 These never overlap training (the data stage holds them out), so they measure what SFT/DPO/GRPO taught.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,7 @@ def heldout_tasks(data_dir: str | Path) -> list[Path]:
     return sorted((Path(data_dir) / "eval").glob("*.parquet"))
 
 
-def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0,
-                max_new_tokens: int = 32) -> TaskResult:
+def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0, max_new_tokens: int = 32) -> TaskResult:
     import pandas as pd
 
     t0 = time.time()
@@ -40,7 +40,13 @@ def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0,
     scores = TaskVerifier()([o[0] for o in outs], task=tasks, answer=[str(r["answer"]) for r in rows])
     correct = [float(s >= 1.0) for s in scores]
     acc, se = mean_stderr(correct)
-    return TaskResult(path.stem, {"exact_match": acc}, {"exact_match": se}, len(rows), 0,
-                      {"sha256": sha256_file(path), "source": str(path), "rows": len(df)},
-                      {"examples": [{"answer": str(r["answer"]), "output": o[0][:100]}
-                                    for r, o in list(zip(rows, outs))[:5]]}, time.time() - t0)
+    return TaskResult(
+        path.stem,
+        {"exact_match": acc},
+        {"exact_match": se},
+        len(rows),
+        0,
+        {"sha256": sha256_file(path), "source": str(path), "rows": len(df)},
+        {"examples": [{"answer": str(r["answer"]), "output": o[0][:100]} for r, o in list(zip(rows, outs))[:5]]},
+        time.time() - t0,
+    )

@@ -4,6 +4,7 @@ MMLU follows the original harness's prompt. The package ships only the test spli
 drawn from its own questions with a seeded RNG and left out of scoring (n = 14,042 - 5 x 57 in the full suite).
 HellaSwag scores length-normalised log-likelihood (acc_norm, per byte); TruthfulQA-MC1 the raw sum, as usual.
 """
+
 from __future__ import annotations
 
 import random
@@ -30,8 +31,10 @@ def mmlu_prompts(items: list[MultipleChoice], shots: int, seed: int) -> tuple[di
         pool = by_subject[subject]
         ex = random.Random(f"{seed}:{subject}").sample(pool, min(shots, len(pool) - 1)) if shots else []
         used.update(e.id for e in ex)
-        prefixes[subject] = (f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-                             + "".join(mmlu_block(e, True) for e in ex))
+        prefixes[subject] = (
+            f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+            + "".join(mmlu_block(e, True) for e in ex)
+        )
     return prefixes, used
 
 
@@ -40,13 +43,16 @@ def run_mmlu(lm: LM, limit: int | None = None, shots: int = 5, seed: int = 0, be
     bench = bench or load_mmlu()
     prefixes, used = mmlu_prompts(bench.items, shots, seed)
     items = subsample([it for it in bench.items if it.id not in used], limit, seed)
-    reqs = [Request(prefixes[it.subject], mmlu_block(it, False), f" {LETTERS[j]}")
-            for it in items for j in range(len(it.choices))]
+    reqs = [
+        Request(prefixes[it.subject], mmlu_block(it, False), f" {LETTERS[j]}")
+        for it in items
+        for j in range(len(it.choices))
+    ]
     scores = lm.loglikelihood(reqs)
     correct, per_subject, picked = [], defaultdict(list), Counter()
     k = 0
     for it in items:
-        s = scores[k:k + len(it.choices)]
+        s = scores[k : k + len(it.choices)]
         k += len(it.choices)
         pick = max(range(len(s)), key=s.__getitem__)
         picked[LETTERS[pick]] += 1
@@ -56,10 +62,20 @@ def run_mmlu(lm: LM, limit: int | None = None, shots: int = 5, seed: int = 0, be
     acc, se = mean_stderr(correct)
     # A weak model often picks one letter every time: it then scores that letter's share of the answers, not 25%.
     share = lambda c: {x: round(c[x] / max(1, len(items)), 4) for x in sorted(c)}  # noqa: E731
-    return TaskResult("mmlu", {"accuracy": acc}, {"accuracy": se}, len(items), shots, dataset_info(bench),
-                      {"per_subject": {s: sum(v) / len(v) for s, v in sorted(per_subject.items())},
-                       "picked_share": share(picked), "answer_share": share(Counter(LETTERS[it.answer] for it in items))},
-                      time.time() - t0)
+    return TaskResult(
+        "mmlu",
+        {"accuracy": acc},
+        {"accuracy": se},
+        len(items),
+        shots,
+        dataset_info(bench),
+        {
+            "per_subject": {s: sum(v) / len(v) for s, v in sorted(per_subject.items())},
+            "picked_share": share(picked),
+            "answer_share": share(Counter(LETTERS[it.answer] for it in items)),
+        },
+        time.time() - t0,
+    )
 
 
 def _options(lm: LM, task: str, bench, limit, seed, normalise: bool) -> TaskResult:
@@ -71,14 +87,15 @@ def _options(lm: LM, task: str, bench, limit, seed, normalise: bool) -> TaskResu
     scores = lm.loglikelihood(reqs)
     correct, k = [], 0
     for it in items:
-        s = scores[k:k + len(it.choices)]
+        s = scores[k : k + len(it.choices)]
         if normalise:
             s = [v / max(1, len(c.encode())) for v, c in zip(s, it.choices)]
         k += len(it.choices)
         correct.append(float(max(range(len(s)), key=s.__getitem__) == it.answer))
     acc, se = mean_stderr(correct)
-    return TaskResult(task, {"accuracy": acc}, {"accuracy": se}, len(items), 0, dataset_info(bench), {},
-                      time.time() - t0)
+    return TaskResult(
+        task, {"accuracy": acc}, {"accuracy": se}, len(items), 0, dataset_info(bench), {}, time.time() - t0
+    )
 
 
 def run_hellaswag(lm: LM, limit: int | None = None, seed: int = 0, bench=None) -> TaskResult:

@@ -1,4 +1,5 @@
 """Perplexity and bits per byte on held-out text, per domain (the data stage's corpus/val.parquet)."""
+
 from __future__ import annotations
 
 import math
@@ -11,15 +12,18 @@ from ..lm import LM
 from ..result import TaskResult, subsample
 
 
-def run_perplexity(lm: LM, data_dir: str | Path, limit: int | None = None, seed: int = 0,
-                   max_len: int = 512) -> TaskResult:
+def run_perplexity(
+    lm: LM, data_dir: str | Path, limit: int | None = None, seed: int = 0, max_len: int = 512
+) -> TaskResult:
     import pandas as pd
 
     t0 = time.time()
     path = Path(data_dir) / "corpus" / "val.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; perplexity needs the data stage's held-out corpus "
-                                "(qwenflow data prepare writes corpus/val.parquet)")
+        raise FileNotFoundError(
+            f"{path}: missing; perplexity needs the data stage's held-out corpus "
+            "(qwenflow data prepare writes corpus/val.parquet)"
+        )
     df = pd.read_parquet(path, columns=["text", "domain"])
     metrics, details, total_nll, total_tok, total_bytes, n = {}, {}, 0.0, 0, 0, 0
     for domain, group in sorted(df.groupby("domain")):
@@ -28,8 +32,11 @@ def run_perplexity(lm: LM, data_dir: str | Path, limit: int | None = None, seed:
         nll = sum(r[0] for r in res)
         ntok = sum(r[1] for r in res)
         # bytes of the scored tokens only: decode the truncated text back
-        nbytes = sum(len(_scored_text(lm, t, max_len).encode()) for t in texts) if hasattr(lm, "encode") else \
-            sum(len(t.encode()) for t in texts)
+        nbytes = (
+            sum(len(_scored_text(lm, t, max_len).encode()) for t in texts)
+            if hasattr(lm, "encode")
+            else sum(len(t.encode()) for t in texts)
+        )
         if ntok:
             metrics[f"{domain}_ppl"] = math.exp(nll / ntok)
             metrics[f"{domain}_bpb"] = nll / math.log(2) / max(1, nbytes)
@@ -38,8 +45,16 @@ def run_perplexity(lm: LM, data_dir: str | Path, limit: int | None = None, seed:
     if total_tok:
         metrics["all_ppl"] = math.exp(total_nll / total_tok)
         metrics["all_bpb"] = total_nll / math.log(2) / max(1, total_bytes)
-    return TaskResult("perplexity", metrics, {}, n, 0, {"sha256": sha256_file(path), "source": str(path),
-                                                        "rows": len(df)}, details, time.time() - t0)
+    return TaskResult(
+        "perplexity",
+        metrics,
+        {},
+        n,
+        0,
+        {"sha256": sha256_file(path), "source": str(path), "rows": len(df)},
+        details,
+        time.time() - t0,
+    )
 
 
 def _scored_text(lm, text: str, max_len: int) -> str:
