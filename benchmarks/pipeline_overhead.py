@@ -52,7 +52,8 @@ def main() -> None:
             print(f"{name:<15}{s['status']:>9}{s.get('seconds', 0):>10.1f}")
     share = first.overhead_s / first.wall_s
     print(
-        f"\ntotal wall time           {first.wall_s:8.1f} s   (target <= 900 s: {'met' if first.wall_s <= 900 else 'MISSED'})"
+        f"\ntotal wall time           {first.wall_s:8.1f} s   "
+        f"(target <= 900 s: {'met' if first.wall_s <= 900 else 'MISSED'})"
     )
     print(f"stages' own compute       {first.stage_seconds:8.1f} s   (baseline)")
     print(

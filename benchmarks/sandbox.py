@@ -90,9 +90,8 @@ def main() -> None:
         for workers in (1, args.workers):
             for name, fn in ways.items():
                 results.setdefault((name, workers), []).append(rate(fn, args.calls, workers))
-    print(
-        f"{args.calls} calls x {args.rounds} rounds, median calls/s (load average {Path('/proc/loadavg').read_text().split()[0]})"
-    )
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(f"{args.calls} calls x {args.rounds} rounds, median calls/s (load average {load})")
     for workers in (1, args.workers):
         med = {name: statistics.median(results[(name, workers)]) for name in ways}
         line = ", ".join(f"{n} {v:.1f}" for n, v in med.items())

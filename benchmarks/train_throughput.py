@@ -151,12 +151,9 @@ def main() -> None:
     med = {name: statistics.median(v) for name, v in tps.items()}
     peak = statistics.median(peaks)
     label = " (compiled)" if compiled else ""
-    print(
-        f"(a) plain PyTorch loop{label:11}: {med['plain']:10,.0f} tokens/s   MFU {flops_per_token * med['plain'] / peak:6.1%}"
-    )
-    print(
-        f"(b) platform step{label:16}: {med['platform']:10,.0f} tokens/s   MFU {flops_per_token * med['platform'] / peak:6.1%}"
-    )
+    mfu = {k: flops_per_token * v / peak for k, v in med.items()}
+    print(f"(a) plain PyTorch loop{label:11}: {med['plain']:10,.0f} tokens/s   MFU {mfu['plain']:6.1%}")
+    print(f"(b) platform step{label:16}: {med['platform']:10,.0f} tokens/s   MFU {mfu['platform']:6.1%}")
     if "plain eager" in med:
         print(
             f"    plain loop, eager           : {med['plain eager']:10,.0f} tokens/s   "
