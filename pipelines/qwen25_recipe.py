@@ -78,7 +78,7 @@ def build_pipeline(
         recipe_name: str = recipe.name,
         overrides: list = default_overrides,
         model_size: str = "",
-        data_sources: list = [],
+        data_sources: list = [],  # noqa: B006 - KFP reads it as the parameter's default; the body runs once, at compile
         pretrain: bool = recipe.pretrain.enabled,
         long_context: bool = recipe.long_context.enabled,
         sft: bool = recipe.sft.enabled,
