@@ -13,7 +13,10 @@ from .common import RecipeOpt, SetOpt, clean_errors, console, err_console
 
 app = typer.Typer(help="Run the recipe pipeline locally or on Kubeflow.")
 
-STAGE_NAMES = "start-run, prepare-data, validate-data, tokenizer, pretrain, long-context, sft, reward, dpo, grpo, evaluate, gate, register, build-bento, deploy"
+STAGE_NAMES = (
+    "start-run, prepare-data, validate-data, tokenizer, pretrain, long-context, sft, reward, dpo, grpo, evaluate, "
+    "gate, register, build-bento, deploy"
+)
 
 
 @app.command("run")

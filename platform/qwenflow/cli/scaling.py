@@ -135,15 +135,17 @@ def fit(
                         f"held-out {model.name} N={holdout_n / 1e6:.2f}M D={row['d'] / 1e6:.3f}M",
                         f"LR pred {row['pred_lr']:.3g} [{row['pred_lr_lo']:.3g}, {row['pred_lr_hi']:.3g}] "
                         f"(law in {row['pred_lr_law']}) vs grid opt {row['grid_lr_opt']:.3g} ({row['grid_lr_edge']}), "
-                        f"x{row['lr_ratio']:.2f}; grid opt B {row['grid_batch_opt']:.0f} tok ({row['grid_batch_edge']}); "
+                        f"x{row['lr_ratio']:.2f}; "
+                        f"grid opt B {row['grid_batch_opt']:.0f} tok ({row['grid_batch_edge']}); "
                         + (
                             f"trained at lr {row['trained_lr']:.3g} B {row['trained_batch']:.0f} tok: loss "
-                            f"{row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f} (gap {row['loss_gap']:+.4f}); "
+                            f"{row['loss_at_pred']:.4f} vs grid best {row['grid_best_loss']:.4f} "
+                            f"(gap {row['loss_gap']:+.4f}); "
                             if row["loss_at_pred"] == row["loss_at_pred"]
                             else "not trained at the prediction; "
                         )
-                        + f"nearest grid point (lr {row['nearest_grid_lr']:.3g}, B {row['nearest_grid_batch']:.0f}) loss "
-                        f"{row['loss_at_nearest_grid']:.4f} (gap {row['nearest_grid_gap']:+.4f}); "
+                        + f"nearest grid point (lr {row['nearest_grid_lr']:.3g}, B {row['nearest_grid_batch']:.0f}) "
+                        f"loss {row['loss_at_nearest_grid']:.4f} (gap {row['nearest_grid_gap']:+.4f}); "
                         f"loss law predicted {row['pred_loss_law']:.4f}",
                     )
                 )

@@ -171,10 +171,10 @@ FAMILIES = (
         lambda: [dict(k=k, order=o) for k in range(1, 7) for o in ("first", "sorted", "reversed")],
         "the distinct elements of `xs` that occur exactly {k} times, {order_text}",
         "(xs: list[int]) -> list[int]",
-        "    seen = []\n    for x in xs:\n        if xs.count(x) == {k} and x not in seen:\n            seen.append(x)\n"
-        "    return {ret}",
-        "    seen = []\n    for x in xs:\n        if xs.count(x) >= {k} and x not in seen:\n            seen.append(x)\n"
-        "    return {ret}",
+        "    seen = []\n    for x in xs:\n        if xs.count(x) == {k} and x not in seen:\n"
+        "            seen.append(x)\n    return {ret}",
+        "    seen = []\n    for x in xs:\n        if xs.count(x) >= {k} and x not in seen:\n"
+        "            seen.append(x)\n    return {ret}",
         lambda r, p: ([r.randint(0, 5) for _ in range(r.randint(3, 14))] + [9] * (p["k"] + 1),),
     ),
 )
