@@ -72,7 +72,10 @@ class ValidationResult:
 
     def summary(self) -> str:
         if self.success:
-            return f"{self.kind} dataset {self.directory}: all {len(self.checks)} expectations passed ({sum(self.rows.values())} rows)"
+            return (
+                f"{self.kind} dataset {self.directory}: all {len(self.checks)} expectations passed "
+                f"({sum(self.rows.values())} rows)"
+            )
         lines = [f"{self.kind} dataset {self.directory} broke {len(self.failures)} of {len(self.checks)} expectations:"]
         for c in self.failures:
             count = (
@@ -80,9 +83,8 @@ class ValidationResult:
                 if c.get("unexpected_count") is not None
                 else f"observed {c.get('observed')}"
             )
-            lines.append(
-                f"  - {c['file']}: {c['expectation']}({c['column']}{', ' + c['bounds'] if c['bounds'] else ''}): {count}"
-            )
+            bounds = ", " + c["bounds"] if c["bounds"] else ""
+            lines.append(f"  - {c['file']}: {c['expectation']}({c['column']}{bounds}): {count}")
             if c.get("examples"):
                 lines.append(f"      examples (rows {c.get('rows_failing', [])[:5]}): {c['examples'][:3]}")
         if self.report_html:
@@ -119,7 +121,10 @@ def _misordered(criterion, chosen, rejected) -> bool:
     if criterion == "concise":
         return len(_norm(c)) >= len(_norm(r))
     if criterion == "format":
-        last = lambda ms: (_messages(ms)[-1].get("content") if _messages(ms) else "") or ""
+
+        def last(ms) -> str:
+            return (_messages(ms)[-1].get("content") if _messages(ms) else "") or ""
+
         return not clean_format(last(chosen)) or clean_format(last(rejected))
     return False
 
@@ -574,8 +579,9 @@ def _save_report(result: ValidationResult, report_dir: Path) -> None:
     result.report_html = str(report_dir / f"{stem}.html")
     atomic_write_text(result.report_json, json.dumps(result.to_dict(), indent=2, default=str))
     rows = "".join(
-        f"<tr class={'ok' if c['success'] else 'bad'}><td>{html.escape(c['file'])}</td><td>{html.escape(c['expectation'])}</td>"
-        f"<td>{html.escape(str(c['column']))}</td><td>{html.escape(c['bounds'])}</td><td>{'pass' if c['success'] else 'FAIL'}</td>"
+        f"<tr class={'ok' if c['success'] else 'bad'}><td>{html.escape(c['file'])}</td>"
+        f"<td>{html.escape(c['expectation'])}</td><td>{html.escape(str(c['column']))}</td>"
+        f"<td>{html.escape(c['bounds'])}</td><td>{'pass' if c['success'] else 'FAIL'}</td>"
         f"<td>{'' if c['unexpected_count'] is None else c['unexpected_count']} / {c['rows']}</td>"
         f"<td>{html.escape(str(c['observed'])[:200]) if c['observed'] is not None else ''}</td>"
         f"<td>{html.escape('; '.join(c['examples'][:3]))} {c['rows_failing'][:10] or ''}</td></tr>"
@@ -583,10 +589,12 @@ def _save_report(result: ValidationResult, report_dir: Path) -> None:
     )
     page = (
         f"<html><head><meta charset='utf-8'><title>{stem}</title><style>body{{font-family:sans-serif}}"
-        "td,th{border:1px solid #ccc;padding:4px;font-size:13px}.bad{background:#fdd}.ok{background:#efe}</style></head>"
+        "td,th{border:1px solid #ccc;padding:4px;font-size:13px}.bad{background:#fdd}.ok{background:#efe}"
+        "</style></head>"
         f"<body><h2>{html.escape(result.kind)} dataset: {'PASSED' if result.success else 'FAILED'}</h2>"
         f"<p>{html.escape(result.directory)}; rows {result.rows}</p><table><tr><th>file</th><th>expectation</th>"
-        f"<th>column</th><th>bounds</th><th>result</th><th>unexpected</th><th>observed</th><th>examples (rows)</th></tr>"
+        "<th>column</th><th>bounds</th><th>result</th><th>unexpected</th><th>observed</th><th>examples (rows)</th>"
+        "</tr>"
         f"{rows}</table></body></html>"
     )
     atomic_write_text(result.report_html, page)

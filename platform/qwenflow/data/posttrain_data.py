@@ -104,7 +104,8 @@ def build_posttrain(spec, decon=None) -> dict:
         for p in _cycle(pool, per_task_rl, rng):
             rl.append({"prompt": _user(p["question"]), "task": task, "answer": p["answer"]})
 
-        def pair(p: dict, criterion: str, replies: list[str]) -> dict:
+        # pool and task bound per iteration (B023); pair is only called inside this iteration anyway
+        def pair(p: dict, criterion: str, replies: list[str], pool: list[dict] = pool, task: str = task) -> dict:
             # code tasks carry their own plausible bug; other tasks a clearly wrong answer (off by more than 10:
             # near misses need the exact arithmetic, which a reward model of the tiny recipe's size cannot do)
             wrong = fenced(p["wrong"]) if "wrong" in p else distant_wrong_answer(p, rng, pool[:200])

@@ -57,7 +57,8 @@ def problems(task: str, n: int, seed: int, arithmetic_ops: str = "+-") -> list[d
 
 
 def wrong_answer(problem: dict, rng: random.Random, others: list[dict]) -> str:
-    """A plausible wrong answer: a near miss for numbers (off by one, a carry slip, sign), else another problem's answer."""
+    """A plausible wrong answer: a near miss for numbers (off by one, a carry slip, sign), else another problem's
+    answer."""
     ans = problem["answer"].strip()
     if re.fullmatch(r"-?\d+", ans):
         v = int(ans)

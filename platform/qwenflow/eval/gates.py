@@ -53,7 +53,8 @@ def check_gates(report: dict, gates, baseline: dict | None = None) -> GateResult
                     "value": value,
                     "threshold": g.min,
                     "passed": ok,
-                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'>=' if ok else '<'} min {g.min:g}",
+                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'>=' if ok else '<'} "
+                    f"min {g.min:g}",
                 }
             )
         if g.max is not None:
@@ -65,7 +66,8 @@ def check_gates(report: dict, gates, baseline: dict | None = None) -> GateResult
                     "value": value,
                     "threshold": g.max,
                     "passed": ok,
-                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'<=' if ok else '>'} max {g.max:g}",
+                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'<=' if ok else '>'} "
+                    f"max {g.max:g}",
                 }
             )
         if g.max_regression is not None:

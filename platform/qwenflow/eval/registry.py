@@ -79,7 +79,7 @@ def register_model(
     with (
         stage_run(
             "register", experiment=experiment, params={"model_sha256": digest, "model_dir": str(model_dir.resolve())}
-        ) as run,
+        ),
         tempfile.TemporaryDirectory(prefix="qwenflow-register-") as tmp,
     ):
         staged = Path(tmp) / HF_ARTIFACT  # exactly the hashed files (no checkpoints/, no hidden files)
