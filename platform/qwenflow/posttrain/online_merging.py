@@ -1,5 +1,6 @@
 """Online Merging Optimizers (OnDARE-AdamW, OnTIES-AdamW) from "Online Merging Optimizers for Boosting Rewards
-and Mitigating Tax in Alignment" (Lu et al., Qwen team, 2024; reference code github.com/QwenLM/online_merging_optimizers).
+and Mitigating Tax in Alignment" (Lu et al., Qwen team, 2024; reference code
+github.com/QwenLM/online_merging_optimizers).
 
 Hand-written because no library ships it. At every step the AdamW update `delta` is merged with the reference
 task vector tau_ref = theta_ref - theta_base (the SFT model's difference from the pre-trained model it came from):

@@ -105,7 +105,8 @@ def _train(
 
 
 def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Path:
-    """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model dir.
+    """SFT `model_dir` on `data_dir/sft`; evaluates exact match on `data_dir/eval` before and after; returns the model
+    dir.
 
     resume: continue from the newest complete checkpoint under out_dir (posttrain/checkpoints.py)."""
     from qwenflow.artifacts import save_model_dir

@@ -78,7 +78,8 @@ class DistributedSpec(Strict):
     strategy: Literal["ddp", "zero2", "zero3", "fsdp2"] = Field(
         "ddp",
         description="ddp: a full replica per process; zero2: optimizer state and gradients sharded (DeepSpeed); "
-        "zero3: parameters sharded too (DeepSpeed); fsdp2: parameters, gradients and optimizer state sharded (PyTorch FSDP2)",
+        "zero3: parameters sharded too (DeepSpeed); "
+        "fsdp2: parameters, gradients and optimizer state sharded (PyTorch FSDP2)",
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (less memory, ~30% more compute)"

@@ -82,7 +82,8 @@ class DPOSpec(_Batched):
     )
     merge_base: str | None = Field(
         None,
-        description="Model the starting (SFT) model was tuned from; the merging optimizer's reference delta is start - base. Default: the starting model's lineage parent; none found: zero delta",
+        description="Model the starting (SFT) model was tuned from; the merging optimizer's reference delta is "
+        "start - base. Default: the starting model's lineage parent; none found: zero delta",
     )
 
     @model_validator(mode="after")

@@ -47,12 +47,14 @@ class Recipe(Strict):
         base_len = self.pretrain.seq_len
         if self.long_context.enabled and self.long_context.seq_lens[0] <= base_len:
             raise ValueError(
-                f"long_context.seq_lens[0] ({self.long_context.seq_lens[0]}) must be above pretrain.seq_len ({base_len})"
+                f"long_context.seq_lens[0] ({self.long_context.seq_lens[0]}) must be above "
+                f"pretrain.seq_len ({base_len})"
             )
         final_len = self.long_context.seq_lens[-1] if self.long_context.enabled else base_len
         if final_len > self.model.max_position_embeddings:
             raise ValueError(
-                f"trained length {final_len} exceeds model.max_position_embeddings ({self.model.max_position_embeddings})"
+                f"trained length {final_len} exceeds "
+                f"model.max_position_embeddings ({self.model.max_position_embeddings})"
             )
         if self.tokenizer.kind == "bpe" and self.tokenizer.vocab_size > self.model.vocab_size:
             raise ValueError(

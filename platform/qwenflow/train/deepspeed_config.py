@@ -9,7 +9,8 @@ from .strategy import grad_accum as grad_accum_steps
 
 def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
     """ZeRO-2/3 config (from section.distributed): batch sizes, clipping, precision, offload. The optimizer and LR
-    schedule stay the platform's own (torch AdamW + our LambdaLR, passed through accelerate), so every engine trains with the same update rule."""
+    schedule stay the platform's own (torch AdamW + our LambdaLR, passed through accelerate), so every engine trains
+    with the same update rule."""
     world = world or world_size()
     accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world)
     stage = int(section.distributed.strategy[-1])

@@ -271,7 +271,8 @@ def train(
     """Train `model` through `stages`; returns (result, accelerator, unwrapped model state dict on main or None).
 
     flops_per_token(seq_len) gives training FLOPs per token for MFU. before_train(eval_fn) runs once before the
-    first step of a fresh run as before_train(evaluate, bf16, device) (long context measures the model before it trains).
+    first step of a fresh run as before_train(evaluate, bf16, device) (long context measures the model before it
+    trains).
     """
     total = sum(s.steps for s in stages)
     est_flops = sum(s.steps * s.batches.tokens_per_step() * flops_per_token(s.batches.seq_len) for s in stages)

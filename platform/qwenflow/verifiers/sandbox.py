@@ -73,7 +73,8 @@ def _lock_down(job):
         os.setgroups([]); os.setgid(uid); os.setuid(uid)  # drops every capability too
 _lock_down(_job)
 def _install_hook(key, main_code, module_code):
-    write, mac, getframe, ident, main_tid = os.write, _blake2.blake2b, sys._getframe, _thread.get_ident, _thread.get_ident()
+    write, mac, getframe = os.write, _blake2.blake2b, sys._getframe
+    ident, main_tid = _thread.get_ident, _thread.get_ident()
     refused = frozenset(("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile",
                          "sys._current_frames", "sys._current_exceptions"))
     started = []  # the harness's own _main frame, bound before any program code runs
@@ -91,7 +92,8 @@ def _install_hook(key, main_code, module_code):
                 raise PermissionError("sandbox: results are reported by the harness only")
             msg = ("%d %s" % args).encode()
             write(3, msg + b" " + mac(msg, key=key, digest_size=16).hexdigest().encode() + b"\n")
-        elif event in refused or event.startswith("ctypes.") or (event == "import" and args[0] in ("ctypes", "_ctypes")):
+        elif (event in refused or event.startswith("ctypes.")
+              or (event == "import" and args[0] in ("ctypes", "_ctypes"))):
             raise PermissionError(f"sandbox: {event} is not allowed")
     sys.addaudithook(hook)
 def _main(job, audit=sys.audit, ex=exec, comp=compile, flush=lambda: (sys.stdout.flush(), sys.stderr.flush()),
