@@ -65,7 +65,8 @@ def test_rank_memory_stays_flat_over_20x_tiny(tmp_path):
     assert seen == steps * 16 * SEQ >= 0.49 * n_rows * SEQ  # half the set went through this rank
     # Streamed: one window (8M tokens: 32 MB int32 + its int64 batches) resident, not the 416 MiB set.
     print(
-        f"rank 1 of 2 over a {total_mb:.0f} MiB packed set: RSS {base:.0f} MiB after the first batch, peak {peak:.0f} MiB"
+        f"rank 1 of 2 over a {total_mb:.0f} MiB packed set: RSS {base:.0f} MiB after the first batch, "
+        f"peak {peak:.0f} MiB"
     )
     assert peak - base < 0.25 * total_mb, f"resident memory grew {peak - base:.0f} MiB over a {total_mb:.0f} MiB set"
 

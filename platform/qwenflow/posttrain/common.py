@@ -474,8 +474,8 @@ def sampled_reward(
             temperature=temperature,
             num_return_sequences=samples,
         )
-        repeat = lambda col: [v for v in rows[col] for _ in range(samples)]  # noqa: E731
-        out[task] = float(np.mean(grade(comps, repeat("task"), repeat("answer"))))
+        tasks, answers = ([v for v in rows[col] for _ in range(samples)] for col in ("task", "answer"))
+        out[task] = float(np.mean(grade(comps, tasks, answers)))
     return out
 
 

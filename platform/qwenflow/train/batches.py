@@ -115,6 +115,9 @@ class PackedBatches:
         self.bounds = [n_blocks * i // lanes for i in range(lanes + 1)]
         self.window_blocks = max(1, min(n_blocks // lanes, window_tokens // (micro_batch * self.seq_len * lanes)))
         self._windows: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = {}  # lane -> its current window
+        # per-instance caches: a cache on the class would keep every instance (and its open shards) alive
+        self._window_order = lru_cache(maxsize=256)(self._window_order_of)
+        self._block_order = lru_cache(maxsize=256)(self._block_order_of)
 
     def _lane_size(self, lane: int) -> int:
         return self.bounds[lane + 1] - self.bounds[lane]
@@ -128,15 +131,13 @@ class PackedBatches:
     def _key(self, lane: int, *extra: int) -> list[int]:
         return [self.seed, *extra] if self.blocks_per_step == 1 else [self.seed, lane, *extra]
 
-    @lru_cache(maxsize=256)
-    def _window_order(self, lane: int, epoch: int) -> np.ndarray:
+    def _window_order_of(self, lane: int, epoch: int) -> np.ndarray:
         n = -(-self._lane_size(lane) // self.window_blocks)
         if n == 1:
             return np.zeros(1, dtype=np.int64)
         return np.random.default_rng(self._key(lane, epoch, 1 << 30)).permutation(n)
 
-    @lru_cache(maxsize=256)
-    def _block_order(self, lane: int, epoch: int, window: int) -> np.ndarray:
+    def _block_order_of(self, lane: int, epoch: int, window: int) -> np.ndarray:
         size = min(self.window_blocks, self._lane_size(lane) - window * self.window_blocks)
         single = self._lane_size(lane) <= self.window_blocks
         key = self._key(lane, epoch) if single else self._key(lane, epoch, window)
