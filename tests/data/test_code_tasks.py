@@ -77,7 +77,10 @@ def test_posttrain_sets_carry_code_tasks_as_solutions_tests_and_bugs():
     assert len(code_sft) == 1500
     assert all(r["messages"][1]["content"].startswith("```python\ndef ") and "assert " in r["answer"] for r in code_sft)
     assert len({r["messages"][0]["content"] for r in code_sft}) == 1500  # wordings, not repeats
-    statement = lambda q: q.split("\n")[0]  # the problem itself, without the example that varies by wording
+
+    def statement(q: str) -> str:  # the problem itself, without the example that varies by wording
+        return q.split("\n")[0]
+
     held = {statement(r["prompt"][0]["content"]) for r in post["eval"][CODE_TASK]}
     assert len(held) == 60
     trained = {statement(r["messages"][0]["content"]) for r in post["sft"]}

@@ -139,7 +139,7 @@ def test_tokenizer_without_chat_template_is_reported(tiny_model_dir, tmp_path):
 
 
 def test_compare_prints_a_table_and_saves_a_plot(tmp_path):
-    for i, (label, acc) in enumerate([("base", 0.25), ("sft", 0.4), ("grpo", 0.5)]):
+    for label, acc in [("base", 0.25), ("sft", 0.4), ("grpo", 0.5)]:
         d = tmp_path / label
         d.mkdir()
         (d / "report.json").write_text(

@@ -1,4 +1,5 @@
-"""Gates (floors, ceilings, no-regression) and the MLflow registry flow: register -> challenger -> promote -> champion."""
+"""Gates (floors, ceilings, no-regression) and the MLflow registry flow: register -> challenger -> promote ->
+champion."""
 
 import json
 

@@ -48,9 +48,9 @@ def test_chat_template_masks_only_assistant_tokens(tiny_tokenizer_dir):
         masked = tok.decode([i for i, m in zip(ids, mask) if m])
         assert masked == "42<|im_end|>2<|im_end|>"
         text = tok.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True)
-        assert (
-            text
-            == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n"
+        assert text == (
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 12+30?<|im_end|>\n"
+            "<|im_start|>assistant\n"
         )
 
 

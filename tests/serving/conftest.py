@@ -15,8 +15,9 @@ from qwenflow.serving.launch import start_serve
 
 # Sized to about a minute of CPU on 2 idle cores: a 2-layer, 64-wide model is fast to train and to serve. 30
 # pre-training steps and 120 SFT steps teach it the answer format (digits, then <|im_end|>: the SFT loss falls from
-# 6.1 to 1.7 by step 50); held-out accuracy is still near zero at this budget (two-digit sums need ~750+ SFT steps, measured when sizing the tiny recipe), so the
-# tests assert the format and agreement with the SFT stage's own evaluation, not a score.
+# 6.1 to 1.7 by step 50); held-out accuracy is still near zero at this budget (two-digit sums need ~750+ SFT steps,
+# measured when sizing the tiny recipe), so the tests assert the format and agreement with the SFT stage's own
+# evaluation, not a score.
 TRAIN = [
     "model.vocab_size=1024",
     "tokenizer.vocab_size=1024",
