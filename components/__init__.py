@@ -2,7 +2,7 @@
 
 Each file holds a plain function whose body imports qwenflow and calls the core library through
 `qwenflow.orchestration.stage.run_stage` (docs/stages.md). `component(name, image)` turns it into a KFP component
-on the recipe's base image; `COMPONENTS` lists them in pipeline order.
+on the recipe's base image; `COMPONENTS` lists them in pipeline order, named as in qwenflow.stages.
 """
 
 from __future__ import annotations
@@ -11,29 +11,13 @@ import importlib
 
 from kfp import dsl
 
+from qwenflow.stages import STEPS
+
 DEFAULT_BASE_IMAGE = "ghcr.io/qwenflow/train:0.1.0"
 
-COMPONENTS = (
-    "start_run",
-    "prepare_data",
-    "validate_data",
-    "tokenizer",
-    "pretrain",
-    "long_context",
-    "sft",
-    "reward_model",
-    "dpo",
-    "grpo",
-    "evaluate",
-    "gate",
-    "register",
-    "build_bento",
-    "deploy",
-    "finish_run",
-    "scaling_prepare",
-    "scaling_point",
-    "scaling_fit",  # the scaling-law sweep (pipelines/scaling_sweep.py)
-)
+# One per pipeline step, named after its stage (qwenflow.stages), then the scaling-law sweep's
+# (pipelines/scaling_sweep.py).
+COMPONENTS = (*STEPS, "scaling_prepare", "scaling_point", "scaling_fit")
 
 
 def component(name: str, image: str = DEFAULT_BASE_IMAGE):

@@ -12,7 +12,7 @@ def build_bento(
     """Build the BentoML Bento (OpenAI-compatible service) with the registered model inside.
 
     Args:
-        recipe: Resolved recipe from start-run (deploy section).
+        recipe: Resolved recipe from start_run (deploy section).
         model_uri: Registered model URI from register.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
@@ -26,12 +26,12 @@ def build_bento(
     from qwenflow.tracking.stage_report import publish
 
     result = run_stage(
-        "build-bento",
+        "build_bento",
         recipe_path=recipe.path,
         inputs={"model_uri": model_uri},
         output=record.path,
         parent_run_id=parent_run_id,
         kfp_run_id=kfp_run_id,
     )
-    publish("build-bento", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
+    publish("build_bento", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
     return result["bento"]

@@ -14,9 +14,9 @@ def deploy(
     against the chart's schema, and the `helm upgrade --install` command that releases it.
 
     Args:
-        recipe: Resolved recipe from start-run (deploy section).
+        recipe: Resolved recipe from start_run (deploy section).
         model_uri: Registered model URI from register.
-        bento: Bento tag from build-bento.
+        bento: Bento tag from build_bento.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         release: Deployment record and the Helm values file.

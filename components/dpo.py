@@ -16,8 +16,8 @@ def dpo(
     model on.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data.
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data.
         model: Starting model (the previous stage's output; the recipe's dpo.init_from replaces it).
         reward_model: Reward model from the reward stage: ranks the sampled answers (ignored when that stage was off).
         parent_run_id: MLflow parent run to nest under.

@@ -1,7 +1,7 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def evaluate(
+def eval(
     recipe: Input[Artifact],
     data: Input[Dataset],
     model: Input[Model],
@@ -14,8 +14,8 @@ def evaluate(
     """Evaluate the final model on the held-out verifiable tasks and real benchmarks of the recipe's suite.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data (eval/ holds the held-out tasks).
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data (eval/ holds the held-out tasks).
         model: Model to evaluate (the last training stage's output).
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
@@ -29,7 +29,7 @@ def evaluate(
     from qwenflow.tracking.stage_report import publish
 
     result = run_stage(
-        "evaluate",
+        "eval",
         recipe_path=recipe.path,
         inputs={"data": input_dir(data), "model": input_dir(model)},
         output=report.path,
@@ -39,7 +39,7 @@ def evaluate(
     for name, value in flat_scores(result).items():
         scores.log_metric(name, value)
     publish(
-        "evaluate",
+        "eval",
         result,
         recipe_path=recipe.path,
         parent_run_id=parent_run_id,

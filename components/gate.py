@@ -12,8 +12,8 @@ def gate(
     """Check the evaluation against the recipe's quality gates; registration and deployment run only if it passes.
 
     Args:
-        recipe: Resolved recipe from start-run (eval.gates).
-        report: Evaluation report from evaluate.
+        recipe: Resolved recipe from start_run (eval.gates).
+        report: Evaluation report from eval.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         verdict: gate.json with the verdict and its reasons.

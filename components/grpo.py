@@ -15,8 +15,8 @@ def grpo(
     """Online RL: GRPO with verifier rewards (and the reward model when trained). Switched off, passes the model on.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data (rl/ prompts).
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data (rl/ prompts).
         model: Starting model (the DPO output; the recipe's grpo.init_from replaces it).
         reward_model: Reward model from the reward stage (ignored when that stage was off).
         parent_run_id: MLflow parent run to nest under.

@@ -15,8 +15,8 @@ def long_context(
     recipe lists several lengths; writes the YaRN option into the config. Switched off, passes the model on.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data.
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data.
         model: Starting model (the previous stage's output; the recipe's long_context.init_from replaces it).
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
@@ -29,10 +29,10 @@ def long_context(
     from qwenflow.tracking.stage_report import publish
 
     out = output_dir(
-        long_model, "long-context", kfp_run_id
+        long_model, "long_context", kfp_run_id
     )  # on the cluster: the shared PVC, the artifact holds a reference
     result = run_stage(
-        "long-context",
+        "long_context",
         recipe_path=recipe.path,
         inputs={"data": input_dir(data), "model": input_dir(model)},
         output=out,
@@ -40,7 +40,7 @@ def long_context(
         kfp_run_id=kfp_run_id,
     )
     publish(
-        "long-context",
+        "long_context",
         result,
         recipe_path=recipe.path,
         parent_run_id=parent_run_id,

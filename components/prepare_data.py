@@ -8,7 +8,7 @@ def prepare_data(
     corpus/, sft/, rl/, preferences/ and eval/ (Parquet + manifest.json each).
 
     Args:
-        recipe: Resolved recipe from start-run.
+        recipe: Resolved recipe from start_run.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         data: Dataset directory with one sub-directory per dataset kind (on the cluster: a reference to the PVC).
@@ -20,9 +20,9 @@ def prepare_data(
     from qwenflow.pipelines.artifact_refs import output_dir
     from qwenflow.tracking.stage_report import publish
 
-    out = output_dir(data, "prepare-data", kfp_run_id)
+    out = output_dir(data, "prepare_data", kfp_run_id)
     result = run_stage(
-        "prepare-data",
+        "prepare_data",
         recipe_path=recipe.path,
         inputs={},
         output=out,
@@ -30,4 +30,4 @@ def prepare_data(
         kfp_run_id=kfp_run_id,
     )
     os.environ["QWENFLOW_DATA_DIR"] = out  # its MLflow run lists the datasets it wrote as inputs
-    publish("prepare-data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
+    publish("prepare_data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

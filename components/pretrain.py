@@ -15,8 +15,8 @@ def pretrain(
     node runs as a Kubeflow PyTorchJob with torchrun + DeepSpeed).
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data (corpus/ is packed to pretrain.seq_len).
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data (corpus/ is packed to pretrain.seq_len).
         tokenizer_dir: Tokenizer from the tokenizer stage.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.

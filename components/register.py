@@ -13,7 +13,7 @@ def register(
     """Register the evaluated model in the MLflow model registry with its report and lineage; alias `challenger`.
 
     Args:
-        recipe: Resolved recipe from start-run (deploy.registered_model names the registry entry).
+        recipe: Resolved recipe from start_run (deploy.registered_model names the registry entry).
         model: Model that passed the gate.
         report: Its evaluation report.
         parent_run_id: MLflow parent run to nest under.

@@ -1,7 +1,7 @@
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def reward_model(
+def reward(
     recipe: Input[Artifact],
     data: Input[Dataset],
     model: Input[Model],
@@ -15,8 +15,8 @@ def reward_model(
     held-out pairwise accuracy. Switched off, GRPO uses its verifiers only.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data.
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data.
         model: Starting model (the previous stage's output; the recipe's reward.init_from replaces it).
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.

@@ -15,8 +15,8 @@ def sft(
     exact match on held-out verifiable tasks before and after. Switched off, passes the model on.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data.
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data.
         model: Starting model (the previous stage's output; the recipe's sft.init_from replaces it).
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.

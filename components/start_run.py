@@ -39,18 +39,14 @@ def start_run(
     Returns:
         The MLflow parent run id.
     """
+    # KFP builds a lightweight component from this function's source, so its parameters are written out; one per
+    # switchable stage of qwenflow.stages.SWITCHES (tests/pipelines/test_compile.py checks they match).
+    args = dict(locals())
     from qwenflow.orchestration.start import resolve_recipe, start_pipeline
     from qwenflow.pipelines.compiled_guard import check
+    from qwenflow.stages import SWITCHES
 
-    switches = {
-        "pretrain": pretrain,
-        "long_context": long_context,
-        "sft": sft,
-        "reward": reward,
-        "dpo": dpo,
-        "grpo": grpo,
-        "deploy": deploy,
-    }
+    switches = {name: args[name] for name in SWITCHES}
     resolved = resolve_recipe(recipe_name, overrides, model_size, data_sources, switches)
     check(resolved, compiled_for)
     return start_pipeline(resolved, recipe.path, kfp_run_id)

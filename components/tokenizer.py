@@ -12,8 +12,8 @@ def tokenizer(
     """Build the tokenizer: the real Qwen2.5 vocabulary, or a byte-level BPE trained on the prepared corpus.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data (corpus/train.parquet trains the BPE).
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data (corpus/train.parquet trains the BPE).
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         tokenizer_dir: Tokenizer directory (AutoTokenizer-loadable, ChatML template).

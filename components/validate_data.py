@@ -14,8 +14,8 @@ def validate_data(
     when one breaks it.
 
     Args:
-        recipe: Resolved recipe from start-run.
-        data: Datasets from prepare-data.
+        recipe: Resolved recipe from start_run.
+        data: Datasets from prepare_data.
         parent_run_id: MLflow parent run to nest under.
         kfp_run_id: KFP run id for tagging.
         report: Validation reports (HTML and JSON per dataset kind).
@@ -28,7 +28,7 @@ def validate_data(
     from qwenflow.tracking.stage_report import publish
 
     result = run_stage(
-        "validate-data",
+        "validate_data",
         recipe_path=recipe.path,
         inputs={"data": input_dir(data)},
         output=report.path,
@@ -36,4 +36,4 @@ def validate_data(
         kfp_run_id=kfp_run_id,
     )
     render(report.path, data_docs.path)
-    publish("validate-data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
+    publish("validate_data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

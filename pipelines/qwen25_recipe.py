@@ -1,13 +1,16 @@
 """The whole Qwen2.5 recipe as one KFP pipeline:
 
-start-run -> prepare-data -> validate-data -> tokenizer -> pretrain -> long-context -> sft -> reward -> dpo -> grpo
--> evaluate -> gate -> [if passed] register -> build-bento -> deploy; finish-run closes the MLflow parent run.
+start_run -> prepare_data -> validate_data -> tokenizer -> pretrain -> long_context -> sft -> reward -> dpo -> grpo
+-> eval -> gate -> [if passed] register -> build_bento -> deploy; finish_run closes the MLflow parent run.
+The tasks, their wiring and the on/off parameters are derived from the stage registry (qwenflow.stages).
 
 `build_pipeline(recipe)` bakes the recipe's per-stage cluster resources into the tasks (kfp-kubernetes) and uses
 the recipe's values as the defaults of the parameters a user edits in the Kubeflow UI. Local runs
 (`qwenflow run`) call the same pipeline under kfp.local with `kubernetes=False`.
 """
 # No `from __future__ import annotations`: KFP reads the pipeline signature's annotations as real types.
+
+import inspect
 
 from kfp import dsl
 
@@ -19,6 +22,7 @@ from qwenflow.pipelines.kubernetes import (
 )  # absolute: `kfp dsl compile --py` imports this file alone
 from qwenflow.recipe import Recipe, load_recipe
 from qwenflow.recipe.base import Resources
+from qwenflow.stages import FINISH, STAGES, START, STEPS, SWITCHES
 
 PIPELINE_NAME = "qwen25-recipe"
 LIGHT = Resources(cpu="1", memory="4Gi")  # bookkeeping steps: run parent, gate, registry, Helm values
@@ -36,27 +40,7 @@ def build_pipeline(
     cluster = cluster or ClusterSettings(image=image)
     if not cluster.image:
         cluster = ClusterSettings(**{**cluster.__dict__, "image": image})
-    op = {
-        name: component(name, image)
-        for name in (
-            "start_run",
-            "prepare_data",
-            "validate_data",
-            "tokenizer",
-            "pretrain",
-            "long_context",
-            "sft",
-            "reward_model",
-            "dpo",
-            "grpo",
-            "evaluate",
-            "gate",
-            "register",
-            "build_bento",
-            "deploy",
-            "finish_run",
-        )
-    }
+    op = {name: component(name, image) for name in STEPS}
 
     def k8s(task, resources, name):
         if resources.nodes > 1:
@@ -66,28 +50,62 @@ def build_pipeline(
         task.set_caching_options(False)  # stages cache by content themselves; KFP's URI cache would skip wrongly
         return apply(task, resources, cluster) if kubernetes else task
 
-    default_overrides = list(overrides or [])
+    def step_resources(stage):
+        if stage.resources is None:
+            return LIGHT
+        res = getattr(recipe, stage.resources).resources
+        return res if stage.gpus else res.model_copy(update={"gpus": 0})
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description=f"Qwen2.5 recipe end to end, compiled from recipe '{recipe.name}': "
-        "data -> tokenizer -> pre-training -> long context -> SFT -> reward -> DPO -> GRPO -> eval -> gate "
-        "-> registry -> Bento -> deploy, tracked in MLflow.",
+    def add(tasks: dict, stage, common: dict) -> None:
+        """The stage's task, fed by the main outputs of the stages its inputs name (qwenflow.stages)."""
+        feeds = {param: tasks[src].outputs[STAGES[src].output] for param, src in stage.inputs}
+        task = k8s(op[stage.name](**feeds, **common), step_resources(stage), stage.name)
+        for before in stage.after:
+            task.after(tasks[before])
+        tasks[stage.name] = task
+
+    # The UI's parameters: the run's recipe, overrides, size and sources, and one on/off per switchable stage.
+    # Built as a signature because the switches come from qwenflow.stages (KFP reads names, types and defaults).
+    params = [
+        ("recipe_name", str, recipe.name),
+        ("overrides", list, list(overrides or [])),
+        ("model_size", str, ""),
+        ("data_sources", list, []),
+        *((name, bool, getattr(recipe, name).enabled) for name in SWITCHES),
+    ]
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t) for n, t, d in params]
     )
-    def qwen25_recipe(
-        recipe_name: str = recipe.name,
-        overrides: list = default_overrides,
-        model_size: str = "",
-        data_sources: list = [],  # noqa: B006 - KFP reads it as the parameter's default; the body runs once, at compile
-        pretrain: bool = recipe.pretrain.enabled,
-        long_context: bool = recipe.long_context.enabled,
-        sft: bool = recipe.sft.enabled,
-        reward: bool = recipe.reward.enabled,
-        dpo: bool = recipe.dpo.enabled,
-        grpo: bool = recipe.grpo.enabled,
-        deploy: bool = recipe.deploy.enabled,
-    ):
-        """Train a Qwen2.5-family model end to end.
+
+    def qwen25_recipe(*args, **kwargs):
+        p = signature.bind(*args, **kwargs).arguments
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        finish = op[FINISH](kfp_run_id=run_id)
+        k8s(finish, LIGHT, FINISH)
+        with dsl.ExitHandler(finish, name="qwen25-recipe-stages"):
+            start = k8s(
+                op[START](
+                    **p,
+                    kfp_run_id=run_id,
+                    compiled_for=fingerprint(recipe) if kubernetes else "",
+                ),
+                LIGHT,
+                START,
+            )
+            common = dict(recipe=start.outputs["recipe"], parent_run_id=start.outputs["Output"], kfp_run_id=run_id)
+            tasks: dict = {}
+            for stage in STAGES.values():
+                if not stage.gated:
+                    add(tasks, stage, common)
+            # One condition on the gate's single bool output (kfp.local resolves neither NamedTuple fields nor
+            # nested conditions here). The `deploy` switch is applied inside the recipe and the deploy stage honours it.
+            with dsl.If(tasks["gate"].outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
+                for stage in STAGES.values():
+                    if stage.gated:
+                        add(tasks, stage, common)
+
+    qwen25_recipe.__signature__ = signature
+    qwen25_recipe.__doc__ = """Train a Qwen2.5-family model end to end.
 
         Args:
             recipe_name: Shipped recipe (tiny, qwen2.5-0.5b ... qwen2.5-72b, qwen2.5-moe-a2.7b). Cluster resources are
@@ -95,94 +113,13 @@ def build_pipeline(
             overrides: Recipe overrides, KEY=VALUE, e.g. ["sft.learning_rate=1e-5", "sft.init_from=models:/m/3"].
             model_size: Swap in the model section of a shipped size (0.5b, 1.5b, 3b, 7b, 14b, 32b, 72b, moe-a2.7b).
             data_sources: Replace the recipe's data sources (named sources or paths); empty keeps them.
-            pretrain: Run pre-training (off: set pretrain.init_from to start from an existing model).
-            long_context: Run long-context extension.
-            sft: Run supervised fine-tuning.
-            reward: Train the reward model for GRPO.
-            dpo: Run DPO with the Online Merging Optimizer.
-            grpo: Run GRPO.
-            deploy: Write the release (Helm values) when the gate passes; registration and the Bento follow the gate.
-        """
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        finish = op["finish_run"](kfp_run_id=run_id)
-        k8s(finish, LIGHT, "finish-run")
-        with dsl.ExitHandler(finish, name="qwen25-recipe-stages"):
-            start = k8s(
-                op["start_run"](
-                    recipe_name=recipe_name,
-                    overrides=overrides,
-                    model_size=model_size,
-                    data_sources=data_sources,
-                    pretrain=pretrain,
-                    long_context=long_context,
-                    sft=sft,
-                    reward=reward,
-                    dpo=dpo,
-                    grpo=grpo,
-                    deploy=deploy,
-                    kfp_run_id=run_id,
-                    compiled_for=fingerprint(recipe) if kubernetes else "",
-                ),
-                LIGHT,
-                "start-run",
-            )
-            common = dict(recipe=start.outputs["recipe"], parent_run_id=start.outputs["Output"], kfp_run_id=run_id)
-
-            data = k8s(op["prepare_data"](**common), recipe.data.resources, "prepare-data")
-            dataset = data.outputs["data"]
-            valid = k8s(op["validate_data"](data=dataset, **common), recipe.data.resources, "validate-data")
-            tok = k8s(op["tokenizer"](data=dataset, **common), recipe.data.resources, "tokenizer").after(valid)
-            base = k8s(
-                op["pretrain"](data=dataset, tokenizer_dir=tok.outputs["tokenizer_dir"], **common),
-                recipe.pretrain.resources,
-                "pretrain",
-            )
-            longc = k8s(
-                op["long_context"](data=dataset, model=base.outputs["model"], **common),
-                recipe.long_context.resources,
-                "long-context",
-            )
-            sft_t = k8s(
-                op["sft"](data=dataset, model=longc.outputs["long_model"], **common), recipe.sft.resources, "sft"
-            )
-            rm = k8s(
-                op["reward_model"](data=dataset, model=sft_t.outputs["sft_model"], **common),
-                recipe.reward.resources,
-                "reward",
-            )
-            dpo_t = k8s(
-                op["dpo"](
-                    data=dataset, model=sft_t.outputs["sft_model"], reward_model=rm.outputs["reward_model"], **common
-                ),
-                recipe.dpo.resources,
-                "dpo",
-            )
-            grpo_t = k8s(
-                op["grpo"](
-                    data=dataset, model=dpo_t.outputs["dpo_model"], reward_model=rm.outputs["reward_model"], **common
-                ),
-                recipe.grpo.resources,
-                "grpo",
-            )
-            final = grpo_t.outputs["grpo_model"]
-            ev = k8s(op["evaluate"](data=dataset, model=final, **common), recipe.eval.resources, "evaluate")
-            gate = k8s(op["gate"](report=ev.outputs["report"], **common), LIGHT, "gate")
-            # One condition on the gate's single bool output (kfp.local resolves neither NamedTuple fields nor
-            # nested conditions here). The `deploy` switch is applied inside the recipe and the deploy stage honours it.
-            with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition)
-                reg = k8s(op["register"](model=final, report=ev.outputs["report"], **common), LIGHT, "register")
-                bento = k8s(
-                    op["build_bento"](model_uri=reg.outputs["Output"], **common),
-                    recipe.deploy.resources.model_copy(update={"gpus": 0}),
-                    "build-bento",
-                )
-                k8s(
-                    op["deploy"](model_uri=reg.outputs["Output"], bento=bento.outputs["Output"], **common),
-                    LIGHT,
-                    "deploy",
-                )
-
-    return qwen25_recipe
+""" + "".join(f"            {name}: {STAGES[name].doc}\n" for name in SWITCHES)
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=f"Qwen2.5 recipe end to end, compiled from recipe '{recipe.name}': "
+        "data -> tokenizer -> pre-training -> long context -> SFT -> reward -> DPO -> GRPO -> eval -> gate "
+        "-> registry -> Bento -> deploy, tracked in MLflow.",
+    )(qwen25_recipe)
 
 
 def compile_pipeline(

@@ -180,14 +180,14 @@ def test_compiled_7b_data_step_creates_follows_and_deletes_its_rayjob(cluster_st
 
     recipe, tmp, use = cluster_step
     api = use(DONE)
-    result = run_stage("prepare-data", recipe_path=str(recipe), inputs={}, output=str(tmp / "out"), kfp_run_id="abc")
+    result = run_stage("prepare_data", recipe_path=str(recipe), inputs={}, output=str(tmp / "out"), kfp_run_id="abc")
     assert [j["metadata"]["name"] for j in api.created] == ["qwenflow-prepare-data-abc"]
     assert api.deleted == ["qwenflow-prepare-data-abc"] and not api.jobs  # gone once it ended
     assert result["rayjob"] == "team-a/qwenflow-prepare-data-abc" and result["corpus_rows"] == {"train": 7}
     job = api.created[0]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-step"
     argv = shlex.split(job["spec"]["entrypoint"])
-    assert argv[argv.index("--out") + 1] == str(tmp / "mnt" / "work" / "abc" / "prepare-data")
+    assert argv[argv.index("--out") + 1] == str(tmp / "mnt" / "work" / "abc" / "prepare_data")
     staged = Path(argv[argv.index("--recipe") + 1])
     from qwenflow.orchestration.stage import read_recipe
 
@@ -200,7 +200,7 @@ def test_failed_rayjob_is_deleted_and_its_reason_raised(cluster_step):
     recipe, tmp, use = cluster_step
     api = use(FAILED)
     with pytest.raises(StageFailed, match="AppFailed: Job entrypoint command failed"):
-        run_stage("prepare-data", recipe_path=str(recipe), inputs={}, output=str(tmp / "out"), kfp_run_id="abc")
+        run_stage("prepare_data", recipe_path=str(recipe), inputs={}, output=str(tmp / "out"), kfp_run_id="abc")
     assert api.deleted == ["qwenflow-prepare-data-abc"] and not api.jobs
 
 
@@ -211,7 +211,7 @@ def test_terminating_the_step_deletes_its_rayjob(cluster_step):
     before = signal.getsignal(signal.SIGTERM)
     threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
     with pytest.raises(SystemExit):
-        rayjob.run_as_rayjob("prepare-data", load_recipe("qwen2.5-7b"), tmp / "mnt" / "work" / "abc" / "prepare-data")
+        rayjob.run_as_rayjob("prepare_data", load_recipe("qwen2.5-7b"), tmp / "mnt" / "work" / "abc" / "prepare_data")
     assert api.deleted == ["qwenflow-prepare-data-abc"] and not api.jobs
     assert signal.getsignal(signal.SIGTERM) == before  # the step's own handler is back
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qwenflow.orchestration.smoke import SMOKE
+
+__all__ = ["SMOKE", "qwenflow_cmd", "run_qwenflow"]  # the tests import SMOKE from here
+
 
 def qwenflow_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "qwenflow.cli.main", *args]

@@ -3,8 +3,8 @@
 import os
 
 from qwenflow.orchestration import cache
-from qwenflow.orchestration.stages import STAGES
 from qwenflow.recipe import load_recipe
+from qwenflow.stages import STAGES
 
 
 def _dataset(root, text="hello"):
@@ -28,7 +28,10 @@ def test_key_follows_input_content_not_its_path(tmp_path):
 def test_key_follows_the_stages_section_only(tmp_path):
     data = str(_dataset(tmp_path / "d"))
     sft = STAGES["sft"]
-    key = lambda *ov: cache.stage_key(sft, load_recipe("tiny", list(ov)), {"data": data, "model": data})
+
+    def key(*ov):
+        return cache.stage_key(sft, load_recipe("tiny", list(ov)), {"data": data, "model": data})
+
     base = key()
     assert key("sft.learning_rate=5e-4") != base
     assert key("dpo.learning_rate=5e-4") == base  # another stage's section
@@ -37,7 +40,7 @@ def test_key_follows_the_stages_section_only(tmp_path):
 
 
 def test_parameters_key_by_value(tmp_path):
-    reg = STAGES["build-bento"]
+    reg = STAGES["build_bento"]
     recipe = load_recipe("tiny")
     assert cache.stage_key(reg, recipe, {"model_uri": "models:/m/1"}) != cache.stage_key(
         reg, recipe, {"model_uri": "models:/m/2"}

@@ -26,7 +26,7 @@ def test_every_gpu_step_schedules_on_tainted_gpu_nodes_with_shm_and_scratch(comp
     pipeline, k8s = compiled_7b
     executors = pipeline["deploymentSpec"]["executors"]
     gpu_steps = [n for n, e in executors.items() if "accelerator" in e["container"].get("resources", {})]
-    assert {"exec-sft", "exec-dpo", "exec-grpo", "exec-evaluate"} <= set(gpu_steps)
+    assert {"exec-sft", "exec-dpo", "exec-grpo", "exec-eval"} <= set(gpu_steps)
     for name in gpu_steps:
         spec = k8s[name]
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in spec["tolerations"]), name
@@ -43,7 +43,7 @@ def test_every_gpu_step_schedules_on_tainted_gpu_nodes_with_shm_and_scratch(comp
 def test_training_steps_publish_metrics_and_a_markdown_card(compiled_7b):
     pipeline, _ = compiled_7b
     comps = pipeline["components"]
-    for comp in ("comp-pretrain", "comp-long-context", "comp-sft", "comp-reward-model", "comp-dpo", "comp-grpo"):
+    for comp in ("comp-pretrain", "comp-long-context", "comp-sft", "comp-reward", "comp-dpo", "comp-grpo"):
         outs = comps[comp]["outputDefinitions"]["artifacts"]
         assert outs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics", comp
         assert outs["summary"]["artifactType"]["schemaTitle"] == "system.Markdown", comp

@@ -6,8 +6,9 @@ from kfp import compiler
 
 from qwenflow.components import COMPONENTS, component
 from qwenflow.pipelines.qwen25_recipe import compile_pipeline
+from qwenflow.stages import STAGES, SWITCHES
 
-TRAINING_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-dpo", "exec-grpo")
+TRAINING_EXECUTORS = ("exec-sft", "exec-reward", "exec-dpo", "exec-grpo")
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -56,7 +57,7 @@ def test_7b_training_stages_request_eight_h100s(compiled_7b):
     assert "accelerator" not in executors["exec-gate"]["container"].get("resources", {})
     assert "accelerator" not in executors["exec-build-bento"]["container"].get("resources", {})
     # evaluation: one GPU, from the recipe's eval.resources
-    assert executors["exec-evaluate"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    assert executors["exec-eval"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
 
 
 def test_every_step_mounts_the_shared_pvc_and_the_mlflow_secret(compiled_7b):
@@ -89,8 +90,31 @@ def test_ui_parameters_have_recipe_defaults_and_descriptions(compiled_7b):
     params = pipeline["root"]["inputDefinitions"]["parameters"]
     assert params["recipe_name"]["defaultValue"] == "qwen2.5-7b"
     assert params["pretrain"]["defaultValue"] is True and params["overrides"]["defaultValue"] == []
-    for name in ("recipe_name", "overrides", "model_size", "data_sources", "pretrain", "sft", "grpo", "deploy"):
+    # one on/off per switchable stage of the registry, each described in the UI
+    assert set(params) == {"recipe_name", "overrides", "model_size", "data_sources", *SWITCHES}
+    for name in params:
         assert params[name].get("description"), name
+
+
+def test_start_run_takes_one_switch_per_switchable_stage():
+    """start_run's source is the KFP component, so its switches are written out: they must be the registry's."""
+    import inspect
+
+    from qwenflow.components.start_run import start_run
+
+    params = inspect.signature(start_run).parameters
+    assert [n for n, p in params.items() if p.annotation in (bool, "bool")] == list(SWITCHES)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_component_runs_the_stage_of_its_name(name):
+    """components/<name>.py defines `name` and runs stage `name`: one name from registry to component to run."""
+    import inspect
+    import re
+
+    fn = component(name).python_func
+    assert fn.__name__ == name
+    assert re.findall(r'run_stage\(\s*"(\w+)"', inspect.getsource(fn)) == [name]
 
 
 def test_gate_decides_registration_and_deployment(compiled_7b):

@@ -14,20 +14,20 @@ from pipeline_smoke import SMOKE, qwenflow_cmd, run_qwenflow
 from qwenflow.orchestration import events
 
 ALL_STAGES = [
-    "start-run",
-    "prepare-data",
-    "validate-data",
+    "start_run",
+    "prepare_data",
+    "validate_data",
     "tokenizer",
     "pretrain",
-    "long-context",
+    "long_context",
     "sft",
     "reward",
     "dpo",
     "grpo",
-    "evaluate",
+    "eval",
     "gate",
     "register",
-    "build-bento",
+    "build_bento",
     "deploy",
 ]
 
@@ -74,14 +74,14 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = _latest_events(run_dir)
-    assert [killed[s]["status"] for s in ("prepare-data", "validate-data", "tokenizer")] == ["done"] * 3
+    assert [killed[s]["status"] for s in ("prepare_data", "validate_data", "tokenizer")] == ["done"] * 3
 
     # 2. Rerun: finished stages are skipped, the rest runs to a registered model and a Bento.
     time.sleep(1.1)  # a new events file (names carry the second)
     done = run_qwenflow(_run_args(run_dir), env={"MLFLOW_TRACKING_URI": tracking}, timeout=1200)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     state = _latest_events(run_dir)
-    assert [state[s]["status"] for s in ("prepare-data", "validate-data", "tokenizer")] == ["cached"] * 3
+    assert [state[s]["status"] for s in ("prepare_data", "validate_data", "tokenizer")] == ["cached"] * 3
     for s in ALL_STAGES[4:]:
         assert state[s]["status"] == "done", (s, state.get(s))
     assert state["gate"]["result"]["passed"] is True or "registered" not in done.stdout
@@ -89,18 +89,18 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
     assert "MLflow parent run:" in out and "scores:" in out
 
     # Real artifacts: a safetensors model after every training stage, a registered version, a Bento.
-    for s in ("pretrain", "long-context", "sft", "reward", "dpo", "grpo"):
+    for s in ("pretrain", "long_context", "sft", "reward", "dpo", "grpo"):
         assert list(Path(state[s]["output"]).glob("*.safetensors")), s
     uri = state["register"]["result"]["uri"]
     assert uri.startswith("models:/qwenflow-tiny/") and uri in out
-    bento = state["build-bento"]["result"]["bento"]
+    bento = state["build_bento"]["result"]["bento"]
     assert bento in out
     bento_home = Path(os.environ["QWENFLOW_HOME"]) / "bentoml"
     assert list((bento_home / "bentos").rglob("bento.yaml")), f"no Bento under {bento_home}"
 
     # One MLflow parent run per pipeline run, one nested run per stage, tagged with the KFP run id.
     mlflow.set_tracking_uri(tracking)
-    parent_id = state["start-run"]["result"]["parent_run_id"]
+    parent_id = state["start_run"]["result"]["parent_run_id"]
     parent = mlflow.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     kfp_run_id = parent.data.tags["kfp.run_id"]
@@ -113,7 +113,7 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
 
     # What an MLflow user expects: every stage nested under the pipeline run, the datasets each stage read as run
     # inputs, the headline numbers and recipe on the parent run, and a registered model in a standard flavour.
-    assert set(ALL_STAGES[1:]) - {"evaluate"} | {"eval"} <= stages, stages
+    assert set(ALL_STAGES[1:]) <= stages, stages  # every stage's MLflow run is named after it
     client = mlflow.MlflowClient()
     sft_run = client.get_run(next(c.info.run_id for c in children if c.data.tags.get("qwenflow.stage") == "sft"))
     assert {d.dataset.name for d in sft_run.inputs.dataset_inputs} == {"tiny-sft", "tiny-eval"}
@@ -124,7 +124,7 @@ def test_whole_tiny_pipeline_killed_resumed_and_cached(tracking, tmp_path):
         f"tiny-{k}" for k in ("corpus", "sft", "rl", "preferences", "eval")
     }
     assert parent.data.tags["qwenflow.registered_model"] == uri
-    for stage in ("pretrain", "sft", "grpo", "evaluate"):
+    for stage in ("pretrain", "sft", "grpo", "eval"):
         assert any(k.startswith(f"{stage}/") for k in parent.data.metrics), (stage, sorted(parent.data.metrics))
     assert sft_run.data.tags["qwenflow.chat_model"].startswith("models:/")  # each stage's model as a pyfunc
     from qwenflow.eval.registry import promote

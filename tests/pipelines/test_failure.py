@@ -32,7 +32,7 @@ def test_failing_stage_is_named_with_its_reason(tracking, tmp_path):
     )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     err = " ".join(proc.stderr.split())
-    assert "stage 'prepare-data' failed" in err
+    assert "stage 'prepare_data' failed" in err
     assert "no-such-corpus" in err  # the why: the missing source is named
     assert "Traceback" not in proc.stderr
     assert "rerun the same command to resume" in err

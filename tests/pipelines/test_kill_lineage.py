@@ -23,11 +23,11 @@ EXTRA = [
     "eval.gates=[{metric: arithmetic/exact_match, min: 1.0}]",
 ]
 LINEAGE = [
-    "prepare-data",
-    "validate-data",
+    "prepare_data",
+    "validate_data",
     "tokenizer",
     "pretrain",
-    "long-context",
+    "long_context",
     "sft",
     "reward",
     "dpo",
@@ -92,7 +92,7 @@ def test_run_killed_mid_sft_leaves_true_mlflow_and_resumes(tracking, tmp_path):
     done = run_qwenflow(_args(run_dir), env={"MLFLOW_TRACKING_URI": tracking}, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = _latest_events(run_dir)
-    assert [state[s]["status"] for s in ("prepare-data", "validate-data", "tokenizer", "pretrain", "long-context")] == [
+    assert [state[s]["status"] for s in ("prepare_data", "validate_data", "tokenizer", "pretrain", "long_context")] == [
         "cached"
     ] * 5
     assert state["sft"]["status"] == "done"
@@ -104,7 +104,7 @@ def test_run_killed_mid_sft_leaves_true_mlflow_and_resumes(tracking, tmp_path):
         assert r.info.status == "KILLED" and "qwenflow.killed_reason" in r.data.tags, r.data.tags
 
     # 2. SFT resumed: the new SFT run logged losses only from the step after its last checkpoint
-    parent_id = state["start-run"]["result"]["parent_run_id"]
+    parent_id = state["start_run"]["result"]["parent_run_id"]
     children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent_id}'")
     by_stage = {c.data.tags["qwenflow.stage"]: c for c in children}
     steps = [m.step for m in client.get_metric_history(by_stage["sft"].info.run_id, "sft/train/loss")]
@@ -115,7 +115,7 @@ def test_run_killed_mid_sft_leaves_true_mlflow_and_resumes(tracking, tmp_path):
     assert set(LINEAGE) <= set(by_stage), sorted(by_stage)
     for stage in LINEAGE:
         assert len(by_stage[stage].data.tags.get("qwenflow.artifact_digest", "")) == 64, stage
-    for stage in ("prepare-data", "validate-data", "tokenizer", "pretrain", "long-context"):
+    for stage in ("prepare_data", "validate_data", "tokenizer", "pretrain", "long_context"):
         tags = by_stage[stage].data.tags
         assert tags["qwenflow.cached"] == "true", stage
         source = client.get_run(tags["qwenflow.source_run_id"])

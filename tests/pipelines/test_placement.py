@@ -13,7 +13,7 @@ STAGES = {
     "pretrain": "exec-pretrain",
     "long_context": "exec-long-context",
     "sft": "exec-sft",
-    "reward": "exec-reward-model",
+    "reward": "exec-reward",
     "dpo": "exec-dpo",
     "grpo": "exec-grpo",
 }

@@ -80,5 +80,5 @@ def test_ui_parameters_resolve_into_the_recipe():
     )
     assert r.sft.learning_rate == 5e-4 and r.model.hidden_size == 896 and r.data.sources == ["shakespeare"]
     assert r.grpo.enabled is False and r.dpo.enabled is True
-    with pytest.raises(ValueError, match="unknown stage switch 'evaluate'"):
-        resolve_recipe("tiny", switches={"evaluate": False})
+    with pytest.raises(ValueError, match="unknown stage switch 'eval'"):
+        resolve_recipe("tiny", switches={"eval": False})

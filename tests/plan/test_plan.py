@@ -44,7 +44,7 @@ def test_compile_refuses_72b_sft_on_one_gpu_with_the_plan_and_a_reason(tmp_path)
         timeout=300,
     )
     assert r.returncode == 1 and not out.exists()
-    assert "memory plan: qwen2.5-72b" in r.stdout and "long-context" in r.stdout and "estimate" in r.stdout
+    assert "memory plan: qwen2.5-72b" in r.stdout and "long_context" in r.stdout and "estimate" in r.stdout
     assert "1084.9" in r.stdout or "sft " in r.stdout
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, r.stderr

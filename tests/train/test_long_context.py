@@ -60,7 +60,7 @@ def test_long_context_cli(tracking, corpus_dir, tiny_model_dir, tmp_path):
 
     client = mlflow.MlflowClient(tracking)
     run = client.search_runs(
-        [client.get_experiment_by_name("qwenflow-tiny").experiment_id], "tags.`qwenflow.stage` = 'long-context'"
+        [client.get_experiment_by_name("qwenflow-tiny").experiment_id], "tags.`qwenflow.stage` = 'long_context'"
     )[0]
     assert run.data.params["rope_theta"] == "1000000.0" and run.data.params["trained_length"] == "256"
     assert "val_loss_base_model" in run.data.metrics and "loss" in run.data.metrics

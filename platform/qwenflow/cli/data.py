@@ -30,7 +30,7 @@ def prepare(
             if track:
                 from qwenflow.tracking import stage_run
 
-                with stage_run("data", r):
+                with stage_run("prepare_data", r):  # the MLflow run of the stage of that name
                     rep = prepare_data(r, out, say=console.print)
             else:
                 rep = prepare_data(r, out, say=console.print)

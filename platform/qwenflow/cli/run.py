@@ -9,14 +9,13 @@ from typing import Annotated
 
 import typer
 
+from qwenflow.stages import STAGES, stage
+
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console
 
 app = typer.Typer(help="Run the recipe pipeline locally or on Kubeflow.")
 
-STAGE_NAMES = (
-    "start-run, prepare-data, validate-data, tokenizer, pretrain, long-context, sft, reward, dpo, grpo, evaluate, "
-    "gate, register, build-bento, deploy"
-)
+STAGE_NAMES = ", ".join(STAGES)  # what --force accepts (qwenflow.stages; `long-context` spelling too)
 
 
 @app.command("run")
@@ -54,13 +53,15 @@ def run_cmd(
 ):
     """Run the whole recipe pipeline on this machine (kfp.local), tracked in MLflow; rerunning resumes."""
     from qwenflow.orchestration.local import LocalRun, PipelineFailed, run_local
-    from qwenflow.orchestration.stages import STAGES
     from qwenflow.orchestration.summary import render
 
+    forced = []
     for name in force or []:
-        if name != "all" and name not in STAGES:
+        try:
+            forced.append(name if name == "all" else stage(name).name)  # `long-context` is `long_context`
+        except ValueError:
             err_console.print(f"[bold red]error:[/] --force {name}: no such stage; stages: {STAGE_NAMES}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     with clean_errors():
         try:
             summary = run_local(
@@ -69,7 +70,7 @@ def run_cmd(
                     overrides=tuple(set_ or []),
                     run_dir=run_dir,
                     tracking_uri=tracking_uri,
-                    force=tuple(force or []),
+                    force=tuple(forced),
                     no_cache=no_cache,
                     live=not plain,
                     nproc=nproc,

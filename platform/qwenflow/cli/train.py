@@ -1,4 +1,5 @@
-"""`qwenflow train pretrain|long-context` (post-training commands are added to `app` by cli/train_post.py)."""
+"""`qwenflow train STAGE` for each training stage of qwenflow.stages (spelled as CLI words: `long-context`):
+pretrain and long-context here, the post-training commands on the same `app` in cli/train_post.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from qwenflow.stages import STAGES
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
 
@@ -76,7 +79,7 @@ def stage_errors():
             raise typer.Exit(2) from None
 
 
-@app.command("pretrain")
+@app.command(STAGES["pretrain"].cli_name)
 def pretrain(
     data: DataOpt,
     out: OutOpt,
@@ -99,7 +102,7 @@ def pretrain(
         console.print(f"pre-trained model saved to {path}")
 
 
-@app.command("long-context")
+@app.command(STAGES["long_context"].cli_name)
 def long_context(
     data: DataOpt,
     out: OutOpt,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from qwenflow.stages import STAGES
+
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
 from .train import NprocOpt, ResumeOpt, app, for_world, main_prints, relaunched
 
@@ -47,7 +49,7 @@ def _show(model_dir: Path) -> None:
     console.print(f"model: {model_dir}")
 
 
-@app.command("sft")
+@app.command(STAGES["sft"].cli_name)
 def sft(
     from_: FromOpt,
     data: DataOpt,
@@ -67,7 +69,7 @@ def sft(
         _show(run_sft(r, data, from_, out, resume=resume))
 
 
-@app.command("grpo")
+@app.command(STAGES["grpo"].cli_name)
 def grpo(
     from_: FromOpt,
     data: DataOpt,
@@ -88,7 +90,7 @@ def grpo(
         _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model, resume=resume))
 
 
-@app.command("reward")
+@app.command(STAGES["reward"].cli_name)
 def reward(
     from_: FromOpt,
     data: DataOpt,
@@ -117,7 +119,7 @@ def reward(
     console.print(f"model: {model_dir}")
 
 
-@app.command("dpo")
+@app.command(STAGES["dpo"].cli_name)
 def dpo(
     from_: FromOpt,
     data: DataOpt,

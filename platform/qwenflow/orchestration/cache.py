@@ -47,7 +47,7 @@ def content_digest(path: str | Path) -> str:
 def code_version(packages: tuple[str, ...]) -> str:
     """Hash of the source of the packages/modules a stage runs, plus this table: edit the code, rerun the stage."""
     h = hashlib.sha256(CACHE_VERSION.encode())
-    files: list[Path] = [Path(__file__).with_name("stages.py")]
+    files: list[Path] = [Path(__file__).with_name("stages.py"), Path(__file__).parents[1] / "stages.py"]
     for name in packages:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:

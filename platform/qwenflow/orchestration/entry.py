@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 
 from qwenflow import dist
+from qwenflow.stages import STAGES
 
 from .stage import read_recipe
-from .stages import STAGES
+from .stages import RUN
 
 RESULT = ".qwenflow_entry_result.json"
 
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     inputs = dict(kv.split("=", 1) for kv in a.input)
     stage = STAGES[a.stage]
-    recipe = fit_recipe_to_world(read_recipe(a.recipe), stage.switch)
-    result = stage.run(recipe, inputs, a.out, a.resume)
+    recipe = fit_recipe_to_world(read_recipe(a.recipe), stage.name if stage.switch else None)
+    result = RUN[stage.name](recipe, inputs, a.out, a.resume)
     if dist.is_main():
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qwenflow.stages import TRAINING
+
 ENV_NPROC = "QWENFLOW_NPROC"
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ def fit_recipe_to_world(recipe, section_name: str | None = None):
     world = dist.world_size()
     if world == 1 or not os.environ.get("QWENFLOW_FIT_BATCH"):
         return recipe
-    names = [section_name] if section_name else ["pretrain", "long_context", "sft", "reward", "dpo", "grpo"]
+    names = [section_name] if section_name else list(TRAINING)
     updates = {}
     for name in names:
         section = getattr(recipe, name, None)

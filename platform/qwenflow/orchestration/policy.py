@@ -15,33 +15,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-MINUTE, HOUR, DAY = 60, 3600, 24 * 3600
-# By KFP component name (components/<name>.py); training steps: days, for the largest recipes' pre-training.
-DEFAULT_TIMEOUT_S = {
-    "start_run": 15 * MINUTE,
-    "finish_run": 15 * MINUTE,
-    "gate": 15 * MINUTE,
-    "deploy": 15 * MINUTE,
-    "register": 2 * HOUR,
-    "build_bento": 2 * HOUR,  # copy and hash the model's weights (~145 GB for 72B)
-    "validate_data": 2 * HOUR,
-    "tokenizer": 2 * HOUR,
-    "prepare_data": 12 * HOUR,
-    "evaluate": 24 * HOUR,
-}
-TRAINING = {"pretrain", "long_context", "sft", "reward_model", "dpo", "grpo"}
-TRAINING_TIMEOUT_S = 7 * DAY
+from qwenflow.stages import HOUR, STEP_TIMEOUT_S, TRAINING
 
 
 def component_name(task) -> str:
-    """The component a KFP task runs (`sft`, `prepare-data` -> `prepare_data`)."""
+    """The stage a KFP task runs (KFP spells component ids with hyphens: `prepare-data` -> `prepare_data`)."""
     return task.component_spec.name.replace("-", "_")
 
 
 def step_policy(task, res) -> tuple[int, int]:
     """(timeout in seconds, retries) for one pipeline task with its recipe resources."""
     name = component_name(task)
-    default = TRAINING_TIMEOUT_S if name in TRAINING else DEFAULT_TIMEOUT_S.get(name, 2 * HOUR)
+    default = STEP_TIMEOUT_S.get(name, 2 * HOUR)  # each stage's default (qwenflow.stages); others: hours
     timeout = res.timeout_s if "timeout_s" in res.model_fields_set else default
     return timeout, (res.retries if name in TRAINING else 0)
 

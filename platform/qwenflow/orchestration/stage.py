@@ -13,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from qwenflow.stages import STAGES
+
 from . import cache, events, launch, policy
-from .stages import NO_MODEL, STAGES, _has_model
+from .stages import NO_MODEL, RUN, _has_model
 
 RESULT_FILE = ".qwenflow_result.json"
 
@@ -77,7 +79,7 @@ def run_stage(
     try:
         policy.refuse_if_fatal_before(name)  # a retry after a recipe/data error: fail at once, do not rerun it
         recipe = read_recipe(recipe_path)
-        section = getattr(recipe, stage.switch) if stage.switch else None
+        section = getattr(recipe, name) if stage.switch else None
         model_in = inputs.get("model")
 
         if section is not None and not section.enabled:
@@ -98,7 +100,7 @@ def run_stage(
         elif "model" in inputs and not _has_model(model_in):
             raise ValueError(
                 f"no model to start from: the stages before {name} were switched off; set "
-                f"{stage.switch}.init_from to a model directory or models:/ URI"
+                f"{name}.init_from to a model directory or models:/ URI"
             )
         paths = {k: (str(v) if v else None) for k, v in inputs.items()}
         if paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
@@ -126,7 +128,7 @@ def run_stage(
         elif nproc > 1:
             result = launch.run_stage_processes(name, recipe_path, paths, Path(work), nproc, stage.resumable)
         else:
-            result = stage.run(recipe, paths, work, stage.resumable)
+            result = RUN[name](recipe, paths, work, stage.resumable)
         compute_s = time.perf_counter() - started
         result = result if isinstance(result, dict) else {"value": result}
         from qwenflow.tracking import last_run_id  # the stage's MLflow run: KFP UI links and metrics use it

@@ -1,44 +1,29 @@
-"""The stage table: how each pipeline stage calls the core library (docs/stages.md), which recipe sections and
-code its result depends on (the resume cache's key), and whether it needs a starting model.
-
-Components, the multi-node job entry point and tests all go through this one table, so a contract change in a
-stage function is adapted in one place.
+"""How each pipeline stage calls the core library (docs/stages.md): `RUN[name](recipe, inputs, out, resume)`.
+What the stages are (names, recipe sections, code, switches, wiring) is declared once in qwenflow.stages; this
+module only maps each name to its core function. Components, the multi-node job entry point and tests all go
+through `RUN`, so a contract change in a stage function is adapted in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DATASET_KINDS = ("corpus", "sft", "rl", "preferences", "eval")
+from qwenflow.stages import DATASET_KINDS, STAGES
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: Callable[..., Any]  # run(recipe, inputs: dict[str, Path], out_dir: Path, resume: bool) -> result
-    sections: tuple[str, ...]  # recipe sections the result depends on
-    code: tuple[str, ...]  # qwenflow packages whose source is part of the cache key
-    switch: str | None = None  # recipe section whose `enabled` turns the stage off (passes its model through)
-    resumable: bool = False  # keeps a partial work dir between attempts (training checkpoints)
-    trains: bool = False  # may run as a multi-node job when resources.nodes > 1
-    cacheable: bool = True  # False when the result depends on outside state (the registry's champion)
-    passthrough: bool = True  # switched off, hands its input model on (the reward model has none to hand on)
-
-
-def _prepare(recipe, inputs, out, resume):
+def _prepare_data(recipe, inputs, out, resume):
     from .rayjob import on_cluster, run_as_rayjob
 
     if recipe.data.engine == "ray" and on_cluster():  # a compiled pipeline's step: the corpus runs on a RayCluster
-        return run_as_rayjob("prepare-data", recipe, out)
+        return run_as_rayjob("prepare_data", recipe, out)
     from qwenflow.data.prepare import prepare_data
 
     return prepare_data(recipe, out)
 
 
-def _validate(recipe, inputs, out, resume):
+def _validate_data(recipe, inputs, out, resume):
     from qwenflow.data.contracts import DataContractError, validate_dataset
 
     results, broken = {}, []
@@ -121,7 +106,7 @@ def _grpo(recipe, inputs, out, resume):
     }
 
 
-def _evaluate(recipe, inputs, out, resume):
+def _eval(recipe, inputs, out, resume):
     from qwenflow.eval.run import evaluate
 
     return evaluate(inputs["model"], out, suite=recipe.eval.suite, recipe=recipe, data_dir=inputs["data"])
@@ -157,7 +142,7 @@ def _register(recipe, inputs, out, resume):
     }
 
 
-def _bento(recipe, inputs, out, resume):
+def _build_bento(recipe, inputs, out, resume):
     from qwenflow.deploy.bento import build_bento
 
     return {"bento": str(build_bento(inputs["model_uri"], deploy=recipe.deploy))}
@@ -181,30 +166,8 @@ def _deploy(recipe, inputs, out, resume):
     }
 
 
-_TRAIN_CODE = ("qwenflow.train", "qwenflow.models", "qwenflow.data.pack", "qwenflow.artifacts")
-_POST_CODE = ("qwenflow.posttrain", "qwenflow.verifiers", "qwenflow.models", "qwenflow.artifacts")
-
-STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in [
-        Stage("prepare-data", _prepare, ("data",), ("qwenflow.data",)),
-        Stage("validate-data", _validate, (), ("qwenflow.data.contracts",)),
-        Stage("tokenizer", _tokenizer, ("tokenizer",), ("qwenflow.tokenizer",)),
-        Stage("pretrain", _pretrain, ("model", "pretrain"), _TRAIN_CODE, "pretrain", resumable=True, trains=True),
-        Stage(
-            "long-context", _long_context, ("long_context",), _TRAIN_CODE, "long_context", resumable=True, trains=True
-        ),
-        Stage("sft", _sft, ("sft",), _POST_CODE, "sft", resumable=True, trains=True),
-        Stage("reward", _reward, ("reward",), _POST_CODE, "reward", resumable=True, trains=True, passthrough=False),
-        Stage("dpo", _dpo, ("dpo",), _POST_CODE, "dpo", resumable=True, trains=True),
-        Stage("grpo", _grpo, ("grpo",), _POST_CODE, "grpo", resumable=True, trains=True),
-        Stage("evaluate", _evaluate, ("eval",), ("qwenflow.eval", "qwenflow.verifiers")),
-        Stage("gate", _gate, ("eval", "deploy"), ("qwenflow.eval",), cacheable=False),
-        Stage("register", _register, ("deploy", "tracking"), ("qwenflow.eval",)),
-        Stage("build-bento", _bento, ("deploy",), ("qwenflow.deploy", "qwenflow.serving")),
-        Stage("deploy", _deploy, ("deploy",), ("qwenflow.deploy",), "deploy"),
-    ]
-}
+# name -> the core function: run(recipe, inputs: dict[str, Path], out_dir: Path, resume: bool) -> result
+RUN: dict[str, Callable[..., Any]] = {name: globals()[f"_{name}"] for name in STAGES}
 
 NO_MODEL = ".qwenflow_no_model"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qwenflow.stages import START, SWITCHES
+
 from . import events
 
-SWITCHABLE = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo", "deploy")
 PIPELINE_STAGE_TAG = "pipeline"
 
 
@@ -36,8 +37,8 @@ def resolve_recipe(
     if data_sources:
         recipe.data.sources = list(data_sources)
     for name, on in (switches or {}).items():
-        if name not in SWITCHABLE:
-            raise ValueError(f"unknown stage switch {name!r}; switchable stages: {', '.join(SWITCHABLE)}")
+        if name not in SWITCHES:
+            raise ValueError(f"unknown stage switch {name!r}; switchable stages: {', '.join(SWITCHES)}")
         getattr(recipe, name).enabled = bool(on)
     return recipe
 
@@ -71,7 +72,7 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
 
     log_parent_params(client, run.info.run_id, recipe)  # stages add their headline metrics as they finish
     events.emit(
-        "start-run",
+        START,
         "done",
         seconds=time.perf_counter() - t0,
         result={

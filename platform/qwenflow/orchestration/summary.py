@@ -6,25 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwenflow.stages import START, STEPS
+
 from . import events
 
-ORDER = (
-    "start-run",
-    "prepare-data",
-    "validate-data",
-    "tokenizer",
-    "pretrain",
-    "long-context",
-    "sft",
-    "reward",
-    "dpo",
-    "grpo",
-    "evaluate",
-    "gate",
-    "register",
-    "build-bento",
-    "deploy",
-)
+ORDER = STEPS[:-1]  # start_run and the stages, in pipeline order (finish_run emits no event)
 
 
 def flat_scores(report: dict, prefix: str = "") -> dict[str, float]:
@@ -73,7 +59,7 @@ class RunSummary:
         return None
 
     def mlflow_link(self) -> str:
-        start = self.result("start-run")
+        start = self.result(START)
         if not start:
             return ""
         uri, exp, run = start["tracking_uri"], start["experiment_id"], start["parent_run_id"]
@@ -106,7 +92,7 @@ def render(summary: RunSummary):
     ]
     if link := summary.mlflow_link():
         lines.append(f"MLflow parent run: {link}")
-    scores = flat_scores(summary.result("evaluate"))
+    scores = flat_scores(summary.result("eval"))
     if scores:
         lines.append("scores: " + ", ".join(f"{k}={v:.4g}" for k, v in list(scores.items())[:12]))
     gate = summary.result("gate")
@@ -117,7 +103,7 @@ def render(summary: RunSummary):
         )
     if reg := summary.result("register"):
         lines.append(f"registered: {reg.get('uri')}")
-    if bento := summary.result("build-bento"):
+    if bento := summary.result("build_bento"):
         lines.append(
             f"Bento: {bento.get('bento')} in {os.environ.get('BENTOML_HOME', '~/bentoml')} "
             f"(serve: bentoml serve {bento.get('bento')})"

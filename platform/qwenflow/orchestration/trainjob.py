@@ -394,7 +394,8 @@ def step_pod_owner(namespace: str, core_api=None) -> dict | None:
 
 
 def job_name(stage: str, run_id: str) -> str:
-    return f"qwenflow-{stage}-{run_id}"[:63].rstrip("-").lower()
+    # Kubernetes names allow no underscore: `long_context` -> `qwenflow-long-context-<run>`
+    return f"qwenflow-{stage.replace('_', '-')}-{run_id}"[:63].rstrip("-").lower()
 
 
 def run_as_trainjob(

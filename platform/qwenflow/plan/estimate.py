@@ -31,7 +31,6 @@ GPU_RUNTIME_GIB = 1.5  # CUDA context (~0.5 GiB on H100), NCCL communicators and
 # measured by benchmarks/memory_plan.py as the peak RSS of the tiny model's stage processes, whose model states are
 # ~20 MB: 0.79-0.81 GiB for pre-training and SFT, 1 and 2 processes.
 CPU_RUNTIME_GIB = 0.80
-TRAINING_STAGES = ("pretrain", "long_context", "sft", "reward", "dpo", "grpo")
 
 
 @dataclass

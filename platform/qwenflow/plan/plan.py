@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qwenflow.stages import TRAINING
+
 from .accelerators import GPU_MEMORY_GIB, gpu_memory_gib
 from .estimate import Estimate, estimate
-from .workload import SECTIONS, workload
+from .workload import workload
 
 HEADROOM = 0.95  # the allocator's fragmentation and what the estimate leaves out: plan to 95% of the card
 
@@ -122,7 +124,6 @@ def _first_fit(recipe, stage: str, section) -> tuple[dict, float] | None:
 
 def _fix(recipe, stage: str, section) -> str:
     """The least disruptive change that fits on this GPU, else on the smallest larger GPU of the table."""
-    name = SECTIONS[stage]
     found = _first_fit(recipe, stage, section)
     if found is None and section.resources.gpus:
         mine = _available(section)[0]
@@ -144,15 +145,15 @@ def _fix(recipe, stage: str, section) -> str:
         return obj
 
     sets = " ".join(
-        f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in found[0].items() if current(k) != v
+        f"{stage}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in found[0].items() if current(k) != v
     )
     return f"it fits with {sets} (~{found[1]:.1f} GiB per GPU)"
 
 
 def plan_recipe(recipe) -> list[StagePlan]:
     out = []
-    for stage, name in SECTIONS.items():
-        section = getattr(recipe, name)
+    for stage in TRAINING:
+        section = getattr(recipe, stage)
         if not section.enabled:
             continue
         est, avail, what, _ = _estimate(recipe, stage, section)

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from .estimate import Workload
 
-SECTIONS = {
-    "pretrain": "pretrain",
-    "long-context": "long_context",
-    "sft": "sft",
-    "reward": "reward",
-    "dpo": "dpo",
-    "grpo": "grpo",
-}
-
 
 def model_shape(spec) -> dict:
     head_dim = spec.hidden_size // spec.num_heads
@@ -32,8 +23,9 @@ def model_shape(spec) -> dict:
 def workload(
     recipe, stage: str, *, device: str = "gpu", world: int | None = None, bf16: bool | None = None, section=None
 ) -> Workload:
-    """`section` replaces the recipe's (the planner tries modified copies); `world` defaults to the resources'."""
-    name = SECTIONS[stage]
+    """`section` replaces the recipe's (the planner tries modified copies); `world` defaults to the resources'.
+    A training stage's name is its recipe section (qwenflow.stages)."""
+    name = stage
     sec = section if section is not None else getattr(recipe, name)
     res, dist = sec.resources, sec.distributed
     world = world or res.processes()

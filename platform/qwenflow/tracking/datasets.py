@@ -8,22 +8,12 @@ import hashlib
 import os
 from pathlib import Path
 
+from qwenflow.stages import DATASET_KINDS, STAGES
+
 DATA_DIR_ENV = "QWENFLOW_DATA_DIR"  # the pipeline's prepared-data directory, set for the stage process
-ALL_KINDS = ("corpus", "sft", "rl", "preferences", "eval")
 # Which prepared datasets each stage reads (the posttrain/train/eval modules' read_dataset calls).
-STAGE_DATASETS: dict[str, tuple[str, ...]] = {
-    "validate-data": ALL_KINDS,
-    "tokenizer": ("corpus",),
-    "pretrain": ("corpus",),
-    "long-context": ("corpus",),
-    "sft": ("sft", "eval"),
-    "reward": ("preferences",),
-    "dpo": ("rl", "preferences", "eval"),
-    "grpo": ("rl", "eval"),
-    "eval": ("eval",),
-    "evaluate": ("eval",),
-}
-CONTEXT = {"eval": "evaluation", "validate-data": "validation"}
+STAGE_DATASETS: dict[str, tuple[str, ...]] = {s.name: s.datasets for s in STAGES.values() if s.datasets}
+CONTEXT = {"eval": "evaluation", "validate_data": "validation"}
 
 
 def dataset_for(directory: Path, name: str):
@@ -74,7 +64,7 @@ def log_stage_inputs(stage: str, recipe_name: str = "") -> list[str]:
     return logged
 
 
-def log_inputs_to_run(client, run_id: str, kinds: tuple[str, ...] = ALL_KINDS, recipe_name: str = "") -> list[str]:
+def log_inputs_to_run(client, run_id: str, kinds: tuple[str, ...] = DATASET_KINDS, recipe_name: str = "") -> list[str]:
     """Log prepared datasets as inputs of an existing run (the pipeline's parent run), by id."""
     from mlflow.entities import DatasetInput, InputTag
 

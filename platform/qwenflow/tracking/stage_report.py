@@ -8,10 +8,10 @@ import math
 import os
 from pathlib import Path
 
-# The MLflow run name a stage's core function opens (stage_run's first argument) where it differs from the stage.
-RUN_NAME = {"evaluate": "eval"}
+from qwenflow.stages import STAGES, SWITCHES
+
 # Stages whose output is a causal LM that answers chat (the reward model is a classifier: logged as files only).
-CHAT_MODEL_STAGES = ("pretrain", "long-context", "sft", "dpo", "grpo")
+CHAT_MODEL_STAGES = tuple(s.name for s in STAGES.values() if s.chat_model)
 CHAT_MODEL_TAG = "qwenflow.chat_model"  # the run's logged pyfunc chat model URI
 MAX_HEADLINE = 12
 # Earlier keys first: final/held-out numbers before running losses; system/ metrics never.
@@ -58,7 +58,7 @@ def _stage_run(client, stage: str, result: dict, recipe, parent_run_id: str):
     if exp is not None and kfp_run_id:
         runs = client.search_runs(
             [exp.experiment_id],
-            f"tags.`kfp.run_id` = '{kfp_run_id}' and tags.`qwenflow.stage` = '{RUN_NAME.get(stage, stage)}'",
+            f"tags.`kfp.run_id` = '{kfp_run_id}' and tags.`qwenflow.stage` = '{stage}'",
             max_results=1,
         )
         if runs:
@@ -119,7 +119,7 @@ def publish(
             metrics.log_metric(k, v)
     if parent_run_id and numbers:
         client.log_batch(parent_run_id, metrics=[_metric(f"{stage}/{k}", v) for k, v in numbers.items()])
-    if parent_run_id and stage == "validate-data":  # the pipeline run's page lists the data it was trained on
+    if parent_run_id and stage == "validate_data":  # the pipeline run's page lists the data it was trained on
         from qwenflow.tracking.datasets import log_inputs_to_run
 
         log_inputs_to_run(client, parent_run_id, recipe_name=recipe.name)
@@ -192,7 +192,7 @@ def log_parent_params(client, parent_run_id: str, recipe) -> None:
         "eval.suite": recipe.eval.suite,
         "registered_model": recipe.deploy.registered_model,
     }
-    for stage in ("pretrain", "long_context", "sft", "reward", "dpo", "grpo", "deploy"):
+    for stage in SWITCHES:
         params[f"{stage}.enabled"] = getattr(recipe, stage).enabled
     from mlflow.entities import Param
 

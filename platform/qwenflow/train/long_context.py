@@ -143,13 +143,13 @@ def run_long_context(
         "yarn_factor": lc.yarn_factor,
         "progressive_stages": len(lc.seq_lens),
     }
-    with stage_context("long-context", recipe, params) as run:
+    with stage_context("long_context", recipe, params) as run:
         result, accelerator, state_dict = train(
             model,
             lc,
             stages,
             out_dir,
-            name="long-context",
+            name="long_context",
             resume=resume,
             before_train=measure_before,
             flops_per_token=flops_counter(recipe.model),
@@ -160,7 +160,7 @@ def run_long_context(
             setattr(unwrapped.config, YARN_KEY, yarn_parameters(lc.rope_theta, final_len, lc.yarn_factor))
             unwrapped.config.qwenflow_trained_context = final_len
             lineage = {
-                "stage": "long-context",
+                "stage": "long_context",
                 "from_model": str(model_dir),
                 "data_manifests": [m["files"] for m in manifests],
                 "mlflow_run_id": run.info.run_id if run is not None else None,
