@@ -6,11 +6,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM
 
-from qwenflow.artifacts import RECIPE_FILE
+from qwenflow import longctx
+from qwenflow.longctx.settings import ATTENTION
+from qwenflow.longctx.yarn import apply_yarn, stored_yarn
+from qwenflow.models import io
+from qwenflow.tokenizer import load_tokenizer
 
-LONGCTX_ATTENTION = ("dca", "sparse")  # registered with transformers by qwenflow.longctx
+LONGCTX_ATTENTION = tuple(ATTENTION)  # registered with transformers by qwenflow.longctx
 
 
 @dataclass
@@ -21,37 +27,10 @@ class Loaded:
     yarn: dict | None
 
 
-def yarn_settings(model_dir: Path, config) -> dict | None:
-    """The YaRN option the long-context stage stored: in the config's rope parameters, or its recipe's yarn_factor."""
-    rope = dict(getattr(config, "rope_parameters", None) or {})
-    if rope.get("rope_type") == "yarn":
-        return rope
-    factor = None
-    recipe = model_dir / RECIPE_FILE
-    if recipe.is_file():
-        factor = (yaml.safe_load(recipe.read_text()) or {}).get("long_context", {}).get("yarn_factor")
-    if not factor or float(factor) <= 1:
-        return None
-    return {
-        **rope,
-        "rope_type": "yarn",
-        "factor": float(factor),
-        "original_max_position_embeddings": int(config.max_position_embeddings),
-    }
-
-
 def register_attention(name: str) -> None:
     """The one seam to qwenflow.longctx: it registers its attention kernels with transformers under these names."""
-    if name not in LONGCTX_ATTENTION:
-        return
-    from qwenflow import longctx
-
-    if not hasattr(longctx, "register_attention"):
-        raise ValueError(
-            f"attention={name!r} needs qwenflow.longctx.register_attention, which this build lacks; "
-            "deploy with attention=sdpa"
-        )
-    longctx.register_attention(name)
+    if name in LONGCTX_ATTENTION:
+        longctx.register_attention(name)
 
 
 def batch_limit(attention: str, requested: int) -> int:
@@ -68,29 +47,21 @@ def load(
     device: str | None = None,
     dtype: str = "auto",
 ) -> Loaded:
-    import torch
-    from transformers import AutoConfig
-
-    from qwenflow.tokenizer import load_tokenizer
-
     model_dir = Path(model_dir)
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-    scaling = yarn_settings(model_dir, config) if yarn else None
+    scaling = stored_yarn(config) if yarn else None
     if yarn and scaling is None:
         raise ValueError(
-            f"{model_dir}: yarn=true but the model carries no YaRN option (config rope_parameters or "
-            "long_context.yarn_factor in its recipe); deploy with yarn=false"
+            f"{model_dir}: yarn=true but the model carries no YaRN option (the long-context stage stores one in "
+            "config.json); deploy with yarn=false"
         )
     if scaling:
-        orig = int(scaling.get("original_max_position_embeddings") or config.max_position_embeddings)
-        config.rope_parameters = {**scaling, "original_max_position_embeddings": orig}
-        config.max_position_embeddings = int(orig * float(scaling["factor"]))
+        apply_yarn(config, scaling)
     register_attention(attention)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    from qwenflow.models import io  # the platform's one loader: refuses mismatched or truncated weights
-
+    # the platform's one loader: refuses mismatched or truncated weights
     model = io.load_causal_lm(model_dir, config=config, dtype=dtype, attn_implementation=attention).to(device)
     tokenizer = load_tokenizer(model_dir)
     return Loaded(model.eval(), tokenizer, int(config.max_position_embeddings), scaling)
@@ -106,10 +77,6 @@ def check_model_dir(model_dir: str | Path) -> None:
     """Refuse, with one line, a directory that cannot be served: no config, not a causal LM transformers knows,
     weight files missing or truncated, weights that do not fit the architecture, no tokenizer. Reads only
     headers (a meta-device model gives the expected names), so it costs seconds even for a large model."""
-    import torch
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir.name}: not a model directory (no config.json)")
@@ -143,8 +110,6 @@ def check_model_dir(model_dir: str | Path) -> None:
             f"{model_dir.name}: the weights do not fit the {config.model_type} architecture "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    from qwenflow.tokenizer import load_tokenizer
-
     try:
         load_tokenizer(model_dir)
     except (OSError, ValueError) as e:

@@ -3,13 +3,14 @@ per-request sampling stays per request, and the loader's YaRN / context switches
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
 import pytest
 import torch
-import yaml
 
+from qwenflow.longctx.yarn import YARN_KEY, yarn_parameters
 from qwenflow.serving.engine import Engine, GenRequest
 from qwenflow.serving.loader import load
 
@@ -116,13 +117,12 @@ def test_yarn_switch_extends_the_context(tiny_model_dir, tmp_path):
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)
     plain = load(model_dir, device="cpu")
-    recipe = yaml.safe_load((model_dir / "qwenflow_recipe.yaml").read_text())
-    recipe["long_context"]["yarn_factor"] = 1.0
-    (model_dir / "qwenflow_recipe.yaml").write_text(yaml.safe_dump(recipe))
-    with pytest.raises(ValueError, match="no YaRN option"):
+    with pytest.raises(ValueError, match="no YaRN option"):  # not from the long-context stage: nothing stored
         load(model_dir, yarn=True, device="cpu")
-    recipe["long_context"]["yarn_factor"] = 4.0
-    (model_dir / "qwenflow_recipe.yaml").write_text(yaml.safe_dump(recipe))
+    # what the long-context stage stores: YaRN x4 over the trained length, under qwenflow_yarn
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg[YARN_KEY] = yarn_parameters(cfg["rope_parameters"], cfg["max_position_embeddings"], 4.0)
+    (model_dir / "config.json").write_text(json.dumps(cfg))
     yarn = load(model_dir, yarn=True, device="cpu")
     assert yarn.context_limit == 4 * plain.context_limit
     assert yarn.model.config.rope_parameters["rope_type"] == "yarn"

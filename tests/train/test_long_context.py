@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from qwenflow.cli.main import app
-from qwenflow.train.long_context import enable_yarn
+from qwenflow.longctx.yarn import enable_yarn
 
 
 def test_long_context_cli(tracking, corpus_dir, tiny_model_dir, tmp_path):

@@ -12,6 +12,9 @@ long-context inference settings, expressed with vLLM's documented `vllm serve` f
 
 from __future__ import annotations
 
+from qwenflow.longctx.dca import default_dca
+from qwenflow.longctx.yarn import yarn_context, yarn_parameters
+
 DCA_PREFILL_TOKENS = 131072  # chunked-prefill size the Qwen2.5-1M deployment guide uses with DCA
 
 
@@ -22,20 +25,13 @@ def trained_length(recipe) -> int:
 
 def vllm_values(recipe) -> dict:
     """The chart's `vllm` block for `recipe` (long_context and deploy sections)."""
-    from qwenflow.longctx.dca import default_dca
-
     trained = trained_length(recipe)
     deploy, lc = recipe.deploy, recipe.long_context
     overrides: dict = {}
     max_len = trained
     if deploy.yarn:
-        overrides["rope_parameters"] = {
-            "rope_type": "yarn",
-            "factor": float(lc.yarn_factor),
-            "original_max_position_embeddings": trained,
-            "rope_theta": float(lc.rope_theta),
-        }
-        max_len = int(trained * lc.yarn_factor)
+        overrides["rope_parameters"] = yarn_parameters({"rope_theta": float(lc.rope_theta)}, trained, lc.yarn_factor)
+        max_len = yarn_context(overrides["rope_parameters"])
     dca = deploy.attention == "dca"
     if dca:
         overrides["dual_chunk_attention_config"] = default_dca(trained)

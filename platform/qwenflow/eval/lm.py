@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from qwenflow.longctx.settings import configure, register
+from qwenflow.models import io
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,6 @@ class HFModel:
         longctx_setting: str | None = None,
         **longctx_options,
     ):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         path = check_model_dir(path)
         self.path = path
@@ -113,13 +116,9 @@ class HFModel:
             setattr(config, key, value)
         if longctx_setting:
             # YaRN / DCA / sparse attention as the long-context stage defines them (none, yarn, yarn+dca, ...)
-            from qwenflow.longctx.settings import configure
-
             config = configure(config, longctx_setting, **longctx_options)
             attn_implementation = attn_implementation or config._attn_implementation
         if attn_implementation in ("dca", "sparse"):
-            from qwenflow.longctx.settings import register
-
             register()
         load_kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if path.is_file():  # a .gguf file: transformers converts it
@@ -127,8 +126,6 @@ class HFModel:
                 src, config=config, dtype=dtype, local_files_only=True, **kw, **load_kw
             )
         else:  # the platform's one loader: refuses weights that do not match the config, truncated files
-            from qwenflow.models import io
-
             model = io.load_causal_lm(path, config=config, dtype=dtype, **load_kw)
         self.model = model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:

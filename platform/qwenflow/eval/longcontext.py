@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwenflow.longctx.yarn import trained_length
+
 from .benchmarks import load_haystack
 from .result import TaskResult
 
@@ -81,12 +83,6 @@ def build_case(
     ), vals[0]
 
 
-def trained_length(lm) -> int:
-    from qwenflow.longctx.settings import trained_length as tl
-
-    return tl(lm.model.config)
-
-
 def sweep(lm, kind: str, cfg: LongContextConfig, trained: int, hay: Haystack) -> dict:
     lengths = absolute_lengths(cfg, trained)
     grid = [[0.0] * len(lengths) for _ in cfg.depths]
@@ -114,7 +110,7 @@ def run_long_context(model_dir: str | Path, cfg: LongContextConfig, out_dir: str
         t0 = time.time()
         lm = load_lm(model_dir, longctx_setting=setting)
         if hay is None:
-            trained = trained_length(lm)  # the checkpoint's own length, before YaRN edits the config
+            trained = trained_length(lm.model.config)  # the checkpoint's own length, before YaRN edits the config
             hay = Haystack(lm.tokenizer, cfg.seed, max(absolute_lengths(cfg, trained)))
         for kind in ("passkey", "multi_needle"):
             g = sweep(lm, kind, cfg, trained, hay)

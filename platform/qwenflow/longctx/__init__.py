@@ -6,16 +6,20 @@
 See docs/long_context.md.
 """
 
-from .settings import SETTINGS, configure, describe, load_model, register, register_attention, trained_length
+from .settings import SETTINGS, configure, describe, load_model, register, register_attention
 from .sparse import SparseConfig
+from .yarn import enable_yarn, stored_yarn, trained_length, yarn_parameters
 
 __all__ = [
     "SETTINGS",
     "SparseConfig",
     "configure",
     "describe",
+    "enable_yarn",
     "load_model",
     "register",
     "register_attention",
+    "stored_yarn",
     "trained_length",
+    "yarn_parameters",
 ]

@@ -26,6 +26,7 @@ from qwenflow.tokenizer.bpe import train_bpe
 
 from .passkey import Passkeys, heatmaps, mean_over_depths, run_grid, table
 from .settings import SETTINGS, load_model
+from .yarn import trained_length
 
 
 def essays_dir() -> Path:
@@ -118,8 +119,6 @@ def evaluate(
     """Run the check on a saved model; write passkey_report.json, passkey_table.md and passkey_heatmap.png to
     `out` and (track=True) log them with the figures to an MLflow run of stage `long-context-check`."""
     from transformers import AutoConfig, AutoTokenizer
-
-    from .settings import trained_length
 
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / "config.json").is_file():

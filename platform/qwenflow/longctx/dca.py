@@ -16,6 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from .rope import inv_freq_for, rerotate
+from .yarn import trained_length
+
+
+def block_size_for(trained: int) -> int:
+    """Sparse-prefill block size for a model trained at `trained` tokens: 64, or 32 for tiny models."""
+    return 64 if trained >= 1024 else 32
 
 
 def default_dca(trained: int, block: int = 64) -> dict:
@@ -33,10 +39,8 @@ def dca_params(config) -> tuple[int, int]:
     defaults for the config's trained length when a deployment only set attn_implementation="dca"."""
     cfg = getattr(config, "dual_chunk_attention_config", None)
     if not cfg:
-        from .settings import default_sparse, trained_length
-
         trained = trained_length(config)
-        cfg = config.dual_chunk_attention_config = default_dca(trained, default_sparse(trained).block_size)
+        cfg = config.dual_chunk_attention_config = default_dca(trained, block_size_for(trained))
     c, w = int(cfg["chunk_size"]), int(cfg["local_size"])
     if not 0 < w < c:
         raise ValueError(f"dual_chunk_attention_config: need 0 < local_size ({w}) < chunk_size ({c})")

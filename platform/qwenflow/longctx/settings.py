@@ -15,8 +15,11 @@ from pathlib import Path
 import torch
 from transformers import AttentionInterface
 
-from .dca import dca_attention, default_dca
+from qwenflow.models import io
+
+from .dca import block_size_for, dca_attention, default_dca
 from .sparse import SparseConfig, sparse_attention
+from .yarn import SCALING_FIELDS, apply_yarn, trained_length, yarn_parameters
 
 SETTINGS = ("none", "yarn", "yarn+dca", "yarn+dca+sparse")
 ABLATIONS = ("dca", "dca+sparse")  # DCA without YaRN (ChunkLlama's form), for comparison
@@ -36,15 +39,9 @@ def register_attention(name: str) -> None:
     AttentionInterface.register(name, ATTENTION[name])
 
 
-def trained_length(config) -> int:
-    """The length the checkpoint was trained at: YaRN's original length when present, else max_position_embeddings."""
-    rope = getattr(config, "rope_parameters", None) or {}
-    return int(rope.get("original_max_position_embeddings") or config.max_position_embeddings)
-
-
 def default_sparse(trained: int) -> SparseConfig:
     """Sparsity scaled to the model: 64-token blocks (32 for tiny models), sparse from twice the trained length."""
-    return SparseConfig(block_size=64 if trained >= 1024 else 32, threshold=2 * trained)
+    return SparseConfig(block_size=block_size_for(trained), threshold=2 * trained)
 
 
 def configure(
@@ -61,19 +58,15 @@ def configure(
         raise ValueError(f"unknown long-context setting {setting!r}; choose one of {', '.join(SETTINGS + ABLATIONS)}")
     register()
     trained = trained or trained_length(config)
-    rope = dict(config.rope_parameters)
-    for key in ("factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow"):
-        rope.pop(key, None)
-    rope["rope_type"] = "default"
+    rope = {k: v for k, v in config.rope_parameters.items() if k not in SCALING_FIELDS}
+    config.rope_parameters = {**rope, "rope_type": "default"}
     if "yarn" in setting:
-        rope.update(rope_type="yarn", factor=float(yarn_factor), original_max_position_embeddings=trained)
-        config.max_position_embeddings = int(trained * yarn_factor)
-    config.rope_parameters = rope
+        apply_yarn(config, yarn_parameters(rope, trained, yarn_factor))
     config.dual_chunk_attention_config = None
     config.sparse_attention_config = None
     attn = "sdpa"
     if "dca" in setting:
-        config.dual_chunk_attention_config = default_dca(trained, default_sparse(trained).block_size)
+        config.dual_chunk_attention_config = default_dca(trained, block_size_for(trained))
         if local_size:
             config.dual_chunk_attention_config["local_size"] = local_size
         attn = "dca"
@@ -93,8 +86,6 @@ def load_model(
     **options,
 ):
     """Load a causal-LM directory with a long-context setting applied (options: see `configure`)."""
-    from qwenflow.models import io
-
     path = io.resolve(path)
     config = configure(io.load_config(path), setting, **options)
     model = io.load_causal_lm(path, config=config, dtype=dtype, attn_implementation=config._attn_implementation)

@@ -3,10 +3,7 @@
 Several `seq_lens` give Qwen2.5-Turbo's progressive schedule: one stage per length, each with `long_fraction` of
 its sequences at that length and the rest at the previous length.
 
-YaRN: the saved config.json carries `qwenflow_yarn`, the transformers rope_parameters that switch YaRN on
-(factor x trained length), but leaves it off. `enable_yarn(model_dir)` (or the serving stage with deploy.yarn)
-copies it into `rope_parameters`; transformers ignores the extra key until then. Qwen2.5's own cards do the same by
-hand-adding `rope_scaling: {type: yarn, factor: 4, original_max_position_embeddings: 32768}`.
+YaRN: the saved config.json carries `qwenflow_yarn` (qwenflow.longctx.yarn), off until a deployment switches it on.
 """
 
 from __future__ import annotations
@@ -15,9 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from qwenflow.longctx.yarn import YARN_KEY, yarn_parameters
 from qwenflow.recipe import Recipe
-
-YARN_KEY = "qwenflow_yarn"
 
 
 def long_context_config(model_dir: str | Path, rope_theta: float, max_len: int):
@@ -43,28 +39,6 @@ def check_rope_base(model, rope_theta: float) -> None:
     want = 1.0 / (rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
     if not torch.allclose(rotary.inv_freq.float().cpu(), want, rtol=1e-4):
         raise RuntimeError(f"rotary embedding was not rebuilt for rope_theta={rope_theta}")
-
-
-def yarn_parameters(rope_theta: float, trained_len: int, factor: float) -> dict:
-    return {
-        "rope_type": "yarn",
-        "rope_theta": float(rope_theta),
-        "factor": float(factor),
-        "original_max_position_embeddings": int(trained_len),
-    }
-
-
-def enable_yarn(model_dir: str | Path) -> dict:
-    """Switch the recorded YaRN option on in model_dir/config.json (context = factor x trained length)."""
-    path = Path(model_dir) / "config.json"
-    cfg = json.loads(path.read_text())
-    if YARN_KEY not in cfg:
-        raise ValueError(f"{path}: no {YARN_KEY} entry; only models from the long-context stage carry one")
-    yarn = cfg[YARN_KEY]
-    cfg["rope_parameters"] = dict(yarn)
-    cfg["max_position_embeddings"] = int(yarn["factor"] * yarn["original_max_position_embeddings"])
-    path.write_text(json.dumps(cfg, indent=2))
-    return cfg
 
 
 def run_long_context(
@@ -157,7 +131,8 @@ def run_long_context(
         )
         if is_main_process():
             unwrapped = accelerator.unwrap_model(model)
-            setattr(unwrapped.config, YARN_KEY, yarn_parameters(lc.rope_theta, final_len, lc.yarn_factor))
+            rope = {"rope_type": "default", "rope_theta": float(lc.rope_theta)}
+            setattr(unwrapped.config, YARN_KEY, yarn_parameters(rope, final_len, lc.yarn_factor))
             unwrapped.config.qwenflow_trained_context = final_len
             lineage = {
                 "stage": "long_context",
