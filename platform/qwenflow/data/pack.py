@@ -23,6 +23,8 @@ import numpy as np
 
 from qwenflow.artifacts import read_manifest, write_manifest
 
+from .passkey import Passkeys
+
 SEPARATOR = "<|endoftext|>"
 SHARD_TOKENS = 1 << 26  # 64M tokens = 256 MB of int32 per shard
 ROW_GROUP_TOKENS = 1 << 20  # the unit a rank reads: 4 MB of int32
@@ -173,9 +175,7 @@ def mixture_segments(
 def add_retrieval(rows: np.ndarray, segments: np.ndarray | None, tokenizer, fraction: float, seed: int = 0) -> int:
     """Rewrite `fraction` of the sequences in `rows` (in place) as passkey-retrieval documents of the same length:
     the sequence's own real text as haystack, a passkey at a random depth, the question, the answer and EOS
-    (the prompt format of qwenflow.longctx.passkey, which the long-context check evaluates). Returns how many."""
-    from qwenflow.longctx.passkey import Passkeys
-
+    (qwenflow.data.passkey, the prompt the long-context check and evaluation use). Returns how many."""
     keys, eos, rng, n = Passkeys(tokenizer), tokenizer.get_vocab()[SEPARATOR], random.Random(seed), 0
     for r in range(len(rows)):
         seg = rows.shape[1] if segments is None else int(segments[r])

@@ -12,13 +12,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwenflow.data import passkey
 from qwenflow.longctx.yarn import trained_length
 
 from .benchmarks import load_haystack
 from .result import TaskResult
 
-PASSKEY = "The pass key is {v}. Remember it. {v} is the pass key."
-PASSKEY_Q = "\n\nWhat is the pass key? The pass key is"
 NEEDLE = "One of the special magic numbers for {k} is: {v}."
 NEEDLE_Q = "\n\nWhat is the special magic number for {k}? The special magic number for {k} is:"
 KEYS = ["apple", "river", "lantern", "violet", "granite", "harbor", "meadow", "copper", "falcon", "orchid"]
@@ -71,8 +70,8 @@ def build_case(
     """(prompt, expected answer) of about `length` tokens."""
     if kind == "passkey":
         v = str(rng.randint(10000, 99999))
-        body = insert(hay.text(length - 40), depth, PASSKEY.format(v=v))
-        return "There is a pass key hidden in this text. Find it.\n\n" + body + PASSKEY_Q, v
+        body = insert(hay.text(length - 40), depth, passkey.NEEDLE.format(v=v).strip())
+        return passkey.PREFIX + body + passkey.QUESTION, v
     keys = rng.sample(KEYS, needles)
     vals = [str(rng.randint(1000000, 9999999)) for _ in keys]
     body = insert(hay.text(length - 60 - 20 * needles), depth, NEEDLE.format(k=keys[0], v=vals[0]))

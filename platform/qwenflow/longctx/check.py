@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from qwenflow.data.passkey import Passkeys
 from qwenflow.tokenizer.bpe import train_bpe
 
-from .passkey import Passkeys, heatmaps, mean_over_depths, run_grid, table
+from .passkey import heatmaps, mean_over_depths, run_grid, table
 from .settings import SETTINGS, load_model
 from .yarn import trained_length
 
