@@ -97,7 +97,10 @@ def test_micro_sweep_fit_and_auto_pretrain(tracking, tmp_path, corpus_dir, tiny_
             "long_context.enabled=false",
         ],
     )
-    out = run_pretrain(recipe, corpus_dir, tiny_tokenizer_dir, tmp_path / "auto")
+    from qwenflow.orchestration.stages import resolve
+
+    resolved, info = resolve("pretrain", recipe)  # what the pipeline and `qwenflow train pretrain` do first
+    out = run_pretrain(resolved, corpus_dir, tiny_tokenizer_dir, tmp_path / "auto", auto_info=info)
     used = yaml.safe_load((out / "qwenflow_recipe.yaml").read_text())["pretrain"]["learning_rate"]
     assert isinstance(used, float) and used > 0
     runs = mlflow.search_runs(

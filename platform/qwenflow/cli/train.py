@@ -69,12 +69,13 @@ def main_prints() -> bool:
 def stage_errors():
     """Clean exits for the training stages' expected failures, on top of the shared ones."""
     from qwenflow.orchestration.launch import LaunchFailed
+    from qwenflow.scaling.resolve import NoScalingFit
     from qwenflow.tracking import TrackingUnavailable
 
     with clean_errors():
         try:
             yield
-        except (TrackingUnavailable, FileExistsError, LaunchFailed) as e:
+        except (TrackingUnavailable, FileExistsError, LaunchFailed, NoScalingFit) as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -90,6 +91,7 @@ def pretrain(
     nproc: NprocOpt = 1,
 ):
     """Pre-train the recipe's model from scratch on the packed corpus."""
+    from qwenflow.orchestration.stages import resolve
     from qwenflow.train.pretrain import run_pretrain
 
     if relaunched(nproc):
@@ -97,7 +99,8 @@ def pretrain(
     r = for_world(get_recipe(recipe, set_), "pretrain")
     tokenizer = tokenizer or data / "tokenizer"
     with stage_errors():
-        path = run_pretrain(r, data, tokenizer, out, resume=resume)
+        r, auto_info = resolve("pretrain", r)  # `auto` learning rate / batch from the latest scaling-law fit
+        path = run_pretrain(r, data, tokenizer, out, resume=resume, auto_info=auto_info or None)
     if main_prints():
         console.print(f"pre-trained model saved to {path}")
 

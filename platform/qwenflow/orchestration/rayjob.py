@@ -70,7 +70,7 @@ def _pod_template(name: str, pod: JobPod, res) -> dict:
     return {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": spec}
 
 
-def rayjob(name: str, namespace: str, data_spec, args: list[str], pod: JobPod, *, stage: str = "prepare-data") -> dict:
+def rayjob(name: str, namespace: str, data_spec, args: list[str], pod: JobPod, *, stage: str = "prepare_data") -> dict:
     """The RayJob manifest: head + (resources.nodes - 1) workers, each with data.resources' CPU and memory."""
     res = data_spec.resources
     start = {"object-store-memory": str(data_spec.ray_object_store_mb << 20)} if data_spec.ray_object_store_mb else {}

@@ -16,7 +16,7 @@ import yaml
 from qwenflow.stages import STAGES
 
 from . import cache, events, launch, policy
-from .stages import NO_MODEL, RUN, _has_model
+from .stages import AUTO_FILE, NO_MODEL, RESOLVED_RECIPE, RUN, _has_model, resolve
 
 RESULT_FILE = ".qwenflow_result.json"
 
@@ -106,6 +106,7 @@ def run_stage(
         if paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
             os.environ["QWENFLOW_DATA_DIR"] = paths["data"]
 
+        recipe, resolved = resolve(name, recipe)  # `auto` -> numbers, before the cache key sees the recipe
         root = cache.cache_root()
         entry = None
         if root is not None and stage.cacheable:
@@ -118,6 +119,12 @@ def run_stage(
                 return _write_result(output, result)
 
         work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
+        if resolved:  # the stage's processes (torchrun, a TrainJob) read the resolved recipe, not `auto` again
+            from qwenflow.recipe import recipe_to_yaml
+
+            (Path(work) / AUTO_FILE).write_text(json.dumps(resolved, default=str), encoding="utf-8")
+            recipe_path = str(Path(work) / RESOLVED_RECIPE)
+            Path(recipe_path).write_text(recipe_to_yaml(recipe), encoding="utf-8")
         resources = section.resources if stage.trains else None
         started = time.perf_counter()
         nproc = launch.processes(resources) if stage.trains else 1

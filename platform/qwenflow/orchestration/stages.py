@@ -52,12 +52,37 @@ def _tokenizer(recipe, inputs, out, resume):
     return {"vocab_size": len(tok)}
 
 
+AUTO_FILE = ".qwenflow_scaling_auto.json"  # how `auto` was resolved, in the work dir (hidden: not in the digest)
+RESOLVED_RECIPE = ".qwenflow_recipe.yaml"  # the resolved recipe the stage's other processes read
+
+
+def resolve(name: str, recipe):
+    """The recipe as stage `name` runs it, and how it was resolved: pre-training's `auto` learning rate and batch
+    come from the latest scaling-law fit. run_stage calls this before it computes the resume-cache key, so the key
+    holds the numbers: a newer fit that changes them reruns the stage instead of reusing the old model."""
+    p = recipe.pretrain
+    if name != "pretrain" or (p.learning_rate != "auto" and p.global_batch_size != "auto"):
+        return recipe, {}
+    from qwenflow.scaling.resolve import resolve_auto
+
+    return resolve_auto(recipe)
+
+
 def _pretrain(recipe, inputs, out, resume):
+    import json
+
     from qwenflow.train.pretrain import run_pretrain
 
-    return {
-        "model_dir": str(run_pretrain(recipe, Path(inputs["data"]) / "corpus", inputs["tokenizer"], out, resume=resume))
-    }
+    auto = Path(out) / AUTO_FILE
+    model = run_pretrain(
+        recipe,
+        Path(inputs["data"]) / "corpus",
+        inputs["tokenizer"],
+        out,
+        resume=resume,
+        auto_info=json.loads(auto.read_text(encoding="utf-8")) if auto.is_file() else None,
+    )
+    return {"model_dir": str(model)}
 
 
 def _long_context(recipe, inputs, out, resume):

@@ -9,19 +9,15 @@ from pathlib import Path
 from qwenflow.recipe import Recipe
 
 
-def resolve_recipe(recipe: Recipe) -> tuple[Recipe, dict | None]:
-    """Fill `learning_rate: auto` / `global_batch_size: auto` from the scaling-law fit (qwenflow.scaling.resolve)."""
-    p = recipe.pretrain
-    if p.learning_rate != "auto" and p.global_batch_size != "auto":
-        return recipe, None
-    try:
-        from qwenflow.scaling.resolve import resolve_auto
-    except ImportError:
+def require_numbers(recipe: Recipe) -> None:
+    """`auto` hyperparameters are resolved by the caller (qwenflow.scaling.resolve.resolve_auto), before a resume
+    cache keys the stage on them: the pipeline's stage runner and `qwenflow train pretrain` do."""
+    auto = [f for f in ("learning_rate", "global_batch_size") if getattr(recipe.pretrain, f) == "auto"]
+    if auto:
         raise ValueError(
-            "pretrain.learning_rate or global_batch_size is 'auto' but no scaling-law fit is available "
-            "(qwenflow.scaling.resolve); run the scaling sweep first or set numbers"
-        ) from None
-    return resolve_auto(recipe)
+            f"pretrain.{' and pretrain.'.join(auto)} is 'auto': resolve it from the scaling-law fit first "
+            "(qwenflow.scaling.resolve.resolve_auto) or set a number"
+        )
 
 
 def flops_counter(model_spec):
@@ -64,9 +60,15 @@ def pack_on_main(corpus_dir, tokenizer_dir, seq_len: int, out_dir: Path, **kw) -
 
 
 def run_pretrain(
-    recipe: Recipe, data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, resume: bool = False
+    recipe: Recipe,
+    data_dir: str | Path,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    auto_info: dict | None = None,
 ) -> Path:
-    """Train the recipe's model from scratch on data_dir's corpus; return the model directory (= out_dir)."""
+    """Train the recipe's model from scratch on data_dir's corpus; return the model directory (= out_dir).
+    `auto_info`: how `auto` hyperparameters were resolved (qwenflow.scaling.resolve), logged with the run."""
     from transformers import set_seed
 
     from qwenflow.models import io
@@ -77,8 +79,8 @@ def run_pretrain(
     from .engine import Stage, is_main_process, train
     from .finish import log_checkpoint, log_model_dir, loss_plot, save_model
 
+    require_numbers(recipe)
     ensure_reachable()  # before any compute
-    recipe, auto_info = resolve_recipe(recipe)
     p = recipe.pretrain
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
