@@ -11,61 +11,18 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
 from qwenflow.artifacts import sha256_file
+from qwenflow.posttrain.scoring import RewardScorer
 
 from .benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
 from .lm import check_model_dir
 from .result import TaskResult, mean_stderr, subsample
 
 
-class RewardModel:
-    def __init__(self, path: str | Path, batch_size: int = 16, max_len: int = 1024):
-        from transformers import AutoTokenizer
-
-        from qwenflow.models import io
-
-        path = check_model_dir(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = io.load_reward_model(path).eval()
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size, self.max_len = batch_size, max_len
-
-    def score(self, conversations: list[list[dict]]) -> list[float]:
-        """One reward per conversation; the reward stage's own scorer when there is a chat template, so the
-        accuracy here matches the one the stage logged."""
-        if getattr(self.tokenizer, "chat_template", None):
-            from qwenflow.posttrain.reward import score_conversations
-
-            return score_conversations(
-                self.model, self.tokenizer, conversations, max_length=self.max_len, batch_size=self.batch_size
-            )
-        return self._score_plain(["\n".join(f"{m['role']}: {m['content']}" for m in c) for c in conversations])
-
-    @torch.inference_mode()
-    def _score_plain(self, texts: list[str]) -> list[float]:
-        self.tokenizer.padding_side = "right"  # sequence classifiers read the last non-pad token
-        out = []
-        for b in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                texts[b : b + self.batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_len,
-                add_special_tokens=False,
-            )
-            out += self.model(**enc).logits[:, 0].float().tolist()
-        return out
-
-
 def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float, groups=None) -> TaskResult:
     """Pairwise accuracy and mean margin; `groups` (one label per pair) adds a per-group accuracy."""
-    sc = rm.score([p + c for p, c in zip(prompts, chosen)])
-    sr = rm.score([p + r for p, r in zip(prompts, rejected)])
+    sc = rm([p + c for p, c in zip(prompts, chosen)])
+    sr = rm([p + r for p, r in zip(prompts, rejected)])
     wins = [float(a > b) for a, b in zip(sc, sr)]
     acc, se = mean_stderr(wins)
     margin = sum(a - b for a, b in zip(sc, sr)) / max(1, len(sc))
@@ -134,7 +91,7 @@ def run_reward_eval(
     model_dir, data_dir=None, limit: int | None = None, seed: int = 0, hhh_dir=None, batch_size: int = 16
 ) -> tuple[list[TaskResult], dict, dict, dict]:
     """(results, skipped, errors, benchmarks) for a reward model directory."""
-    rm = RewardModel(model_dir, batch_size=batch_size)
+    rm = RewardScorer(check_model_dir(model_dir), batch_size=batch_size)
     results, skipped, errors, benches = [], {}, {}, {}
     if data_dir is None:
         skipped["preferences"] = "no --data directory: held-out preference pairs come from the data stage"

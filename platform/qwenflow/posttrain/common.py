@@ -42,8 +42,11 @@ def resolve_model_dir(path_or_uri: str | Path) -> Path:
     return io.resolve(path_or_uri)
 
 
-def load_chat_tokenizer(model_dir: str | Path, tokenizer_dir: str | Path | None = None):
-    """The model's tokenizer (or tokenizer_dir's) with a chat template, a pad token and `<|im_end|>` as EOS."""
+def load_chat_tokenizer(
+    model_dir: str | Path, tokenizer_dir: str | Path | None = None, *, require_chat_template: bool = True
+):
+    """The model's tokenizer (or tokenizer_dir's) with a chat template, a pad token and `<|im_end|>` as EOS.
+    require_chat_template=False accepts a tokenizer without a template (scoring an outside reward model)."""
     from transformers import AutoTokenizer
 
     from qwenflow.tokenizer import load_tokenizer
@@ -55,7 +58,7 @@ def load_chat_tokenizer(model_dir: str | Path, tokenizer_dir: str | Path | None 
         if tokenizer_dir is not None:
             raise
         tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)  # e.g. a GGUF-converted dir
-        if not tok.chat_template:
+        if require_chat_template and not tok.chat_template:
             raise ValueError(f"{src}: the tokenizer has no chat template; post-training needs one") from None
     if tok.pad_token is None:
         tok.pad_token = PAD_TOKEN if PAD_TOKEN in tok.get_vocab() else tok.eos_token

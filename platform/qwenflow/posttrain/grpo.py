@@ -29,6 +29,7 @@ from . import common
 from .checkpoints import atomic_checkpoints, read_extra_state, resume_point
 from .fused_head import compact_fused_lm_head
 from .heldout_gain import exact_match_gain, log_gain
+from .scoring import RewardScorer
 
 log = logging.getLogger(__name__)
 
@@ -213,26 +214,14 @@ class RewardModelScore:
     __name__ = "reward_model"
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64):
-        from qwenflow.models import io
+        self.scorer = RewardScorer(model_dir, batch_size=batch_size, max_length=None)
 
-        path = common.resolve_model_dir(model_dir)
-        self.tok = common.load_chat_tokenizer(path)
-        self.model = io.load_reward_model(path).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tok.pad_token_id
-        self.batch_size = batch_size
-
-    @torch.no_grad()
     def __call__(self, completions, prompts, **kwargs) -> list[float]:
-        texts = []
-        for p, c in zip(prompts, completions):
-            msgs = list(p) + (list(c) if isinstance(c, list) else [{"role": "assistant", "content": str(c)}])
-            texts.append(self.tok.apply_chat_template(msgs, tokenize=False))
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            out.extend(torch.sigmoid(self.model(**enc).logits[:, 0].float()).tolist())
-        return out
+        conversations = [
+            list(p) + (list(c) if isinstance(c, list) else [{"role": "assistant", "content": str(c)}])
+            for p, c in zip(prompts, completions)
+        ]
+        return torch.sigmoid(torch.tensor(self.scorer(conversations))).tolist()
 
 
 def reward_model_trusted(reward_model_dir, min_accuracy: float) -> bool:

@@ -1,13 +1,12 @@
 """Reward model: TRL's RewardTrainer on preference pairs, judged by pairwise accuracy on the held-out split.
 
 The result is a save_pretrained AutoModelForSequenceClassification directory (one logit = the reward), which
-GRPO scores completions with (`score_conversations`).
+DPO and GRPO score completions with (through qwenflow.posttrain.scoring, as this stage's held-out accuracy does).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +23,7 @@ from .common import (
     resolve_model_dir,
     trainer_defaults,
 )
+from .scoring import score_conversations
 
 log = logging.getLogger(__name__)
 
@@ -73,34 +73,6 @@ def trl_pairs(df: pd.DataFrame):
     return Dataset.from_dict(
         {"prompt": list(df["prompt"]), "chosen": list(df["chosen"]), "rejected": list(df["rejected"])}
     )
-
-
-@torch.no_grad()
-def score_conversations(
-    model, tok, conversations: Sequence[Sequence[dict]], *, max_length: int = 1024, batch_size: int = 32
-) -> list[float]:
-    """The reward model's score of each full conversation (prompt + answer), rendered with the chat template."""
-    was_training = model.training
-    model.eval()
-    side = tok.padding_side
-    tok.padding_side = "right"  # sequence classifiers read the last non-pad token
-    scores: list[float] = []
-    try:
-        for i in range(0, len(conversations), batch_size):
-            texts = [tok.apply_chat_template(list(c), tokenize=False) for c in conversations[i : i + batch_size]]
-            enc = tok(
-                texts,
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                add_special_tokens=False,
-            ).to(model.device)
-            scores.extend(model(**enc).logits[:, 0].float().tolist())
-    finally:
-        tok.padding_side = side
-        model.train(was_training)
-    return scores
 
 
 def pairwise_wins(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> list[bool]:
