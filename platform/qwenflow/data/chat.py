@@ -1,35 +1,45 @@
-"""Real chat conversations (chatterbot-corpus, English) and the role-order rule every conversation must obey."""
+"""Real chat conversations (chatterbot-corpus, English) and the role-order rule every conversation must obey: the
+one conversation validator (data contracts and the post-training readers both call `conversation_problem`)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+# Which role may follow which, in Qwen2.5's chat format: the assistant answers a user or a tool turn, and tool results
+# follow the assistant's call (the template renders them as <tool_response> blocks).
+FOLLOWS = {"user": ("assistant",), "assistant": ("user", "tool"), "tool": ("tool", "assistant")}
 
 
-def role_problem(messages) -> str | None:
-    """Why a conversation is malformed, or None: an optional system message, then user/assistant alternating,
-    starting with user and ending with assistant, each content a non-empty string."""
-    if messages is None or len(messages) == 0:
-        return "no messages"
+def conversation_problem(messages, *, prompt: bool = False) -> str | None:
+    """Why a conversation is malformed, or None: an optional system message, then the user first, each later role
+    one that may follow the one before (FOLLOWS), each content a string (non-empty but for the system's). A whole
+    conversation ends with the assistant; a prompt (prompt=True) ends where the assistant answers next."""
+    if messages is None or isinstance(messages, (str, bytes)) or not hasattr(messages, "__len__") or not len(messages):
+        return "no messages: expected a non-empty list of {role, content} messages"
     msgs = list(messages)
-    if not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
-        return "a message is not a {role, content} object"
-    if msgs[0]["role"] == "system":
-        msgs = msgs[1:]
-    if not msgs:
-        return "only a system message"
-    for i, m in enumerate(msgs):
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            return f"message {j}: expected a dict with 'role' and 'content', got {m!r:.80}"
         if m["role"] not in ROLES:
-            return f"unknown role {m['role']!r}"
-        want = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != want:
-            return f"message {i} has role {m['role']!r}, expected {want!r} (roles must alternate, user first)"
-        if not isinstance(m["content"], str) or not m["content"].strip():
-            return f"message {i} has empty content"
-    if msgs[-1]["role"] != "assistant":
-        return "the last message is not from the assistant"
+            return f"message {j}: unknown role {m['role']!r}; use one of {', '.join(ROLES)}"
+        if not isinstance(m["content"], str) or (m["role"] != "system" and not m["content"].strip()):
+            return f"message {j}: empty content"
+    start = 1 if msgs[0]["role"] == "system" else 0
+    if start == len(msgs):
+        return "only a system message"
+    if msgs[start]["role"] != "user":
+        return f"message {start}: role {msgs[start]['role']!r}, expected 'user' (the user speaks first)"
+    for j in range(start + 1, len(msgs)):
+        before, role = msgs[j - 1]["role"], msgs[j]["role"]
+        if role not in FOLLOWS[before]:
+            return f"message {j}: role {role!r} after {before!r}, expected {' or '.join(FOLLOWS[before])}"
+    last = msgs[-1]["role"]
+    if prompt and last == "assistant":
+        return "a prompt must end with a user or tool turn, not the assistant's"
+    if not prompt and last != "assistant":
+        return f"the last message must be the assistant's (role {last!r} found)"
     return None
 
 
@@ -52,7 +62,7 @@ def chatterbot_conversations(stats: Counter | None = None) -> list[list[dict]]:
             if len(turns) % 2:
                 turns = turns[:-1]  # a dialogue ending on the user's line has no answer to learn from
             msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
-            problem = role_problem(msgs)
+            problem = conversation_problem(msgs)
             if problem:
                 stats[f"chat: {problem.split(' (')[0]}"] += 1
                 continue

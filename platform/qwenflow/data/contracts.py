@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from qwenflow.artifacts import MANIFEST, atomic_write_text, sha256_file
 from qwenflow.recipe.contracts import ContractSpec
 
-from .chat import role_problem
+from .chat import conversation_problem
 
 KINDS = ("corpus", "packed", "sft", "preferences", "rl", "eval")
 FILES = {
@@ -130,13 +130,8 @@ def _misordered(criterion, chosen, rejected) -> bool:
 
 
 def _prompt_problem(msgs) -> str:
-    """A prompt is a conversation that ends on the user's turn, waiting for the model."""
-    ms = _messages(msgs)
-    if not ms:
-        return "no messages"
-    if not isinstance(ms[-1], dict) or ms[-1].get("role") != "user":
-        return "does not end with a user message"
-    return role_problem(ms + [{"role": "assistant", "content": "x"}]) or ""
+    """A prompt is a conversation that ends where the model answers next."""
+    return conversation_problem(_messages(msgs), prompt=True) or ""
 
 
 def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -152,17 +147,17 @@ def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
         d["min_token_id"] = df["input_ids"].map(lambda x: min(x) if x is not None and len(x) else -1)
         d["max_token_id"] = df["input_ids"].map(lambda x: max(x) if x is not None and len(x) else -1)
     elif kind == "sft":
-        d["role_problem"] = df["messages"].map(lambda m: role_problem(_messages(m)) or "")
+        d["role_problem"] = df["messages"].map(lambda m: conversation_problem(_messages(m)) or "")
         d["conversation"] = df["messages"].map(lambda m: _norm(_text_of(m)))
         d["task"] = df["task"]
         d["answer"] = df["answer"]
     elif kind == "preferences":
         d["prompt_problem"] = df["prompt"].map(_prompt_problem)
         d["chosen_problem"] = [
-            role_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])
+            conversation_problem(_messages(p) + _messages(c)) or "" for p, c in zip(df["prompt"], df["chosen"])
         ]
         d["rejected_problem"] = [
-            role_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])
+            conversation_problem(_messages(p) + _messages(r)) or "" for p, r in zip(df["prompt"], df["rejected"])
         ]
         d["chosen_equals_rejected"] = [
             _norm(_text_of(c)) == _norm(_text_of(r)) for c, r in zip(df["chosen"], df["rejected"])

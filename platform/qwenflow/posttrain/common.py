@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qwenflow.data.chat import conversation_problem
 from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN
 
-ROLES = {"system", "user", "assistant", "tool"}
 # Columns each dataset kind must have (docs/stages.md) and the file(s) that hold it.
 DATASET_COLUMNS = {
     "sft": ("train.parquet", ("messages",)),
@@ -119,20 +119,10 @@ def max_context(model) -> int:
 # ---------------------------------------------------------------- datasets
 
 
-def _check_messages(msgs: Any, where: str, *, need_assistant: bool) -> None:
-    if msgs is None or isinstance(msgs, (str, bytes)) or not hasattr(msgs, "__len__") or len(msgs) == 0:
-        raise DataError(f"{where}: expected a non-empty list of {{role, content}} messages, got {type(msgs).__name__}")
-    for j, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise DataError(f"{where}, message {j}: expected a dict with 'role' and 'content', got {m!r:.80}")
-        if m["role"] not in ROLES:
-            raise DataError(f"{where}, message {j}: unknown role {m['role']!r}; use one of {sorted(ROLES)}")
-        if not isinstance(m["content"], str):
-            raise DataError(f"{where}, message {j}: content must be a string")
-    if need_assistant and msgs[-1]["role"] != "assistant":
-        raise DataError(f"{where}: the last message must be the assistant's (role {msgs[-1]['role']!r} found)")
-    if not need_assistant and msgs[-1]["role"] == "assistant":
-        raise DataError(f"{where}: a prompt must end with a user turn, not an assistant turn")
+def _check_messages(msgs: Any, where: str, *, prompt: bool) -> None:
+    problem = conversation_problem(msgs, prompt=prompt)
+    if problem:
+        raise DataError(f"{where}, {problem}")
 
 
 def _plain(v: Any) -> Any:
@@ -186,13 +176,13 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
     for i, row in enumerate(df.itertuples(index=False)):
         where = f"{d / fname}, row {i}"
         if kind == "sft":
-            _check_messages(row.messages, where, need_assistant=True)
+            _check_messages(row.messages, where, prompt=False)
         elif kind == "rl":
-            _check_messages(row.prompt, where, need_assistant=False)
+            _check_messages(row.prompt, where, prompt=True)
         else:
-            _check_messages(row.prompt, where + " (prompt)", need_assistant=False)
-            for col in ("chosen", "rejected"):
-                _check_messages(getattr(row, col), f"{where} ({col})", need_assistant=True)
+            _check_messages(row.prompt, where + " (prompt)", prompt=True)
+            for col in ("chosen", "rejected"):  # each answer continues the prompt
+                _check_messages(list(row.prompt) + list(getattr(row, col)), f"{where} (prompt + {col})", prompt=False)
     return df
 
 
@@ -210,7 +200,7 @@ def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[
     for f in files:
         df = _read_parquet(f, EVAL_COLUMNS, "eval")
         for i, p in enumerate(df["prompt"]):
-            _check_messages(p, f"{f}, row {i}", need_assistant=False)
+            _check_messages(p, f"{f}, row {i}", prompt=True)
         out[f.stem] = df
     return out
 
