@@ -100,10 +100,13 @@ class StageBase(Strict):
 
     @model_validator(mode="after")
     def _batch_splits_over_processes(self):
-        """Global batch = micro batch x accumulation x world size: the processes `resources` gives must divide it."""
+        """Global batch = micro batch x accumulation x world size: the micro batch times the processes `resources`
+        gives must divide it (the one batch-divisibility check of every stage; `auto` is checked once resolved)."""
         glob, micro = getattr(self, "global_batch_size", None), getattr(self, "micro_batch_size", None)
         world = self.resources.processes()
-        if world > 1 and isinstance(glob, int) and micro and glob % (micro * world):
+        if isinstance(glob, int) and micro and glob % (micro * world):
+            if world == 1:
+                raise ValueError(f"micro_batch_size ({micro}) must divide global_batch_size ({glob})")
             raise ValueError(
                 f"global_batch_size ({glob}) must be a multiple of micro_batch_size ({micro}) x "
                 f"{world} processes (resources: {self.resources.nodes} node(s) x {self.resources.gpus} "

@@ -29,14 +29,6 @@ class _Batched(StageBase):
     )
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="Complete checkpoints kept; older ones are deleted")
 
-    @model_validator(mode="after")
-    def _batch_divides(self):
-        if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"micro_batch_size ({self.micro_batch_size}) must divide global_batch_size ({self.global_batch_size})"
-            )
-        return self
-
 
 class SFTSpec(_Batched):
     learning_rate: LearningRate = Field(7e-6, description="Peak LR, decayed to min_learning_rate")

@@ -40,14 +40,6 @@ class PretrainSpec(StageBase, OptimSpec):
         "the run's estimated compute (~30 min or more) amortises compiling",
     )
 
-    @model_validator(mode="after")
-    def _batch_divides(self):
-        if isinstance(self.global_batch_size, int) and self.global_batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"micro_batch_size ({self.micro_batch_size}) must divide global_batch_size ({self.global_batch_size})"
-            )
-        return self
-
 
 class LongContextSpec(StageBase, OptimSpec):
     seq_lens: list[Length] = Field(
@@ -80,11 +72,7 @@ class LongContextSpec(StageBase, OptimSpec):
     )
 
     @model_validator(mode="after")
-    def _batch_divides(self):
-        if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"micro_batch_size ({self.micro_batch_size}) must divide global_batch_size ({self.global_batch_size})"
-            )
+    def _lengths_increase(self):
         if sorted(self.seq_lens) != self.seq_lens or len(set(self.seq_lens)) != len(self.seq_lens):
             raise ValueError(f"seq_lens must be strictly increasing, got {self.seq_lens}")
         return self
