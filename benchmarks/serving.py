@@ -29,9 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/serving/launch.py
+
 import httpx
 
-from qwenflow.serving.launch import start_serve
+from tests.serving.launch import start_serve  # noqa: E402 (the server starter the serving tests use)
 
 PROMPTS = [
     "def fibonacci(n):",

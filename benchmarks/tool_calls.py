@@ -17,10 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/serving/launch.py
+
 import openai
 
 from qwenflow.data.tool_calls import heldout_tool_prompts
-from qwenflow.serving.launch import start_serve
+from tests.serving.launch import start_serve  # noqa: E402 (the server starter the serving tests use)
 
 
 def measure(base_url: str, name: str, n: int) -> dict:

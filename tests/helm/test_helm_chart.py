@@ -10,7 +10,7 @@ import helm_python
 import pytest
 
 from qwenflow.deploy.helm_values import CHART_DIR
-from qwenflow.deploy.manifests import documents, validate
+from tests.infra.manifests import documents, validate
 
 REGISTRY = {
     "model": {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qwenflow.deploy.kustomize import render, render_python
-from qwenflow.deploy.manifests import validate
+from tests.infra.kustomize import render, render_python
+from tests.infra.manifests import validate
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 ROOT = INFRA.parent

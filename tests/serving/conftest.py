@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenflow.serving.launch import start_serve
+from tests.serving.launch import start_serve
 
 # Sized to about a minute of CPU on 2 idle cores: a 2-layer, 64-wide model is fast to train and to serve. 30
 # pre-training steps and 120 SFT steps teach it the answer format (digits, then <|im_end|>: the SFT loss falls from

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from qwenflow.artifacts import sha256_path
 from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
-from qwenflow.deploy.manifests import documents, validate
 from qwenflow.deploy.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
 from qwenflow.eval.registry import register_model
+from tests.infra.manifests import documents, validate
 
 
 def register(model_dir: Path, name: str, alias: str, sha: str | None = None) -> str:
