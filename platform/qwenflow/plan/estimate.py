@@ -79,6 +79,9 @@ def estimate(w: Workload) -> Estimate:
     deepspeed = w.strategy in ("zero2", "zero3")
     # DeepSpeed keeps its own fp32 master partition next to the module's parameters even in fp32 (+4 bytes)
     weight_b, grad_b, optim_b = (2, 2, 12) if (deepspeed and w.bf16) else (4, 4, 12 if deepspeed else 8)
+    weights: float
+    grads: float
+    optim: float
     weights, grads, optim = weight_b * n, grad_b * n, optim_b * n
     layer_params = max(0, n - w.vocab * w.hidden) / max(1, w.layers)
     gathered = 0.0
@@ -121,7 +124,7 @@ def estimate(w: Workload) -> Estimate:
         reference = 4 * n / (world if w.strategy in ("zero3", "fsdp2") else 1)
 
     phases = {"activations": training, "gradients": grads, "generation": generation}
-    phase = max(phases, key=phases.get)
+    phase = max(phases, key=lambda k: phases[k])
     return Estimate(
         {
             "weights": weights / GIB,

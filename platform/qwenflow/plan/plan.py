@@ -73,7 +73,7 @@ def _candidates(section, stage: str):
     """Changes to try, least disruptive first: (the recipe keys changed, the section with them)."""
     d, r = section.distributed, section.resources
     shard = "fsdp2" if stage in ("dpo", "grpo") else "zero3"  # DPO's merging optimizer and GRPO's generate: FSDP2
-    tries = []
+    tries: list[dict[str, bool | int | str]] = []
     if not d.gradient_checkpointing:
         tries.append({"distributed.gradient_checkpointing": True})
     if d.strategy != shard and not (d.strategy == "zero3" and stage != "grpo"):
