@@ -26,10 +26,6 @@ _TEXT = (
 ).split()
 
 
-def _ints(r: random.Random, lo: int = -20, hi: int = 20) -> list[int]:
-    return [r.randint(lo, hi) for _ in range(r.randint(0, 9))]
-
-
 def _text(r: random.Random) -> str:
     words = [r.choice(_TEXT) for _ in range(r.randint(0, 9))]
     return " ".join(w.upper() if r.random() < 0.2 else w.capitalize() if r.random() < 0.2 else w for w in words)

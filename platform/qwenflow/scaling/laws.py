@@ -139,6 +139,7 @@ def _fit_loss_once(n, d, loss, starts) -> np.ndarray:
         r = least_squares(resid, x0, jac=jac, bounds=bounds)
         if best is None or r.cost < best.cost:
             best = r
+    assert best is not None  # starts is never empty
     return best.x
 
 
@@ -167,7 +168,8 @@ def fit_loss_law(n: np.ndarray, d: np.ndarray, loss: np.ndarray, n_boot: int = 2
         if len(np.unique(n[idx])) < 2 or len(np.unique(d[idx])) < 2:
             continue
         boot.append(raw(_fit_loss_once(ns[idx], ds[idx], loss[idx], [x])))
-    law = LossLaw(*raw(x), boot=boot)
+    e, a, alpha, b, beta = raw(x)
+    law = LossLaw(e, a, alpha, b, beta, boot=boot)
     law.note = _degeneracy(law, n, d, loss)
     return law
 

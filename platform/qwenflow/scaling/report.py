@@ -4,6 +4,7 @@ DeepSeek LLM's published laws), loss contours, per-cell optima with grid-edge fl
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -270,7 +271,7 @@ def _cells_table(fit: ScalingFit) -> str:
 
 
 def write_report(
-    fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_rows: list[tuple[str, str]] = (), notes: str = ""
+    fit: ScalingFit, df: pd.DataFrame, out_dir: str | Path, extra_rows: Sequence[tuple[str, str]] = (), notes: str = ""
 ) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -51,9 +51,7 @@ def resolve_auto(recipe: Recipe) -> tuple[Recipe, dict]:
     fit, run_id = latest_fit()
     size = model_size(recipe.model, p.seq_len)
     n = size.active_params - size.embedding_params
-    batch_seqs = p.global_batch_size
-    if batch_seqs == "auto":
-        batch_seqs = None
+    batch_seqs = p.global_batch_size if isinstance(p.global_batch_size, int) else None  # None: "auto"
     # Tokens the run will see; with an auto batch, iterate once so D uses the predicted batch.
     for _ in range(2):
         seqs = batch_seqs or p.micro_batch_size

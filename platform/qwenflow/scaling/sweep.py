@@ -128,7 +128,7 @@ def run_sweep(
     done = finished_points(client, exp_id)
     packed = work_dir / "packed"
     pack_corpus(data_dir, tokenizer_dir, grid.seq_len, packed)
-    results = []
+    results: list[dict] = []
     cols = (
         TextColumn("[bold]sweep[/] {task.description}"),
         BarColumn(),

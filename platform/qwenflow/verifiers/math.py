@@ -6,7 +6,6 @@ import re
 from fractions import Fraction
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[-+]?\.\d+")
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -43,12 +42,6 @@ def answers_match(completion: str, answer: str) -> bool:
     if a is not None and b is not None:
         return a == b
     return " ".join(got.split()) == " ".join(want.split())
-
-
-def last_number(text: str) -> Fraction | None:
-    """The last number anywhere in the text (lenient; for partial credit and diagnostics)."""
-    found = _NUMBER.findall(str(text))
-    return parse_number(found[-1]) if found else None
 
 
 def math_reward(completions, answer, **kwargs) -> list[float]:
