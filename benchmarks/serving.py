@@ -203,7 +203,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qwenflow-bench-") as t:
         tmp = Path(t)
         if a.model:
-            from qwenflow.deploy.model_source import resolve_model
+            from qwenflow.tracking.model_source import resolve_model
 
             model_dir = resolve_model(a.model, tmp / "download")  # a registry URI is fetched and its sha256 checked
         else:

@@ -92,8 +92,8 @@ async def _unexpected(request: Request, exc: Exception):
 @bentoml.asgi_app(app, path="/v1")
 class QwenflowLLM:
     def __init__(self) -> None:
-        from qwenflow.deploy.model_source import resolve_model
         from qwenflow.serving.loader import batch_limit, load, model_info
+        from qwenflow.tracking.model_source import resolve_model
 
         self.settings = Settings.load(_bento_src())
         key = api_key()

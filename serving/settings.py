@@ -51,7 +51,7 @@ class Settings:
         if s.batching not in {"continuous", "static"}:
             raise ValueError(f"QWENFLOW_BATCHING={s.batching!r}: use continuous or static")
         if not s.served_name:
-            from qwenflow.deploy.model_source import is_registry_uri, parse_registry_uri
+            from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri
 
             s.served_name = parse_registry_uri(s.model)[0] if is_registry_uri(s.model) else "qwenflow"
         return s

@@ -57,7 +57,7 @@ def test_gate_cli_exit_codes(tmp_path):
 
 
 def test_register_challenger_then_promote_champion(tracking, tiny_model_dir):
-    from qwenflow.deploy.model_source import fetch_registered_model
+    from qwenflow.tracking.model_source import fetch_registered_model
 
     rep = report(**{"mmlu/accuracy": 0.26})
     rep["model"] = {"sha256": sha256_path(tiny_model_dir)}

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from qwenflow.artifacts import sha256_path
 from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
-from qwenflow.deploy.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
 from qwenflow.eval.registry import register_model
+from qwenflow.tracking.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
 from tests.infra.manifests import documents, validate
 
 

@@ -97,10 +97,10 @@ def fit(
     from qwenflow.scaling.holdout import fit_without, holdout_model, holdout_points, holdout_table, write_holdout
     from qwenflow.scaling.report import coefficient_rows, deepseek_rows, write_report
     from qwenflow.scaling.sweep import _client, run_or_reuse
-    from qwenflow.tracking import ensure_reachable
+    from qwenflow.tracking import connect
 
     with clean_errors():
-        mlflow.set_tracking_uri(ensure_reachable())
+        connect()
         df = collect_points(EXPERIMENT, sweep_name)
         if df.empty:
             raise ValueError("no finished sweep points in MLflow: run `qwenflow scaling sweep` first")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
-from qwenflow.deploy.model_source import fetch_registered_model, is_registry_uri, resolve_model
+from qwenflow.tracking.model_source import fetch_registered_model, is_registry_uri, resolve_model
 
 SERVICE = "qwenflow.serving.service:QwenflowLLM"
 # What the serving process imports (the Bento's image installs exactly these versions).

@@ -1,5 +1,5 @@
 """`python -m qwenflow.deploy.fetch_model`: the vLLM pod's init container. Downloads a registered model and
-verifies its sha256 against the registry's tag (qwenflow.deploy.model_source), or checks a PVC copy against an
+verifies its sha256 against the registry's tag (qwenflow.tracking.model_source), or checks a PVC copy against an
 expected sha256, so vLLM (which checks nothing) only ever loads the exact weights that were evaluated."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def fetch(source: str, dest: str, sha256: str = "") -> Path:
     from qwenflow.artifacts import sha256_path
-    from qwenflow.deploy.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
+    from qwenflow.tracking.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
 
     if is_registry_uri(source):
         staging = Path(dest).with_name(Path(dest).name + ".download")

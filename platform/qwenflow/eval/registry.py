@@ -9,26 +9,23 @@ the evaluation metrics and the lineage, so a served model can be traced back to 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
+from qwenflow import tracking
 from qwenflow.artifacts import read_lineage, sha256_file, sha256_path
+from qwenflow.tracking.model_source import SHA256_TAG
+from qwenflow.tracking.stage_report import log_chat_model
 
-SHA256_TAG = "sha256"  # qwenflow.deploy.model_source reads this name
 CHALLENGER, CHAMPION = "challenger", "champion"
 _TAG_LIMIT = 5000  # MLflow tag values are bounded; long JSON is cut, the full copy is an artifact
 
 
 def _client():
-    from mlflow import MlflowClient
-
-    from qwenflow.tracking import ensure_reachable
-
-    uri = ensure_reachable()
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return tracking.client()
 
 
 def _files(model_dir: Path) -> list[Path]:
@@ -53,12 +50,8 @@ def register_model(
     example included), register a version with hashes and evidence, alias it; returns the version.
 
     The registration run nests under the pipeline's parent run when there is one (qwenflow.tracking.stage_run)."""
-    import shutil
-    import tempfile
-
     import mlflow
 
-    from qwenflow.tracking import stage_run
     from qwenflow.tracking.chat_model import HF_ARTIFACT
 
     model_dir = Path(model_dir)
@@ -77,7 +70,7 @@ def register_model(
     except Exception:  # any HF directory is accepted; lineage is best-effort
         lineage = {}
     with (
-        stage_run(
+        tracking.stage_run(
             "register", experiment=experiment, params={"model_sha256": digest, "model_dir": str(model_dir.resolve())}
         ),
         tempfile.TemporaryDirectory(prefix="qwenflow-register-") as tmp,
@@ -86,15 +79,7 @@ def register_model(
         for f in _files(model_dir):
             (staged / f.relative_to(model_dir)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, staged / f.relative_to(model_dir))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).parents[1] / "tracking" / "chat_model.py"),
-            artifacts={HF_ARTIFACT: str(staged)},
-            input_example=CHAT_EXAMPLE,
-            pip_requirements=_requirements(),
-            metadata={"qwenflow.sha256": digest},
-            tags={"qwenflow.sha256": digest},
-        )
+        model_uri = log_chat_model(None, staged, metadata={"qwenflow.sha256": digest}, tags={"qwenflow.sha256": digest})
         mlflow.log_dict(report, "eval/report.json")
         mlflow.log_dict(files, "model_files_sha256.json")
         metrics = {k: float(v) for k, v in report.get("metrics", {}).items() if isinstance(v, (int, float))}
@@ -111,7 +96,7 @@ def register_model(
     }
     if gate is not None:
         tags["qwenflow.gate"] = _tag(gate.to_dict() if hasattr(gate, "to_dict") else gate)
-    mv = mlflow.register_model(info.model_uri, name, tags=tags, await_registration_for=60)
+    mv = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=60)
     client = _client()
     client.update_registered_model(
         name,
@@ -122,31 +107,9 @@ def register_model(
     return str(mv.version)
 
 
-CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 16}
-
-
-def hf_dir(downloaded: str | Path) -> Path:
-    """The save_pretrained directory inside a downloaded registry version (its sha256 is the version's tag)."""
-    from qwenflow.tracking.chat_model import HF_ARTIFACT
-
-    downloaded = Path(downloaded)
-    inner = downloaded / "artifacts" / HF_ARTIFACT
-    return inner if (downloaded / "MLmodel").is_file() and inner.is_dir() else downloaded
-
-
 def _metric_key(name: str) -> str:
     """MLflow metric names allow letters, digits, _ - . / and spaces; report keys may carry others."""
-    import re
-
     return re.sub(r"[^\w\-./ ]", "_", name)
-
-
-def _requirements() -> list[str]:
-    """What the chat model imports, at the versions installed here (pinned by requirements.txt); given explicitly
-    so MLflow does not load the model to infer them."""
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "transformers", "tokenizers", "safetensors")]
 
 
 def _wait_ready(client, name: str, version: str, timeout: float = 60) -> None:

@@ -76,11 +76,11 @@ def _download(uri: str, dest: str | Path | None) -> Path:
 def _fetch_verified(uri: str, dest: Path) -> Path:
     import mlflow
 
+    from qwenflow import tracking
     from qwenflow.artifacts import sha256_path
-    from qwenflow.deploy.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
-    from qwenflow.tracking import ensure_reachable
+    from qwenflow.tracking.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
 
-    mlflow.set_tracking_uri(ensure_reachable())
+    client = tracking.client()
     if is_registry_uri(uri):
         local, _ = fetch_registered_model(uri, dest)
     else:  # runs:/ and mlflow-artifacts:/ point inside a run: check against the run's recorded model hash if any
@@ -93,7 +93,7 @@ def _fetch_verified(uri: str, dest: Path) -> Path:
     model_dir = configs[0].parent
     if uri.startswith("runs:/"):
         run_id = uri[len("runs:/") :].split("/", 1)[0]
-        expected = mlflow.MlflowClient().get_run(run_id).data.tags.get("qwenflow.model_sha256")
+        expected = client.get_run(run_id).data.tags.get("qwenflow.model_sha256")
         if expected and sha256_path(model_dir) != expected:
             raise ModelIntegrityError(
                 f"{uri}: downloaded files do not hash to the run's qwenflow.model_sha256 tag "

@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES
 
 from . import cache, events, launch, policy
@@ -25,15 +24,6 @@ class StageFailed(RuntimeError):
     """A stage raised; the message names the stage and the cause (the pipeline and the CLI show it as is)."""
 
 
-def read_recipe(path: str | Path):
-    from qwenflow.recipe import Recipe
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "recipe.yaml"
-    return Recipe.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-
-
 def read_result(output: str | Path) -> dict:
     path = Path(output) / RESULT_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -43,7 +33,7 @@ def _resolve_start(source: str, dest: Path) -> str:
     """init_from: a local HF directory as is; a registry or remote URI downloaded (and sha-checked) once."""
     if Path(source).is_dir():
         return source
-    from qwenflow.deploy.model_source import resolve_model
+    from qwenflow.tracking.model_source import resolve_model
 
     return str(resolve_model(source, dest))
 

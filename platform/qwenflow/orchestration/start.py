@@ -47,17 +47,16 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     """Write the resolved recipe artifact and open the parent MLflow run; returns its id."""
     import time
 
-    from mlflow.tracking import MlflowClient
-
     from qwenflow.recipe import recipe_to_yaml
     from qwenflow.tracking import _setup, tracking_uri
+    from qwenflow.tracking import client as tracking_client
 
     t0 = time.perf_counter()
     out = Path(recipe_out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
     mlflow = _setup(recipe.tracking.experiment)
-    client = MlflowClient()
+    client = tracking_client()
     exp = mlflow.get_experiment_by_name(recipe.tracking.experiment)
     import os
 
@@ -88,12 +87,10 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
 def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
     """Close the parent run of `kfp_run_id`: FAILED when KFP says so or any stage run failed, else FINISHED."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
-    from qwenflow.tracking import ensure_reachable
+    from qwenflow.tracking import client as tracking_client
 
-    mlflow.set_tracking_uri(ensure_reachable())
-    client = MlflowClient()
+    client = tracking_client()
     runs = mlflow.search_runs(
         search_all_experiments=True, output_format="list", filter_string=f"tags.`kfp.run_id` = '{kfp_run_id}'"
     )

@@ -141,5 +141,13 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE, overrides: list[str] 
         raise RecipeError(_format_errors(path, e)) from None
 
 
+def read_recipe(path: str | Path) -> Recipe:
+    """A resolved recipe a step wrote (`recipe.yaml`, or the directory holding it), validated again."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "recipe.yaml"
+    return Recipe.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

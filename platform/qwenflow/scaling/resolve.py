@@ -15,9 +15,9 @@ def latest_fit(experiment: str = EXPERIMENT) -> tuple[ScalingFit, str]:
     """The newest fit logged by `qwenflow scaling fit`, and its MLflow run id."""
     import mlflow
 
-    from qwenflow.tracking import ensure_reachable, tracking_uri
+    from qwenflow.tracking import connect, tracking_uri
 
-    mlflow.set_tracking_uri(ensure_reachable())
+    connect()
     exp = mlflow.get_experiment_by_name(experiment)
     runs = (
         []

@@ -26,11 +26,9 @@ KILLED_TAG = "qwenflow.killed_reason"
 
 
 def _client():
-    from mlflow.tracking import MlflowClient
+    from . import client  # the package imports this module: bound at call time
 
-    from . import ensure_reachable
-
-    return MlflowClient(ensure_reachable())
+    return client()
 
 
 def _kill(client, runs, reason: str) -> list[str]:

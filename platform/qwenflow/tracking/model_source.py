@@ -5,11 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from qwenflow import tracking
 from qwenflow.artifacts import sha256_path
 
-# The model-version tag registration writes with the directory's qwenflow.artifacts.sha256_path: one constant.
-from qwenflow.eval.registry import SHA256_TAG  # noqa: E402
-
+SHA256_TAG = "sha256"  # model-version tag: the registered directory's qwenflow.artifacts.sha256_path
 REGISTRY_PREFIX = "models:/"
 
 
@@ -40,11 +39,10 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 def model_version(uri: str):
     """The MLflow ModelVersion a registry URI points at (clear error when the name/alias/version is unknown)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_registry_uri(uri)
-    client = MlflowClient()
+    client = tracking.client()
     try:
         return client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException as e:
@@ -68,8 +66,6 @@ def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Pa
         )
     dest = Path(dest or tempfile.mkdtemp(prefix="qwenflow-model-"))
     dest.mkdir(parents=True, exist_ok=True)
-    from qwenflow.eval.registry import hf_dir  # a pyfunc model holds the save_pretrained directory inside
-
     local = hf_dir(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest)))
     got = sha256_path(local)
     if got != expected:
@@ -78,6 +74,16 @@ def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Pa
             f"recorded {expected}; the artifact was changed after registration, refusing to serve"
         )
     return local, mv
+
+
+def hf_dir(downloaded: str | Path) -> Path:
+    """The save_pretrained directory inside a downloaded registry version (its sha256 is the version's tag): a pyfunc
+    chat model holds it under artifacts/."""
+    from qwenflow.tracking.chat_model import HF_ARTIFACT  # imports mlflow (3.7 s): only when a download needs it
+
+    downloaded = Path(downloaded)
+    inner = downloaded / "artifacts" / HF_ARTIFACT
+    return inner if (downloaded / "MLmodel").is_file() and inner.is_dir() else downloaded
 
 
 def resolve_model(source: str | Path, dest: str | Path | None = None) -> Path:

@@ -4,11 +4,18 @@ stage's model logged in its run as an MLflow pyfunc ChatModel. Called by the KFP
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
+from importlib.metadata import version
 from pathlib import Path
 
+from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES, SWITCHES
+from qwenflow.tracking import _setup, flat_params, stage_run, tracking_uri
+from qwenflow.tracking import client as tracking_client
+from qwenflow.tracking.datasets import log_inputs_to_run
 
 # Stages whose output is a causal LM that answers chat (the reward model is a classifier: logged as files only).
 CHAT_MODEL_STAGES = tuple(s.name for s in STAGES.values() if s.chat_model)
@@ -36,8 +43,6 @@ def headline(metrics: dict[str, float]) -> dict[str, float]:
 
 def run_link(run) -> str:
     """A link to the run in the MLflow UI (or how to open it, for a local store)."""
-    from qwenflow.tracking import tracking_uri
-
     base = os.environ.get(UI_URL_ENV) or tracking_uri()
     if base.startswith(("http://", "https://")):
         # MLflow 3.17's UI picks its GenAI or model-training pages from this parameter (else a browser setting).
@@ -68,8 +73,6 @@ def _stage_run(client, stage: str, result: dict, recipe, parent_run_id: str):
     # Data, tokenizer, gate, Bento and deploy steps have no run of their own: record the step's numbers in one.
     import mlflow
 
-    from qwenflow.tracking import flat_params, stage_run
-
     with stage_run(stage, recipe) as run:
         numbers = {
             k: float(v) for k, v in flat_params(result).items() if isinstance(v, (int, float)) and math.isfinite(v)
@@ -94,14 +97,10 @@ def publish(
     extra: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Report one finished step; returns its headline metrics. `metrics`/`markdown` are KFP output artifacts."""
-    from mlflow import MlflowClient
-
-    from qwenflow.orchestration.stage import read_recipe
-    from qwenflow.tracking import _setup
 
     recipe = read_recipe(recipe_path)
     _setup(recipe.tracking.experiment)
-    client = MlflowClient()
+    client = tracking_client()
     run = _stage_run(client, stage, result, recipe, parent_run_id)
     # Once per stage run: a cache hit hands back the run that trained the model, which already holds it.
     if (
@@ -120,8 +119,6 @@ def publish(
     if parent_run_id and numbers:
         client.log_batch(parent_run_id, metrics=[_metric(f"{stage}/{k}", v) for k, v in numbers.items()])
     if parent_run_id and stage == "validate_data":  # the pipeline run's page lists the data it was trained on
-        from qwenflow.tracking.datasets import log_inputs_to_run
-
         log_inputs_to_run(client, parent_run_id, recipe_name=recipe.name)
     if parent_run_id and stage == "register" and result.get("uri"):
         client.set_tag(parent_run_id, "qwenflow.registered_model", result["uri"])
@@ -132,8 +129,6 @@ def publish(
 
 
 def _metric(key: str, value: float):
-    import time
-
     from mlflow.entities import Metric
 
     return Metric(key=key, value=value, timestamp=int(time.time() * 1000), step=0)
@@ -159,20 +154,30 @@ def card(stage: str, result: dict, run, numbers: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_chat_model(run_id: str, model_dir: str | Path) -> str:
-    """Log a save_pretrained directory into run `run_id` as an MLflow pyfunc ChatModel; returns the model URI."""
+CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 16}
+
+
+def chat_model_requirements() -> list[str]:
+    """What the chat model imports, at the versions installed here (pinned by requirements.txt); given explicitly
+    so MLflow does not load the model to infer them."""
+    return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "transformers", "tokenizers", "safetensors")]
+
+
+def log_chat_model(run_id: str | None, model_dir: str | Path, **log_model_args) -> str:
+    """Log a save_pretrained directory into run `run_id` (None: the active run) as an MLflow pyfunc ChatModel
+    (qwenflow.tracking.chat_model); returns the model URI. Stage runs and registration both log through here."""
     import mlflow
 
-    from qwenflow.eval.registry import CHAT_EXAMPLE, _requirements
     from qwenflow.tracking.chat_model import HF_ARTIFACT
 
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id) if run_id else contextlib.nullcontext():
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("chat_model.py")),
             artifacts={HF_ARTIFACT: str(model_dir)},
             input_example=CHAT_EXAMPLE,
-            pip_requirements=_requirements(),
+            pip_requirements=chat_model_requirements(),
+            **log_model_args,
         )
     return info.model_uri
 
