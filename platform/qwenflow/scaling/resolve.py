@@ -66,6 +66,7 @@ def resolve_auto(recipe: Recipe) -> tuple[Recipe, dict]:
         if p.global_batch_size == "auto":
             raw = pred["batch_tokens"] / p.seq_len
             batch_seqs = max(p.micro_batch_size, int(round(raw / p.micro_batch_size)) * p.micro_batch_size)
+    assert batch_seqs is not None  # a number, or "auto" resolved by the loop
     lr = pred["learning_rate"] if p.learning_rate == "auto" else p.learning_rate
     resolved = recipe.model_copy(deep=True)
     resolved.pretrain.learning_rate = float(lr)
