@@ -48,7 +48,8 @@ def check_key(assignment: str) -> str:
     if "=" not in assignment:
         raise ValueError(f"{assignment!r}: expected KEY=VALUE, e.g. sft.learning_rate=1e-5")
     key = assignment.split("=", 1)[0].strip()
-    model, parts = Recipe, key.split(".")
+    model: type[BaseModel] | None = Recipe  # None: inside a mapping field, where any key is allowed
+    parts = key.split(".")
     for i, part in enumerate(parts):
         field = model.model_fields.get(part) if model is not None else None
         if field is None:
