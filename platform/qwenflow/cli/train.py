@@ -98,6 +98,14 @@ def pretrain(
         return
     r = for_world(get_recipe(recipe, set_), "pretrain")
     tokenizer = tokenizer or data / "tokenizer"
+    if not tokenizer.is_dir():
+        err_console.print(
+            f"[bold red]error:[/] no tokenizer at {tokenizer}: build it first with `qwenflow tokenizer build "
+            f"--out {tokenizer}` (add `--corpus {data}/corpus/train.parquet` for a BPE recipe such as tiny), "
+            "or pass --tokenizer DIR",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     with stage_errors():
         r, auto_info = resolve("pretrain", r)  # `auto` learning rate / batch from the latest scaling-law fit
         path = run_pretrain(r, data, tokenizer, out, resume=resume, auto_info=auto_info or None)
