@@ -1,13 +1,16 @@
 """The run-time guard for a compiled pipeline: its GPUs, memory and node counts were chosen for the recipe it was
 compiled with, so a run whose UI parameters (model_size, overrides) change the model or any stage's resources
-would run a different model on the wrong pods (a 72B on a 7B's nodes runs out of memory hours in). start-run
+would run a different model on the wrong pods (a 72B on a 7B's nodes runs out of memory hours in). start_run
 compares the resolved recipe with what was compiled and stops the run at once, naming the difference."""
 
 from __future__ import annotations
 
 import json
 
-TRAINING = ("data", "pretrain", "long_context", "sft", "reward", "dpo", "grpo", "eval", "deploy")
+from qwenflow.stages import STAGES
+
+# The recipe sections whose `resources` size a compiled step's pod (qwenflow.stages), in pipeline order.
+RESOURCE_SECTIONS = tuple(dict.fromkeys(s.resources for s in STAGES.values() if s.resources))
 
 
 def fingerprint(recipe) -> str:
@@ -15,7 +18,7 @@ def fingerprint(recipe) -> str:
     doc = {
         "recipe": recipe.name,
         "model": recipe.model.model_dump(mode="json"),
-        "resources": {s: getattr(recipe, s).resources.model_dump(mode="json") for s in TRAINING},
+        "resources": {s: getattr(recipe, s).resources.model_dump(mode="json") for s in RESOURCE_SECTIONS},
     }
     return json.dumps(doc, sort_keys=True)
 
