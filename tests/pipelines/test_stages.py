@@ -34,7 +34,7 @@ def test_wiring_only_reads_earlier_stages_main_outputs():
 def test_one_name_per_stage():
     assert set(TRAINING) <= set(SWITCHES)
     assert stage("long-context") is STAGES["long_context"]  # the CLI spelling of the same name
-    for old in ("evaluate", "reward_model", "build-bento-x", "longctx"):
+    for old in ("evaluate", "reward_model", "longctx", "longcontext"):
         try:
             stage(old)
         except ValueError as e:
