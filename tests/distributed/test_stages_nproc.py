@@ -208,3 +208,26 @@ def test_dpo_and_grpo(ws):
     )
     io.load_causal_lm(out / "model")
     assert "reward_model" in run_.data.params["reward_sources"] or run_.data.params["reward_sources"] == "verifier"
+
+
+def test_grpo_generates_under_zero3(ws):
+    """GRPO samples with ZeRO-3-partitioned weights: each generation step gathers the partitions it needs."""
+    if "reward" not in ws:
+        test_reward(ws)
+    sets = GRPO + ["grpo.distributed.strategy=zero3"]
+    out, run_ = run(
+        ws,
+        "grpo",
+        2,
+        sets,
+        "--data",
+        str(ws["data"]),
+        "--from",
+        str(ws["base"]),
+        "--reward-model",
+        str(ws["reward"]),
+        tag="zero3",
+    )
+    io.load_causal_lm(out / "model")
+    assert run_.data.params.get("world_size", "2") == "2"
+    assert any(k.endswith("reward") or "reward" in k for k in run_.data.metrics), sorted(run_.data.metrics)
