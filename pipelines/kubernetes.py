@@ -34,9 +34,11 @@ class ClusterSettings:
     shm_size: str = "64Gi"  # /dev/shm per GPU step (NCCL buffers, DataLoader workers)
 
 
-# The service account pipeline steps run as (infra/k8s/base/rbac/pipeline-steps.yaml). KFP v2 sets it per run,
-# not per task: `qwenflow submit` passes it, the UI's run form has a "Service account" field.
-STEP_SERVICE_ACCOUNT = "qwenflow-step"
+# Service accounts (infra/k8s/base/rbac/pipeline-steps.yaml). KFP v2 sets the steps' one per run, not per task:
+# `qwenflow submit` passes it, the UI's run form has a "Service account" field; it may launch and delete the jobs.
+# The pods of those jobs (TrainJob workers, Ray pods) run as JOB_SERVICE_ACCOUNT, which has no API access.
+RUN_SERVICE_ACCOUNT = "qwenflow-pipeline"
+JOB_SERVICE_ACCOUNT = "qwenflow-step"
 GPU_TAINT = "nvidia.com/gpu"
 
 
@@ -84,6 +86,7 @@ def apply(task, res: Resources, cluster: ClusterSettings):
     task.set_env_variable("QWENFLOW_IMAGE", cluster.image)
     task.set_env_variable("QWENFLOW_PVC", cluster.pvc)
     task.set_env_variable("QWENFLOW_PVC_MOUNT", cluster.mount_path)
+    task.set_env_variable("QWENFLOW_SERVICE_ACCOUNT", JOB_SERVICE_ACCOUNT)  # the launched job's pods
     task.set_env_variable("HF_HUB_OFFLINE", "1")
     if cluster.stage_cache:  # same content key as local runs: a rerun skips stages whose inputs did not change
         task.set_env_variable("QWENFLOW_STAGE_CACHE", f"{cluster.mount_path}/cache")

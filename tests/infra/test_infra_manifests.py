@@ -50,17 +50,35 @@ def test_mlflow_uses_postgres_and_s3(docs):
     assert find(docs, "StatefulSet", "mlflow-postgres") and find(docs, "StatefulSet", "minio")
 
 
-def test_launcher_may_only_create_and_follow_training_jobs(docs):
-    role = find(docs, "Role", "qwenflow-trainjob-launcher")
+def test_steps_may_only_launch_follow_and_delete_their_jobs(docs):
+    """The run's service account can do exactly what trainjob.py and rayjob.py call, and nothing wider; the job pods'
+    account has no token at all."""
+    role = find(docs, "Role", "qwenflow-job-launcher")
+    allowed = {"trainjobs", "pytorchjobs", "rayjobs"}
     for rule in role["rules"]:
-        assert set(rule["verbs"]) <= {"create", "get", "watch"}
-        assert set(rule["resources"]) <= {"pytorchjobs", "trainjobs"}
         assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"]
-    binding = find(docs, "RoleBinding", "qwenflow-trainjob-launcher")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qwenflow-launcher", "namespace": "kubeflow"}]
+        if rule["resources"] == ["pods"]:
+            assert rule["verbs"] == ["get"] and rule["apiGroups"] == [""]
+        else:
+            assert set(rule["resources"]) <= allowed and set(rule["verbs"]) == {"create", "get", "patch", "delete"}
+    assert {r for rule in role["rules"] for r in rule["resources"]} == allowed | {"pods"}
+    binding = find(docs, "RoleBinding", "qwenflow-job-launcher")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qwenflow-pipeline", "namespace": "kubeflow"}]
     bound = {s["name"] for d in docs if d["kind"] in {"RoleBinding", "ClusterRoleBinding"} for s in d["subjects"]}
     assert "qwenflow-step" not in bound and not [d for d in docs if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
     assert find(docs, "ServiceAccount", "qwenflow-step")["automountServiceAccountToken"] is False
+
+
+def test_launcher_rbac_covers_every_api_call_the_launchers_make():
+    """Each Kubernetes call in the launchers maps to a verb the role grants (a new call needs a new rule)."""
+
+    calls = set()
+    for f in ("trainjob.py", "rayjob.py"):
+        src = (ROOT / "platform/qwenflow/orchestration" / f).read_text()
+        calls |= set(re.findall(r"api\.(\w+)_namespaced_(custom_object|pod)\(", src))
+    verbs = {"create": "create", "get": "get", "read": "get", "patch": "patch", "delete": "delete"}
+    assert calls and {verbs[c] for c, _ in calls} <= {"create", "get", "patch", "delete"}, calls
+    assert ("read", "pod") in calls  # the ownerReference lookup the pods rule is for
 
 
 def test_every_pod_is_hardened(docs):

@@ -94,10 +94,13 @@ def test_submit_runs_steps_as_the_service_account_infra_defines(monkeypatch, tmp
     from typer.testing import CliRunner
 
     from qwenflow.cli.main import app
-    from qwenflow.pipelines.kubernetes import STEP_SERVICE_ACCOUNT
+    from qwenflow.pipelines.kubernetes import JOB_SERVICE_ACCOUNT, RUN_SERVICE_ACCOUNT
 
     rbac = list(yaml.safe_load_all((ROOT / "infra/k8s/base/rbac/pipeline-steps.yaml").read_text()))
-    assert any(d and d["kind"] == "ServiceAccount" and d["metadata"]["name"] == STEP_SERVICE_ACCOUNT for d in rbac)
+    accounts = {d["metadata"]["name"] for d in rbac if d and d["kind"] == "ServiceAccount"}
+    assert {RUN_SERVICE_ACCOUNT, JOB_SERVICE_ACCOUNT} <= accounts
+    bound = {s["name"] for d in rbac if d and d["kind"] == "RoleBinding" for s in d["subjects"]}
+    assert RUN_SERVICE_ACCOUNT in bound  # the run's steps may launch TrainJobs / RayJobs
     calls = {}
 
     class FakeClient:  # no KFP API server can run here
@@ -111,7 +114,7 @@ def test_submit_runs_steps_as_the_service_account_infra_defines(monkeypatch, tmp
     monkeypatch.setattr(kfp, "Client", FakeClient)
     res = CliRunner().invoke(app, ["submit", "--host", "http://kfp.invalid", "--recipe", "tiny"])
     assert res.exit_code == 0, res.output
-    assert calls["service_account"] == STEP_SERVICE_ACCOUNT
+    assert calls["service_account"] == RUN_SERVICE_ACCOUNT
 
 
 def test_validate_data_docs_are_one_self_contained_html_page(tmp_path):

@@ -133,8 +133,8 @@ def submit_cmd(
         str, typer.Option(help="Secret with MLFLOW_TRACKING_URI/USERNAME/PASSWORD")
     ] = "mlflow-credentials",
     service_account: Annotated[
-        str, typer.Option(help="Service account the steps run as (infra/ defines it)")
-    ] = "qwenflow-step",
+        str, typer.Option(help="Service account the steps run as (infra/ defines it; it may launch TrainJobs/RayJobs)")
+    ] = "qwenflow-pipeline",
 ):
     """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
     import tempfile
