@@ -118,11 +118,11 @@ def fit(
                 data, tok = _prepare(work, g.base_recipe, data, tokenizer)
                 client, exp_id = _client()
                 pack_corpus(data, tok, g.seq_len, work / "packed")
-            for p in to_train:
-                r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
-                preds.append(
-                    {"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len, "loss": r["val_loss"]}
-                )
+                for p in to_train:
+                    r = run_or_reuse(p, data, tok, work, work / "packed", client, exp_id)
+                    preds.append(
+                        {"d": p.tokens, "lr": p.learning_rate, "batch": p.batch_size * p.seq_len, "loss": r["val_loss"]}
+                    )
             table = holdout_table(df, held, holdout_n, pd.DataFrame(preds, columns=["d", "lr", "batch", "loss"]))
             out.mkdir(parents=True, exist_ok=True)
             write_holdout(table, out)

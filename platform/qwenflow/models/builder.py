@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
 
@@ -19,7 +21,7 @@ def build_config(
     pad_token_id: int | None = None,
 ):
     """A transformers config for the recipe's architecture."""
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=spec.vocab_size,
         hidden_size=spec.hidden_size,
         num_hidden_layers=spec.num_layers,
@@ -38,6 +40,7 @@ def build_config(
     if spec.arch == "dense":
         return Qwen2Config(intermediate_size=spec.intermediate_size, **common)
     moe = spec.moe
+    assert moe is not None  # the recipe schema requires the moe section when arch is moe
     return Qwen2MoeConfig(
         intermediate_size=spec.intermediate_size,
         num_experts=moe.num_experts,

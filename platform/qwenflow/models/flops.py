@@ -44,6 +44,7 @@ def model_size(spec: ModelSpec, seq_len: int = 4096) -> ModelSize:
     active = total
     if spec.arch == "moe":
         all_experts, one_expert = _expert_params_per_layer(model)
+        assert spec.moe is not None  # the recipe schema requires the moe section when arch is moe
         active = total - spec.num_layers * (all_experts - spec.moe.top_k * one_expert)
     # Matmul FLOPs: 6 per parameter per token for every weight used as a matmul (the input embedding is a lookup,
     # the LM head is a matmul even when tied), plus attention scores and values: 12 * layers * seq * hidden.
@@ -56,6 +57,9 @@ def model_size(spec: ModelSpec, seq_len: int = 4096) -> ModelSize:
 def training_memory_gb(spec: ModelSpec, gpus: int = 8, zero_stage: int = 3, bytes_master: int = 12) -> dict:
     """Memory per GPU for weights + grads + AdamW state (mixed precision), ZeRO partitioning applied; no activations."""
     n = model_size(spec).total_params
+    weights: float
+    grads: float
+    optim: float
     weights, grads, optim = 2 * n, 2 * n, bytes_master * n  # bf16 weights, bf16 grads, fp32 master + m + v
     if zero_stage >= 1:
         optim /= gpus

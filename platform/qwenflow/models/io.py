@@ -275,13 +275,14 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
     from torch.distributed.tensor import DTensor
 
     out: dict[str, torch.Tensor] = {}
-    seen: dict[int, torch.Tensor] = {}  # tied weights (embeddings and LM head) are gathered once
+    seen: dict[int, str] = {}  # tied weights (embeddings and LM head) are gathered once: id -> the first name
     main = dist.is_main()
     for name, t in model.state_dict(keep_vars=True).items():  # the saved keys: persistent buffers only
         if id(t) in seen:
             if main:
-                out[name] = seen[id(t)]
+                out[name] = out[seen[id(t)]]
             continue
+        full: torch.Tensor | None
         if hasattr(t, "ds_id"):
             import deepspeed
 
@@ -291,8 +292,9 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
             full = t.full_tensor().detach().cpu()
         else:
             full = t.detach().cpu()
-        seen[id(t)] = full  # on every rank, so every rank skips the same tied tensors
+        seen[id(t)] = name  # on every rank, so every rank skips the same tied tensors
         if main:
+            assert full is not None  # only the other ranks skip the gathered copy
             out[name] = full
     return out if main else None
 

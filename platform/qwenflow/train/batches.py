@@ -183,7 +183,7 @@ class PackedBatches:
         """The first rows of the held-out split (the same on every rank), read only as far as needed."""
         val = ShardedRows(self.val_files)
         n = min(val.num_rows, max(self.micro, max_tokens // self.seq_len))
-        rows, _ = val.read(0, n)
-        rows = torch.from_numpy(rows.astype(np.int64))
+        arr, _ = val.read(0, n)
+        rows = torch.from_numpy(arr.astype(np.int64))
         for i in range(0, n, self.micro):
             yield rows[i : i + self.micro]

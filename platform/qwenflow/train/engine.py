@@ -15,6 +15,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,6 +26,9 @@ from .batches import PackedBatches
 from .deepspeed_config import grad_accum_steps, validate, world_size
 from .hardware import gpu_peak, probe
 from .schedule import staged_lr_lambda
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 METRICS = "metrics.jsonl"
 
@@ -226,10 +230,10 @@ def compile_decision(section, arch: str, est_flops: float, device_probe: dict) -
 class Prepared:
     """What a training step needs, built the same way for train() and benchmarks/train_throughput.py."""
 
-    accelerator: object
-    model: object
-    optimizer: object
-    scheduler: object
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     accum: int
     ds_cfg: dict | None
     device_probe: dict
@@ -267,7 +271,7 @@ def train(
     resume: bool = False,
     on_checkpoint=None,
     before_train=None,
-) -> tuple[Result, object, dict]:
+) -> tuple[Result, Accelerator, dict | None]:
     """Train `model` through `stages`; returns (result, accelerator, unwrapped model state dict on main or None).
 
     flops_per_token(seq_len) gives training FLOPs per token for MFU. before_train(eval_fn) runs once before the

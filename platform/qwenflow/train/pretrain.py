@@ -93,6 +93,7 @@ def run_pretrain(
     manifest = pack_on_main(
         data_dir, tokenizer_dir, p.seq_len, out_dir / ".packed", engine=recipe.data.engine, workers=recipe.data.workers
     )  # same shards either way; ray tokenizes in parallel
+    assert isinstance(p.global_batch_size, int)  # not "auto": require_numbers above
     batches = PackedBatches(
         out_dir / ".packed", micro_batch=p.micro_batch_size, global_batch=p.global_batch_size, seed=p.seed
     )

@@ -325,6 +325,7 @@ def _run(code: str, tests: list[str], limits: Limits) -> SandboxResult:
     finally:
         os.close(res_w)
         os.close(info_w)
+    assert proc.stdin is not None and proc.stdout is not None  # both opened as PIPE
     out_fd = proc.stdout.fileno()
     streams = {out_fd: bytearray(), res_r: bytearray(), info_r: bytearray()}
     total, why, timed_out = 0, "", False
