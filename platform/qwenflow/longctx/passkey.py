@@ -7,6 +7,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,7 +66,7 @@ def run_grid(
     """Accuracy[setting][depth][length] and perplexities; `load(setting)` returns a ready model.
     `on_setting(report)` runs after each setting (to save partial results of a long run)."""
     lengths = [int(m * trained) for m in multiples]
-    report = {
+    report: dict[str, Any] = {
         "trained_length": trained,
         "lengths": lengths,
         "depths": list(depths),
@@ -104,7 +105,8 @@ def run_grid(
 def mean_over_depths(grid: list[list[float | None]], j: int) -> float | None:
     """Mean accuracy of length column j; None when a cell was not measured (a stopped or partial run)."""
     col = [row[j] for row in grid]
-    return None if any(a is None for a in col) else sum(col) / len(col)
+    measured = [a for a in col if a is not None]
+    return None if len(measured) < len(col) else sum(measured) / len(measured)
 
 
 def table(report: dict) -> str:

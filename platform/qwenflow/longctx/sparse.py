@@ -122,6 +122,7 @@ def block_sparse_prefill(module, query, key, value, scaling, cfg: SparseConfig, 
             sc = torch.matmul(qb[:, :, lo:hi], k_sel.transpose(-1, -2)).float() * scaling
             use = (rel == version).repeat_interleave(blk, -1).unsqueeze(-2)  # (B, H, g, 1, M*blk)
             scores = sc if scores is None else torch.where(use, sc, scores)
+        assert scores is not None  # qbs is never empty
         q_tok = pos.view(n_blk, blk)[lo:hi]  # (g, blk)
         k_tok = (idx.unsqueeze(-1) * blk + torch.arange(blk, device=device)).flatten(3)  # (B, H, g, M*blk)
         keep = (k_tok.unsqueeze(-2) <= q_tok[None, None, :, :, None]) & (k_tok.unsqueeze(-2) < length)
