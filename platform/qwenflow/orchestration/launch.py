@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from qwenflow.stages import TRAINING
 
@@ -158,7 +159,7 @@ def fit_recipe_to_world(recipe, section_name: str | None = None):
     names = [section_name] if section_name else list(TRAINING)
     updates = {}
     for name in names:
-        section = getattr(recipe, name, None)
+        section: Any = getattr(recipe, name, None)
         glob, micro = getattr(section, "global_batch_size", None), getattr(section, "micro_batch_size", None)
         if not isinstance(glob, int) or not micro or glob % (micro * world) == 0:
             continue

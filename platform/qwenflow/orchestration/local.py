@@ -70,11 +70,11 @@ def _patched_env(values: dict[str, str]):
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
+        for k, prev in old.items():
+            if prev is None:
                 os.environ.pop(k, None)
             else:
-                os.environ[k] = v
+                os.environ[k] = prev
 
 
 def _descendants(pid: int) -> list[int]:

@@ -14,6 +14,7 @@ import os
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 
@@ -35,12 +36,12 @@ def on_cluster() -> bool:
 
 def _container(name: str, pod: JobPod, res, command: list[str] | None = None) -> dict:
     amounts = {"cpu": res.cpu, "memory": res.memory}
-    env = [{"name": k, "value": v} for k, v in pod.env.items()]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in pod.env.items()]
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": pod.mlflow_secret, "key": k, "optional": True}}}
         for k in SECRET_KEYS
     ]
-    c = {
+    c: dict[str, Any] = {
         "name": name,
         "image": pod.image,
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
@@ -53,7 +54,7 @@ def _container(name: str, pod: JobPod, res, command: list[str] | None = None) ->
 
 
 def _pod_template(name: str, pod: JobPod, res) -> dict:
-    spec = {
+    spec: dict[str, Any] = {
         "containers": [_container(name, pod, res)],
         "volumes": [
             {"name": "work", "persistentVolumeClaim": {"claimName": pod.pvc}},
@@ -74,14 +75,14 @@ def rayjob(name: str, namespace: str, data_spec, args: list[str], pod: JobPod, *
     """The RayJob manifest: head + (resources.nodes - 1) workers, each with data.resources' CPU and memory."""
     res = data_spec.resources
     start = {"object-store-memory": str(data_spec.ray_object_store_mb << 20)} if data_spec.ray_object_store_mb else {}
-    metadata = {
+    metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
         "labels": {"app.kubernetes.io/part-of": "qwenflow", "qwenflow.dev/stage": stage},
     }
     if pod.owner:
         metadata["ownerReferences"] = [pod.owner]
-    cluster = {
+    cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "headGroupSpec": {
             "rayStartParams": {"dashboard-host": "0.0.0.0", **start},

@@ -50,7 +50,7 @@ def run_stage(
     *,
     recipe_path: str,
     inputs: dict[str, str | None],
-    output: str,
+    output: str | Path,
     parent_run_id: str = "",
     kfp_run_id: str = "",
 ) -> dict:
@@ -85,16 +85,16 @@ def run_stage(
             events.emit(name, "skipped", seconds=time.perf_counter() - t0, output=str(output))
             return _write_result(output, {"skipped": True, "model_dir": str(output)})
 
-        if getattr(section, "init_from", None):
-            inputs = {**inputs, "model": _resolve_start(section.init_from, output.parent / f"{output.name}.start")}
+        if start := getattr(section, "init_from", None):
+            inputs = {**inputs, "model": _resolve_start(start, output.parent / f"{output.name}.start")}
         elif "model" in inputs and not _has_model(model_in):
             raise ValueError(
                 f"no model to start from: the stages before {name} were switched off; set "
                 f"{name}.init_from to a model directory or models:/ URI"
             )
         paths = {k: (str(v) if v else None) for k, v in inputs.items()}
-        if paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
-            os.environ["QWENFLOW_DATA_DIR"] = paths["data"]
+        if data := paths.get("data"):  # qwenflow.tracking.datasets logs the datasets the stage reads as MLflow inputs
+            os.environ["QWENFLOW_DATA_DIR"] = data
 
         recipe, resolved = resolve(name, recipe)  # `auto` -> numbers, before the cache key sees the recipe
         root = cache.cache_root()
@@ -115,7 +115,7 @@ def run_stage(
             (Path(work) / AUTO_FILE).write_text(json.dumps(resolved, default=str), encoding="utf-8")
             recipe_path = str(Path(work) / RESOLVED_RECIPE)
             Path(recipe_path).write_text(recipe_to_yaml(recipe), encoding="utf-8")
-        resources = section.resources if stage.trains else None
+        resources = section.resources if stage.trains and section is not None else None  # training stages have one
         started = time.perf_counter()
         nproc = launch.processes(resources) if stage.trains else 1
         if resources is not None and resources.nodes > 1 and not os.environ.get(launch.ENV_NPROC):

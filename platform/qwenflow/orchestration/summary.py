@@ -88,7 +88,8 @@ def render(summary: RunSummary):
         table.add_row(name, s["status"], secs, s.get("output", "") or "")
     lines = [
         f"wall time {summary.wall_s:.1f} s; stages {summary.stage_seconds:.1f} s; "
-        f"orchestration overhead {summary.overhead_s:.1f} s ({100 * summary.overhead_s / max(summary.wall_s, 1e-9):.1f}%)"
+        f"orchestration overhead {summary.overhead_s:.1f} s "
+        f"({100 * summary.overhead_s / max(summary.wall_s, 1e-9):.1f}%)"
     ]
     if link := summary.mlflow_link():
         lines.append(f"MLflow parent run: {link}")

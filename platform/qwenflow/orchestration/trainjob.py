@@ -258,7 +258,8 @@ def wait(name: str, namespace: str, api=None, poll_s: float = POLL_S, log=print,
             if key not in seen:
                 seen.add(key)
                 log(
-                    f"[{name}] {cond.get('type')}={cond.get('status')}: {cond.get('reason', '')} {cond.get('message', '')}"
+                    f"[{name}] {cond.get('type')}={cond.get('status')}: "
+                    f"{cond.get('reason', '')} {cond.get('message', '')}"
                 )
             if cond.get("status") == "True" and cond.get("type") == kind.succeeded:
                 return job.get("status") or {}
