@@ -59,7 +59,7 @@ def run_one(engine: str, workers: int, mb_per_source: float, out: str) -> dict:
     """One configuration, in this (fresh) process: the corpus steps and their write, timed; Ray's start apart."""
     from qwenflow.artifacts import sha256_file
     from qwenflow.data.decontam import Decontaminator, benchmark_texts
-    from qwenflow.data.prepare import SCHEMAS, stream_parquet
+    from qwenflow.data.schemas import DATASETS, stream_parquet
 
     spec = load_recipe(
         "tiny",
@@ -88,9 +88,9 @@ def run_one(engine: str, workers: int, mb_per_source: float, out: str) -> dict:
         corpus = build_corpus(spec, decon, say=lambda s: None)
         for split in ("train", "val"):
             stream_parquet(
-                [pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
+                [pa.Table.from_pylist(corpus[split], schema=DATASETS["corpus"].schema)],
                 out_dir / f"{split}.parquet",
-                SCHEMAS["corpus"],
+                DATASETS["corpus"].schema,
             )
     seconds = time.perf_counter() - t
     return {

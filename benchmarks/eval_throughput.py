@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from qwenflow.eval.benchmarks import load_mmlu
+from qwenflow.data.benchmarks import load_mmlu
 from qwenflow.eval.lm import HFModel
 from qwenflow.eval.tasks import multiple_choice as mc
 

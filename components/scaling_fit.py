@@ -16,9 +16,9 @@ def scaling_fit(grid: str, sweep: str, report: Output[Artifact]) -> str:
 
     from qwenflow.scaling.fit import EXPERIMENT, FIT_TAG, collect_points, fit_scaling
     from qwenflow.scaling.report import write_report
-    from qwenflow.tracking import ensure_reachable
+    from qwenflow.tracking import connect
 
-    mlflow.set_tracking_uri(ensure_reachable())
+    connect()
     df = collect_points(EXPERIMENT, sweep or None)
     fit = fit_scaling(df)
     out = write_report(fit, df, report.path)

@@ -131,7 +131,6 @@ def tiny_tokenizer_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
     """A randomly initialised tiny Qwen2 model with its tokenizer, as a save_pretrained directory."""
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.models import build_model
     from qwenflow.recipe import load_recipe
     from qwenflow.tokenizer import load_tokenizer
@@ -139,4 +138,8 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
     recipe = load_recipe("tiny", ["model.vocab_size=1024", "tokenizer.vocab_size=1024"])
     tok = load_tokenizer(tiny_tokenizer_dir)
     model = build_model(recipe.model, seed=0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return save_model_dir(model, tok, tmp_path_factory.mktemp("model"), recipe=recipe, lineage={"stage": "init"})
+    from qwenflow.models import io
+
+    return io.save(
+        model, tokenizer=tok, out_dir=tmp_path_factory.mktemp("model"), recipe=recipe, lineage={"stage": "init"}
+    )

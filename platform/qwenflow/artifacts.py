@@ -62,14 +62,6 @@ def read_manifest(directory: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def save_model_dir(model, tokenizer, out_dir: str | Path, *, recipe=None, lineage: dict | None = None) -> Path:
-    """save_pretrained in safetensors, with the tokenizer, the recipe that made it and its lineage (every rank calls
-    it; qwenflow.models.io gathers sharded weights and writes from rank 0 only)."""
-    from qwenflow.models import io
-
-    return io.save(model, out_dir, tokenizer=tokenizer, recipe=recipe, lineage=lineage)
-
-
 def read_lineage(model_dir: str | Path) -> dict:
     path = Path(model_dir) / LINEAGE_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -79,3 +79,14 @@ def unshard(per_rank: list[list], total: int) -> list:
     for r, part in enumerate(per_rank):
         out[r::world] = part
     return out
+
+
+def grad_accum(global_batch: int, micro_batch: int, world: int | None = None) -> int:
+    """Accumulation steps that make micro x accum x world = global, or a clear error naming the three numbers."""
+    world = world or world_size()
+    if global_batch % (micro_batch * world):
+        raise ValueError(
+            f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch} x "
+            f"{world} processes; change the batch sizes or the number of processes"
+        )
+    return global_batch // (micro_batch * world)

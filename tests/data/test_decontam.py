@@ -2,7 +2,8 @@
 
 import random
 
-from qwenflow.data.decontam import Decontaminator, benchmark_texts, lcs_len
+from qwenflow.data.benchmarks import benchmark_texts
+from qwenflow.data.decontam import Decontaminator, lcs_len
 
 
 def _dp(a, b):

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from qwenflow.artifacts import write_manifest
 from qwenflow.cli.main import app
 from qwenflow.data.contracts import DataContractError, validate_dataset
-from qwenflow.data.prepare import SCHEMAS, prepare_data
+from qwenflow.data.prepare import prepare_data
+from qwenflow.data.schemas import DATASETS
 from qwenflow.recipe import load_recipe
 
 SMALL = [
@@ -84,7 +85,7 @@ def test_conversations_with_broken_roles_fail_the_sft_contract_with_a_readable_r
     rows = df.to_dict("records")
     rows[3]["messages"] = [{"role": "assistant", "content": "85"}, {"role": "user", "content": "What is 47 + 38?"}]
     rows[7]["messages"] = [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS["sft"]), d / "train.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS["sft"].schema), d / "train.parquet")
     with pytest.raises(DataContractError) as e:
         validate_dataset("sft", d, tmp_path / "reports")
     msg = str(e.value)
@@ -135,7 +136,7 @@ def test_preferences_with_chosen_equal_rejected_fail(prepared, tmp_path):
     d = _broken_copy(prepared, tmp_path, "preferences")
     rows = pd.read_parquet(d / "test.parquet").to_dict("records")
     rows[0]["rejected"] = rows[0]["chosen"]
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS["preferences"]), d / "test.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS["preferences"].schema), d / "test.parquet")
     with pytest.raises(DataContractError, match="chosen_equals_rejected"):
         validate_dataset("preferences", d)
 
@@ -147,7 +148,7 @@ def test_cli_validate_prints_a_clean_error_and_sources_lists_everything(prepared
     d = _broken_copy(prepared, tmp_path, "rl")
     rows = pd.read_parquet(d / "prompts.parquet").to_dict("records")
     rows[0]["answer"] = ""
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS["rl"]), d / "prompts.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS["rl"].schema), d / "prompts.parquet")
     bad = runner.invoke(app, ["data", "validate", "rl", str(d)])
     assert bad.exit_code == 3 and "Traceback" not in bad.output
     assert "answer" in bad.output

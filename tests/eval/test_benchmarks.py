@@ -2,7 +2,7 @@
 
 import json
 
-from qwenflow.eval.benchmarks import LOADERS, benchmark_texts, load_gsm8k, load_haystack, load_humaneval, load_mmlu
+from qwenflow.data.benchmarks import LOADERS, benchmark_texts, load_gsm8k, load_haystack, load_humaneval, load_mmlu
 
 
 def test_real_benchmarks_load_with_expected_sizes():

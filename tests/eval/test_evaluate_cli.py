@@ -8,7 +8,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from qwenflow.cli.main import app
-from qwenflow.eval.benchmarks import load_gsm8k
+from qwenflow.data.benchmarks import load_gsm8k
 
 runner = CliRunner()
 FAST = [

@@ -2,7 +2,7 @@
 
 import time
 
-from qwenflow.eval.benchmarks import LETTERS, load_gsm8k, load_humaneval, load_mmlu, load_truthfulqa_mc1
+from qwenflow.data.benchmarks import LETTERS, load_gsm8k, load_humaneval, load_mmlu, load_truthfulqa_mc1
 from qwenflow.eval.lm import Request
 from qwenflow.eval.tasks import gsm8k, humaneval
 from qwenflow.eval.tasks import multiple_choice as mc

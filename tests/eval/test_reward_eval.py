@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from qwenflow.cli.main import app
-from qwenflow.eval.benchmarks import load_hhh_alignment
+from qwenflow.data.benchmarks import load_hhh_alignment
+from qwenflow.models import io
 
 runner = CliRunner()
 flat = lambda out: " ".join(out.split())  # noqa: E731
@@ -44,12 +45,11 @@ def reward_model(tiny_model_dir, tmp_path_factory):
     """The tiny model with a fresh, seeded 1-logit head: what the reward stage starts from."""
     from transformers import set_seed
 
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.posttrain.reward import load_reward_model
 
     set_seed(0)
     model, tok = load_reward_model(tiny_model_dir)
-    return save_model_dir(model, tok, tmp_path_factory.mktemp("rm"), lineage={"stage": "reward"})
+    return io.save(model, tokenizer=tok, out_dir=tmp_path_factory.mktemp("rm"), lineage={"stage": "reward"})
 
 
 def make_data(root, pairs, leak: str = ""):

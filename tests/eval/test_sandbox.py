@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenflow.eval.benchmarks import load_humaneval
+from qwenflow.data.benchmarks import load_humaneval
 from qwenflow.eval.tasks import humaneval
 from qwenflow.verifiers import sandbox
 from qwenflow.verifiers.code import CodeReward

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from qwenflow.artifacts import sha256_file
-from qwenflow.data.prepare import SCHEMAS, prepare_data
+from qwenflow.data.prepare import prepare_data
+from qwenflow.data.schemas import DATASETS
 from qwenflow.recipe import load_recipe
 
 SMALL = [
@@ -46,7 +47,7 @@ def _rewrite(d, name: str, rows: list[dict], schema, manifest_too: bool = True) 
 
 
 def _pref_schema(df):
-    return pa.schema([f for f in SCHEMAS["preferences"] if f.name in df.columns])
+    return pa.schema([f for f in DATASETS["preferences"].schema if f.name in df.columns])
 
 
 def corrupt(src, tmp):
@@ -66,7 +67,7 @@ def corrupt(src, tmp):
 
     d = copy("sft", "lying_sha256")
     df = pd.read_parquet(d / "train.parquet")
-    _rewrite(d, "train.parquet", _rows(df.iloc[::-1]), SCHEMAS["sft"], manifest_too=False)
+    _rewrite(d, "train.parquet", _rows(df.iloc[::-1]), DATASETS["sft"].schema, manifest_too=False)
     cases["lying_sha256"] = ("sft", d, ["expect_sha256_to_match_manifest", "changed after the manifest"])
 
     d = copy("corpus", "no_manifest")
@@ -81,18 +82,18 @@ def corrupt(src, tmp):
     rows = _rows(pd.read_parquet(d / "train.parquet"))
     for r in rows[:5]:
         r["text"] = " \n\t  "
-    _rewrite(d, "train.parquet", rows, SCHEMAS["corpus"])
+    _rewrite(d, "train.parquet", rows, DATASETS["corpus"].schema)
     cases["whitespace_text"] = ("corpus", d, ["(blank", "5 of"])
 
     d = copy("corpus", "every_row_twice")
     rows = _rows(pd.read_parquet(d / "train.parquet"))
-    _rewrite(d, "train.parquet", rows + rows, SCHEMAS["corpus"])
+    _rewrite(d, "train.parquet", rows + rows, DATASETS["corpus"].schema)
     cases["every_row_twice"] = ("corpus", d, ["every domain repeats rows", "copied"])
 
     d = copy("sft", "sft_duplicates")
     rows = _rows(pd.read_parquet(d / "train.parquet"))
     n = len(rows)
-    _rewrite(d, "train.parquet", rows[: n - int(0.65 * n)] + [rows[0]] * int(0.65 * n), SCHEMAS["sft"])
+    _rewrite(d, "train.parquet", rows[: n - int(0.65 * n)] + [rows[0]] * int(0.65 * n), DATASETS["sft"].schema)
     cases["sft_duplicates"] = ("sft", d, ["proportion_of_unique_values", "conversation"])
 
     d = copy("preferences", "chosen_is_rejected")

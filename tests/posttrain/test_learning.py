@@ -19,6 +19,7 @@ from arith_data import make_arith_data
 from pref_data import make_criteria_preferences
 
 from qwenflow.artifacts import read_lineage
+from qwenflow.models import io
 from qwenflow.posttrain import common
 from qwenflow.recipe import load_recipe
 
@@ -101,13 +102,14 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory, tiny_tokenizer_dir, recipe):
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.models import build_model
     from qwenflow.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tiny_tokenizer_dir)
     model = build_model(recipe.model, seed=0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return save_model_dir(model, tok, tmp_path_factory.mktemp("base"), recipe=recipe, lineage={"stage": "init"})
+    return io.save(
+        model, tokenizer=tok, out_dir=tmp_path_factory.mktemp("base"), recipe=recipe, lineage={"stage": "init"}
+    )
 
 
 @pytest.fixture(scope="module")

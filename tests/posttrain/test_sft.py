@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from arith_data import make_arith_data
 
+from qwenflow.models import io
 from qwenflow.posttrain import common
 from qwenflow.posttrain.sft import drop_too_long, run_sft
 from qwenflow.recipe import load_recipe
@@ -25,14 +26,15 @@ def arith(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_model_dir(tmp_path_factory, tiny_tokenizer_dir):
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.models import build_model
     from qwenflow.tokenizer import load_tokenizer
 
     recipe = load_recipe("tiny", TINY + SMALL_MODEL)
     tok = load_tokenizer(tiny_tokenizer_dir)
     model = build_model(recipe.model, seed=0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return save_model_dir(model, tok, tmp_path_factory.mktemp("small"), recipe=recipe, lineage={"stage": "init"})
+    return io.save(
+        model, tokenizer=tok, out_dir=tmp_path_factory.mktemp("small"), recipe=recipe, lineage={"stage": "init"}
+    )
 
 
 def _write(tmp_path, rows, kind="sft", name="train.parquet"):

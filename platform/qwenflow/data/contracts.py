@@ -23,25 +23,8 @@ from qwenflow.artifacts import MANIFEST, atomic_write_text, sha256_file
 from qwenflow.recipe.contracts import ContractSpec
 
 from .chat import conversation_problem
+from .schemas import DATASETS
 
-KINDS = ("corpus", "packed", "sft", "preferences", "rl", "eval")
-FILES = {
-    "corpus": ["train.parquet", "val.parquet"],
-    "packed": None,  # packed: train-/val-NNNNN.parquet shards
-    "sft": ["train.parquet"],
-    "preferences": ["train.parquet", "test.parquet"],
-    "rl": ["prompts.parquet"],
-    "eval": None,
-}  # eval: every <task>.parquet
-COLUMNS = {
-    "corpus": ["text", "source", "domain", "license"],
-    "packed": ["input_ids"],
-    "sft": ["messages", "task", "answer"],
-    "preferences": ["prompt", "chosen", "rejected"],
-    "rl": ["prompt", "task", "answer"],
-    "eval": ["prompt", "task", "answer"],
-}
-OPTIONAL = {"preferences": ["criterion"]}  # checked when present (preference_pairs.py labels each pair's criterion)
 MIXTURE_TOLERANCE = 0.05  # absolute share of bytes per domain
 
 
@@ -308,12 +291,12 @@ def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], p
 
     table = pq.read_table(path)
     names = table.schema.names
-    missing = [c for c in COLUMNS[kind] if c not in names]
+    missing = [c for c in DATASETS[kind].columns if c not in names]
     checks = [
         _check(
             path.name,
             "expect_table_columns_to_include",
-            ",".join(COLUMNS[kind]),
+            ",".join(DATASETS[kind].columns),
             not missing,
             table.num_rows,
             observed=f"columns {names}" + (f", missing {missing}" if missing else ""),
@@ -333,7 +316,7 @@ def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], p
     if missing or table.num_rows == 0:
         return checks, None
     types_ok, observed = True, {}
-    for c in COLUMNS[kind]:
+    for c in DATASETS[kind].columns:
         t = table.schema.field(c).type
         observed[c] = str(t)
         if kind == "corpus" and not pa.types.is_string(t) and not pa.types.is_large_string(t):
@@ -347,7 +330,8 @@ def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], p
     checks.append(_check(path.name, "expect_column_types", "", types_ok, table.num_rows, observed=observed))
     if not types_ok:
         return checks, None
-    return checks, table.select(COLUMNS[kind] + [c for c in OPTIONAL.get(kind, []) if c in names]).to_pandas()
+    keep = [*DATASETS[kind].columns, *(c for c in DATASETS[kind].optional if c in names)]
+    return checks, table.select(keep).to_pandas()
 
 
 def _manifest_rows(manifest: dict, stem: str):
@@ -449,10 +433,10 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
 def _dataset_files(kind: str, directory: Path) -> list[Path]:
     """The Parquet files of each split: `train.parquet`, or its shards `train-00000.parquet`, ... (pack writes
     shards); a split with neither is reported missing under its plain name."""
-    if FILES[kind] is None:
+    if DATASETS[kind].files is None:
         return sorted(directory.glob("*.parquet"))
     out: list[Path] = []
-    for name in FILES[kind]:
+    for name in DATASETS[kind].files:
         out += sorted(directory.glob(f"{name.removesuffix('.parquet')}-*.parquet")) or [directory / name]
     return out
 
@@ -500,8 +484,8 @@ def validate_dataset(
     The manifest must be there and describe every file (sha256, rows). Packed tokens are checked against
     `seq_len` / `vocab_size` given here or found in the manifest (pack records the tokenizer's size); without a
     vocabulary size the packed contract fails. Thresholds come from `contract` (the recipe's data.contracts)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind not in DATASETS:
+        raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASETS)}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such dataset directory")

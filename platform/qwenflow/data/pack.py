@@ -23,9 +23,9 @@ import numpy as np
 
 from qwenflow.artifacts import read_manifest, write_manifest
 
+from .documents import SEPARATOR, _eos, encode_documents
 from .passkey import Passkeys
 
-SEPARATOR = "<|endoftext|>"
 SHARD_TOKENS = 1 << 26  # 64M tokens = 256 MB of int32 per shard
 ROW_GROUP_TOKENS = 1 << 20  # the unit a rank reads: 4 MB of int32
 LAYOUT = "shards-v1"  # in the manifest's inputs, so a packing in the old single-file layout is redone
@@ -54,22 +54,6 @@ def _texts(parquet: Path, batch_rows: int = 256):
         raise ValueError(f"{parquet}: no `text` column (columns: {pf.schema_arrow.names})")
     for batch in pf.iter_batches(columns=["text"], batch_size=batch_rows):
         yield [t for t in batch.column(0).to_pylist() if t]
-
-
-def _eos(tokenizer) -> int:
-    eos = tokenizer.get_vocab().get(SEPARATOR)
-    if eos is None:
-        raise ValueError(f"the tokenizer has no {SEPARATOR} token; pack needs it as the document separator")
-    return eos
-
-
-def encode_documents(texts: list[str], tokenizer, eos: int) -> np.ndarray:
-    """Documents as one int32 stream, EOS after each (the same ids however the documents are batched)."""
-    if not texts:
-        return np.zeros(0, dtype=np.int32)
-    return np.concatenate(
-        [np.asarray(ids + [eos], dtype=np.int32) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    )
 
 
 def _token_chunks(parquet: Path, tokenizer, tokenizer_dir, engine: str, workers: int):

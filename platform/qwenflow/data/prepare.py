@@ -10,73 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute in stream_parquet
-import pyarrow.parquet as pq
 
 from qwenflow.artifacts import atomic_write_text, write_manifest
 
 from .contracts import validate_dataset
 from .corpus import build_corpus
 from .posttrain_data import build_posttrain
+from .schemas import DATASETS, stream_parquet, write_parquet
 
 log = logging.getLogger("qwenflow.data")
-
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-MESSAGES = pa.list_(MESSAGE)
-SCHEMAS = {
-    "corpus": pa.schema(
-        [("text", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("license", pa.string())]
-    ),
-    "sft": pa.schema([("messages", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
-    "rl": pa.schema([("prompt", MESSAGES), ("task", pa.string()), ("answer", pa.string())]),
-    "preferences": pa.schema(
-        [
-            ("prompt", MESSAGES),
-            ("chosen", MESSAGES),
-            ("rejected", MESSAGES),
-            ("task", pa.string()),
-            ("criterion", pa.string()),
-        ]
-    ),  # which criterion decides the pair (preference_pairs.py)
-}
-
-
-ROW_GROUP_ROWS = 4096  # fixed, so a file streamed in batches (the Ray path) is byte-identical to one written whole
-
-
-def write_parquet(rows: list[dict], path: Path, schema: pa.Schema) -> None:
-    stream_parquet([pa.Table.from_pylist(rows, schema=schema)], path, schema)
-
-
-def stream_parquet(tables, path: Path, schema: pa.Schema) -> tuple[int, int]:
-    """Write an iterable of Arrow tables as one Parquet file in row groups of ROW_GROUP_ROWS, holding at most one
-    row group in memory; returns (rows, UTF-8 bytes of `text` if the schema has it)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    rows = nbytes = 0
-    buf: list[pa.Table] = []
-    buffered = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-
-        def flush(n: int) -> None:
-            nonlocal buf, buffered
-            table = pa.concat_tables(buf).combine_chunks()
-            writer.write_table(table.slice(0, n), row_group_size=ROW_GROUP_ROWS)
-            rest = table.slice(n)
-            buf, buffered = ([rest] if rest.num_rows else []), rest.num_rows
-
-        for t in tables:
-            t = t.select(schema.names).cast(schema)
-            rows += t.num_rows
-            if "text" in schema.names:
-                nbytes += int(pa.compute.sum(pa.compute.binary_length(t.column("text"))).as_py() or 0)
-            buf.append(t)
-            buffered += t.num_rows
-            while buffered >= ROW_GROUP_ROWS:
-                flush(ROW_GROUP_ROWS)
-        if buffered:
-            flush(buffered)
-    tmp.replace(path)
-    return rows, nbytes
 
 
 def _eval_texts(post: dict) -> dict[str, list[str]]:
@@ -99,7 +41,8 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
 
     decon = None
     if spec.decontaminate:
-        from .decontam import Decontaminator, benchmark_texts
+        from .benchmarks import benchmark_texts
+        from .decontam import Decontaminator
 
         t = time.perf_counter()
         sets = benchmark_texts()
@@ -129,21 +72,21 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         t = time.perf_counter()
         counts = {
             split: stream_parquet(
-                [pa.Table.from_pylist(corpus[split], schema=SCHEMAS["corpus"])],
+                [pa.Table.from_pylist(corpus[split], schema=DATASETS["corpus"].schema)],
                 dirs["corpus"] / f"{split}.parquet",
-                SCHEMAS["corpus"],
+                DATASETS["corpus"].schema,
             )
             for split in ("train", "val")
         }
         corpus.update(rows={k: v[0] for k, v in counts.items()}, bytes={k: v[1] for k, v in counts.items()})
 
     # ---- write -------------------------------------------------------------------------------------------
-    write_parquet(post["sft"], dirs["sft"] / "train.parquet", SCHEMAS["sft"])
-    write_parquet(post["rl"], dirs["rl"] / "prompts.parquet", SCHEMAS["rl"])
-    write_parquet(post["preferences_train"], dirs["preferences"] / "train.parquet", SCHEMAS["preferences"])
-    write_parquet(post["preferences_test"], dirs["preferences"] / "test.parquet", SCHEMAS["preferences"])
+    write_parquet(post["sft"], dirs["sft"] / "train.parquet", DATASETS["sft"].schema)
+    write_parquet(post["rl"], dirs["rl"] / "prompts.parquet", DATASETS["rl"].schema)
+    write_parquet(post["preferences_train"], dirs["preferences"] / "train.parquet", DATASETS["preferences"].schema)
+    write_parquet(post["preferences_test"], dirs["preferences"] / "test.parquet", DATASETS["preferences"].schema)
     for task, rows in post["eval"].items():
-        write_parquet(rows, dirs["eval"] / f"{task}.parquet", SCHEMAS["rl"])
+        write_parquet(rows, dirs["eval"] / f"{task}.parquet", DATASETS["eval"].schema)
 
     common = {"recipe": recipe.name, "seed": spec.seed, "stage": "data"}
     manifests = {
@@ -151,7 +94,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
             rows=corpus["rows"],
             bytes=corpus["bytes"],
             engine=spec.engine,
-            schema={f.name: str(f.type) for f in SCHEMAS["corpus"]},
+            schema={f.name: str(f.type) for f in DATASETS["corpus"].schema},
             mixture=corpus["mixture"],
             max_upsample=spec.max_upsample,
             drops=corpus["drops"],
@@ -162,21 +105,23 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         ),
         "sft": dict(
             rows={"train": len(post["sft"])},
-            schema={f.name: str(f.type) for f in SCHEMAS["sft"]},
+            schema={f.name: str(f.type) for f in DATASETS["sft"].schema},
             tasks=spec.tasks,
             chat_fraction=spec.chat_fraction,
             counts=post["counts"],
         ),
         "rl": dict(
-            rows={"prompts": len(post["rl"])}, schema={f.name: str(f.type) for f in SCHEMAS["rl"]}, tasks=spec.tasks
+            rows={"prompts": len(post["rl"])},
+            schema={f.name: str(f.type) for f in DATASETS["rl"].schema},
+            tasks=spec.tasks,
         ),
         "preferences": dict(
             rows={"train": len(post["preferences_train"]), "test": len(post["preferences_test"])},
-            schema={f.name: str(f.type) for f in SCHEMAS["preferences"]},
+            schema={f.name: str(f.type) for f in DATASETS["preferences"].schema},
         ),
         "eval": dict(
             rows={t: len(v) for t, v in post["eval"].items()},
-            schema={f.name: str(f.type) for f in SCHEMAS["rl"]},
+            schema={f.name: str(f.type) for f in DATASETS["rl"].schema},
             disjoint_from_training=True,
         ),
     }

@@ -28,6 +28,7 @@ import xxhash
 from .corpus import VAL_DOC_CHARS, _clean_one, _load_one
 from .dedup import ExactDedup, NearDedup
 from .ray_runtime import Shared, ray_session
+from .schemas import DATASETS, stream_parquet
 
 log = logging.getLogger("qwenflow.data")
 
@@ -439,12 +440,12 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
             after=_shares([key_dom[k] for k in out_keys.tolist()], [key_bytes[k] for k in out_keys.tolist()]),
         )
 
-        from .prepare import SCHEMAS, stream_parquet
-
         val_ds = ds.map_batches(_val_block, batch_format="pyarrow")
         counts = {
-            "train": stream_parquet((ray.get(r) for r in train_ds), out_dir / "train.parquet", SCHEMAS["corpus"]),
-            "val": stream_parquet(_batches(val_ds), out_dir / "val.parquet", SCHEMAS["corpus"]),
+            "train": stream_parquet(
+                (ray.get(r) for r in train_ds), out_dir / "train.parquet", DATASETS["corpus"].schema
+            ),
+            "val": stream_parquet(_batches(val_ds), out_dir / "val.parquet", DATASETS["corpus"].schema),
         }
     return {
         "rows": {k: v[0] for k, v in counts.items()},

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .documents import _eos, encode_documents
 from .ray_runtime import _CACHE, ray_session
 
 DOCS_PER_BATCH = 256
 
 
 def _tokenize_block(t: pa.Table, tokenizer_dir: str) -> dict:
-    from .pack import _eos, encode_documents
-
     tok = _CACHE.get(("tokenizer", tokenizer_dir))
     if tok is None:  # once per worker process
         from qwenflow.tokenizer import load_tokenizer

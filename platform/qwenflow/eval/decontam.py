@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
+from qwenflow.data.decontam import Decontaminator
+
 
 def training_texts(data_dir: Path, max_docs: int | None) -> tuple[list[str], list[str]]:
     """Training corpus and SFT texts the model learned from (after the data stage's own decontamination)."""
-    import pandas as pd
 
     texts, sources = [], []
     corpus = data_dir / "corpus" / "train.parquet"
@@ -28,10 +31,6 @@ def overlap_counts(data_dir: str | Path | None, benchmarks: dict[str, list[str]]
     """{benchmark: {"overlapping_train_docs": n, "scanned_docs": m, "rule": ...}} or a reason it could not run."""
     if data_dir is None:
         return {b: {"status": "not checked: no --data directory (the training data is unknown)"} for b in benchmarks}
-    try:
-        from qwenflow.data.decontam import Decontaminator
-    except ImportError:
-        return {b: {"status": "not checked: qwenflow.data.decontam is not available"} for b in benchmarks}
     texts, sources = training_texts(Path(data_dir), max_docs)
     if not texts:
         return {

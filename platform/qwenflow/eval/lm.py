@@ -85,7 +85,7 @@ def check_model_dir(path: str | Path) -> Path:
     ):
         raise ModelDirError(
             f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json); save the "
-            "tokenizer into the model directory (qwenflow.artifacts.save_model_dir does)"
+            "tokenizer into the model directory (qwenflow.models.io.save does)"
         )
     return path
 

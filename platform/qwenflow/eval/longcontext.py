@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwenflow.data import passkey
+from qwenflow.data.benchmarks import load_haystack
 from qwenflow.longctx.yarn import trained_length
 
-from .benchmarks import load_haystack
 from .result import TaskResult
 
 NEEDLE = "One of the special magic numbers for {k} is: {v}."

@@ -12,9 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_file
+from qwenflow.data.benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
 from qwenflow.posttrain.scoring import RewardScorer
 
-from .benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
 from .lm import check_model_dir
 from .result import TaskResult, mean_stderr, subsample
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.console import Console
 
 from qwenflow.artifacts import sha256_path
+from qwenflow.data import benchmarks as B
 from qwenflow.recipe.evaluation import TASKS, EvalSpec
 
-from . import benchmarks as B
 from .lm import HFModel, ModelDirError, check_model_dir, model_info
 from .report import SCHEMA_VERSION, flat_metrics, log_to_mlflow, summary_plot, write_report
 from .result import TaskResult

@@ -17,15 +17,11 @@ import pandas as pd
 import torch
 
 from qwenflow.data.chat import conversation_problem
+from qwenflow.data.schemas import DATASETS
 from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN
 
 # Columns each dataset kind must have (docs/stages.md) and the file(s) that hold it.
-DATASET_COLUMNS = {
-    "sft": ("train.parquet", ("messages",)),
-    "rl": ("prompts.parquet", ("prompt", "task", "answer")),
-    "preferences": ("train.parquet", ("prompt", "chosen", "rejected")),
-}
-EVAL_COLUMNS = ("prompt", "task", "answer")
+TRAINING_SETS = ("sft", "rl", "preferences")  # the prepared datasets read_dataset serves (qwenflow.data.schemas)
 
 
 class DataError(ValueError):
@@ -158,9 +154,9 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
     kind: "sft" (messages), "rl" (prompt, task, answer), "preferences" (prompt, chosen, rejected; split=test
     for the held-out file).
     """
-    if kind not in DATASET_COLUMNS:
-        raise ValueError(f"unknown dataset kind {kind!r}; one of {sorted(DATASET_COLUMNS)}")
-    fname, cols = DATASET_COLUMNS[kind]
+    if kind not in TRAINING_SETS:
+        raise ValueError(f"unknown dataset kind {kind!r}; one of {', '.join(TRAINING_SETS)}")
+    fname, cols = DATASETS[kind].files[0], DATASETS[kind].needs
     if split:
         fname = f"{split}.parquet"
     d = Path(data_dir)
@@ -198,7 +194,7 @@ def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[
         raise DataError(f"{d}: no <task>.parquet eval files; run `qwenflow data prepare`")
     out = {}
     for f in files:
-        df = _read_parquet(f, EVAL_COLUMNS, "eval")
+        df = _read_parquet(f, DATASETS["eval"].needs, "eval")
         for i, p in enumerate(df["prompt"]):
             _check_messages(p, f"{f}, row {i}", prompt=True)
         out[f.stem] = df
@@ -253,7 +249,8 @@ def bf16_available() -> bool:
 def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
     """TrainingArguments kwargs shared by SFT/reward/DPO/GRPO configs, from a recipe section (_Batched): the global
     batch split over this run's processes, and the section's distributed strategy (DDP, ZeRO-2/3 or FSDP2)."""
-    from qwenflow.train.strategy import grad_accum, trainer_kwargs
+    from qwenflow.dist import grad_accum
+    from qwenflow.train.strategy import trainer_kwargs
 
     from .checkpoints import save_args
 

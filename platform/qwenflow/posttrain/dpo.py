@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from qwenflow.artifacts import read_lineage
+from qwenflow.models import io
 
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
@@ -162,7 +163,6 @@ def run_dpo(
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
@@ -259,6 +259,6 @@ def run_dpo(
         result.update({"pairs_source": source, "pairs": len(pairs), **counts})
         log_json(result, "dpo_result.json")
         model_out = out_dir / "model"
-        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        io.save(model, tokenizer=tok, out_dir=model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
     return model_out

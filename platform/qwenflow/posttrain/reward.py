@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from qwenflow.models import io
+
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
     DataError,
@@ -109,7 +111,6 @@ def accuracy_by_criterion(model, tok, df: pd.DataFrame, *, max_length: int = 102
 
 def load_reward_model(model_dir: str | Path, distributed=None):
     """(model, tokenizer) of a reward model directory (or a causal LM to start one from: a fresh 1-logit head)."""
-    from qwenflow.models import io
 
     path = resolve_model_dir(model_dir)
     tok = load_chat_tokenizer(path)
@@ -127,7 +128,6 @@ def run_reward(
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
@@ -191,7 +191,7 @@ def run_reward(
             ", ".join(f"{c} {v['accuracy']:.3f}" for c, v in after.items() if c != "all"),
         )
         model_out = out_dir / "model"
-        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **metrics})
+        io.save(model, tokenizer=tok, out_dir=model_out, recipe=recipe, lineage={**lineage, **metrics})
         mlflow.log_artifacts(str(model_out), "model")  # versioned with the run
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
     return model_out

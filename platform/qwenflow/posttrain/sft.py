@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from qwenflow.models import io
+
 from . import common
 from .checkpoints import atomic_checkpoints, resume_point
 from .fused_head import compact_fused_lm_head
@@ -109,7 +111,6 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
     dir.
 
     resume: continue from the newest complete checkpoint under out_dir (posttrain/checkpoints.py)."""
-    from qwenflow.artifacts import save_model_dir
     from qwenflow.tracking import main_mlflow as mlflow
     from qwenflow.tracking import stage_run
 
@@ -190,7 +191,7 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
             log_gain(gain)
             result = {"exact_match_before": before, "exact_match_after": after, "exact_match_gain": gain}
         model_out = out_dir / "model"
-        save_model_dir(model, tok, model_out, recipe=recipe, lineage={**lineage, **result})
+        io.save(model, tokenizer=tok, out_dir=model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
         common.log_json(result, "sft_result.json")
     return model_out

@@ -13,20 +13,23 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from qwenflow import tracking
+from qwenflow.data.pack import pack_corpus
+from qwenflow.models import model_size
+from qwenflow.recipe import load_recipe
+from qwenflow.train.pretrain import run_pretrain
+
 from .fit import EXPERIMENT, POINT_TAG, SWEEP_TAG
 from .grid import Grid, Point
 
 
 def _client():
     import mlflow
-    from mlflow import MlflowClient
 
-    from qwenflow.tracking import ensure_reachable
-
-    mlflow.set_tracking_uri(ensure_reachable())
+    client = tracking.client()
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     exp_id = exp.experiment_id if exp else mlflow.create_experiment(EXPERIMENT)
-    return MlflowClient(), exp_id
+    return client, exp_id
 
 
 def finished_points(client, exp_id: str) -> dict[str, str]:
@@ -46,9 +49,6 @@ def _link_packed(shared: Path, target: Path) -> None:
 
 
 def run_point(point: Point, data_dir: Path, tokenizer_dir: Path, work_dir: Path, packed: Path, client, exp_id) -> dict:
-    from qwenflow.models import model_size
-    from qwenflow.recipe import load_recipe
-    from qwenflow.train.pretrain import run_pretrain
 
     recipe = load_recipe(point.base_recipe, point.overrides() + [f"tracking.experiment={EXPERIMENT}"])
     size = model_size(recipe.model, point.seq_len)
@@ -120,7 +120,6 @@ def run_sweep(
     grid: Grid, data_dir: str | Path, tokenizer_dir: str | Path, work_dir: str | Path, models: list[str] | None = None
 ) -> list[dict]:
     """Run every point of the grid not already finished in MLflow; returns one summary per point."""
-    from qwenflow.data.pack import pack_corpus
 
     client, exp_id = _client()
     data_dir, tokenizer_dir, work_dir = Path(data_dir), Path(tokenizer_dir), Path(work_dir)

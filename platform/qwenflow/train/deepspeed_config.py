@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from qwenflow.dist import world_size
-
-from .strategy import grad_accum as grad_accum_steps
+from qwenflow.dist import grad_accum, world_size
 
 
 def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
@@ -12,7 +10,7 @@ def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
     schedule stay the platform's own (torch AdamW + our LambdaLR, passed through accelerate), so every engine trains
     with the same update rule."""
     world = world or world_size()
-    accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world)
+    accum = grad_accum(section.global_batch_size, section.micro_batch_size, world)
     stage = int(section.distributed.strategy[-1])
     zero: dict = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
     if stage == 3:

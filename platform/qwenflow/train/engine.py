@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from qwenflow import dist
+from qwenflow.dist import grad_accum
 
 from . import checkpoint as ckpt
 from .batches import PackedBatches
-from .deepspeed_config import grad_accum_steps, validate, world_size
+from .deepspeed_config import validate, world_size
 from .hardware import gpu_peak, probe
 from .schedule import staged_lr_lambda
 
@@ -73,7 +74,7 @@ def make_accelerator(section, device_probe: dict):
 
     on_cpu = not torch.cuda.is_available()
     strategy = section.distributed.strategy
-    accum = grad_accum_steps(section.global_batch_size, section.micro_batch_size, world_size())
+    accum = grad_accum(section.global_batch_size, section.micro_batch_size, world_size())
     if strategy != "ddp":
         dist.single_process_env()
     plugins = accelerate_plugins(section, bf16=device_probe["bf16"])

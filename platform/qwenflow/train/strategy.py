@@ -11,19 +11,10 @@ from typing import Any
 
 from qwenflow import dist
 
+from .deepspeed_config import deepspeed_config
+
 # The blocks FSDP2 wraps (and shards) one at a time in transformers' Qwen2 and Qwen2-MoE models.
 FSDP_WRAP = ["Qwen2DecoderLayer", "Qwen2MoeDecoderLayer"]
-
-
-def grad_accum(global_batch: int, micro_batch: int, world: int | None = None) -> int:
-    """Accumulation steps that make micro x accum x world = global, or a clear error naming the three numbers."""
-    world = world or dist.world_size()
-    if global_batch % (micro_batch * world):
-        raise ValueError(
-            f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch} x "
-            f"{world} processes; change the batch sizes or the number of processes"
-        )
-    return global_batch // (micro_batch * world)
 
 
 def check_supported(strategy: str) -> None:
@@ -82,8 +73,6 @@ def accelerate_plugins(section, *, bf16: bool) -> dict[str, Any]:
     check_supported(s)
     if s in ("zero2", "zero3"):
         from accelerate.utils import DeepSpeedPlugin
-
-        from .deepspeed_config import deepspeed_config
 
         cfg = deepspeed_config(section, bf16=bf16)
         return {"deepspeed_plugin": DeepSpeedPlugin(hf_ds_config=cfg)}

@@ -9,7 +9,8 @@ import random
 import re
 import time
 
-from ..benchmarks import load_gsm8k
+from qwenflow.data.benchmarks import load_gsm8k
+
 from ..lm import LM
 from ..result import TaskResult, dataset_info, mean_stderr, subsample
 

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
+from qwenflow.data.benchmarks import load_humaneval
 from qwenflow.verifiers.sandbox import Limits, run_many
 
-from ..benchmarks import load_humaneval
 from ..lm import LM
 from ..result import TaskResult, dataset_info, mean_stderr, subsample
 

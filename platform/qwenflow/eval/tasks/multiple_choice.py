@@ -11,7 +11,8 @@ import random
 import time
 from collections import Counter, defaultdict
 
-from ..benchmarks import LETTERS, MultipleChoice, load_hellaswag, load_mmlu, load_truthfulqa_mc1
+from qwenflow.data.benchmarks import LETTERS, MultipleChoice, load_hellaswag, load_mmlu, load_truthfulqa_mc1
+
 from ..lm import LM, Request
 from ..result import TaskResult, dataset_info, mean_stderr, subsample
 
