@@ -28,7 +28,10 @@ class QwenflowChatModel(ChatModel):
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.name = path.rstrip("/").rsplit("/", 1)[-1]
 
-    def predict(self, context, messages: list[ChatMessage], params: ChatParams) -> ChatCompletionResponse:
+    # mlflow's ChatModel.predict narrows PythonModel.predict's signature this same way; mypy flags the narrowing
+    def predict(  # type: ignore[override]
+        self, context, messages: list[ChatMessage], params: ChatParams
+    ) -> ChatCompletionResponse:
         import torch
 
         prompt = self.tokenizer.apply_chat_template(

@@ -20,7 +20,7 @@ def dataset_for(directory: Path, name: str):
     """An MLflow MetaDataset for one prepared dataset directory, or None when it has no manifest."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     from qwenflow.artifacts import read_manifest
 
@@ -32,7 +32,7 @@ def dataset_for(directory: Path, name: str):
     # MLflow keeps at most 36 characters of a digest: the sha256 of the sorted per-file sha256s, cut to 32.
     digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode()).hexdigest()[:32]
     schema = manifest.get("schema")
-    cols = (
+    cols: list[ColSpec | TensorSpec] | None = (
         [
             ColSpec(t if t in ("string", "long", "double", "float", "integer", "boolean") else "string", c)
             for c, t in schema.items()
@@ -45,7 +45,10 @@ def dataset_for(directory: Path, name: str):
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about the tie
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(str(Path(directory).resolve()))
-    return MetaDataset(source=source, name=name, digest=digest, schema=Schema(cols) if cols else None)
+    # mlflow's Dataset marks profile abstract without ABCMeta: MetaDataset instantiates (its profile is None)
+    return MetaDataset(  # type: ignore[abstract]
+        source=source, name=name, digest=digest, schema=Schema(cols) if cols else None
+    )
 
 
 def log_stage_inputs(stage: str, recipe_name: str = "") -> list[str]:

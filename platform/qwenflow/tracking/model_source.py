@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwenflow import tracking
 from qwenflow.artifacts import sha256_path
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 SHA256_TAG = "sha256"  # model-version tag: the registered directory's qwenflow.artifacts.sha256_path
 REGISTRY_PREFIX = "models:/"
@@ -37,7 +41,7 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
     )
 
 
-def model_version(uri: str):
+def model_version(uri: str) -> ModelVersion:
     """The MLflow ModelVersion a registry URI points at (clear error when the name/alias/version is unknown)."""
     from mlflow.exceptions import MlflowException
 
@@ -53,7 +57,7 @@ def model_version(uri: str):
         ) from None
 
 
-def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Path, object]:
+def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Path, ModelVersion]:
     """Download a registered model and verify its sha256 against the version's tag before anyone serves it."""
     import mlflow
 
