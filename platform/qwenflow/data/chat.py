@@ -51,7 +51,8 @@ def chatterbot_conversations(stats: Counter | None = None) -> list[list[dict]]:
 
     stats = stats if stats is not None else Counter()
     try:
-        root = Path(importlib.metadata.distribution("chatterbot-corpus").locate_file("chatterbot_corpus/data/english"))
+        dist = importlib.metadata.distribution("chatterbot-corpus")
+        root = Path(str(dist.locate_file("chatterbot_corpus/data/english")))
     except importlib.metadata.PackageNotFoundError:
         raise ValueError("chat data needs chatterbot-corpus: pip install --no-deps chatterbot-corpus==1.3.3") from None
     out = []

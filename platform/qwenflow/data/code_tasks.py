@@ -285,15 +285,15 @@ def split_code_problems(
         by_family.setdefault(f.name, []).append((f, p))
     for ps in by_family.values():
         rng.shuffle(ps)
-    cap = {f: len(ps) // 2 for f, ps in by_family.items()}
+    cap = {name: len(ps) // 2 for name, ps in by_family.items()}
     taken = dict.fromkeys(by_family, 0)
     held: list[tuple[Family, dict]] = []
-    while len(held) < n_eval and any(taken[f] < cap[f] for f in by_family):
-        for f, ps in by_family.items():
-            if len(held) < n_eval and taken[f] < cap[f]:
-                held.append(ps[taken[f]])
-                taken[f] += 1
-    rest = [fp for f, ps in by_family.items() for fp in ps[taken[f] :]]
+    while len(held) < n_eval and any(taken[name] < cap[name] for name in by_family):
+        for name, ps in by_family.items():
+            if len(held) < n_eval and taken[name] < cap[name]:
+                held.append(ps[taken[name]])
+                taken[name] += 1
+    rest = [fp for name, ps in by_family.items() for fp in ps[taken[name] :]]
     variants = min(max_variants, max(1, -(-n_train // len(rest))))
     train = [x for f, p in rest for x in make_problems(f, p, variants)]
     rng.shuffle(train)

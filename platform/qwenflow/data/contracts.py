@@ -15,6 +15,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -165,7 +166,7 @@ def _expectations(kind: str, manifest: dict, file: str, contract: ContractSpec, 
     E = gx.expectations
     if kind == "corpus":
         domains = sorted((manifest.get("mixture") or {}).get("target", {}) or []) or None
-        out = [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("text", "source", "domain", "license")]
+        out: list[Any] = [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("text", "source", "domain", "license")]
         out.append(E.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1))
         out.append(E.ExpectColumnValuesToBeInSet(column="blank", value_set=[False], mostly=1 - contract.max_blank_rate))
         if domains:
@@ -246,17 +247,17 @@ def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
     )
     out = []
     for r in res.results:
-        kw = {k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "column")}
+        cfg = r.expectation_config
+        assert cfg is not None  # every result of a suite run carries its expectation's configuration
+        kw = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "column")}
         result = r.result or {}
         idx = list(result.get("unexpected_index_list") or [])[:20]
         out.append(
             {
-                "expectation": r.expectation_config.type,
-                "column": r.expectation_config.kwargs.get("column", ""),
+                "expectation": cfg.type,
+                "column": cfg.kwargs.get("column", ""),
                 "bounds": ", ".join(f"{k}={v}" for k, v in kw.items() if k != "result_format"),
-                "kwargs": {
-                    k: v for k, v in r.expectation_config.kwargs.items() if k not in ("batch_id", "result_format")
-                },
+                "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "result_format")},
                 "success": bool(r.success),
                 "rows": len(frame),
                 "unexpected_count": result.get("unexpected_count"),
@@ -345,7 +346,8 @@ def _manifest_rows(manifest: dict, stem: str):
 
 def _manifest_checks(directory: Path, files: list[Path], manifest: dict, rows: dict[str, int]) -> list[dict]:
     """Every Parquet file is the one the manifest describes: its sha256 and row count, and no file missing."""
-    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    entry = manifest.get("files")
+    listed: dict = entry if isinstance(entry, dict) else {}
     out = []
     for path in files:
         if not path.is_file():
@@ -433,10 +435,11 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
 def _dataset_files(kind: str, directory: Path) -> list[Path]:
     """The Parquet files of each split: `train.parquet`, or its shards `train-00000.parquet`, ... (pack writes
     shards); a split with neither is reported missing under its plain name."""
-    if DATASETS[kind].files is None:
+    names = DATASETS[kind].files
+    if names is None:
         return sorted(directory.glob("*.parquet"))
     out: list[Path] = []
-    for name in DATASETS[kind].files:
+    for name in names:
         out += sorted(directory.glob(f"{name.removesuffix('.parquet')}-*.parquet")) or [directory / name]
     return out
 

@@ -129,8 +129,8 @@ def build_posttrain(spec, decon=None) -> dict:
                 else:
                     kept.append(c)
             convs = kept
-        for c in _cycle([{"c": c} for c in convs], n_chat, rng):
-            sft.append({"messages": c["c"], "task": CHAT, "answer": ""})
+        for item in _cycle([{"c": conv} for conv in convs], n_chat, rng):
+            sft.append({"messages": item["c"], "task": CHAT, "answer": ""})
             chat_count += 1
     sft += tool_call_examples(spec.tool_examples, spec.seed)  # tools requests answered with <tool_call> blocks
     rng.shuffle(sft)

