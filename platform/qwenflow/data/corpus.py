@@ -137,7 +137,7 @@ def quality_filter(records: list[dict], spec, drops: Counter) -> tuple[list[dict
 def classify_domains(records: list[dict], spec) -> dict:
     labelled = [r for r in records if r["domain"]]
     unlabelled = [r for r in records if not r["domain"]]
-    info = {"labelled": len(labelled), "classified": len(unlabelled), "holdout_accuracy": None}
+    info: dict[str, float | None] = {"labelled": len(labelled), "classified": len(unlabelled), "holdout_accuracy": None}
     if unlabelled:
         if not labelled:
             for r in unlabelled:

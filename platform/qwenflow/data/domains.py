@@ -30,6 +30,8 @@ class DomainClassifier:
         )
         self.clf = LogisticRegression(C=4.0, max_iter=300)
         self.accuracy: float | None = None
+        self.single: str | None = None  # the one domain when training data has only one
+        self.single: str | None = None  # the one domain when training data has only one
 
     def fit(self, texts: list[str], domains: list[str], per_domain: int = 400) -> DomainClassifier:
         train, held = self.sample_positions(domains, per_domain)
@@ -66,13 +68,13 @@ class DomainClassifier:
     def predict(self, texts: list[str]) -> list[str]:
         if not texts:
             return []
-        if getattr(self, "single", None):
+        if self.single:
             return [self.single] * len(texts)
         return list(self.clf.predict(self.vec.transform([t[:HEAD] for t in texts])))
 
 
 def byte_mixture(records: list[dict]) -> dict[str, float]:
-    sizes = Counter()
+    sizes: Counter[str] = Counter()
     for r in records:
         sizes[r["domain"]] += len(r["text"].encode("utf-8", "surrogatepass"))
     total = sum(sizes.values()) or 1

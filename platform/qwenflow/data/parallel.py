@@ -30,6 +30,7 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def _run(bounds: tuple[int, int]) -> list:
+    assert _JOB is not None  # set by the parent before it forks the workers
     fn, items = _JOB
     return fn(items[bounds[0] : bounds[1]])
 

@@ -21,6 +21,13 @@ from .schemas import DATASETS, stream_parquet, write_parquet
 log = logging.getLogger("qwenflow.data")
 
 
+def _columns(kind: str) -> dict[str, str]:
+    """{column: Arrow type} of a dataset kind prepare writes, for its manifest."""
+    schema = DATASETS[kind].schema
+    assert schema is not None  # only the packed kind has none, and prepare does not write it
+    return {f.name: str(f.type) for f in schema}
+
+
 def _eval_texts(post: dict) -> dict[str, list[str]]:
     return {f"heldout/{task}": [r["prompt"][-1]["content"] for r in rows] for task, rows in post["eval"].items()}
 
@@ -94,7 +101,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
             rows=corpus["rows"],
             bytes=corpus["bytes"],
             engine=spec.engine,
-            schema={f.name: str(f.type) for f in DATASETS["corpus"].schema},
+            schema=_columns("corpus"),
             mixture=corpus["mixture"],
             max_upsample=spec.max_upsample,
             drops=corpus["drops"],
@@ -105,23 +112,23 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         ),
         "sft": dict(
             rows={"train": len(post["sft"])},
-            schema={f.name: str(f.type) for f in DATASETS["sft"].schema},
+            schema=_columns("sft"),
             tasks=spec.tasks,
             chat_fraction=spec.chat_fraction,
             counts=post["counts"],
         ),
         "rl": dict(
             rows={"prompts": len(post["rl"])},
-            schema={f.name: str(f.type) for f in DATASETS["rl"].schema},
+            schema=_columns("rl"),
             tasks=spec.tasks,
         ),
         "preferences": dict(
             rows={"train": len(post["preferences_train"]), "test": len(post["preferences_test"])},
-            schema={f.name: str(f.type) for f in DATASETS["preferences"].schema},
+            schema=_columns("preferences"),
         ),
         "eval": dict(
             rows={t: len(v) for t, v in post["eval"].items()},
-            schema={f.name: str(f.type) for f in DATASETS["rl"].schema},
+            schema=_columns("rl"),
             disjoint_from_training=True,
         ),
     }
