@@ -31,7 +31,6 @@ class DomainClassifier:
         self.clf = LogisticRegression(C=4.0, max_iter=300)
         self.accuracy: float | None = None
         self.single: str | None = None  # the one domain when training data has only one
-        self.single: str | None = None  # the one domain when training data has only one
 
     def fit(self, texts: list[str], domains: list[str], per_domain: int = 400) -> DomainClassifier:
         train, held = self.sample_positions(domains, per_domain)
