@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -47,6 +47,7 @@ class LM(Protocol):
         seed: int = 0,
     ) -> list[list[str]]: ...
     def token_nll(self, texts: list[str], max_len: int) -> list[tuple[float, int]]: ...
+    def chat_prompt(self, messages: list[dict]) -> str: ...
 
 
 def _cpu_threads(method):
@@ -120,14 +121,15 @@ class HFModel:
             attn_implementation = attn_implementation or config._attn_implementation
         if attn_implementation in ("dca", "sparse"):
             register()
-        load_kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        load_kw: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
         if path.is_file():  # a .gguf file: transformers converts it
             model = AutoModelForCausalLM.from_pretrained(
                 src, config=config, dtype=dtype, local_files_only=True, **kw, **load_kw
             )
         else:  # the platform's one loader: refuses weights that do not match the config, truncated files
             model = io.load_causal_lm(path, config=config, dtype=dtype, **load_kw)
-        self.model = model.to(self.device).eval()
+        # transformers wraps PreTrainedModel.to in a decorator whose annotation drops the bound self
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
@@ -151,7 +153,8 @@ class HFModel:
                 "need one; evaluate a model whose tokenizer was saved with the chat template "
                 "(qwenflow tokenizers carry one) or run without --data"
             )
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # tokenize=False returns the text; transformers' annotation covers every mode
+        return cast(str, self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
     @property
     def max_length(self) -> int:
@@ -251,7 +254,7 @@ class HFModel:
     @torch.inference_mode()
     def token_nll(self, texts: list[str], max_len: int = 512) -> list[tuple[float, int]]:
         """Summed NLL over each text's tokens (first max_len tokens; the first token is not predicted)."""
-        res = []
+        res: list[tuple[float, int]] = []
         enc = [self.encode(t)[:max_len] for t in texts]
         pad = self.tokenizer.pad_token_id
         for b in range(0, len(enc), self.batch_size):

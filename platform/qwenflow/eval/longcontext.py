@@ -111,6 +111,7 @@ def run_long_context(model_dir: str | Path, cfg: LongContextConfig, out_dir: str
         if hay is None:
             trained = trained_length(lm.model.config)  # the checkpoint's own length, before YaRN edits the config
             hay = Haystack(lm.tokenizer, cfg.seed, max(absolute_lengths(cfg, trained)))
+        assert trained is not None  # set with hay on the first setting
         for kind in ("passkey", "multi_needle"):
             g = sweep(lm, kind, cfg, trained, hay)
             grids[(kind, setting)] = g

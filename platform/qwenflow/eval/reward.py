@@ -26,7 +26,7 @@ def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float,
     wins = [float(a > b) for a, b in zip(sc, sr)]
     acc, se = mean_stderr(wins)
     margin = sum(a - b for a, b in zip(sc, sr)) / max(1, len(sc))
-    details = {"ties": int(sum(a == b for a, b in zip(sc, sr)))}
+    details: dict[str, object] = {"ties": int(sum(a == b for a, b in zip(sc, sr)))}
     if groups:
         by = defaultdict(list)
         for g, w in zip(groups, wins):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -27,7 +28,7 @@ console = Console(stderr=True)
 
 # quick: heldout 400 because the tiny recipe's gate metric (held-out exact match) needs n >= 400 for a standard
 # error near 2.5 points.
-SUITES = {
+SUITES: dict[str, dict[str, Any]] = {
     "quick": {
         "mmlu": 50,
         "hellaswag": 10,
@@ -218,7 +219,7 @@ def evaluate(
         _decontam(results, benches, data_dir, spec.decontam_max_docs or S["decontam_docs"])
 
     tasks_out = {r.task: r.to_dict() for r in results}
-    report = {
+    report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "label": label or model_dir.name,

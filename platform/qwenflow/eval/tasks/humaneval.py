@@ -32,7 +32,8 @@ def execute(
     """Sandbox status of every completion, problems x samples."""
     flat = [(p, c) for p, cs in zip(problems, completions) for c in cs]
     res = run_many([p.program(c) for p, c in flat], limits, workers, progress=True, tests=[p.tests() for p, _ in flat])
-    out, k = [], 0
+    out: list[list[str]] = []
+    k = 0
     for cs in completions:
         out.append([r.status for r in res[k : k + len(cs)]])
         k += len(cs)
@@ -67,7 +68,7 @@ def run_humaneval(
             continue
         per = [pass_at_k(len(s), sum(x == "passed" for x in s), k) for s in statuses]
         metrics[f"pass_at_{k}"], stderr[f"pass_at_{k}"] = mean_stderr(per)  # MLflow names: no "@"
-    counts = {}
+    counts: dict[str, int] = {}
     for s in statuses:
         for x in s:
             counts[x] = counts.get(x, 0) + 1

@@ -27,7 +27,8 @@ def mmlu_prompts(items: list[MultipleChoice], shots: int, seed: int) -> tuple[di
     by_subject: dict[str, list[MultipleChoice]] = defaultdict(list)
     for it in items:
         by_subject[it.subject].append(it)
-    prefixes, used = {}, set()
+    prefixes: dict = {}
+    used: set = set()
     for subject in sorted(by_subject):
         pool = by_subject[subject]
         ex = random.Random(f"{seed}:{subject}").sample(pool, min(shots, len(pool) - 1)) if shots else []
@@ -50,7 +51,9 @@ def run_mmlu(lm: LM, limit: int | None = None, shots: int = 5, seed: int = 0, be
         for j in range(len(it.choices))
     ]
     scores = lm.loglikelihood(reqs)
-    correct, per_subject, picked = [], defaultdict(list), Counter()
+    correct: list = []
+    per_subject: defaultdict[str, list] = defaultdict(list)
+    picked: Counter = Counter()
     k = 0
     for it in items:
         s = scores[k : k + len(it.choices)]
