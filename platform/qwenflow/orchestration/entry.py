@@ -9,24 +9,14 @@ import json
 from pathlib import Path
 
 from qwenflow import dist
+from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES
 
-from .stage import read_recipe
+from .launch import RESULT, fit_recipe_to_world
 from .stages import RUN
-
-RESULT = ".qwenflow_entry_result.json"
-
-
-def read_entry_result(out: str | Path) -> dict:
-    path = Path(out) / RESULT
-    if not path.is_file():
-        raise RuntimeError(f"the distributed run of this stage ended without a result in {path}; see its log above")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .launch import fit_recipe_to_world
-
     p = argparse.ArgumentParser(prog="qwenflow.orchestration.entry")
     p.add_argument("stage", choices=sorted(STAGES))
     p.add_argument("--recipe", required=True, help="resolved recipe.yaml (or its directory)")

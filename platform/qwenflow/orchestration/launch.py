@@ -11,6 +11,7 @@ calls the same stage function; only rank 0 has side effects (MLflow, model files
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -130,13 +131,21 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+RESULT = ".qwenflow_entry_result.json"  # rank 0 of qwenflow.orchestration.entry writes the stage's result here
+
+
+def read_entry_result(out: str | Path) -> dict:
+    path = Path(out) / RESULT
+    if not path.is_file():
+        raise RuntimeError(f"the distributed run of this stage ended without a result in {path}; see its log above")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def run_stage_processes(
     stage: str, recipe_path: str, inputs: dict[str, str | None], out: Path, nproc: int, resume: bool
 ) -> dict:
     """The stage as `nproc` processes on this machine; returns rank 0's result. Under --nproc (not the cluster's
     GPU count) micro batches are fitted to the process count (fit_recipe_to_world)."""
-    from .entry import read_entry_result
-
     args = ["qwenflow.orchestration.entry", stage, "--recipe", str(recipe_path), "--out", str(out)]
     for key, path in inputs.items():
         if path:

@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from . import trainjob
+from .launch import read_entry_result
 from .trainjob import SECRET_KEYS, JobPod, Kind, _namespace, job_name, step_pod_owner
 
 RAYJOB = Kind("ray.io", "v1", "rayjobs", "RayJob", succeeded="Complete")
@@ -174,8 +175,6 @@ def run_as_rayjob(
     """From a KFP step: run `stage` as a RayJob writing into `work` (on the shared volume), follow it, return the
     stage's result as the job wrote it."""
     from qwenflow.recipe import recipe_to_yaml
-
-    from .entry import read_entry_result
 
     mount = os.environ["QWENFLOW_PVC_MOUNT"]
     work = Path(work)

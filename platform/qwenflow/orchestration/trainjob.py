@@ -23,6 +23,8 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 
+from .launch import read_entry_result
+
 POLL_S = 15
 RUNTIME = "torch-distributed"  # ClusterTrainingRuntime installed with Kubeflow Trainer v2
 NODE = "node"  # the torch runtime's replicated job and trainer container
@@ -441,6 +443,5 @@ def run_as_trainjob(
     kind = KINDS[res.launcher]
     build = train_job if kind is TRAINJOB else pytorchjob
     run_job(api, kind, to_manifest(build(name, ns, res, args, pod, stage=stage)))
-    from .entry import read_entry_result
 
     return {"model_dir": str(work), **read_entry_result(work), "job": f"{kind.kind}/{ns}/{name}", "nodes": res.nodes}
