@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import torch
 from qwenflow.data.chat import conversation_problem
 from qwenflow.data.schemas import DATASETS
 from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 # Columns each dataset kind must have (docs/stages.md) and the file(s) that hold it.
 TRAINING_SETS = ("sft", "rl", "preferences")  # the prepared datasets read_dataset serves (qwenflow.data.schemas)
@@ -156,7 +159,9 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
     """
     if kind not in TRAINING_SETS:
         raise ValueError(f"unknown dataset kind {kind!r}; one of {', '.join(TRAINING_SETS)}")
-    fname, cols = DATASETS[kind].files[0], DATASETS[kind].needs
+    files = DATASETS[kind].files
+    assert files is not None  # every training set has named files
+    fname, cols = files[0], DATASETS[kind].needs
     if split:
         fname = f"{split}.parquet"
     d = Path(data_dir)
@@ -286,27 +291,25 @@ def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
     return kw
 
 
-class MlflowMetrics:
+def mlflow_metrics(prefix: str) -> TrainerCallback:
     """TrainerCallback logging Trainer's logs as MLflow metrics under `<prefix>/<name>` (numbers only)."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, prefix: str):
-        from transformers import TrainerCallback
+    class _CB(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            from qwenflow.tracking import main_mlflow as mlflow
 
-        class _CB(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                from qwenflow.tracking import main_mlflow as mlflow
+            if not logs or mlflow.active_run() is None:
+                return
+            vals = {
+                f"{prefix}/{k}".replace("(", "_").replace(")", "_"): float(v)
+                for k, v in logs.items()
+                if isinstance(v, (int, float)) and math.isfinite(v)
+            }
+            if vals:
+                mlflow.log_metrics(vals, step=state.global_step)
 
-                if not logs or mlflow.active_run() is None:
-                    return
-                vals = {
-                    f"{prefix}/{k}".replace("(", "_").replace(")", "_"): float(v)
-                    for k, v in logs.items()
-                    if isinstance(v, (int, float)) and math.isfinite(v)
-                }
-                if vals:
-                    mlflow.log_metrics(vals, step=state.global_step)
-
-        return _CB()
+    return _CB()
 
 
 # ---------------------------------------------------------------- generation and exact match

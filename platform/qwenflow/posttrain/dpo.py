@@ -22,11 +22,11 @@ from qwenflow.models import io
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
     DataError,
-    MlflowMetrics,
     evaluate_exact_match,
     load_causal_lm,
     log_json,
     log_samples,
+    mlflow_metrics,
     model_lineage,
     read_dataset,
     read_eval,
@@ -229,7 +229,7 @@ def run_dpo(
             args=args,
             train_dataset=trl_pairs(pairs),
             processing_class=tok,
-            callbacks=[MlflowMetrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)],
+            callbacks=[mlflow_metrics("dpo"), atomic_checkpoints(spec.keep_checkpoints)],
         )
         # resume: the merging optimizer's state (tau_ref, moments, DARE generator) comes back with the checkpoint
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))

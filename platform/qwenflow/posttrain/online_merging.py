@@ -218,7 +218,8 @@ def _like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Parameter groups as HF Trainer makes them: no weight decay on biases and norm weights."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -96,7 +96,7 @@ def rejection_sample(
         labels = label(verifier, row.task, outs, row.answer)
         for lab in labels:
             counts[f"{row.task}/{lab}"] += 1
-        order = range(len(outs))
+        order = list(range(len(outs)))
         if rm is not None:
             order = sorted(order, key=lambda k: -rm[i * samples_per_prompt + k])
         passed = list(dict.fromkeys(outs[k] for k in order if labels[k] == PASS))

@@ -17,9 +17,9 @@ from qwenflow.models import io
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
     DataError,
-    MlflowMetrics,
     load_chat_tokenizer,
     log_json,
+    mlflow_metrics,
     model_lineage,
     read_dataset,
     resolve_model_dir,
@@ -148,7 +148,7 @@ def run_reward(
             args=args,
             train_dataset=trl_pairs(train),
             processing_class=tok,
-            callbacks=[MlflowMetrics("reward"), atomic_checkpoints(spec.keep_checkpoints)],
+            callbacks=[mlflow_metrics("reward"), atomic_checkpoints(spec.keep_checkpoints)],
         )
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
         after = accuracy_by_criterion(model, tok, test, max_length=spec.max_seq_len)

@@ -100,7 +100,7 @@ def _train(
         args=cfg,
         train_dataset=ds,
         processing_class=tok,
-        callbacks=[common.MlflowMetrics(f"sft/{tag}"), atomic_checkpoints(spec.keep_checkpoints)],
+        callbacks=[common.mlflow_metrics(f"sft/{tag}"), atomic_checkpoints(spec.keep_checkpoints)],
     )
     trainer.train(resume_from_checkpoint=resume_point(out_dir / tag, resume))
     return trainer.model
