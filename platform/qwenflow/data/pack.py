@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def token_stream(
             out.close()
     if not n:
         raise ValueError(f"{parquet}: no non-empty documents")
-    return np.concatenate(chunks) if out is None else np.memmap(path, dtype=np.int32, mode="r+", shape=(n,))
+    return np.concatenate(chunks) if path is None else np.memmap(path, dtype=np.int32, mode="r+", shape=(n,))
 
 
 def _rows(stream: np.ndarray, seq_len: int) -> np.ndarray:
@@ -234,7 +235,8 @@ def pack_corpus(
 
     tok = load_tokenizer(tokenizer_dir)
     eos = _eos(tok)
-    stats, shard_rows = {}, {}
+    stats: dict[str, dict[str, Any]] = {}
+    shard_rows: dict = {}
     for split, path in files.items():
         fd, tmp = tempfile.mkstemp(prefix=f".{split}-", suffix=".tokens", dir=out_dir)
         os.close(fd)

@@ -16,6 +16,7 @@ import random
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
 from itertools import chain, repeat
 
 import numpy as np
@@ -75,7 +76,7 @@ class BigramLM:
     def features(self, text: str) -> list[float]:
         return self.features_many([text])[0].tolist()
 
-    def features_many(self, texts: list[str]) -> np.ndarray:
+    def features_many(self, texts: Sequence[str]) -> np.ndarray:
         """One row of features per text. The per-token work runs once over all texts' tokens together."""
         toks = [_tokens(t) for t in texts]
         lens = np.array([len(t) for t in toks], dtype=np.int64)
@@ -159,9 +160,12 @@ class QualityScorer:
         """P(good) per text; the features are computed over `workers` processes (0 = every core)."""
         if not texts:
             return np.zeros(0)
+        lm = self.lm
+        if lm is None:
+            raise RuntimeError("QualityScorer.score called before fit")
         # features_many's rows do not depend on how the texts are batched, so any split gives the same scores
         rows = map_batches(
-            lambda part: list(self.lm.features_many(part)), texts, [min(len(t), SCORE_CHARS) for t in texts], workers
+            lambda part: list(lm.features_many(part)), texts, [min(len(t), SCORE_CHARS) for t in texts], workers
         )
         X = np.array(rows, dtype=np.float64).reshape(len(texts), -1)
         return self.clf.predict_proba((X - self.mean) / self.std)[:, 1]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -82,10 +83,10 @@ def _load_task(src: int, name: str, max_bytes: int):
 
 
 def _clean_block(t: pa.Table, spec: Shared) -> pa.Table:
-    spec = spec.get()
-    rows = {c: [] for c in RECORD.names}
+    data_spec = spec.get()
+    rows: dict[str, list[Any]] = {c: [] for c in RECORD.names}
     for key, text, src, dom, lic in zip(*(t.column(c).to_pylist() for c in ["key"] + OUT_COLUMNS)):
-        pieces = _clean_one(text, spec)
+        pieces: Sequence[tuple[str | None, str | None]] | None = _clean_one(text, data_spec)
         if pieces is None:
             pieces = [(None, "empty")]
         if len(pieces) >= 1 << PIECE_BITS:
@@ -97,19 +98,19 @@ def _clean_block(t: pa.Table, spec: Shared) -> pa.Table:
 
 
 def _signature_block(t: pa.Table, near: Shared) -> pa.Table:
-    near = near.get()
+    minhash = near.get()
     kept = _kept(t)
     texts = t.column("text").to_pylist()
     exact = np.zeros(len(texts), dtype=np.uint64)
-    sigs = np.zeros((len(texts), near.num_perm), dtype=np.uint64)
+    sigs = np.zeros((len(texts), minhash.num_perm), dtype=np.uint64)
     for i in np.flatnonzero(kept):
         exact[i] = ExactDedup.key(texts[i])
-        sigs[i] = near.signature(texts[i])
+        sigs[i] = minhash.signature(texts[i])
     t = t.append_column("exact", pa.array(exact))
     return t.append_column(
         "sig",
         pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(8 * near.num_perm), len(texts), [None, pa.py_buffer(sigs.tobytes())]
+            pa.binary(8 * minhash.num_perm), len(texts), [None, pa.py_buffer(sigs.tobytes())]
         ),
     )
 
@@ -134,7 +135,7 @@ def _band_rows(t: pa.Table, bands: list[tuple[int, int]]) -> dict:
     kept = np.flatnonzero(_kept(t))
     width = t.schema.field("sig").type.byte_width // 8
     sigs = np.frombuffer(t.column("sig").combine_chunks().buffers()[1], dtype=np.uint64).reshape(-1, width)[kept]
-    out = {"band": [], "band_no": [], "key": [], "exact": []}
+    out: dict[str, list[np.ndarray]] = {"band": [], "band_no": [], "key": [], "exact": []}
     keys, exact = t.column("key").to_numpy()[kept], t.column("exact").to_numpy()[kept]
     for b, (lo, hi) in enumerate(bands):
         raw = np.ascontiguousarray(sigs[:, lo:hi])
@@ -165,13 +166,17 @@ def _buckets(t: dict) -> dict:
         for k, e in zip(key[lo:hi].tolist(), exact[lo:hi].tolist()):
             if e in first:
                 if band_no[lo] == 0:
-                    a.append(first[e]), b.append(k), kind.append(0)
+                    a.append(first[e])
+                    b.append(k)
+                    kind.append(0)
             else:
                 first[e] = k
                 rest.append(k)
         for j in range(1, len(rest)):  # quadratic in a bucket's size: buckets hold near-copies only
             for i in range(j):
-                a.append(rest[i]), b.append(rest[j]), kind.append(1)
+                a.append(rest[i])
+                b.append(rest[j])
+                kind.append(1)
     return {"a": np.array(a, dtype=np.int64), "b": np.array(b, dtype=np.int64), "kind": np.array(kind, dtype=np.int8)}
 
 
@@ -181,42 +186,43 @@ def _mark_block(t: pa.Table, keys: Shared, reason: str) -> pa.Table:
 
 
 def _quality_block(t: pa.Table, scorer: Shared, threshold: float) -> pa.Table:
-    scorer = scorer.get()
+    model = scorer.get()
     kept = np.flatnonzero(_kept(t))
     texts = t.column("text").to_pylist()
     scores = np.full(len(texts), np.nan)
     if len(kept):
-        scores[kept] = scorer.score([texts[i] for i in kept], workers=1)
+        scores[kept] = model.score([texts[i] for i in kept], workers=1)
     t = _with_drops(t, ["low_quality_score" if s < threshold else None for s in scores])
     return t.append_column("score", pa.array(scores))
 
 
 def _domain_block(t: pa.Table, clf: Shared) -> pa.Table:
-    clf = clf.get()
+    classifier = clf.get()
     doms = t.column("domain").to_pylist()
     todo = [i for i, (d, k) in enumerate(zip(doms, _kept(t))) if k and not d]
     if todo:
         texts = t.column("text").to_pylist()
-        for i, d in zip(todo, clf.predict([texts[i] for i in todo]) if clf is not None else ["web"] * len(todo)):
+        guesses = classifier.predict([texts[i] for i in todo]) if classifier is not None else ["web"] * len(todo)
+        for i, d in zip(todo, guesses):
             doms[i] = d
     return t.set_column(t.schema.get_field_index("domain"), "domain", pa.array(doms, pa.string()))
 
 
 def _decontam_block(t: pa.Table, decon: Shared) -> pa.Table:
-    decon = decon.get()
+    index = decon.get()
     texts, kept = t.column("text").to_pylist(), _kept(t)
-    hits = [decon.match(x) if k else None for x, k in zip(texts, kept)]
+    hits = [index.match(x) if k else None for x, k in zip(texts, kept)]
     t = _with_drops(t, ["contaminated" if h else None for h in hits])
     return t.append_column("hit", pa.array(hits, pa.string()))
 
 
 def _split_block(t: pa.Table, spec: Shared) -> pa.Table:
     """Per-record columns for the global steps: UTF-8 bytes and whether the record is held out."""
-    spec = spec.get()
-    cut = int(spec.heldout_fraction * 10_000)
+    data_spec = spec.get()
+    cut = int(data_spec.heldout_fraction * 10_000)
     texts, kept = t.column("text").to_pylist(), _kept(t)
     val = [
-        bool(k) and xxhash.xxh64_intdigest(x.encode("utf-8", "surrogatepass"), seed=spec.seed) % 10_000 < cut
+        bool(k) and xxhash.xxh64_intdigest(x.encode("utf-8", "surrogatepass"), seed=data_spec.seed) % 10_000 < cut
         for x, k in zip(texts, kept)
     ]
     t = t.append_column("nbytes", pa.array(_utf8_len([x if k else "" for x, k in zip(texts, kept)])))
@@ -375,7 +381,12 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
         ds = steps.run(
             "clean",
             raw_bytes,
-            lambda: ds.map_batches(_clean_block, batch_format="pyarrow", fn_kwargs={"spec": shared_spec}).materialize(),
+            # ray's annotation of map_batches has no place for the fn_kwargs parameters of the batch function
+            lambda: ds.map_batches(
+                _clean_block,  # type: ignore[arg-type]
+                batch_format="pyarrow",
+                fn_kwargs={"spec": shared_spec},
+            ).materialize(),
         )
         ds = steps.run("dedup", _sum_chars(ds), lambda: _dedup(ray, ds, spec))
         ds, quality = steps.run("quality", _sum_chars(ds), lambda: _quality(ds, spec))

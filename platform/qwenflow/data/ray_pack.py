@@ -29,7 +29,7 @@ def ray_token_chunks(parquet: Path, tokenizer_dir, workers: int = 0):
         import ray.data as rd
 
         ds = rd.read_parquet(str(parquet), columns=["text"]).map_batches(
-            _tokenize_block,
+            _tokenize_block,  # type: ignore[arg-type]  # ray's annotation has no place for fn_kwargs parameters
             batch_format="pyarrow",
             batch_size=DOCS_PER_BATCH,
             fn_kwargs={"tokenizer_dir": str(tokenizer_dir)},

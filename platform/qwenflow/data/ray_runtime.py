@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger("qwenflow.data")
 
-_CACHE: dict[str, object] = {}  # per worker process: objects shared with every task of a step, fetched once
+_CACHE: dict[Any, Any] = {}  # per worker process: objects shared with every task of a step, fetched once
 
 
 @contextlib.contextmanager

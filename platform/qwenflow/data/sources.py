@@ -288,7 +288,7 @@ SOURCES: dict[str, SourceInfo] = {
 # ---- user folders ------------------------------------------------------------------------------------------
 
 
-def _user_record(path: Path, where: str, row: dict, stats: Counter) -> Record | None:
+def _user_record(path: Path, where: str, row: dict, stats: Counter) -> Record:
     if "text" not in row:
         raise SourceError(
             f"{where}: no 'text' field (fields: {sorted(row)}); every JSONL row/Parquet row needs a string 'text'"
