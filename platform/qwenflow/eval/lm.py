@@ -293,7 +293,7 @@ def truncate(text: str, stop: tuple[str, ...]) -> str:
 def model_info(path: str | Path) -> dict:
     """Name, lineage and parameter count for the report (no weights loaded)."""
     path = Path(path)
-    info = {"path": str(path.resolve())}
+    info: dict[str, Any] = {"path": str(path.resolve())}
     lineage = path / "qwenflow_lineage.json" if path.is_dir() else None
     if lineage and lineage.is_file():
         info["lineage"] = json.loads(lineage.read_text())
