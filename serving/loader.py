@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +64,6 @@ def load(
     model = io.load_causal_lm(model_dir, config=config, dtype=dtype, attn_implementation=attention).to(device)
     tokenizer = load_tokenizer(model_dir)
     return Loaded(model.eval(), tokenizer, int(config.max_position_embeddings), scaling)
-
-
-def model_info(model_dir: str | Path) -> dict:
-    """Lineage summary shown by GET /v1/models (what was trained, from which stage)."""
-    lineage = Path(model_dir) / "qwenflow_lineage.json"
-    return json.loads(lineage.read_text()) if lineage.is_file() else {}
 
 
 def check_model_dir(model_dir: str | Path) -> None:

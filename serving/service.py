@@ -92,7 +92,8 @@ async def _unexpected(request: Request, exc: Exception):
 @bentoml.asgi_app(app, path="/v1")
 class QwenflowLLM:
     def __init__(self) -> None:
-        from qwenflow.serving.loader import batch_limit, load, model_info
+        from qwenflow.artifacts import read_lineage
+        from qwenflow.serving.loader import batch_limit, load
         from qwenflow.tracking.model_source import resolve_model
 
         self.settings = Settings.load(_bento_src())
@@ -109,7 +110,7 @@ class QwenflowLLM:
         self.tokenizer = loaded.tokenizer
         self.encoder = ChatEncoder(loaded.tokenizer)
         self.context_limit = loaded.context_limit
-        self.lineage = public_lineage(model_info(model_dir))
+        self.lineage = public_lineage(read_lineage(model_dir))
         batch = batch_limit(self.settings.attention, self.settings.max_batch_size)
         if batch < self.settings.max_batch_size:
             log.warning(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Protocol, cast
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from qwenflow.artifacts import read_lineage
 from qwenflow.longctx.settings import configure, register
 from qwenflow.models import io
 
@@ -294,7 +294,7 @@ def model_info(path: str | Path) -> dict:
     """Name, lineage and parameter count for the report (no weights loaded)."""
     path = Path(path)
     info: dict[str, Any] = {"path": str(path.resolve())}
-    lineage = path / "qwenflow_lineage.json" if path.is_dir() else None
-    if lineage and lineage.is_file():
-        info["lineage"] = json.loads(lineage.read_text())
+    lineage = read_lineage(path) if path.is_dir() else {}
+    if lineage:
+        info["lineage"] = lineage
     return info
