@@ -1,18 +1,23 @@
-"""Deployment settings: a deploy.json baked into a Bento beside its model, overridden by QWENFLOW_* env vars."""
+"""Deployment settings: the one model of what a server runs with. Built from a recipe's deploy section
+(`Settings.from_deploy`: Bento builds, `qwenflow deploy serve`, Helm values), baked into a Bento as deploy.json beside
+its model, and overridden by QWENFLOW_* env vars when the server starts (`Settings.load`)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from pydantic import BaseModel
+
+from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri
 
 BENTO_MODEL_DIR = "model"  # inside a built Bento's src/
 DEPLOY_FILE = "qwenflow_deploy.json"  # inside a built Bento's src/
+FROM_RECIPE = ("yarn", "attention", "max_tokens_limit", "max_batch_size")  # the recipe's deploy fields a server reads
 
 
-@dataclass
-class Settings:
+class Settings(BaseModel):
     model: str = ""  # model directory or models:/NAME@ALIAS
     served_name: str = ""  # the id clients pass as `model` (default: registry name or directory name)
     yarn: bool = False
@@ -27,6 +32,15 @@ class Settings:
     join_after: int = 4  # decode steps a request may wait to join a running batch (joins come in groups)
 
     @classmethod
+    def from_deploy(cls, deploy, **values) -> Settings:
+        """Settings for a recipe's deploy section (qwenflow.recipe.deploy.DeploySpec) plus `values`."""
+        return cls(**{k: getattr(deploy, k) for k in FROM_RECIPE}, **values)
+
+    def env(self, *names: str) -> dict[str, str]:
+        """The QWENFLOW_* variables that give a server these settings (what `load` reads): `names`, or all."""
+        return {f"QWENFLOW_{k.upper()}": str(v) for k, v in self.model_dump(include=set(names) or None).items()}
+
+    @classmethod
     def load(cls, src_dir: str | Path | None = None) -> Settings:
         src = Path(src_dir) if src_dir else Path.cwd()
         values: dict = {}
@@ -34,25 +48,17 @@ class Settings:
             values.update(json.loads((src / DEPLOY_FILE).read_text()))
             if (src / BENTO_MODEL_DIR).is_dir():
                 values["model"] = str(src / BENTO_MODEL_DIR)
-        for f in fields(cls):
-            env = os.environ.get(f"QWENFLOW_{f.name.upper()}")
+        for name in cls.model_fields:
+            env = os.environ.get(f"QWENFLOW_{name.upper()}")
             if env is not None and env != "":
-                values[f.name] = env
-        s = cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
-        s.yarn = str(s.yarn).lower() in {"1", "true", "yes", "on"}
-        s.max_tokens_limit, s.max_batch_size, s.max_queue = (
-            int(s.max_tokens_limit),
-            int(s.max_batch_size),
-            int(s.max_queue),
-        )
-        s.max_body_bytes, s.threads, s.join_after = int(s.max_body_bytes), int(s.threads), int(s.join_after)
+                values[name] = env
+        # pydantic converts the env strings: "true"/"1"/"on" to bools, numbers to ints, a clear error otherwise
+        s = cls(**{k: v for k, v in values.items() if k in cls.model_fields})
         if not s.model:
             raise ValueError("no model to serve: set QWENFLOW_MODEL to a model directory or models:/NAME@champion")
         if s.batching not in {"continuous", "static"}:
             raise ValueError(f"QWENFLOW_BATCHING={s.batching!r}: use continuous or static")
         if not s.served_name:
-            from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri
-
             s.served_name = parse_registry_uri(s.model)[0] if is_registry_uri(s.model) else "qwenflow"
         return s
 
@@ -66,4 +72,4 @@ class Settings:
         return max(1, cores - 1)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return self.model_dump_json(indent=2)

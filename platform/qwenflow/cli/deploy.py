@@ -89,16 +89,11 @@ def serve(
     try:
         with clean_errors():  # registry, integrity and model-check errors are ValueErrors: one line, exit 2
             model_dir, served_name = _verified_model(model, download)
-        env = {
-            **os.environ,
-            "QWENFLOW_MODEL": str(model_dir),
-            "QWENFLOW_SERVED_NAME": served_name,
-            "QWENFLOW_YARN": str(d.yarn),
-            "QWENFLOW_ATTENTION": d.attention,
-            "QWENFLOW_MAX_TOKENS_LIMIT": str(d.max_tokens_limit),
-            "QWENFLOW_MAX_BATCH_SIZE": str(d.max_batch_size),
-            "BENTOML_DO_NOT_TRACK": "true",
-        }
+        from qwenflow.serving.settings import FROM_RECIPE, Settings
+
+        settings = Settings.from_deploy(d, model=str(model_dir), served_name=served_name)
+        # the recipe's fields and the model only: any other QWENFLOW_* variable the caller set still applies
+        env = {**os.environ, **settings.env("model", "served_name", *FROM_RECIPE), "BENTOML_DO_NOT_TRACK": "true"}
         cmd = [
             str(Path(sys.executable).parent / "bentoml"),
             "serve",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
@@ -75,15 +73,13 @@ def build_bento(
         if (ctx / "download").exists():
             shutil.rmtree(ctx / "download")
         labels["qwenflow.model_sha256"] = sha256_path(ctx / BENTO_MODEL_DIR)[:63]
-        settings = Settings(
-            model=BENTO_MODEL_DIR, served_name=served_name or labels.get("qwenflow.model_name", "qwenflow")
+        name = served_name or labels.get("qwenflow.model_name", "qwenflow")
+        settings = (
+            Settings.from_deploy(deploy, model=BENTO_MODEL_DIR, served_name=name)
+            if deploy is not None
+            else Settings(model=BENTO_MODEL_DIR, served_name=name)
         )
-        if deploy is not None:
-            settings.yarn, settings.attention = deploy.yarn, deploy.attention
-            settings.max_tokens_limit, settings.max_batch_size = deploy.max_tokens_limit, deploy.max_batch_size
-        (ctx / DEPLOY_FILE).write_text(
-            json.dumps({k: v for k, v in asdict(settings).items() if k != "model"}, indent=2)
-        )
+        (ctx / DEPLOY_FILE).write_text(settings.model_dump_json(indent=2, exclude={"model"}))
         _stage_source(ctx)
         docker = {"python_version": "3.11", **({"cuda_version": cuda_version} if cuda_version else {})}
         bento = bentoml.bentos.build(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from qwenflow.serving.settings import FROM_RECIPE
+
 CHART_DIR = Path(__file__).resolve().parents[3] / "helm" / "qwenflow-serving"
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(w.title() for w in rest)
 
 
 def helm_values(
@@ -48,12 +55,8 @@ def helm_values(
             "servedName": name,
             "mlflow": {"trackingUri": tracking_uri, "credentialsSecret": credentials_secret},
         },
-        "serving": {
-            "yarn": deploy.yarn,
-            "attention": deploy.attention,
-            "maxTokensLimit": deploy.max_tokens_limit,
-            "maxBatchSize": deploy.max_batch_size,
-        },
+        # the chart's QWENFLOW_* env: the fields serving.settings.Settings takes from the recipe, camelCased
+        "serving": {_camel(k): getattr(deploy, k) for k in FROM_RECIPE},
         "gpu": {"count": res.gpus, "resourceName": res.gpu_type or "nvidia.com/gpu", "product": res.gpu_product or ""},
         "resources": {
             "requests": {"cpu": res.cpu, "memory": res.memory},
