@@ -15,23 +15,19 @@ is the plain per-epoch permutation of all blocks. The data position of a checkpo
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from qwenflow import dist
+
 WINDOW_TOKENS = 1 << 23  # 8M tokens (32 MB of int32) in memory per rank
 
 
 def _rank_world() -> tuple[int, int]:
-    try:
-        from qwenflow import dist
-
-        return dist.rank(), dist.world_size()
-    except ImportError:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return dist.rank(), dist.world_size()
 
 
 class ShardedRows:
