@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client as k8s
-
 from . import trainjob
 from .launch import read_entry_result
-from .trainjob import SECRET_KEYS, JobPod, Kind, _namespace, job_name, step_pod_owner
+from .trainjob import SECRET_KEYS, JobPod, Kind, _namespace, in_cluster_api, job_name, step_job_pod
 
 RAYJOB = Kind("ray.io", "v1", "rayjobs", "RayJob", succeeded="Complete")
 RAY_VERSION = "2.60.0"  # the ray pinned in requirements.txt: the image's Ray must match the cluster's
@@ -187,26 +185,10 @@ def run_as_rayjob(
     recipe_file = Path(mount) / "work" / run_id / f"{stage}-inputs" / "recipe.yaml"
     recipe_file.parent.mkdir(parents=True, exist_ok=True)
     recipe_file.write_text(recipe_to_yaml(recipe), encoding="utf-8")  # the resolved recipe, overrides included
-    if api is None:
-        from kubernetes import config
-
-        config.load_incluster_config()
-        api = k8s.CustomObjectsApi()
+    api = api or in_cluster_api()
     ns = _namespace()
     name = job_name(stage, run_id)
-    pod = JobPod(
-        image=os.environ["QWENFLOW_IMAGE"],
-        pvc=os.environ["QWENFLOW_PVC"],
-        mount_path=mount,
-        service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"),
-        owner=step_pod_owner(ns, core_api),
-        env={
-            "QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""),
-            "KFP_RUN_ID": run_id,
-            "HF_HUB_OFFLINE": "1",
-            MARKER: "1",
-        },
-    )
+    pod = step_job_pod(mount, run_id, ns, core_api, **{MARKER: "1"})
     args = [stage, "--recipe", str(recipe_file), "--out", str(work)]
     run_job(api, rayjob(name, ns, recipe.data, args, pod, stage=stage), poll_s=POLL_S if poll_s is None else poll_s)
     return {**read_entry_result(work), "rayjob": f"{ns}/{name}", "nodes": recipe.data.resources.nodes}

@@ -396,6 +396,32 @@ def step_pod_owner(namespace: str, core_api=None) -> dict | None:
     return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid, "blockOwnerDeletion": False}
 
 
+def in_cluster_api():
+    """The custom-objects API with the step pod's own service-account token."""
+    from kubernetes import config
+
+    config.load_incluster_config()
+    return k8s.CustomObjectsApi()
+
+
+def step_job_pod(mount: str, run_id: str, namespace: str, core_api=None, **env: str) -> JobPod:
+    """What a job launched by a pipeline step inherits from it: image, shared volume, the jobs' service account,
+    an ownerReference to the step's pod (the job goes with the run), and the run's identifiers."""
+    return JobPod(
+        image=os.environ["QWENFLOW_IMAGE"],
+        pvc=os.environ["QWENFLOW_PVC"],
+        mount_path=mount,
+        service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"),
+        owner=step_pod_owner(namespace, core_api),
+        env={
+            "QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""),
+            "KFP_RUN_ID": run_id,
+            "HF_HUB_OFFLINE": "1",
+            **env,
+        },
+    )
+
+
 def job_name(stage: str, run_id: str) -> str:
     # Kubernetes names allow no underscore: `long_context` -> `qwenflow-long-context-<run>`
     return f"qwenflow-{stage.replace('_', '-')}-{run_id}"[:63].rstrip("-").lower()
@@ -420,26 +446,10 @@ def run_as_trainjob(
             if not dest.exists():  # pod-local artifact paths are invisible to the job's pods: copy them over once
                 (shutil.copytree if Path(path).is_dir() else shutil.copy2)(path, dest)
             args += ["--recipe", str(dest)] if key == "recipe" else ["--input", f"{key}={dest}"]
-    if api is None:
-        from kubernetes import config
-
-        config.load_incluster_config()
-        api = k8s.CustomObjectsApi()
+    api = api or in_cluster_api()
     ns = _namespace()
     name = job_name(stage, run_id)
-    pod = JobPod(
-        image=os.environ["QWENFLOW_IMAGE"],
-        pvc=os.environ["QWENFLOW_PVC"],
-        mount_path=mount,
-        service_account=os.environ.get("QWENFLOW_SERVICE_ACCOUNT"),
-        owner=step_pod_owner(ns, core_api),
-        env={
-            "QWENFLOW_PARENT_RUN_ID": os.environ.get("QWENFLOW_PARENT_RUN_ID", ""),
-            "KFP_RUN_ID": run_id,
-            "HF_HUB_OFFLINE": "1",
-            "QWENFLOW_WORK_DIR": os.environ.get("QWENFLOW_WORK_DIR", ""),
-        },
-    )
+    pod = step_job_pod(mount, run_id, ns, core_api, QWENFLOW_WORK_DIR=os.environ.get("QWENFLOW_WORK_DIR", ""))
     kind = KINDS[res.launcher]
     build = train_job if kind is TRAINJOB else pytorchjob
     run_job(api, kind, to_manifest(build(name, ns, res, args, pod, stage=stage)))
