@@ -65,10 +65,16 @@ def test_seed_makes_sampling_repeatable(client, server):
     assert others - {a}, "different seeds should give some different samples"
 
 
-def test_stop_string_cuts_the_text(client, server):
-    # the first raw prompt the (chat-tuned) model continues for a few characters before its own end of turn
+def test_stop_string_cuts_the_text(client, server, trained_model):
+    from transformers import AutoTokenizer
+
+    # The chat-tuned tiny model may end its turn at once on a raw prompt (it did under bf16 autocast), which would
+    # leave no text to cut: its end-of-turn tokens are banned through logit_bias, so it writes all 20 tokens.
+    tok = AutoTokenizer.from_pretrained(str(trained_model[0]))
+    ends = {tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tok.get_vocab()}
+    bias = {str(i): -100 for i in ends}
     for prompt in ("for i in range(10):", "import os\n", "def main():", "The quick brown fox"):
-        ask = dict(model=server[1], prompt=prompt, max_tokens=20, temperature=0)
+        ask = dict(model=server[1], prompt=prompt, max_tokens=20, temperature=0, logit_bias=bias)
         text = client.completions.create(**ask).choices[0].text
         if len(text) >= 4:
             break
