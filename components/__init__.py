@@ -1,7 +1,8 @@
 """KFP v2 lightweight components, one per pipeline stage (one file each).
 
-Each file holds a plain function whose body imports qwenflow and calls the core library through
-`qwenflow.orchestration.stage.run_stage` (docs/stages.md). `component(name, image)` turns it into a KFP component
+Each file holds a plain function whose body imports qwenflow and, for a stage, makes one call:
+`qwenflow.pipelines.step.run_step`, which runs `qwenflow.orchestration.stage.run_stage` and reports the step
+(docs/stages.md). `component(name, image)` turns it into a KFP component
 on the recipe's base image; `COMPONENTS` lists them in pipeline order, named as in qwenflow.stages.
 """
 

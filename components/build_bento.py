@@ -22,16 +22,8 @@ def build_bento(
     Returns:
         The Bento tag.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "build_bento",
-        recipe_path=recipe.path,
-        inputs={"model_uri": model_uri},
-        output=record.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    publish("build_bento", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
-    return result["bento"]
+    return run_step(
+        "build_bento", recipe, parent_run_id, kfp_run_id, record, {"model_uri": model_uri}, summary=summary
+    )["bento"]

@@ -22,15 +22,8 @@ def deploy(
         release: Deployment record and the Helm values file.
         summary: The step's card: the release command and MLflow run link.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "deploy",
-        recipe_path=recipe.path,
-        inputs={"model_uri": model_uri, "bento": bento},
-        output=release.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
+    run_step(
+        "deploy", recipe, parent_run_id, kfp_run_id, release, {"model_uri": model_uri, "bento": bento}, summary=summary
     )
-    publish("deploy", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

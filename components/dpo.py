@@ -26,25 +26,15 @@ def dpo(
         metrics: Headline numbers of the stage's MLflow run, shown in the KFP UI.
         summary: The step's card: MLflow run link and headline numbers.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import input_dir, output_dir
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    out = output_dir(dpo_model, "dpo", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage(
+    run_step(
         "dpo",
-        recipe_path=recipe.path,
-        inputs={"data": input_dir(data), "model": input_dir(model), "reward_model": input_dir(reward_model)},
-        output=out,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    publish(
-        "dpo",
-        result,
-        recipe_path=recipe.path,
-        parent_run_id=parent_run_id,
+        recipe,
+        parent_run_id,
+        kfp_run_id,
+        dpo_model,
+        {"data": data, "model": model, "reward_model": reward_model},
         metrics=metrics,
-        markdown=summary,
-        model_dir=out,
+        summary=summary,
     )

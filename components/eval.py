@@ -23,26 +23,15 @@ def eval(
         scores: Headline scores, shown in the KFP UI.
         summary: The step's card: MLflow run link and scores.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.orchestration.summary import flat_scores
-    from qwenflow.pipelines.artifact_refs import input_dir
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
+    run_step(
         "eval",
-        recipe_path=recipe.path,
-        inputs={"data": input_dir(data), "model": input_dir(model)},
-        output=report.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    for name, value in flat_scores(result).items():
-        scores.log_metric(name, value)
-    publish(
-        "eval",
-        result,
-        recipe_path=recipe.path,
-        parent_run_id=parent_run_id,
-        markdown=summary,
-        extra=flat_scores(result),
+        recipe,
+        parent_run_id,
+        kfp_run_id,
+        report,
+        {"data": data, "model": model},
+        scores=scores,
+        summary=summary,
     )

@@ -23,23 +23,8 @@ def gate(
         Whether every gate passed (the reasons are in `verdict` and the task's log). A single bool output, not a
         NamedTuple: kfp.local cannot resolve a dsl.If on a NamedTuple field (measured with kfp 2.17.3).
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "gate",
-        recipe_path=recipe.path,
-        inputs={"report": report.path},
-        output=verdict.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
+    result = run_step("gate", recipe, parent_run_id, kfp_run_id, verdict, {"report": report}, summary=summary)
     print("\n".join(result["reasons"]))
-    publish("gate", result, recipe_path=recipe.path, parent_run_id=parent_run_id)
-    from pathlib import Path
-
-    Path(summary.path).write_text(
-        f"### gate: {'PASSED' if result['passed'] else 'FAILED'}\n\n" + "".join(f"- {r}\n" for r in result["reasons"]),
-        encoding="utf-8",
-    )
     return bool(result["passed"])

@@ -14,20 +14,6 @@ def prepare_data(
         data: Dataset directory with one sub-directory per dataset kind (on the cluster: a reference to the PVC).
         summary: The step's card: MLflow run link and headline numbers.
     """
-    import os
+    from qwenflow.pipelines.step import run_step
 
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import output_dir
-    from qwenflow.tracking.stage_report import publish
-
-    out = output_dir(data, "prepare_data", kfp_run_id)
-    result = run_stage(
-        "prepare_data",
-        recipe_path=recipe.path,
-        inputs={},
-        output=out,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    os.environ["QWENFLOW_DATA_DIR"] = out  # its MLflow run lists the datasets it wrote as inputs
-    publish("prepare_data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
+    run_step("prepare_data", recipe, parent_run_id, kfp_run_id, data, {}, summary=summary)

@@ -24,17 +24,8 @@ def register(
     Returns:
         The registered model URI, models:/NAME/VERSION.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import input_dir
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "register",
-        recipe_path=recipe.path,
-        inputs={"model": input_dir(model), "report": report.path},
-        output=record.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    publish("register", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
-    return result["uri"]
+    return run_step(
+        "register", recipe, parent_run_id, kfp_run_id, record, {"model": model, "report": report}, summary=summary
+    )["uri"]

@@ -24,25 +24,15 @@ def sft(
         metrics: Headline numbers of the stage's MLflow run, shown in the KFP UI.
         summary: The step's card: MLflow run link and headline numbers.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import input_dir, output_dir
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    out = output_dir(sft_model, "sft", kfp_run_id)  # on the cluster: the shared PVC, the artifact holds a reference
-    result = run_stage(
+    run_step(
         "sft",
-        recipe_path=recipe.path,
-        inputs={"data": input_dir(data), "model": input_dir(model)},
-        output=out,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    publish(
-        "sft",
-        result,
-        recipe_path=recipe.path,
-        parent_run_id=parent_run_id,
+        recipe,
+        parent_run_id,
+        kfp_run_id,
+        sft_model,
+        {"data": data, "model": model},
         metrics=metrics,
-        markdown=summary,
-        model_dir=out,
+        summary=summary,
     )

@@ -19,16 +19,6 @@ def tokenizer(
         tokenizer_dir: Tokenizer directory (AutoTokenizer-loadable, ChatML template).
         summary: The step's card: vocabulary size and MLflow run link.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import input_dir
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "tokenizer",
-        recipe_path=recipe.path,
-        inputs={"data": input_dir(data)},
-        output=tokenizer_dir.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
-    publish("tokenizer", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)
+    run_step("tokenizer", recipe, parent_run_id, kfp_run_id, tokenizer_dir, {"data": data}, summary=summary)

@@ -22,18 +22,8 @@ def validate_data(
         data_docs: Great Expectations Data Docs for every dataset as one self-contained HTML page (KFP UI).
         summary: The step's card: MLflow run link and per-dataset verdicts.
     """
-    from qwenflow.orchestration.stage import run_stage
-    from qwenflow.pipelines.artifact_refs import input_dir
     from qwenflow.pipelines.data_docs import render
-    from qwenflow.tracking.stage_report import publish
+    from qwenflow.pipelines.step import run_step
 
-    result = run_stage(
-        "validate_data",
-        recipe_path=recipe.path,
-        inputs={"data": input_dir(data)},
-        output=report.path,
-        parent_run_id=parent_run_id,
-        kfp_run_id=kfp_run_id,
-    )
+    run_step("validate_data", recipe, parent_run_id, kfp_run_id, report, {"data": data}, summary=summary)
     render(report.path, data_docs.path)
-    publish("validate_data", result, recipe_path=recipe.path, parent_run_id=parent_run_id, markdown=summary)

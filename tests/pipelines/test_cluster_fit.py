@@ -74,6 +74,36 @@ def test_large_outputs_go_by_reference_on_the_cluster(tmp_path, monkeypatch):
         input_dir(artifact)
 
 
+def test_a_step_sends_models_by_reference_and_reads_references(tracking, tmp_path, monkeypatch):
+    """run_step (every stage component's body): a model output goes to the PVC with a reference in the artifact,
+    an input reference is read from the PVC, and the step's card is written."""
+    from kfp.dsl import Artifact, Markdown, Model
+
+    from qwenflow.pipelines.artifact_refs import output_dir
+    from qwenflow.pipelines.step import run_step
+    from qwenflow.recipe import load_recipe, recipe_to_yaml
+
+    def artifact(kind, name):
+        a = kind(name=name, uri="", metadata={})
+        a.path = str(tmp_path / "kfp-outputs" / name)
+        return a
+
+    monkeypatch.setenv("QWENFLOW_PVC_MOUNT", str(tmp_path / "pvc"))
+    recipe = artifact(Artifact, "recipe")
+    Path(recipe.path).parent.mkdir(parents=True)
+    Path(recipe.path).write_text(recipe_to_yaml(load_recipe("tiny", ["sft.enabled=false"])))
+    model_in = artifact(Model, "long_model")
+    weights = Path(output_dir(model_in, "long_context", "run-1")) / "model.safetensors"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"\0" * 64)
+    sft_model, summary = artifact(Model, "sft_model"), artifact(Markdown, "summary")
+    result = run_step("sft", recipe, "", "run-1", sft_model, {"model": model_in}, summary=summary)
+    out = Path(result["model_dir"])
+    assert out.is_relative_to(tmp_path / "pvc") and (out / "model.safetensors").read_bytes() == b"\0" * 64
+    assert [p.name for p in Path(sft_model.path).iterdir()] == ["qwenflow_ref.json"]
+    assert Path(summary.path).read_text().startswith("### sft: skipped (switched off)")
+
+
 def test_run_form_cannot_swap_in_a_model_the_pods_were_not_sized_for(compiled_7b):
     from qwenflow.orchestration.start import resolve_recipe
     from qwenflow.pipelines.compiled_guard import check

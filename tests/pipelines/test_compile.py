@@ -114,7 +114,7 @@ def test_each_stage_component_runs_the_stage_of_its_name(name):
 
     fn = component(name).python_func
     assert fn.__name__ == name
-    assert re.findall(r'run_stage\(\s*"(\w+)"', inspect.getsource(fn)) == [name]
+    assert re.findall(r'run_step\(\s*"(\w+)"', inspect.getsource(fn)) == [name]
 
 
 def test_gate_decides_registration_and_deployment(compiled_7b):

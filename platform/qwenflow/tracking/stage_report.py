@@ -1,6 +1,7 @@
 """What a finished pipeline step shows outside its log: headline numbers as KFP `dsl.Metrics`, a `dsl.Markdown`
 card with its MLflow run link, the same numbers on the pipeline's parent run, and (for chat-model stages) the
-stage's model logged in its run as an MLflow pyfunc ChatModel. Called by the KFP components after run_stage."""
+stage's model logged in its run as an MLflow pyfunc ChatModel. Every stage component calls it
+through pipelines/step.py."""
 
 from __future__ import annotations
 
@@ -135,20 +136,23 @@ def _metric(key: str, value: float):
 
 
 def card(stage: str, result: dict, run, numbers: dict[str, float]) -> str:
-    """The Markdown the KFP UI shows for a step: status, MLflow link, headline numbers."""
-    status = (
-        "skipped (switched off)"
-        if result.get("skipped")
-        else "from the stage cache"
-        if result.get("cached")
-        else "done"
-    )
+    """The Markdown the KFP UI shows for a step: status (the gate's verdict and reasons), MLflow link, numbers."""
+    if result.get("skipped"):
+        status = "skipped (switched off)"
+    elif result.get("cached"):
+        status = "from the stage cache"
+    elif "passed" in result:  # the quality gate: its verdict and one line per check
+        status = "PASSED" if result["passed"] else "FAILED"
+    else:
+        status = "done"
     lines = [f"### {stage}: {status}", ""]
+    if result.get("reasons"):
+        lines += [*(f"- {r}" for r in result["reasons"]), ""]
     if run is not None:
         lines += [f"MLflow run: {run_link(run)}", ""]
     if numbers:
         lines += ["| metric | value |", "|---|---|", *[f"| {k} | {v:.6g} |" for k, v in numbers.items()], ""]
-    for key in ("uri", "bento", "model_uri", "passed"):
+    for key in ("uri", "bento", "model_uri"):
         if key in result:
             lines.append(f"- {key}: `{result[key]}`")
     return "\n".join(lines) + "\n"
