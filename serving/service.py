@@ -94,7 +94,7 @@ class QwenflowLLM:
     def __init__(self) -> None:
         from qwenflow.artifacts import read_lineage
         from qwenflow.serving.loader import batch_limit, load
-        from qwenflow.tracking.model_source import resolve_model
+        from qwenflow.tracking.model_source import resolve
 
         self.settings = Settings.load(_bento_src())
         key = api_key()
@@ -105,7 +105,7 @@ class QwenflowLLM:
         import torch
 
         torch.set_num_threads(self.settings.torch_threads())
-        model_dir = resolve_model(self.settings.model, self.settings.model_cache or None)
+        model_dir = resolve(self.settings.model, self.settings.model_cache or None)
         loaded = load(model_dir, yarn=self.settings.yarn, attention=self.settings.attention)
         self.tokenizer = loaded.tokenizer
         self.encoder = ChatEncoder(loaded.tokenizer)

@@ -24,7 +24,7 @@ from qwenflow.artifacts import sha256_path
 from qwenflow.cli.main import app
 from qwenflow.deploy.helm_values import CHART_DIR
 from qwenflow.eval.registry import register_model
-from qwenflow.tracking.model_source import SHA256_TAG, ModelIntegrityError, resolve_model
+from qwenflow.tracking.model_source import SHA256_TAG, ModelIntegrityError, resolve
 from tests.infra.manifests import documents, validate
 
 
@@ -50,15 +50,27 @@ def registered(tiny_model_dir, mlflow_server, tmp_path_factory):
 
 def test_registry_download_is_verified(registered, tiny_model_dir, tmp_path):
     good, bad, _ = registered
-    local = resolve_model(good, tmp_path / "good")
+    local = resolve(good, tmp_path / "good")
     assert sha256_path(local) == sha256_path(tiny_model_dir)
     with pytest.raises(ModelIntegrityError, match="refusing to serve"):
-        resolve_model(bad, tmp_path / "bad")
+        resolve(bad, tmp_path / "bad")
     with pytest.raises(ValueError, match="not found in the MLflow registry"):
-        resolve_model("models:/qwenflow-tiny@nope", tmp_path / "none")
+        resolve("models:/qwenflow-tiny@nope", tmp_path / "none")
     with pytest.raises(ValueError, match="not a registry URI"):
-        resolve_model("models:/just-a-name", tmp_path / "x")
+        resolve("models:/just-a-name", tmp_path / "x")
 
+
+
+def test_a_download_is_reused_until_its_alias_moves(registered, tiny_model_dir):
+    """resolve() keeps one verified download per version: a second call reuses it, a moved alias fetches anew."""
+    uri = register(tiny_model_dir, "qwenflow-tiny", "moving")
+    first = resolve(uri)
+    (first / "reused.txt").write_text("same download")
+    assert resolve(uri) == first and (first / "reused.txt").is_file()
+    register(tiny_model_dir, "qwenflow-tiny", "moving")  # a new version takes the alias
+    second = resolve(uri)
+    assert second != first and not (second / "reused.txt").exists()
+    assert sha256_path(second) == sha256_path(tiny_model_dir)
 
 def test_server_serves_the_verified_champion(registered, tmp_path):
     good, _, uri = registered
@@ -69,7 +81,7 @@ def test_server_serves_the_verified_champion(registered, tmp_path):
         assert r.status_code == 200
     finally:
         stop_server(proc)
-    # A tampered version fails the same check in the server's __init__ (resolve_model, tested above); starting a
+    # A tampered version fails the same check in the server's __init__ (model_source.resolve, tested above); starting a
     # second server only to watch BentoML give up on its worker costs ~90 s, so it is not repeated here.
 
 

@@ -130,17 +130,12 @@ def _raise_stop(signum, frame):
 def _verified_model(model: str, download: Path) -> tuple[Path, str]:
     """(local directory, served name): registry URIs downloaded into `download` and sha256-checked, then the
     directory's config, weights and tokenizer checked without loading the weights."""
-    from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri, resolve_model
+    from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri, resolve
 
-    if not is_registry_uri(model) and not (Path(model) / "config.json").is_file():
-        raise ValueError(
-            f"{model}: not a model directory (no config.json); pass a save_pretrained directory or a "
-            "registry URI like models:/qwenflow-tiny@champion"
-        )
+    model_dir = resolve(model, download / "model")  # a bad source fails here, before torch is imported
     # after the check above: the loader imports torch and transformers (13 s measured on a loaded 2-core machine)
     from qwenflow.serving.loader import check_model_dir
 
-    model_dir = resolve_model(model, download / "model")
     check_model_dir(model_dir)
     return model_dir, parse_registry_uri(model)[0] if is_registry_uri(model) else "qwenflow"
 

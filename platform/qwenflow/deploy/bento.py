@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
-from qwenflow.tracking.model_source import fetch_registered_model, is_registry_uri, resolve_model
+from qwenflow.tracking.model_source import fetch_registered_model, is_registry_uri, resolve
 
 SERVICE = "qwenflow.serving.service:QwenflowLLM"
 # What the serving process imports (the Bento's image installs exactly these versions).
@@ -68,7 +68,7 @@ def build_bento(
             model_dir, mv = fetch_registered_model(source, ctx / "download")
             labels.update({"qwenflow.model_name": mv.name, "qwenflow.model_version": str(mv.version)})
         else:
-            model_dir = resolve_model(source)
+            model_dir = resolve(source)
         shutil.copytree(model_dir, ctx / BENTO_MODEL_DIR, ignore=shutil.ignore_patterns("checkpoints", ".*"))
         if (ctx / "download").exists():
             shutil.rmtree(ctx / "download")

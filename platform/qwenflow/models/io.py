@@ -1,7 +1,7 @@
 """The one place models are found, built, loaded and saved.
 
-- `resolve(source)`: a local save_pretrained directory, or a `models:/NAME@ALIAS|VERSION` / `runs:/` URI downloaded
-  through MLflow and checked against the sha256 recorded at registration (a mismatch is refused).
+- The loaders take a directory or an MLflow URI: `qwenflow.tracking.model_source.resolve` finds it (a download is
+  checked against the sha256 recorded at registration; a mismatch is refused).
 - `build_causal_lm` / `load_causal_lm` / `load_reward_model`: under ZeRO-3 the parameters are partitioned as they
   are created (DeepSpeed's zero.Init) and each rank initialises or reads only its own partitions (models/sharded.py),
   so no rank ever holds the whole model, nor one whole parameter; otherwise one process builds/loads it whole, in
@@ -16,90 +16,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from qwenflow import dist
-
-REGISTRY_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/")
+from qwenflow.tracking.model_source import resolve  # where a model comes from (a directory or an MLflow URI)
 
 
 class ModelLoadError(ValueError):
     """A model that cannot be used: unreadable weights, or weights that do not fit the config."""
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """Not a model directory (no config.json), or a download that holds none."""
-
-
-# ---------------------------------------------------------------- where a model comes from
-
-
-def resolve(source: str | Path, dest: str | Path | None = None) -> Path:
-    """A local model directory for `source`; registry and run URIs are downloaded once per machine and verified."""
-    s = str(source)
-    if s.startswith(REGISTRY_PREFIXES):
-        return _download(s, dest)
-    path = Path(s)
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"{path}: not a model directory (no config.json); pass a save_pretrained directory or "
-            "a registry URI like models:/qwenflow-tiny@champion"
-        )
-    return path
-
-
-def _download(uri: str, dest: str | Path | None) -> Path:
-    """Local rank 0 downloads and verifies; the other ranks on the node wait for its marker file (no collective)."""
-    from qwenflow.tracking import qwenflow_home
-
-    dest = (
-        Path(dest) if dest else qwenflow_home() / "models" / uri.replace(":/", "_").replace("/", "_").replace("@", "_")
-    )
-    done = dest / ".qwenflow_verified"
-    if dist.local_rank() == 0:
-        if done.is_file() and Path(done.read_text()).is_dir():
-            return Path(done.read_text())
-        local = _fetch_verified(uri, dest)
-        done.write_text(str(local))
-        return local
-    for _ in range(24 * 3600):
-        if done.is_file():
-            return Path(done.read_text())
-        time.sleep(1)
-    raise TimeoutError(f"{uri}: local rank 0 did not finish downloading it into {dest}")
-
-
-def _fetch_verified(uri: str, dest: Path) -> Path:
-    import mlflow
-
-    from qwenflow import tracking
-    from qwenflow.artifacts import sha256_path
-    from qwenflow.tracking.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
-
-    client = tracking.client()
-    if is_registry_uri(uri):
-        local, _ = fetch_registered_model(uri, dest)
-    else:  # runs:/ and mlflow-artifacts:/ point inside a run: check against the run's recorded model hash if any
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    configs = sorted(local.rglob("config.json"), key=lambda p: len(p.parts))
-    if not configs:
-        raise ModelNotFoundError(
-            f"{uri}: downloaded to {local} but it holds no config.json; is it a transformers model?"
-        )
-    model_dir = configs[0].parent
-    if uri.startswith("runs:/"):
-        run_id = uri[len("runs:/") :].split("/", 1)[0]
-        expected = client.get_run(run_id).data.tags.get("qwenflow.model_sha256")
-        if expected and sha256_path(model_dir) != expected:
-            raise ModelIntegrityError(
-                f"{uri}: downloaded files do not hash to the run's qwenflow.model_sha256 tag "
-                f"({expected}); refusing to use a changed artifact"
-            )
-    return model_dir
 
 
 # ---------------------------------------------------------------- sharded construction

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES
+from qwenflow.tracking import model_source
 
 from . import cache, events, launch, policy
 from .stages import AUTO_FILE, NO_MODEL, RESOLVED_RECIPE, RUN, _has_model, resolve
@@ -33,9 +34,7 @@ def _resolve_start(source: str, dest: Path) -> str:
     """init_from: a local HF directory as is; a registry or remote URI downloaded (and sha-checked) once."""
     if Path(source).is_dir():
         return source
-    from qwenflow.tracking.model_source import resolve_model
-
-    return str(resolve_model(source, dest))
+    return str(model_source.resolve(source, dest))
 
 
 def _write_result(output: Path, result) -> dict:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
+from qwenflow.tracking.model_source import RUN_SHA256_TAG
 
 from .engine import METRICS
 
@@ -69,6 +70,6 @@ def log_model_dir(out_dir: Path, summary: dict) -> None:
             mlflow.log_artifact(str(f), "model")
     mlflow.log_artifact(str(out_dir / METRICS))
     mlflow.log_artifact(str(out_dir / "loss_curve.png"))
-    mlflow.set_tag("qwenflow.model_sha256", sha256_path(out_dir))
+    mlflow.set_tag(RUN_SHA256_TAG, sha256_path(out_dir))  # what resolve checks a runs:/ download against
     mlflow.log_dict(summary, "summary.json")
     mlflow.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
