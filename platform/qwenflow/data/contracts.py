@@ -546,6 +546,11 @@ def validate_dataset(
             c["file"] = path.name
             result.checks.append(c)
     result.checks += [no_manifest] if no_manifest else _manifest_checks(directory, files, manifest, result.rows)
+    return _finish(result, report_dir, raise_on_failure)
+
+
+def _finish(result: ValidationResult, report_dir, raise_on_failure: bool) -> ValidationResult:
+    """The verdict over every check, the saved report, and the error when asked to raise."""
     result.success = all(c["success"] for c in result.checks)
     if report_dir is not None:
         _save_report(result, Path(report_dir))

@@ -12,6 +12,7 @@ from functools import partial
 import xxhash
 
 from .clean import heuristic_reason, normalise, split_long
+from .decontam import drop_contaminated
 from .dedup import ExactDedup, NearDedup
 from .domains import DomainClassifier, byte_mixture, resample
 from .parallel import BATCH_BYTES, imap_records, map_batches
@@ -25,8 +26,8 @@ VAL_DOC_CHARS = 20_000  # one huge held-out file would dominate the validation l
 class StepTimer:
     """Seconds and input bytes per step, for the printed report and the benchmark."""
 
-    def __init__(self, say: Callable[[str], None]):
-        self.say = say
+    def __init__(self, say: Callable[[str], None], suffix: str = ""):
+        self.say, self.suffix = say, suffix  # suffix: after each printed line, e.g. " (ray)"
         self.steps: dict[str, dict] = {}
 
     def run(self, name: str, nbytes: int, fn, *args, **kw):
@@ -38,7 +39,7 @@ class StepTimer:
             "mb": round(nbytes / 1e6, 2),
             "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2),
         }
-        self.say(f"  {name:<12} {nbytes / 1e6:8.1f} MB in {dt:6.1f} s")
+        self.say(f"  {name:<12} {nbytes / 1e6:8.1f} MB in {dt:6.1f} s{self.suffix}")
         return out
 
 
@@ -151,15 +152,7 @@ def classify_domains(records: list[dict], spec) -> dict:
 
 
 def decontaminate(records: list[dict], decon, drops: Counter, hits: Counter, workers: int = 0) -> list[dict]:
-    names = imap_records(decon.match, [r["text"] for r in records], workers)
-    out = []
-    for r, name in zip(records, names, strict=True):
-        if name:
-            drops["contaminated"] += 1
-            hits[name] += 1
-        else:
-            out.append(r)
-    return out
+    return drop_contaminated(records, imap_records(decon.match, [r["text"] for r in records], workers), drops, hits)
 
 
 def split_train_val(records: list[dict], spec) -> tuple[list[dict], list[dict]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import re
 import zlib
+from collections import Counter
 from itertools import chain
 
 import numpy as np
@@ -162,3 +163,16 @@ class Decontaminator:
                 if lcs >= self.min_tokens and lcs >= self.min_ratio * min(len(toks), len(itoks)):
                     return name
         return None
+
+
+def drop_contaminated(items: list, matches, drops: Counter, hits: Counter) -> list:
+    """The items whose match (Decontaminator.match of each, in order) is None; the others are counted as
+    `contaminated` in `drops` and by evaluation set in `hits`."""
+    keep = []
+    for item, name in zip(items, matches, strict=True):
+        if name:
+            drops["contaminated"] += 1
+            hits[name] += 1
+        else:
+            keep.append(item)
+    return keep

@@ -13,6 +13,7 @@ from collections import Counter
 
 from .chat import chatterbot_conversations
 from .code_tasks import CODE_TASK, fenced, split_code_problems
+from .decontam import drop_contaminated
 from .preference_pairs import CRITERIA, off_topic_replies, preference_pair
 from .synthetic import ARITHMETIC, CHAT, arithmetic_universe, distant_wrong_answer, problems
 from .tool_calls import tool_call_examples
@@ -68,15 +69,7 @@ def build_posttrain(spec, decon=None) -> dict:
     def clean(ps: list[dict]) -> list[dict]:
         if decon is None:
             return ps
-        keep = []
-        for p in ps:
-            name = decon.match(p["question"])
-            if name:
-                drops["contaminated"] += 1
-                hits[name] += 1
-            else:
-                keep.append(p)
-        return keep
+        return drop_contaminated(ps, [decon.match(p["question"]) for p in ps], drops, hits)
 
     # Off-topic replies for the on_topic criterion: real chat lines, train and test halves disjoint.
     replies_train, replies_test = off_topic_replies(chatterbot_conversations(Counter())) if tasks else ([], [])

@@ -15,7 +15,6 @@ dropped, or null), so drops by reason are one count at the end and no record dis
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from .corpus import VAL_DOC_CHARS, _clean_one, _load_one
+from .corpus import VAL_DOC_CHARS, StepTimer, _clean_one, _load_one
 from .dedup import ExactDedup, NearDedup
 from .ray_runtime import Shared, ray_session
 from .schemas import DATASETS, stream_parquet
@@ -270,25 +269,6 @@ def _place_block(t: pa.Table, out_keys: Shared) -> pa.Table:
 # ---- the driver ---------------------------------------------------------------------------------------------
 
 
-class _Steps:
-    """Each step is materialised before the next, so its time and MB/s are its own (as the local path reports)."""
-
-    def __init__(self, say):
-        self.say, self.steps = say, {}
-
-    def run(self, name: str, nbytes: int, fn):
-        t = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t
-        self.steps[name] = {
-            "seconds": round(dt, 3),
-            "mb": round(nbytes / 1e6, 2),
-            "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 2),
-        }
-        self.say(f"  {name:<12} {nbytes / 1e6:8.1f} MB in {dt:6.1f} s (ray)")
-        return out
-
-
 # Small reads of a materialised dataset run as one plain Ray task per block: a Ray Data execution costs ~0.2 s of
 # planning each, which is most of a small step.
 
@@ -338,7 +318,8 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
     with ray_session(spec.workers, spec.ray_object_store_mb) as ray:
         import ray.data as rd
 
-        steps = _Steps(say)
+        # Each step is materialised before the next, so its time and MB/s are its own (as the local path reports).
+        steps = StepTimer(say, suffix=" (ray)")
         say(f"corpus (Ray Data, {int(ray.cluster_resources().get('CPU', 0))} CPUs):")
         shared_spec = Shared(spec)
         drops: Counter = Counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qwenflow.artifacts import MANIFEST, read_manifest
 
-from .contracts import DataContractError, ValidationResult, _check, _save_report, validate_dataset
+from .contracts import ValidationResult, _check, _finish, validate_dataset
 
 
 def _shard_view(directory: Path, shard: str, manifest: dict, view: Path) -> None:
@@ -89,9 +89,4 @@ def validate_sharded(
                 observed=f"{got} rows in {split} shards, manifest says {info.get('rows')}",
             )
         )
-    result.success = all(c["success"] for c in result.checks)
-    if report_dir is not None:
-        _save_report(result, Path(report_dir))
-    if not result.success and raise_on_failure:
-        raise DataContractError(result.summary(), result)
-    return result
+    return _finish(result, report_dir, raise_on_failure)

@@ -31,83 +31,36 @@ def check_gates(report: dict, gates, baseline: dict | None = None) -> GateResult
     """`gates`: Gate objects or dicts ({metric, min, max, max_regression}); `baseline`: a report or a metrics dict."""
     gates = [g if isinstance(g, Gate) else Gate(**g) for g in gates]
     have, base = _metrics(report), _metrics(baseline)
-    checks = []
+    checks: list[dict] = []
     for g in gates:
+
+        def check(rule: str, passed: bool, reason: str, metric: str = g.metric, **numbers) -> None:
+            """One check's record; `reason` follows "pass|FAIL <metric>"."""
+            verdict = f"{'pass' if passed else 'FAIL'} {metric}{reason}"
+            checks.append({"metric": metric, "rule": rule, **numbers, "passed": passed, "reason": verdict})
+
         value = have.get(g.metric)
         if value is None:
-            checks.append(
-                {
-                    "metric": g.metric,
-                    "rule": "present",
-                    "passed": False,
-                    "reason": f"FAIL {g.metric}: not in the report (it has: {', '.join(sorted(have)) or 'nothing'})",
-                }
-            )
+            check("present", False, f": not in the report (it has: {', '.join(sorted(have)) or 'nothing'})")
             continue
         if g.min is not None:
             ok = value >= g.min
-            checks.append(
-                {
-                    "metric": g.metric,
-                    "rule": "min",
-                    "value": value,
-                    "threshold": g.min,
-                    "passed": ok,
-                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'>=' if ok else '<'} "
-                    f"min {g.min:g}",
-                }
-            )
+            check("min", ok, f" = {value:.4g} {'>=' if ok else '<'} min {g.min:g}", value=value, threshold=g.min)
         if g.max is not None:
             ok = value <= g.max
-            checks.append(
-                {
-                    "metric": g.metric,
-                    "rule": "max",
-                    "value": value,
-                    "threshold": g.max,
-                    "passed": ok,
-                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} {'<=' if ok else '>'} "
-                    f"max {g.max:g}",
-                }
-            )
+            check("max", ok, f" = {value:.4g} {'<=' if ok else '>'} max {g.max:g}", value=value, threshold=g.max)
         if g.max_regression is not None:
             ref = base.get(g.metric)
             if baseline is None:
-                checks.append(
-                    {
-                        "metric": g.metric,
-                        "rule": "max_regression",
-                        "value": value,
-                        "passed": True,
-                        "reason": f"pass {g.metric}: no baseline yet (first model), regression not checked",
-                    }
-                )
-                continue
-            if ref is None:
-                checks.append(
-                    {
-                        "metric": g.metric,
-                        "rule": "max_regression",
-                        "value": value,
-                        "passed": False,
-                        "reason": f"FAIL {g.metric}: the baseline has no such metric to compare against",
-                    }
-                )
-                continue
-            drop = (value - ref) if lower_is_better(g.metric) else (ref - value)
-            ok = drop <= g.max_regression + 1e-12
-            checks.append(
-                {
-                    "metric": g.metric,
-                    "rule": "max_regression",
-                    "value": value,
-                    "baseline": ref,
-                    "threshold": g.max_regression,
-                    "passed": ok,
-                    "reason": f"{'pass' if ok else 'FAIL'} {g.metric} = {value:.4g} vs baseline {ref:.4g} "
-                    f"(regression {max(drop, 0):.4g}, allowed {g.max_regression:g})",
-                }
-            )
+                check("max_regression", True, ": no baseline yet (first model), regression not checked", value=value)
+            elif ref is None:
+                check("max_regression", False, ": the baseline has no such metric to compare against", value=value)
+            else:
+                drop = (value - ref) if lower_is_better(g.metric) else (ref - value)
+                ok = drop <= g.max_regression + 1e-12
+                reason = f" = {value:.4g} vs baseline {ref:.4g} (regression {max(drop, 0):.4g}, allowed "
+                reason += f"{g.max_regression:g})"
+                check("max_regression", ok, reason, value=value, baseline=ref, threshold=g.max_regression)
     checks.sort(key=lambda c: c["passed"])
     passed = all(c["passed"] for c in checks)
     return GateResult(passed, [c["reason"] for c in checks] or ["pass: no gates configured"], checks)

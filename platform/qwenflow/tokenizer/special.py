@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from importlib import resources
 
+# Tool-call and FIM tokens are ordinary text in Qwen2.5 (not skipped when decoding); the others are "special".
+NOT_SPECIAL_TOKENS = [
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+]
 CONTROL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -19,26 +30,9 @@ CONTROL_TOKENS = [
     "<|vision_pad|>",
     "<|image_pad|>",
     "<|video_pad|>",
-    "<tool_call>",
-    "</tool_call>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
+    *NOT_SPECIAL_TOKENS,
 ]
-# Which control tokens are "special" (skipped when decoding); tool-call and FIM tokens are ordinary text in Qwen2.5.
-NOT_SPECIAL = {
-    "<tool_call>",
-    "</tool_call>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-}
+NOT_SPECIAL = set(NOT_SPECIAL_TOKENS)
 
 # Qwen2's pre-tokenizer: digits split one by one (arithmetic needs it), letters kept in words.
 QWEN_SPLIT_PATTERN = (
