@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from qwenflow.cli.deploy import stop_group as _stop_group  # SIGTERM the server's group, then SIGKILL
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,19 +82,6 @@ def _own_group_dying_with_parent() -> None:
     when pytest dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG), so no server outlives the test session."""
     os.setsid()
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's whole process group (its uvicorn children too), then SIGKILL whatever is left."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def serve(
         raise typer.Exit(0) from None
     finally:
         if proc is not None:
-            _stop_group(proc)
+            stop_group(proc)
         shutil.rmtree(download, ignore_errors=True)
 
 
@@ -170,7 +170,7 @@ def _wait_ready_then_serve(proc: subprocess.Popen, url: str, ready_timeout: floa
         time.sleep(0.5)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM the server's process group (bentoml's arbiter and workers), SIGKILL what is left after 20 s."""
     for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
         try:
