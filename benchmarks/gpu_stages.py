@@ -61,6 +61,7 @@ class Sizes:
 
     recipe: str
     vocab: int  # BPE tokenizer size
+    bpe_texts: int  # texts of 400 words the tokenizer is trained on
     model_sets: list[str]
     pretrain: dict
     sft: dict
@@ -76,7 +77,8 @@ class Sizes:
 # the recipe's checkpointing and micro batches a tenth of that.
 GPU = Sizes(
     recipe="qwen2.5-0.5b",
-    vocab=8192,
+    vocab=4096,
+    bpe_texts=3000,
     model_sets=[],
     pretrain={"seq": 4096, "micro": 4, "glob": 8, "steps": 10, "checkpointing": False},
     sft={"seq": 2048, "micro": 4, "glob": 8, "steps": 6},
@@ -88,7 +90,8 @@ GPU = Sizes(
 SMOKE = Sizes(
     recipe="tiny",
     vocab=1024,
-    model_sets=["tokenizer.vocab_size=1024", "model.vocab_size=1024"],
+    bpe_texts=300,
+    model_sets=["tokenizer.vocab_size=1024", "model.vocab_size=2048"],  # model > tokenizer, as on the GPU
     pretrain={"seq": 64, "micro": 4, "glob": 8, "steps": 3, "checkpointing": False},
     sft={"seq": 64, "micro": 4, "glob": 8, "steps": 3},
     dpo={"seq": 48, "micro": 2, "glob": 4, "steps": 3},
@@ -191,7 +194,7 @@ def make_inputs(sizes: Sizes, work: Path, log) -> dict[str, Path]:
 
     t0 = time.perf_counter()
     data, words = work / "data", Words()
-    tok = train_bpe((words.text(400) for _ in range(3000)), vocab_size=sizes.vocab, max_bytes=4_000_000)
+    tok = train_bpe((words.text(400) for _ in range(sizes.bpe_texts)), vocab_size=sizes.vocab, max_bytes=4_000_000)
     tok.save_pretrained(data / "tokenizer")
     words.calibrate(tok)
     log(f"tokenizer: BPE, {len(tok)} tokens, {words.tokens_per_word:.2f} tokens per word")
