@@ -25,12 +25,18 @@ installed there), batch and lengths that fit an 80 GB card; everything else is t
 platform's default, a local MLflow SQLite store (under the temporary QWENFLOW_HOME).
 
 On the device machine the packages the host lacks (TRL, datasets, MLflow, pydantic, ...) travel as wheels:
-`bash benchmarks/gpu_wheels.sh` fills .whl/ here first. Then one `run` call (carry [".whl"], timeout_s 600):
+`bash benchmarks/gpu_wheels.sh` fills .whl/ here first (36 MiB). Then one `run` call, carry [".whl"], timeout_s 600:
 
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 python3 benchmarks/gpu_stages.py \
-      --out $OUT/gpu_stages.json 2>&1 | tee $OUT/gpu_stages.log
+    set -o pipefail; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site-packages .whl/*.whl && export PYTHONPATH=/tmp/site-packages || exit 3; \
+      PYTHONUNBUFFERED=1 python3 benchmarks/gpu_stages.py --out $OUT/gpu_stages.json 2>&1 | tee $OUT/gpu_stages.log
 
+The folder's name must hold `site-packages`: dill (under datasets' fingerprinting, which SFT and GRPO go through)
+pickles a module by value when its file is outside the interpreter's prefix and no `site-packages` is in its path,
+and that failed on pyarrow's types (`Can't pickle <class 'MonthDayNano'>`) in a copy of the host's environment.
+The run keeps to 480 s (`--budget-s`): a stage gets what is left, so the table is written before the call's limit;
+a stage that runs out of GPU memory is run again with half the micro batch (same global batch). `--set
+STAGE.KEY=VALUE` adds an override to one stage (e.g. `--set pretrain.compile=true`).
 It writes $OUT/gpu_stages.json (the table) and one log per stage beside it ($OUT/gpu_stages.<stage>.log).
 """
 
@@ -45,7 +51,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +76,7 @@ class Sizes:
     grpo: dict
     gpu: bool  # resources.gpus=1 on every stage
     timeout_s: int  # per stage
+    budget_s: int  # the whole run: a stage gets what is left of it (the device call has a hard limit)
     extra: dict = field(default_factory=dict)
 
 
@@ -86,6 +94,7 @@ GPU = Sizes(
     grpo={"prompt": 128, "completion": 256, "generations": 8, "micro": 8, "glob": 16, "steps": 3},
     gpu=True,
     timeout_s=240,
+    budget_s=480,
 )
 SMOKE = Sizes(
     recipe="tiny",
@@ -98,6 +107,7 @@ SMOKE = Sizes(
     grpo={"prompt": 24, "completion": 8, "generations": 2, "micro": 4, "glob": 8, "steps": 3},
     gpu=False,
     timeout_s=300,
+    budget_s=1200,
 )
 
 
@@ -354,26 +364,31 @@ def engine_figures(run_dir: Path) -> dict:
     }
 
 
-def run_stage(stage: str, sizes: Sizes, paths, work: Path, sets: list[str], log_path: Path, log) -> dict:
+def run_stage(stage: str, sizes: Sizes, paths, work: Path, sets: list[str], *, log_path: Path, log, timeout: float):
     probe_json = work / f"probe-{stage}.json"
+    probe_json.unlink(missing_ok=True)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "stage_probe.py"), str(probe_json), "--"]
     cmd += stage_command(stage, paths, work, sizes, sets)
+    shutil.rmtree(work / "runs" / stage, ignore_errors=True)  # a retry starts afresh
     t0 = time.perf_counter()
     row: dict = {"stage": stage, "sets": sets}
+    timeout = min(timeout, sizes.timeout_s)
     with open(log_path, "w") as f:
         f.write(" ".join(cmd) + "\n\n")
         f.flush()
         try:
-            code = subprocess.run(
-                cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(work), timeout=sizes.timeout_s
+            code: int | str = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(work), timeout=timeout
             ).returncode
         except subprocess.TimeoutExpired:
-            code = f"timed out after {sizes.timeout_s} s"
+            code = f"timed out after {timeout:.0f} s"
     row["wall_s"] = time.perf_counter() - t0
     probe = json.loads(probe_json.read_text()) if probe_json.is_file() else {}
     if code != 0 or not probe:
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        text = log_path.read_text(errors="replace")
+        tail = text.splitlines()[-25:]
         row["error"] = f"exit {code}: " + "\n".join(tail)
+        row["out_of_memory"] = "out of memory" in text.lower()
         log(f"{stage}: FAILED ({code}) after {row['wall_s']:.0f} s; last lines of {log_path}:\n" + "\n".join(tail))
         return row
     tps, seq, seconds = steady(probe["steps"])
@@ -394,6 +409,24 @@ def run_stage(stage: str, sizes: Sizes, paths, work: Path, sets: list[str], log_
         f"({row['wall_s']:.0f} s)"
     )
     return row
+
+
+def with_retries(stage: str, sets: list[str], micro: int, attempt, deadline: float, log) -> dict:
+    """attempt(sets, timeout) -> row, within what is left until `deadline` (15 s kept for the table); a run out of
+    GPU memory is tried again with half the micro batch (same global batch, twice the accumulation)."""
+    retries: list[str] = []
+    while True:
+        left = deadline - time.perf_counter() - 15
+        if left < 30:
+            log(f"{stage}: skipped, the time budget is spent")
+            return {"stage": stage, "sets": sets, "error": "skipped: the time budget is spent", "retries": retries}
+        row = attempt(sets, timeout=left)
+        if not row.get("out_of_memory") or micro == 1:
+            return {**row, "retries": retries}
+        retries.append(f"micro_batch_size {micro}: out of memory")
+        micro //= 2
+        sets = [*sets, f"{stage}.micro_batch_size={micro}"]
+        log(f"{stage}: out of memory; again with {stage}.micro_batch_size={micro}")
 
 
 def finish_row(row: dict, sizes: Sizes, peak: float) -> None:
@@ -429,12 +462,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="JSON table to write; stage logs go beside it")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed at the end)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="extra recipe override for that stage's run, after the built-in ones (e.g. pretrain.compile=true); "
+        "model.* and tokenizer.* go to every stage and the inputs",
+    )
+    ap.add_argument("--budget-s", type=float, help="seconds for the whole run (default: 480 on a GPU, 1200 --smoke)")
     a = ap.parse_args(argv)
     stages = [s.strip() for s in a.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         ap.error(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
     sizes = SMOKE if a.smoke else GPU
+    bad = [kv for kv in a.sets if "=" not in kv or kv.split(".", 1)[0] not in (*STAGES, "model", "tokenizer")]
+    if bad:
+        ap.error(f"--set {bad[0]}: expected STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}, model, tokenizer")
+    shared = [kv for kv in a.sets if kv.split(".", 1)[0] in ("model", "tokenizer")]
+    sizes = replace(sizes, model_sets=sizes.model_sets + shared)
+    a.budget_s = a.budget_s or sizes.budget_s
     import torch
 
     if not a.smoke and not torch.cuda.is_available():
@@ -453,10 +502,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = make_inputs(sizes, work, log)
         all_sets = stage_sets(sizes)
+        for kv in a.sets:
+            if kv.split(".", 1)[0] in all_sets:
+                all_sets[kv.split(".", 1)[0]].append(kv)
         rows = []
+        deadline = t_start + a.budget_s
         for stage in stages:
             log_path = a.out.with_name(f"{a.out.stem}.{stage}.log")
-            rows.append(run_stage(stage, sizes, paths, work, all_sets[stage], log_path, log))
+            attempt = partial(run_stage, stage, sizes, paths, work, log_path=log_path, log=log)
+            rows.append(with_retries(stage, all_sets[stage], getattr(sizes, stage)["micro"], attempt, deadline, log))
         device = next((r["device"] for r in rows if "device" in r), "cpu" if a.smoke else "unknown GPU")
         peak, peak_note = peak_flops(device)
         for row in rows:

@@ -10,6 +10,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,22 @@ def test_steady_rate_leaves_out_the_first_step():
     assert seconds == 4.0 and tps == 100.0
     assert seq == pytest.approx((100 * 64 + 300 * 128) / 400)
     assert all(math.isnan(x) for x in steady(steps[:1]))
+
+
+def test_out_of_memory_halves_the_micro_batch_until_it_fits():
+    mod, seen = _module(), []
+
+    def attempt(sets, timeout):
+        seen.append(sets[-1])
+        return {"stage": "pretrain", "sets": sets, "out_of_memory": True, "error": "CUDA out of memory"}
+
+    row = mod.with_retries("pretrain", ["pretrain.max_steps=3"], 4, attempt, time.perf_counter() + 600, print)
+    assert seen == ["pretrain.max_steps=3", "pretrain.micro_batch_size=2", "pretrain.micro_batch_size=1"]
+    assert row["retries"] == ["micro_batch_size 4: out of memory", "micro_batch_size 2: out of memory"]
+    # at micro batch 1 there is nothing left to halve: the failure stands
+    assert row["sets"][-1] == "pretrain.micro_batch_size=1" and row["out_of_memory"]
+    spent = mod.with_retries("sft", ["sft.max_steps=3"], 4, attempt, time.perf_counter() + 20, print)
+    assert spent["error"].startswith("skipped") and len(seen) == 3  # no time left: not started
 
 
 @pytest.mark.slow
