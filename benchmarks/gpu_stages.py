@@ -12,8 +12,11 @@ entering the policy's embedding with autograd on, padding included) between the 
 the end of the last, over that time, so the first step's warm-up is left out and GRPO's generation between steps is
 in; MFU = tokens/s x training FLOPs per token of the policy at the measured mean sequence length
 (qwenflow.models.model_size: 6 x matmul parameters + attention) / peak. DPO's reference forward and GRPO's
-generation are not counted as FLOPs, so their MFU is a lower bound. Peak memory: torch.cuda.max_memory_allocated
-of the stage's process (its whole life: loading, training, saving); on CPU the process's peak RSS.
+generation are not counted as FLOPs, nor is recomputation under activation checkpointing (on in the post-training
+stages, as the recipe sets it), so their MFU is a lower bound. Peak memory: torch.cuda.max_memory_allocated of the
+stage's process (its whole life: loading, training, saving); on CPU the process's peak RSS. The estimate is the
+memory plan's for one process of the stage with the same overrides; `qwenflow model info --gpus 1 --zero 0` gives
+only its model states (weights, gradients, AdamW), printed on the RESULT line for reference.
 
 Inputs are made here, in a temporary directory, in the platform's dataset formats: a byte-level BPE tokenizer
 (qwenflow.tokenizer.bpe, as the tiny recipe trains) on synthetic text, the corpus, sft/, rl/ and preferences/
@@ -333,6 +336,14 @@ def flops_per_token(recipe_name: str, model_sets: list[str], seq: float) -> floa
     return lo + (hi - lo) * (seq - 1)  # linear in the sequence length (attention), exact at any mean
 
 
+def model_states_gib(sizes: Sizes) -> float:
+    """What `qwenflow model info --gpus 1 --zero 0` prints as the total: weights, gradients, AdamW, no activations."""
+    from qwenflow.models import training_memory_gb
+    from qwenflow.recipe import load_recipe
+
+    return training_memory_gb(load_recipe(sizes.recipe, sizes.model_sets).model, gpus=1, zero_stage=0)["total_gb"]
+
+
 def peak_flops(device: str) -> tuple[float, str]:
     """The card's dense bf16 peak (qwenflow.train.hardware's table); on a CPU a measured fp32 matmul rate."""
     import torch
@@ -519,7 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nRESULT device: {device}; MFU against {peak_note}; memory: {rows[0].get('memory_kind', '')}")
+    states = model_states_gib(sizes)
+    print(
+        f"\nRESULT device: {device}; MFU against {peak_note}; memory: {rows[0].get('memory_kind', '')}; "
+        f"model states (qwenflow model info, 1 GPU, no ZeRO): {states:.2f} GiB"
+    )
     print(table(rows))
     pre = next((r for r in rows if r["stage"] == "pretrain" and "error" not in r), None)
     goal = None
@@ -533,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "peak_flops": peak,
         "peak_note": peak_note,
+        "model_info_states_gib": states,
         "goal": {"pretrain_mfu_min": GOAL_MFU, "met": goal},
         "seconds": time.perf_counter() - t_start,
         "stages": rows,
