@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -80,12 +80,11 @@ class Sizes:
     gpu: bool  # resources.gpus=1 on every stage
     timeout_s: int  # per stage
     budget_s: int  # the whole run: a stage gets what is left of it (the device call has a hard limit)
-    extra: dict = field(default_factory=dict)
 
 
 # On an 80 GB card: pre-training 4 x 4096 tokens per micro batch without activation checkpointing (the memory plan
-# puts it near 60 GiB: 30 of them the fp32 logits over the 151,936-token vocabulary), the post-training stages with
-# the recipe's checkpointing and micro batches a tenth of that.
+# puts it at 56 GiB, 28 of them the fp32 logits over the 151,936-token vocabulary); the post-training stages keep the
+# recipe's checkpointing, with 2-8K-token micro batches (under 12 GiB each in the plan).
 GPU = Sizes(
     recipe="qwen2.5-0.5b",
     vocab=4096,
