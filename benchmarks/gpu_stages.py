@@ -77,7 +77,6 @@ class Sizes:
     sft: dict
     dpo: dict
     grpo: dict
-    gpu: bool  # resources.gpus=1 on every stage
     timeout_s: int  # per stage
     budget_s: int  # the whole run: a stage gets what is left of it (the device call has a hard limit)
 
@@ -94,7 +93,6 @@ GPU = Sizes(
     sft={"seq": 2048, "micro": 4, "glob": 8, "steps": 6},
     dpo={"seq": 1024, "micro": 2, "glob": 4, "steps": 6},
     grpo={"prompt": 128, "completion": 256, "generations": 8, "micro": 8, "glob": 16, "steps": 3},
-    gpu=True,
     timeout_s=240,
     budget_s=480,
 )
@@ -107,7 +105,6 @@ SMOKE = Sizes(
     sft={"seq": 64, "micro": 4, "glob": 8, "steps": 3},
     dpo={"seq": 48, "micro": 2, "glob": 4, "steps": 3},
     grpo={"prompt": 24, "completion": 8, "generations": 2, "micro": 4, "glob": 8, "steps": 3},
-    gpu=False,
     timeout_s=300,
     budget_s=1200,
 )
@@ -115,9 +112,12 @@ SMOKE = Sizes(
 
 def stage_sets(sizes: Sizes) -> dict[str, list[str]]:
     """The `--set` overrides of each stage run (on top of the shipped recipe)."""
+    from qwenflow.recipe import load_recipe
+
     p, s, d, g = sizes.pretrain, sizes.sft, sizes.dpo, sizes.grpo
     out = {
         "pretrain": [
+            "data.engine=local",  # packs in this process: the real-size recipes' Ray engine is not installed there
             f"pretrain.seq_len={p['seq']}",
             f"pretrain.micro_batch_size={p['micro']}",
             f"pretrain.global_batch_size={p['glob']}",
@@ -166,7 +166,9 @@ def stage_sets(sizes: Sizes) -> dict[str, list[str]]:
         ],
     }
     for name in out:
-        out[name] = sizes.model_sets + out[name] + ([f"{name}.resources.gpus=1"] if sizes.gpu else [])
+        # one process: a stage whose recipe asks for several GPUs is pinned to one (the schema checks the batch)
+        one = [f"{name}.resources.gpus=1"] if getattr(load_recipe(sizes.recipe), name).resources.gpus > 1 else []
+        out[name] = sizes.model_sets + out[name] + one
     return out
 
 
@@ -439,8 +441,8 @@ def with_retries(stage: str, sets: list[str], micro: int, attempt, deadline: flo
         log(f"{stage}: out of memory; again with {stage}.micro_batch_size={micro}")
 
 
-def finish_row(row: dict, sizes: Sizes, peak: float) -> None:
-    est, phase = estimate_gib(sizes.recipe, row["sets"], row["stage"], sizes.gpu)
+def finish_row(row: dict, sizes: Sizes, peak: float, gpu: bool) -> None:
+    est, phase = estimate_gib(sizes.recipe, row["sets"], row["stage"], gpu)
     row.update(estimate_gib=est, estimate_phase=phase)
     if "error" in row:
         return
@@ -481,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         help="extra recipe override for that stage's run, after the built-in ones (e.g. pretrain.compile=true); "
         "model.* and tokenizer.* go to every stage and the inputs",
     )
+    ap.add_argument(
+        "--recipe",
+        help="another shipped recipe at the mode's sizes (e.g. --smoke --recipe qwen2.5-0.5b: the real architecture "
+        "and recipe on a CPU, with --set to shrink the batches)",
+    )
     ap.add_argument("--budget-s", type=float, help="seconds for the whole run (default: 480 on a GPU, 1200 --smoke)")
     a = ap.parse_args(argv)
     stages = [s.strip() for s in a.stages.split(",") if s.strip()]
@@ -492,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"--set {bad[0]}: expected STAGE.KEY=VALUE with STAGE one of {', '.join(STAGES)}, model, tokenizer")
     shared = [kv for kv in a.sets if kv.split(".", 1)[0] in ("model", "tokenizer")]
+    if a.recipe:  # its own model and tokenizer sections, not the tiny sizes'
+        sizes = replace(sizes, recipe=a.recipe, model_sets=[])
     sizes = replace(sizes, model_sets=sizes.model_sets + shared)
     a.budget_s = a.budget_s or sizes.budget_s
     import torch
@@ -524,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         device = next((r["device"] for r in rows if "device" in r), "cpu" if a.smoke else "unknown GPU")
         peak, peak_note = peak_flops(device)
         for row in rows:
-            finish_row(row, sizes, peak)
+            finish_row(row, sizes, peak, torch.cuda.is_available())
     finally:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)
