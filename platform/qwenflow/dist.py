@@ -7,6 +7,7 @@ Every stage runs the same code as one process or as one of N under torchrun; the
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 
@@ -32,7 +33,6 @@ def single_process_env() -> None:
     lone process torchrun's environment for a world of one, on a free local port."""
     if "RANK" in os.environ:
         return
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Annotated
 
 import typer
@@ -48,7 +49,6 @@ class Typer(typer.Typer):
     line naming the flag and exits 2, instead of click's usage block or typer's boxed panel; help stays rich."""
 
     def __call__(self, *args, **kwargs):
-        import sys
 
         try:
             from typer._click.exceptions import ClickException, UsageError  # typer >= 0.2x carries its own click

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -79,8 +82,6 @@ def serve(
     in time, ends the command with one line and a non-zero status; SIGTERM/SIGINT stop the server too. A registry
     download lives in a temporary directory removed on exit. Set QWENFLOW_API_KEY (or QWENFLOW_API_KEY_FILE) to
     require `Authorization: Bearer KEY`."""
-    import shutil
-    import tempfile
 
     r = get_recipe(recipe, set_)
     d = r.deploy
@@ -141,7 +142,6 @@ def _verified_model(model: str, download: Path) -> tuple[Path, str]:
 
 
 def _wait_ready_then_serve(proc: subprocess.Popen, url: str, ready_timeout: float) -> int:
-    import time
 
     import httpx
 

@@ -3,12 +3,14 @@ KFP cluster."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from qwenflow.recipe import load_recipe
 from qwenflow.stages import STAGES, stage
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console
@@ -87,7 +89,6 @@ def run_cmd(
 def _plan_or_exit(recipe: str, set_) -> None:
     """Print the recipe's memory plan; a stage that does not fit its GPUs stops here (exit 1, one line per stage)."""
     from qwenflow.plan import PlanRefused, check, plan_recipe, render
-    from qwenflow.recipe import load_recipe
 
     with clean_errors():
         r = load_recipe(recipe, list(set_ or []))
@@ -137,7 +138,6 @@ def submit_cmd(
     ] = "qwenflow-pipeline",
 ):
     """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
-    import tempfile
 
     import kfp
 

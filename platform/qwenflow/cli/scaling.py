@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from qwenflow.recipe import load_recipe
+
 from .common import clean_errors, console
 
 app = typer.Typer(help="Hyperparameter scaling laws: sweep, fit, predict.", no_args_is_help=True)
@@ -26,7 +28,6 @@ def parse_count(text: str) -> float:
 
 def _prepare(work: Path, base_recipe: str, data: Path | None, tokenizer: Path | None) -> tuple[Path, Path]:
     """Data and tokenizer for the sweep: given ones, or prepared once into the work dir."""
-    from qwenflow.recipe import load_recipe
 
     recipe = load_recipe(base_recipe)
     if data is None:

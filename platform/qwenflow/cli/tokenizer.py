@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from qwenflow.tokenizer import load_tokenizer
 from qwenflow.tokenizer.build import build_tokenizer, iter_parquet_texts
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, get_recipe
@@ -34,7 +35,6 @@ def build(
 @app.command("encode")
 def encode(text: str, path: Annotated[Path, typer.Option(help="Tokenizer directory")]):
     """Print the token ids of TEXT."""
-    from qwenflow.tokenizer import load_tokenizer
 
     with clean_errors():
         tok = load_tokenizer(path)

@@ -4,6 +4,9 @@ pretrain and long-context here, the post-training commands on the same `app` in 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +35,6 @@ NprocOpt = Annotated[
 def relaunched(nproc: int) -> bool:
     """Re-run this very command as `nproc` torchrun processes and return True (the caller then stops); False when
     one process was asked for or this already is one of the torchrun processes."""
-    import os
-    import sys
 
     from qwenflow.orchestration.launch import torchrun
 
@@ -124,7 +125,6 @@ def long_context(
     nproc: NprocOpt = 1,
 ):
     """Raise the RoPE base and train on long sequences (Qwen2.5-Turbo's progressive schedule when several lengths)."""
-    import json
 
     from qwenflow.train.long_context import run_long_context
 

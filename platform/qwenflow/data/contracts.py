@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import re
 import unicodedata
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qwenflow.artifacts import MANIFEST, atomic_write_text, sha256_file
 from qwenflow.recipe.contracts import ContractSpec
+from qwenflow.verifiers.format import clean_format
 
 from .chat import conversation_problem
 from .schemas import DATASETS
@@ -99,7 +102,6 @@ def _norm(text) -> str:
 def _misordered(criterion, chosen, rejected) -> bool:
     """A pair whose own criterion says rejected is the better answer (chosen/rejected swapped). Checkable by
     program for `concise` (chosen is the shorter) and `format` (chosen is the clean one); not `correct`/`on_topic`."""
-    from qwenflow.verifiers.format import clean_format
 
     c, r = _text_of(chosen), _text_of(rejected)
     if criterion == "concise":
@@ -224,7 +226,6 @@ def _expectations(kind: str, manifest: dict, file: str, contract: ContractSpec, 
 
 
 def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
-    import logging
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -288,7 +289,6 @@ def _check(file: str, expectation: str, column: str, ok: bool, rows: int, observ
 
 
 def _schema_checks(kind: str, path: Path, manifest: dict) -> tuple[list[dict], pd.DataFrame | None]:
-    import pyarrow as pa
 
     table = pq.read_table(path)
     names = table.schema.names

@@ -16,13 +16,16 @@ are tokenized by Ray Data tasks (in corpus order); the shards are the same bytes
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qwenflow.artifacts import read_manifest, write_manifest
+from qwenflow.artifacts import read_manifest, sha256_file, write_manifest
+from qwenflow.tokenizer import load_tokenizer
 
 from .documents import SEPARATOR, _eos, encode_documents
 from .passkey import Passkeys
@@ -195,10 +198,6 @@ def pack_corpus(
     stay plain text. engine: "local" tokenizes here, "ray" in Ray Data tasks (same shards). Returns the manifest.
     Re-packing the same inputs is skipped (the manifest records them).
     """
-    import os
-    import tempfile
-
-    from qwenflow.tokenizer import load_tokenizer
 
     if seq_len < 2:
         raise ValueError(f"seq_len must be at least 2, got {seq_len}")
@@ -207,7 +206,6 @@ def pack_corpus(
     files = corpus_files(corpus_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from qwenflow.artifacts import sha256_file
 
     inputs = {
         "corpus": {k: sha256_file(p) for k, p in files.items()},

@@ -16,6 +16,7 @@ from qwenflow.artifacts import atomic_write_text, write_manifest
 from .contracts import validate_dataset
 from .corpus import build_corpus
 from .posttrain_data import build_posttrain
+from .report import mixture_plot
 from .schemas import DATASETS, stream_parquet, write_parquet
 
 log = logging.getLogger("qwenflow.data")
@@ -198,6 +199,5 @@ def _log_to_mlflow(report: dict, out: Path) -> None:
         }
     )
     mlflow.log_artifact(str(out / "data_report.json"))
-    from .report import mixture_plot
 
     mlflow.log_figure(mixture_plot(report["mixture"]), "mixture.png")

@@ -24,9 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
+from datasketch import MinHashLSH
 
 from .corpus import VAL_DOC_CHARS, StepTimer, _clean_one, _load_one
 from .dedup import ExactDedup, NearDedup
+from .domains import DomainClassifier
+from .quality import QualityScorer
 from .ray_runtime import Shared, ray_session
 from .schemas import DATASETS, stream_parquet
 
@@ -470,7 +473,6 @@ def _shares(doms, nbytes) -> dict[str, float]:
 
 def _dedup(ray, ds, spec):
     """Exact + near duplicates by LSH band buckets, resolved in corpus order (see the module docstring)."""
-    from datasketch import MinHashLSH
 
     near = NearDedup(spec.near_dup_threshold, spec.minhash_perm, seed=spec.seed + 1)
     lsh = MinHashLSH(threshold=spec.near_dup_threshold, num_perm=spec.minhash_perm)  # its band layout, as local
@@ -516,7 +518,6 @@ def _dedup(ray, ds, spec):
 
 
 def _quality(ds, spec):
-    from .quality import QualityScorer
 
     keys = _column(ds, "key")
     if not len(keys):
@@ -535,7 +536,6 @@ def _quality(ds, spec):
 
 
 def _domains(ds, spec):
-    from .domains import DomainClassifier
 
     keys, doms = _column(ds, "key"), _column(ds, "domain")
     labelled = np.array([bool(d) for d in doms], dtype=bool)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .synthetic import math_documents
+
 Record = dict  # {"text": str, "source": str, "domain": str, "license": str}
 COLUMNS = ("text", "source", "domain", "license")
 
@@ -206,7 +208,6 @@ def _bible(info, max_bytes, stats):
 
 def _math_synthetic(info, max_bytes, stats):
     """Worked problems from reasoning-gym's seeded generators: the math domain has no packaged text corpus."""
-    from .synthetic import math_documents
 
     used = 0
     for doc in math_documents(seed=1234):

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
+from qwenflow.serving.settings import BENTO_MODEL_DIR, DEPLOY_FILE, Settings
 from qwenflow.tracking.model_source import fetch_registered_model, is_registry_uri, resolve
 
 SERVICE = "qwenflow.serving.service:QwenflowLLM"
@@ -55,8 +56,6 @@ def build_bento(
 ) -> str:
     """Build the Bento and return its tag (name:version) in BENTOML_HOME's store."""
     import bentoml
-
-    from qwenflow.serving.settings import BENTO_MODEL_DIR, DEPLOY_FILE, Settings
 
     source = str(model_uri_or_dir)
     labels = {

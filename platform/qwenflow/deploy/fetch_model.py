@@ -9,9 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from qwenflow.artifacts import sha256_path
+
 
 def fetch(source: str, dest: str, sha256: str = "") -> Path:
-    from qwenflow.artifacts import sha256_path
     from qwenflow.tracking.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
 
     if is_registry_uri(source):

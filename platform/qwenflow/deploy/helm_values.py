@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from qwenflow.serving.settings import FROM_RECIPE
+from qwenflow.tracking.model_source import SHA256_TAG, model_version, parse_registry_uri
 
 CHART_DIR = Path(__file__).resolve().parents[3] / "helm" / "qwenflow-serving"
 
@@ -27,7 +28,6 @@ def helm_values(
 ) -> dict:
     """Values that serve `model_uri` (models:/NAME@ALIAS) as the recipe's deploy section asks (`recipe`, when
     given, supplies the trained context length and long-context settings the vLLM engine needs)."""
-    from qwenflow.tracking.model_source import SHA256_TAG, model_version, parse_registry_uri
 
     name, alias, version = parse_registry_uri(model_uri)
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")

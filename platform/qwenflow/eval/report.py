@@ -8,6 +8,8 @@ import math
 import re
 from pathlib import Path
 
+from qwenflow.artifacts import atomic_write_text
+
 SCHEMA_VERSION = 1
 LOWER_IS_BETTER = re.compile(r"(_ppl|_bpb|perplexity|loss)$")
 
@@ -22,7 +24,6 @@ def flat_metrics(tasks: dict) -> dict[str, float]:
 
 
 def write_report(report: dict, out_dir: str | Path) -> Path:
-    from qwenflow.artifacts import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

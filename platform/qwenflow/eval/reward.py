@@ -11,6 +11,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pandas as pd
+
 from qwenflow.artifacts import sha256_file
 from qwenflow.data.benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
 from qwenflow.posttrain.scoring import RewardScorer
@@ -45,7 +47,6 @@ def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float,
 
 
 def preference_pairs(rm, data_dir: Path, limit: int | None, seed: int) -> TaskResult:
-    import pandas as pd
 
     t0 = time.time()
     path = Path(data_dir) / "preferences" / "test.parquet"

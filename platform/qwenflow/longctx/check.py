@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoConfig, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from qwenflow.data.passkey import Passkeys
 from qwenflow.tokenizer.bpe import train_bpe
+from qwenflow.tracking import stage_run
 
 from .passkey import heatmaps, mean_over_depths, run_grid, table
 from .settings import SETTINGS, load_model
@@ -119,7 +120,6 @@ def evaluate(
 ) -> dict:
     """Run the check on a saved model; write passkey_report.json, passkey_table.md and passkey_heatmap.png to
     `out` and (track=True) log them with the figures to an MLflow run of stage `long-context-check`."""
-    from transformers import AutoConfig, AutoTokenizer
 
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / "config.json").is_file():
@@ -165,8 +165,6 @@ def evaluate(
 
 def log_report(report: dict, out: Path) -> None:
     import mlflow
-
-    from qwenflow.tracking import stage_run
 
     with stage_run(
         "long-context-check",

@@ -20,9 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    Qwen2ForCausalLM,
+    Qwen2MoeForCausalLM,
+)
 
 from qwenflow import dist
+from qwenflow.artifacts import LINEAGE_FILE, RECIPE_FILE
 from qwenflow.tracking.model_source import resolve  # where a model comes from (a directory or an MLflow URI)
+
+from . import sharded
+from .builder import build_config, build_model
 
 
 class ModelLoadError(ValueError):
@@ -62,10 +74,6 @@ def build_causal_lm(spec, *, distributed=None, bf16: bool = False, seed: int | N
     """A freshly initialised model of the recipe's architecture. Under ZeRO-3 it is partitioned as it is created and
     each rank initialises only its partitions (models/sharded.py), with values that depend on (seed, parameter name)
     only, so 1 and N processes start from the same weights; other strategies keep transformers' own init."""
-    from transformers import Qwen2ForCausalLM, Qwen2MoeForCausalLM
-
-    from . import sharded
-    from .builder import build_config, build_model
 
     if distributed is None or distributed.strategy != "zero3":
         return build_model(spec, seed=seed, **token_ids)
@@ -109,9 +117,6 @@ def _checked_from_pretrained(cls, path: Path, **kwargs):
 
 def _load_zero3(auto_cls, path: Path, distributed, *, bf16: bool, config=None, num_labels: int | None = None, **kwargs):
     """A ZeRO-3-partitioned model read partition by partition from path's safetensors (models/sharded.py)."""
-    from transformers import AutoConfig
-
-    from . import sharded
 
     if not list(path.glob("*.safetensors")):
         raise ModelLoadError(f"{path}: no *.safetensors weights; qwenflow loads safetensors only")
@@ -152,7 +157,6 @@ def load_causal_lm(
     **kwargs,
 ):
     """A causal LM from a directory or registry URI (verified); under ZeRO-3 each rank reads only its partitions."""
-    from transformers import AutoModelForCausalLM
 
     path = resolve(source)
     if _zero3(distributed):
@@ -166,7 +170,6 @@ def load_reward_model(
     source: str | Path, *, num_labels: int | None = None, distributed=None, bf16: bool = False, **kwargs
 ):
     """A sequence-classification (reward) model; num_labels=1 adds a fresh score head to a causal LM."""
-    from transformers import AutoModelForSequenceClassification
 
     path = resolve(source)
     if _zero3(distributed):
@@ -180,7 +183,6 @@ def load_reward_model(
 
 
 def load_config(source: str | Path):
-    from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(resolve(source)), local_files_only=True)
 
@@ -189,7 +191,6 @@ def load_config(source: str | Path):
 
 
 def _is_sharded(model) -> bool:
-    from torch.distributed.tensor import DTensor
 
     return any(hasattr(p, "ds_id") or isinstance(p, DTensor) for p in model.parameters())
 
@@ -199,7 +200,6 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
     time, so no rank holds more than one whole parameter beyond its shard (rank 0 collects them on the CPU)."""
     if dist.world_size() == 1 or not _is_sharded(model):
         return model.state_dict() if dist.is_main() else None
-    from torch.distributed.tensor import DTensor
 
     out: dict[str, torch.Tensor] = {}
     seen: dict[int, str] = {}  # tied weights (embeddings and LM head) are gathered once: id -> the first name
@@ -239,7 +239,6 @@ def save(
     """Write a model directory (safetensors + tokenizer + recipe + lineage) from rank 0 only. atomic: written
     beside out_dir and renamed over it (out_dir is replaced); otherwise written into out_dir among its other files
     (the pre-training engine's output directory also holds its checkpoints and metrics)."""
-    from qwenflow.artifacts import LINEAGE_FILE, RECIPE_FILE
 
     out_dir = Path(out_dir)
     if state_dict is None:

@@ -17,6 +17,9 @@ import hashlib
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from transformers import initialization as hf_init
+from transformers.integrations.deepspeed import prevent_arange_dtype_change
 
 from qwenflow import dist
 
@@ -52,8 +55,6 @@ def _partitioning_init(ds_config: dict, tied_shape: tuple[int, ...] | None):
 
 def empty(cls, config, ds_config: dict):
     """`cls(config)` partitioned across ranks at construction, weights uninitialised."""
-    from transformers import initialization as hf_init
-    from transformers.integrations.deepspeed import prevent_arange_dtype_change
 
     tied = (config.vocab_size, config.hidden_size) if getattr(config, "tie_word_embeddings", False) else None
     # prevent_arange_dtype_change: zero.Init would otherwise compute RoPE's inverse frequencies in a changed dtype
@@ -117,7 +118,6 @@ def _read_(out: torch.Tensor, file: str, name: str, numel: int, start: int) -> N
     """Copy values [start, start + len(out)) of tensor `name`, flattened, from a safetensors file into `out`, whole
     rows of about CHUNK values at a time (safetensors slices rows, not flat ranges). The file is opened per block so
     the pages a read maps are unmapped right after: no partition-sized temporary, mapped or allocated."""
-    from safetensors import safe_open
 
     pos, end = start, start + out.numel()
     while pos < end:
@@ -139,7 +139,6 @@ def load_partitions(
 ) -> tuple[list[str], list[str]]:
     """Fill each rank's partitions from model_dir's safetensors; parameters whose name starts with one of `fresh`
     (e.g. a new reward head) are initialised instead. Returns (missing, unexpected) parameter names."""
-    from safetensors import safe_open
 
     files = {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):

@@ -17,9 +17,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from qwenflow import dist
 from qwenflow.stages import TRAINING
 
 ENV_NPROC = "QWENFLOW_NPROC"
@@ -126,7 +128,6 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _main_thread() -> bool:
-    import threading
 
     return threading.current_thread() is threading.main_thread()
 
@@ -160,7 +161,6 @@ def fit_recipe_to_world(recipe, section_name: str | None = None):
     """Under `--nproc N` on a machine (not the cluster, where the schema already checked the batch against the
     resources), lower a micro batch that does not split over N processes to the largest one that does, keeping
     the global batch (and so the optimisation) the same. Returns the recipe unchanged otherwise."""
-    from qwenflow import dist
 
     world = dist.world_size()
     if world == 1 or not os.environ.get("QWENFLOW_FIT_BATCH"):

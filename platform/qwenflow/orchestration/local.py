@@ -4,15 +4,21 @@ local SQLite store (or any tracking URI), the content-keyed resume cache, a live
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwenflow.recipe import load_recipe
+from qwenflow.tracking import qwenflow_home
 from qwenflow.tracking.lineage import RUN_DIR_ENV
 
 from . import cache, events, launch
+from .live import LogTee, view
 from .summary import RunSummary, summarize
 
 
@@ -37,7 +43,6 @@ class LocalRun:
 
 
 def _env(run: LocalRun, run_dir: Path, events_path: Path) -> dict[str, str]:
-    from qwenflow.tracking import qwenflow_home
 
     home = qwenflow_home()
     env = {
@@ -98,8 +103,6 @@ def _descendants(pid: int) -> list[int]:
 def _stop_children_on_sigterm():
     """`kill` of the runner must not leave a training process running on its own (Ctrl-C reaches the whole
     process group already; SIGTERM reaches only us)."""
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -122,7 +125,6 @@ def _stop_children_on_sigterm():
 def _owning(run_dir: Path):
     """One `qwenflow run` at a time per run directory (an advisory lock the kernel drops when the process dies), so
     RUNNING MLflow runs of this directory found at start belong to a dead attempt."""
-    import fcntl
 
     with open(run_dir / ".lock", "w") as f:
         try:
@@ -140,10 +142,6 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     from rich.live import Live
 
     from qwenflow.pipelines.qwen25_recipe import build_pipeline
-    from qwenflow.recipe import load_recipe
-    from qwenflow.tracking import qwenflow_home
-
-    from .live import LogTee, view
 
     recipe_arg = str(Path(run.recipe).resolve()) if run.recipe.endswith((".yaml", ".yml")) else run.recipe
     recipe = load_recipe(recipe_arg, list(run.overrides))  # bad recipes fail here, before any process starts

@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from qwenflow.artifacts import sha256_path
 from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES
-from qwenflow.tracking import model_source
+from qwenflow.tracking import lineage, model_source
 
 from . import cache, events, launch, policy
 from .stages import AUTO_FILE, NO_MODEL, RESOLVED_RECIPE, RUN, _has_model, resolve
@@ -62,7 +63,6 @@ def run_stage(
         os.environ["KFP_RUN_ID"] = kfp_run_id
     events.emit(name, "start", output=str(output))
     t0 = time.perf_counter()
-    from qwenflow.tracking import lineage
 
     os.environ.pop(lineage.DIGEST_ENV, None)
     try:
@@ -154,7 +154,6 @@ def run_stage(
 
 def _record_cached(name: str, result: dict, entry, recipe, parent_run_id: str) -> dict:
     """A nested run in this pipeline run for a stage served from the cache, pointing at the run that produced it."""
-    from qwenflow.tracking import lineage
 
     digest = cache.content_digest(entry.dir)
     record = lineage.record_cached(name, result, digest, recipe, parent_run_id)
@@ -167,8 +166,6 @@ def _record_cached(name: str, result: dict, entry, recipe, parent_run_id: str) -
 def _record_digest(result: dict, entry, output: Path, stage) -> None:
     """The artifact's sha256 on the stage's MLflow run: the one the cache's commit computed, or for a stage that is
     never cached (the gate's small verdict) hashed here; without the cache nothing big is hashed again."""
-    from qwenflow.artifacts import sha256_path
-    from qwenflow.tracking import lineage
 
     digest = cache.content_digest(entry.dir) if entry else (None if stage.cacheable else sha256_path(output))
     if digest:

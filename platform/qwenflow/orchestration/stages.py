@@ -6,6 +6,7 @@ through `RUN`, so a contract change in a stage function is adapted in one place.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,6 @@ def resolve(name: str, recipe):
 
 
 def _pretrain(recipe, inputs, out, resume):
-    import json
 
     from qwenflow.train.pretrain import run_pretrain
 
@@ -138,7 +138,6 @@ def _eval(recipe, inputs, out, resume):
 
 
 def _gate(recipe, inputs, out, resume):
-    import json
 
     from qwenflow.eval.gates import check_gates
     from qwenflow.eval.registry import champion_metrics
@@ -152,7 +151,6 @@ def _gate(recipe, inputs, out, resume):
 
 
 def _register(recipe, inputs, out, resume):
-    import json
 
     from qwenflow.eval.registry import register_model
 

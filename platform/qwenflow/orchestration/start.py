@@ -3,6 +3,8 @@ parent run every stage nests under; close it when the run ends."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from qwenflow.stages import START, SWITCHES
@@ -45,7 +47,6 @@ def resolve_recipe(
 
 def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     """Write the resolved recipe artifact and open the parent MLflow run; returns its id."""
-    import time
 
     from qwenflow.recipe import recipe_to_yaml
     from qwenflow.tracking import _setup, tracking_uri
@@ -58,7 +59,6 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     mlflow = _setup(recipe.tracking.experiment)
     client = tracking_client()
     exp = mlflow.get_experiment_by_name(recipe.tracking.experiment)
-    import os
 
     from qwenflow.tracking.lineage import RUN_DIR_ENV, RUN_DIR_TAG
 

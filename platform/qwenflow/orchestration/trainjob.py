@@ -17,11 +17,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client as k8s
+from kubernetes import config
 
 from .launch import read_entry_result
 
@@ -370,7 +372,6 @@ def run_job(
 
 
 def _main_thread() -> bool:
-    import threading
 
     return threading.current_thread() is threading.main_thread()
 
@@ -398,7 +399,6 @@ def step_pod_owner(namespace: str, core_api=None) -> dict | None:
 
 def in_cluster_api():
     """The custom-objects API with the step pod's own service-account token."""
-    from kubernetes import config
 
     config.load_incluster_config()
     return k8s.CustomObjectsApi()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qwenflow import dist
+from qwenflow.artifacts import sha256_path
 from qwenflow.data.chat import conversation_problem
 from qwenflow.data.schemas import DATASETS
-from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN
+from qwenflow.dist import grad_accum
+from qwenflow.tokenizer import load_tokenizer
+from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN, chat_template
+from qwenflow.train.hardware import cpu_has_bf16
+from qwenflow.train.strategy import trainer_kwargs
+
+from .checkpoints import save_args
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -48,8 +57,6 @@ def load_chat_tokenizer(
     require_chat_template=False accepts a tokenizer without a template (scoring an outside reward model)."""
     from transformers import AutoTokenizer
 
-    from qwenflow.tokenizer import load_tokenizer
-
     src = Path(tokenizer_dir or model_dir)
     try:
         tok = load_tokenizer(src)
@@ -66,7 +73,6 @@ def load_chat_tokenizer(
 
 def ensure_chatml_template(tok):
     """Assistant-only loss needs `{% generation %}` markers; give ChatML tokenizers qwenflow's template if missing."""
-    from qwenflow.tokenizer.special import chat_template
 
     if "{% generation %}" in (tok.chat_template or "") or "{%- generation %}" in (tok.chat_template or ""):
         return tok
@@ -209,8 +215,6 @@ def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[
 def dataset_hashes(data_dir: str | Path, kinds: Iterable[str]) -> dict[str, str]:
     """sha256 of each dataset directory used (for the MLflow run's params); rank 0 only (others get {}), so no rank
     hashes while the others wait."""
-    from qwenflow import dist
-    from qwenflow.artifacts import sha256_path
 
     d = Path(data_dir)
     out: dict[str, str] = {}
@@ -225,8 +229,6 @@ def dataset_hashes(data_dir: str | Path, kinds: Iterable[str]) -> dict[str, str]
 
 def model_lineage(stage: str, start_dir: Path, data_dir: str | Path, kinds: Iterable[str], **extra) -> dict:
     """What goes into qwenflow_lineage.json and the run's params: where this model came from (hashed on rank 0)."""
-    from qwenflow import dist
-    from qwenflow.artifacts import sha256_path
 
     digest = sha256_path(start_dir) if dist.is_main() else ""
     return {
@@ -246,7 +248,6 @@ def bf16_available() -> bool:
         return torch.cuda.is_bf16_supported()
     # CPU autocast to bf16 pays off only with native bf16 instructions (AVX512-BF16/AMX); the same test (and
     # QWENFLOW_CPU_BF16 override) as pre-training's, so every stage of a run trains in the same precision.
-    from qwenflow.train.hardware import cpu_has_bf16
 
     return cpu_has_bf16()
 
@@ -254,10 +255,6 @@ def bf16_available() -> bool:
 def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
     """TrainingArguments kwargs shared by SFT/reward/DPO/GRPO configs, from a recipe section (_Batched): the global
     batch split over this run's processes, and the section's distributed strategy (DDP, ZeRO-2/3 or FSDP2)."""
-    from qwenflow.dist import grad_accum
-    from qwenflow.train.strategy import trainer_kwargs
-
-    from .checkpoints import save_args
 
     micro = section.micro_batch_size
     accum = grad_accum(section.global_batch_size, micro)
@@ -284,7 +281,6 @@ def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
         disable_tqdm=False,
         **trainer_kwargs(section.distributed, bf16=bf16),
     )
-    from qwenflow import dist
 
     if dist.world_size() > 1:
         kw["ddp_backend"] = "gloo" if on_cpu else "nccl"
@@ -331,11 +327,8 @@ def _generation_mode(model):
     """(context, synced) for generating with a possibly sharded model: ZeRO-3 partitions are gathered for the
     duration (as TRL's GRPO does for generation); FSDP2 modules gather per layer in their forward, so every rank
     must run the same number of forward passes (synced)."""
-    from contextlib import nullcontext
 
     from torch.distributed.tensor import DTensor
-
-    from qwenflow import dist
 
     params = list(model.parameters())
     if any(hasattr(p, "ds_id") for p in params):
@@ -362,7 +355,6 @@ def generate(
     Returns the decoded completions (special tokens dropped), num_return_sequences per prompt, in order. Under
     torchrun every rank generates for its share of the prompts and all ranks get every completion back.
     """
-    from qwenflow import dist
 
     context, synced = _generation_mode(model)
     sharded = dist.world_size() > 1 and dist.initialized()

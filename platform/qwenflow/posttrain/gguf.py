@@ -10,7 +10,13 @@ import importlib.metadata
 import logging
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from qwenflow.artifacts import LINEAGE_FILE, sha256_file
 from qwenflow.models import io
+from qwenflow.tokenizer.special import EOS_TOKEN
+from qwenflow.tokenizer.special import chat_template as chatml
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +40,6 @@ def packaged_gguf(package: str = SMOLLM2_PACKAGE, path: str = SMOLLM2_FILE) -> P
 
 def import_gguf(gguf: str | Path, out_dir: str | Path, *, chat_template: bool = True) -> Path:
     """De-quantise `gguf` into a float32 safetensors model directory with tokenizer; returns out_dir."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from qwenflow.artifacts import LINEAGE_FILE, sha256_file
-    from qwenflow.tokenizer.special import EOS_TOKEN
-    from qwenflow.tokenizer.special import chat_template as chatml
 
     gguf, out_dir = Path(gguf), Path(out_dir)
     if not gguf.is_file():

@@ -23,6 +23,8 @@ from torch.utils.data import Sampler
 
 from qwenflow.artifacts import read_lineage
 from qwenflow.models import io
+from qwenflow.tracking import main_mlflow as mlflow
+from qwenflow.tracking import stage_run
 from qwenflow.verifiers.format import format_reward
 from qwenflow.verifiers.guard import GuardedReward
 from qwenflow.verifiers.tasks import TaskVerifier
@@ -342,9 +344,6 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
     resume: continue from the newest complete checkpoint under out_dir/trainer, with the prompt order, variances and
     RNG streams it saved. Every generation batch's prompts are appended to out_dir/trainer/prompt_order.jsonl."""
     from datasets import Dataset
-
-    from qwenflow.tracking import main_mlflow as mlflow
-    from qwenflow.tracking import stage_run
 
     spec = recipe.grpo
     out_dir = Path(out_dir)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from qwenflow.artifacts import write_manifest
+from qwenflow.verifiers.tasks import TaskVerifier
+
 from .common import generate
 
 log = logging.getLogger(__name__)
@@ -28,7 +31,6 @@ PASS, FAIL, ERROR = "pass", "fail", "error"
 
 def default_verifier() -> Callable[..., list[float]]:
     """Per-row dispatch by task (exact math answers, sandboxed unit tests): `qwenflow.verifiers.tasks`."""
-    from qwenflow.verifiers.tasks import TaskVerifier
 
     return TaskVerifier()
 
@@ -127,7 +129,6 @@ def rejection_sample(
 
 def write_sampled(data: SampledData, out_dir: str | Path, **manifest) -> Path:
     """out_dir/sft/train.parquet and out_dir/pairs/train.parquet, each with a manifest."""
-    from qwenflow.artifacts import write_manifest
 
     out_dir = Path(out_dir)
     for sub, df in (("sft", data.sft), ("pairs", data.pairs)):

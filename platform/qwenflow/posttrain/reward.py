@@ -7,12 +7,16 @@ DPO and GRPO score completions with (through qwenflow.posttrain.scoring, as this
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
 import torch
+from transformers import set_seed
 
 from qwenflow.models import io
+from qwenflow.tracking import main_mlflow as mlflow
+from qwenflow.tracking import stage_run
 
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
@@ -95,7 +99,6 @@ def pairwise_accuracy(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -
 
 def accuracy_by_criterion(model, tok, df: pd.DataFrame, *, max_length: int = 1024) -> dict[str, dict]:
     """{"all": {accuracy, stderr, n}, <criterion>: {...}} over the pairs' `criterion` column (all only without it)."""
-    import math
 
     wins = pairwise_wins(model, tok, df, max_length=max_length)
     groups = {"all": wins}
@@ -125,11 +128,7 @@ def run_reward(
 ) -> Path:
     """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model. resume: continue from
     the newest complete checkpoint under out_dir/trainer."""
-    from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
-
-    from qwenflow.tracking import main_mlflow as mlflow
-    from qwenflow.tracking import stage_run
 
     spec = recipe.reward
     out_dir = Path(out_dir)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from qwenflow.models import io
+from qwenflow.tracking import main_mlflow as mlflow
+from qwenflow.tracking import stage_run
 
 from . import common
 from .checkpoints import atomic_checkpoints, resume_point
@@ -111,8 +113,6 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
     dir.
 
     resume: continue from the newest complete checkpoint under out_dir (posttrain/checkpoints.py)."""
-    from qwenflow.tracking import main_mlflow as mlflow
-    from qwenflow.tracking import stage_run
 
     spec = recipe.sft
     out_dir = Path(out_dir)

@@ -9,6 +9,9 @@ import typing
 
 from pydantic import BaseModel
 
+from qwenflow.recipe.loader import RecipeError, load_recipe
+from qwenflow.recipe.schema import Recipe
+
 
 def _section(annotation):
     """The recipe section (pydantic model) a field holds, also through Optional[...]; None for leaf values."""
@@ -23,7 +26,6 @@ def _section(annotation):
 
 def recipe_keys(model=None, prefix: str = "") -> list[str]:
     """Every dotted key of the recipe schema (sections and leaves)."""
-    from qwenflow.recipe.schema import Recipe
 
     model = model or Recipe
     keys = []
@@ -43,7 +45,6 @@ def _suggest(key: str) -> str:
 
 def check_key(assignment: str) -> str:
     """The key of one KEY=VALUE override; ValueError naming the override when the key is not in the schema."""
-    from qwenflow.recipe.schema import Recipe
 
     if "=" not in assignment:
         raise ValueError(f"{assignment!r}: expected KEY=VALUE, e.g. sft.learning_rate=1e-5")
@@ -68,7 +69,6 @@ def check_key(assignment: str) -> str:
 
 def check_overrides(overrides: list[str], recipe: str) -> None:
     """Check every override's key, then its value against `recipe`; errors name the override, never the file."""
-    from qwenflow.recipe.loader import RecipeError, load_recipe
 
     keys = {check_key(a): a for a in overrides}
     if not overrides:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
@@ -46,6 +47,5 @@ def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _mark_control_tokens(tok: PreTrainedTokenizerFast) -> None:
-    from tokenizers import AddedToken
 
     tok.add_tokens([AddedToken(t, special=t not in NOT_SPECIAL, normalized=False) for t in CONTROL_TOKENS])

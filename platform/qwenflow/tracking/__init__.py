@@ -19,6 +19,8 @@ from typing import Any
 from qwenflow import dist
 from qwenflow.recipe import recipe_to_yaml
 
+from .lineage import DIGEST_ENV, DIGEST_TAG, RUN_DIR_ENV, RUN_DIR_TAG, close_previous_attempts
+
 # mlflow is imported inside functions: it takes 3.7 s to import (measured, `python -X importtime -c "import mlflow"`
 # on the 2-core CI machine) against 0.6 s for the whole `qwenflow` CLI, which imports this module.
 
@@ -150,7 +152,6 @@ def stage_run(
     run_tags = {"qwenflow.stage": stage, **(tags or {})}
     if os.environ.get("KFP_RUN_ID"):
         run_tags["kfp.run_id"] = os.environ["KFP_RUN_ID"]
-    from .lineage import DIGEST_ENV, DIGEST_TAG, RUN_DIR_ENV, RUN_DIR_TAG, close_previous_attempts
 
     if os.environ.get(RUN_DIR_ENV):  # a later run in the same directory closes this one if its process dies
         run_tags[RUN_DIR_TAG] = os.environ[RUN_DIR_ENV]

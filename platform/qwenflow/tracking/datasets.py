@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
+from qwenflow.artifacts import read_manifest
 from qwenflow.stages import DATASET_KINDS, STAGES
 
 DATA_DIR_ENV = "QWENFLOW_DATA_DIR"  # the pipeline's prepared-data directory, set for the stage process
@@ -21,8 +23,6 @@ def dataset_for(directory: Path, name: str):
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.types import ColSpec, Schema, TensorSpec
-
-    from qwenflow.artifacts import read_manifest
 
     try:
         manifest = read_manifest(directory)
@@ -40,7 +40,6 @@ def dataset_for(directory: Path, name: str):
         if isinstance(schema, dict) and schema
         else None
     )
-    import warnings
 
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about the tie
         warnings.simplefilter("ignore", UserWarning)

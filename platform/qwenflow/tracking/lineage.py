@@ -109,7 +109,7 @@ def record_cached(stage: str, result: dict, digest: str, recipe, parent_run_id: 
         return None
     from mlflow.entities import Metric
 
-    from . import _setup
+    from . import _setup  # the package imports this module: bound at call time
 
     _setup(recipe.tracking.experiment)
     client = _client()

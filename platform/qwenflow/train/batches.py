@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from qwenflow import dist
+from qwenflow.artifacts import read_manifest
+from qwenflow.data.pack import shard_files
 
 WINDOW_TOKENS = 1 << 23  # 8M tokens (32 MB of int32) in memory per rank
 
@@ -87,9 +89,6 @@ class PackedBatches:
         window_tokens: int = WINDOW_TOKENS,
     ):
         import pyarrow.compute  # noqa: F401 - pa.compute in ShardedRows.read
-
-        from qwenflow.artifacts import read_manifest
-        from qwenflow.data.pack import shard_files
 
         packed_dir = Path(packed_dir)
         env_rank, env_world = _rank_world()

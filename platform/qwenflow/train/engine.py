@@ -27,6 +27,7 @@ from .batches import PackedBatches
 from .deepspeed_config import validate, world_size
 from .hardware import gpu_peak, probe
 from .schedule import staged_lr_lambda
+from .strategy import accelerate_plugins
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -69,8 +70,6 @@ def mean_over_ranks(x: torch.Tensor, world: int) -> float:
 def make_accelerator(section, device_probe: dict):
     """The accelerate engine for the section's strategy: plain (DDP under torchrun), DeepSpeed ZeRO-2/3 or FSDP2."""
     from accelerate import Accelerator
-
-    from .strategy import accelerate_plugins
 
     on_cpu = not torch.cuda.is_available()
     strategy = section.distributed.strategy

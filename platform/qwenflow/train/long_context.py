@@ -12,14 +12,24 @@ import json
 import math
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, set_seed
+
 from qwenflow.longctx.yarn import YARN_KEY, yarn_parameters
+from qwenflow.models import io
 from qwenflow.recipe import Recipe
+from qwenflow.tokenizer import load_tokenizer
+from qwenflow.tracking import ensure_reachable
+
+from .batches import PackedBatches
+from .engine import Stage, held_out_loss, is_main_process, train
+from .finish import log_checkpoint, log_model_dir, loss_plot, save_model
+from .pretrain import flops_counter, pack_on_main, stage_context
 
 
 def long_context_config(model_dir: str | Path, rope_theta: float, max_len: int):
     """The model's config with the new RoPE base and length. Editing rope_theta on a loaded model changes nothing
     (the rotary embedding caches inv_freq at init), so the model must be built from this config."""
-    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     rope = dict(getattr(config, "rope_parameters", None) or {"rope_type": "default"})
@@ -32,7 +42,6 @@ def long_context_config(model_dir: str | Path, rope_theta: float, max_len: int):
 def check_rope_base(model, rope_theta: float) -> None:
     """Fail loudly if the rotary embedding does not use the new base: transformers caches inv_freq when the model
     is built, so editing rope_theta on a loaded model silently changes nothing."""
-    import torch
 
     rotary = model.model.rotary_emb
     dim = rotary.inv_freq.numel() * 2
@@ -45,16 +54,6 @@ def run_long_context(
     recipe: Recipe, data_dir: str | Path, model_dir: str | Path, out_dir: str | Path, resume: bool = False
 ) -> Path:
     """Extend model_dir's context per recipe.long_context; return the new model directory (= out_dir)."""
-    from transformers import set_seed
-
-    from qwenflow.models import io
-    from qwenflow.tokenizer import load_tokenizer
-    from qwenflow.tracking import ensure_reachable
-
-    from .batches import PackedBatches
-    from .engine import Stage, held_out_loss, is_main_process, train
-    from .finish import log_checkpoint, log_model_dir, loss_plot, save_model
-    from .pretrain import flops_counter, pack_on_main, stage_context
 
     ensure_reachable()  # before any compute
     lc = recipe.long_context

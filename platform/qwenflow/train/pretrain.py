@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from functools import lru_cache
 from pathlib import Path
 
+from qwenflow.artifacts import read_manifest
 from qwenflow.recipe import Recipe
+from qwenflow.tokenizer import load_tokenizer
+from qwenflow.tracking import ensure_reachable, stage_run
 
 
 def require_numbers(recipe: Recipe) -> None:
@@ -32,7 +36,6 @@ def flops_counter(model_spec):
 
 def stage_context(stage: str, recipe: Recipe, params: dict | None = None):
     """The MLflow run on the main process (nested under QWENFLOW_PARENT_RUN_ID); nothing on the others."""
-    from qwenflow.tracking import stage_run
 
     from .engine import is_main_process
 
@@ -41,9 +44,7 @@ def stage_context(stage: str, recipe: Recipe, params: dict | None = None):
 
 def pack_on_main(corpus_dir, tokenizer_dir, seq_len: int, out_dir: Path, **kw) -> dict:
     """Pack once (main process); the others wait for the manifest. Packing is deterministic, so a re-run reuses it."""
-    import time
 
-    from qwenflow.artifacts import read_manifest
     from qwenflow.data.pack import pack_corpus
 
     from .engine import is_main_process
@@ -72,8 +73,6 @@ def run_pretrain(
     from transformers import set_seed
 
     from qwenflow.models import io
-    from qwenflow.tokenizer import load_tokenizer
-    from qwenflow.tracking import ensure_reachable
 
     from .batches import PackedBatches
     from .engine import Stage, is_main_process, train
