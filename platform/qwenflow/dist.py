@@ -41,6 +41,7 @@ def single_process_env() -> None:
 
 
 def initialized() -> bool:
+    # lazy: imports torch, numpy (seconds to import)
     import torch.distributed as torch_dist
 
     return torch_dist.is_available() and torch_dist.is_initialized()
@@ -50,6 +51,7 @@ def gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank (one process: [obj])."""
     if world_size() == 1 or not initialized():
         return [obj]
+    # lazy: imports torch, numpy (seconds to import)
     import torch.distributed as torch_dist
 
     out: list[Any] = [None] * world_size()

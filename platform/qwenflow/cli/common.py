@@ -19,6 +19,7 @@ RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Shipped recipe n
 
 def _check_set(ctx: typer.Context, values: list[str] | None):
     """Reject a bad --set at parse time, naming the flag (not the recipe file) and the closest valid key."""
+    # lazy: kept out of `qwenflow --help` start-up (2 ms)
     from qwenflow.recipe.overrides import check_overrides
 
     try:
@@ -53,6 +54,7 @@ class Typer(typer.Typer):
         try:
             from typer._click.exceptions import ClickException, UsageError  # typer >= 0.2x carries its own click
         except ImportError:  # older typer: click's own
+            # lazy: kept out of `qwenflow --help` start-up (31 ms)
             from click import ClickException, UsageError
 
         if kwargs.get("standalone_mode", True) is False:

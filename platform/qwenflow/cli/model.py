@@ -45,6 +45,7 @@ def import_gguf_cmd(
     ] = None,
 ):
     """De-quantise a GGUF model into a safetensors model directory with tokenizer and ChatML template."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.gguf import import_gguf, packaged_gguf
 
     with clean_errors():

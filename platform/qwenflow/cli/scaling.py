@@ -31,12 +31,14 @@ def _prepare(work: Path, base_recipe: str, data: Path | None, tokenizer: Path | 
 
     recipe = load_recipe(base_recipe)
     if data is None:
+        # lazy: imports pandas, pyarrow, sklearn (seconds to import)
         from qwenflow.data.prepare import prepare_data
 
         data = work / "data"
         if not (data / "corpus" / "train.parquet").is_file():
             prepare_data(recipe, data)
     if tokenizer is None:
+        # lazy: kept out of `qwenflow --help` start-up (10 ms)
         from qwenflow.tokenizer.build import build_tokenizer, iter_parquet_texts
 
         tokenizer = work / "tokenizer"
@@ -54,6 +56,7 @@ def sweep(
     model: Annotated[list[str] | None, typer.Option(help="Only these ladder models")] = None,
 ):
     """Run the grid's short pre-training runs; finished points (found in MLflow) are reused."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.scaling.grid import load_grid
     from qwenflow.scaling.sweep import run_sweep
 
@@ -90,6 +93,7 @@ def fit(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples")] = 500,
 ):
     """Fit LR/batch/loss laws from the sweep runs in MLflow; log the fit and its report to MLflow."""
+    # lazy: imports torch, mlflow, transformers (seconds to import)
     import mlflow
     import pandas as pd
 
@@ -114,6 +118,7 @@ def fit(
             preds = []
             to_train = holdout_points(g, held, model, holdout_n, holdout_tokens) if holdout_train else []
             if to_train:
+                # lazy: imports numpy (192 ms)
                 from qwenflow.data.pack import pack_corpus
 
                 data, tok = _prepare(work, g.base_recipe, data, tokenizer)
@@ -198,9 +203,11 @@ def predict(
     seq_len: Annotated[int, typer.Option(help="Sequence length to express the batch in sequences")] = 4096,
 ):
     """Predicted optimal learning rate and batch size (90% intervals) from the latest fit in MLflow."""
+    # lazy: imports pandas, pyarrow, scipy (seconds to import)
     from qwenflow.scaling.resolve import latest_fit
 
     if recipe:
+        # lazy: imports torch, transformers, accelerate (seconds to import)
         from qwenflow.models import model_size
         from qwenflow.recipe import load_recipe
 

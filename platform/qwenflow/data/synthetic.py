@@ -37,6 +37,7 @@ def arithmetic_universe(ops: str = "+-") -> list[dict]:
 
 
 def gym_problems(task: str, n: int, seed: int) -> list[dict]:
+    # lazy: imports matplotlib, numpy (seconds to import)
     import reasoning_gym
 
     try:
@@ -84,6 +85,7 @@ def distant_wrong_answer(problem: dict, rng: random.Random, others: list[dict]) 
 
 def math_documents(seed: int = 0, per_doc: int = 12) -> Iterator[str]:
     """Endless pre-training documents of worked problems, cycling through MATH_TEXT_TASKS."""
+    # lazy: imports matplotlib, numpy (seconds to import)
     import reasoning_gym
 
     batch = 600

@@ -13,6 +13,7 @@ from qwenflow.artifacts import sha256_path
 
 
 def fetch(source: str, dest: str, sha256: str = "") -> Path:
+    # lazy: 376 ms to import, needed only here
     from qwenflow.tracking.model_source import ModelIntegrityError, fetch_registered_model, is_registry_uri
 
     if is_registry_uri(source):

@@ -74,6 +74,7 @@ def helm_values(
     if deploy.engine == "vllm":
         if recipe is None:
             raise ValueError("engine vllm needs the recipe (its trained context length and YaRN/DCA settings)")
+        # lazy: imports torch, transformers, accelerate (seconds to import)
         from qwenflow.deploy.vllm_args import vllm_values
 
         values["vllm"] = vllm_values(recipe)
@@ -83,6 +84,7 @@ def helm_values(
 
 def validate_values(values: dict, chart_dir: Path = CHART_DIR) -> None:
     """Check values against the chart's values.schema.json (merged over its defaults, as Helm does)."""
+    # lazy: 56 ms to import, needed only here
     import helm_python
 
     chart = helm_python.Chart.load(chart_dir)

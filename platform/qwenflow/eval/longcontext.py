@@ -142,9 +142,11 @@ def run_long_context(model_dir: str | Path, cfg: LongContextConfig, out_dir: str
 
 
 def heatmap(grids: dict, path: Path) -> Path:
+    # lazy: imports matplotlib (158 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib (seconds to import)
     import matplotlib.pyplot as plt
 
     kinds = sorted({k for k, _ in grids})

@@ -50,6 +50,7 @@ def register_model(
     example included), register a version with hashes and evidence, alias it; returns the version.
 
     The registration run nests under the pipeline's parent run when there is one (qwenflow.tracking.stage_run)."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     from qwenflow.tracking.chat_model import HF_ARTIFACT
@@ -122,6 +123,7 @@ def _wait_ready(client, name: str, version: str, timeout: float = 60) -> None:
 
 def version_by_alias(name: str, alias: str):
     """The ModelVersion behind name@alias, or None when the alias is not set (or the model does not exist)."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.exceptions import MlflowException
 
     try:
@@ -156,6 +158,7 @@ def promote(name: str, version: str | None = None, *, reason: str = "", report: 
                 "(qwenflow eval register) or name a version with --version"
             )
         version = str(mv.version)
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.exceptions import MlflowException
 
     try:

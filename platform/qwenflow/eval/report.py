@@ -49,6 +49,7 @@ def read_report(path: str | Path) -> dict:
 
 def log_to_mlflow(report: dict, out_dir: Path) -> None:
     """Inside an active run: every finite metric, its stderr and n, and the report and plots as artifacts."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     metrics = {k: v for k, v in report["metrics"].items() if isinstance(v, (int, float)) and math.isfinite(v)}
@@ -68,9 +69,11 @@ def log_to_mlflow(report: dict, out_dir: Path) -> None:
 
 def summary_plot(report: dict, path: Path) -> Path | None:
     """Bar chart of the report's higher-is-better scores (accuracies, pass rates)."""
+    # lazy: imports matplotlib, numpy (366 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib, numpy (943 ms)
     import matplotlib.pyplot as plt
 
     items = [
@@ -106,9 +109,11 @@ def compare(
 
 def comparison_plot(labels, names, values, path: str | Path) -> Path:
     """One line per metric across the models in order (base -> long-context -> SFT -> DPO -> GRPO)."""
+    # lazy: imports matplotlib, numpy (366 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib, numpy (943 ms)
     import matplotlib.pyplot as plt
 
     keep = [

@@ -122,6 +122,7 @@ def evaluate(
             console.print(f"  {r.task}: {shown} (n={r.n}, {r.seconds:.1f} s)", highlight=False)
 
     if is_reward_model(model_dir):
+        # lazy: imports pandas, pyarrow (456 ms)
         from .reward import run_reward_eval
 
         console.print("[bold]eval[/] reward model: pairwise accuracy", highlight=False)
@@ -139,6 +140,7 @@ def evaluate(
     else:
         lm = HFModel(model_dir, batch_size=spec.batch_size, attn_implementation=spec.attn_implementation)
         lim = lambda key: limit or S[key]  # noqa: E731
+        # lazy: 26 ms to import, needed only here
         from .tasks import gsm8k, humaneval
         from .tasks import multiple_choice as mc
 
@@ -180,6 +182,7 @@ def evaluate(
                     if t in wanted:
                         skipped[t] = "no --data directory: held-out text and tasks come from the data stage"
             else:
+                # lazy: 23 ms to import, needed only here
                 from .tasks.heldout import heldout_tasks, run_heldout
                 from .tasks.perplexity import run_perplexity
 
@@ -195,6 +198,7 @@ def evaluate(
                         attempt(f.stem, lambda f=f: run_heldout(lm, f, lim("heldout"), spec.seed))
         del lm
         if "long_context" in wanted:
+            # lazy: 10 ms to import, needed only here
             from .longcontext import LongContextConfig, run_long_context
 
             lc = spec.long_context
@@ -251,6 +255,7 @@ def evaluate(
 
 
 def _decontam(results: list[TaskResult], benches: dict, data_dir, max_docs) -> None:
+    # lazy: imports pandas, pyarrow (401 ms)
     from .decontam import overlap_counts
 
     names = [r.task for r in results if r.task in benches]

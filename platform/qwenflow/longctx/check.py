@@ -90,6 +90,7 @@ def train(model, lm_ids, keys: Passkeys, seq: int, steps: int, batch: int, lr: f
 def heldout_text(data: Path | None) -> tuple[str, str]:
     """(text, source) for perplexity: the corpus val split of a prepared data dir, else the held-out essays."""
     if data is not None:
+        # lazy: imports pyarrow (112 ms)
         import pyarrow.parquet as pq
 
         from qwenflow.data.pack import corpus_files
@@ -164,6 +165,7 @@ def evaluate(
 
 
 def log_report(report: dict, out: Path) -> None:
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     with stage_run(

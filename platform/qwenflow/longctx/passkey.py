@@ -134,9 +134,11 @@ def table(report: dict) -> str:
 
 def heatmaps(report: dict, path: str | Path) -> Path:
     """One panel per setting: accuracy by context length (x) and needle depth (y)."""
+    # lazy: imports matplotlib (240 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib (seconds to import)
     import matplotlib.pyplot as plt
 
     settings = list(report["accuracy"])

@@ -60,6 +60,7 @@ def deepspeed_init_config(distributed, *, bf16: bool) -> dict:
 
 
 def _init_deepspeed_dist() -> None:
+    # lazy: imports mlflow, deepspeed, pandas (seconds to import)
     import deepspeed
 
     if not dist.initialized():
@@ -211,6 +212,7 @@ def full_state_dict(model) -> dict[str, torch.Tensor] | None:
             continue
         full: torch.Tensor | None
         if hasattr(t, "ds_id"):
+            # lazy: imports mlflow, deepspeed, pandas (seconds to import)
             import deepspeed
 
             with deepspeed.zero.GatheredParameters([t], modifier_rank=None):

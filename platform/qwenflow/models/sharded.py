@@ -34,6 +34,7 @@ def _partitioning_init(ds_config: dict, tied_shape: tuple[int, ...] | None):
       largest tensor, 0.14x of qwen2.5-0.5b per rank, held until the tie replaces it).
     Measured per rank over 2 processes on qwen2.5-0.5b: build peak 0.92x the model before, see
     benchmarks/sharded_memory.py for the figures after."""
+    # lazy: imports mlflow, deepspeed, pandas (seconds to import)
     import deepspeed
 
     class Init(deepspeed.zero.Init):

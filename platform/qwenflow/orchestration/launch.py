@@ -63,6 +63,7 @@ def processes(resources) -> int:
         return n
     if resources is None or resources.gpus <= 1:
         return 1
+    # lazy: imports torch, numpy (seconds to import)
     import torch
 
     visible = torch.cuda.device_count()

@@ -34,6 +34,7 @@ class LogTee(io.TextIOBase):
 
 
 def view(events_path: Path, t0: float, tee: LogTee | None = None):
+    # lazy: 74 ms to import, needed only here
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text

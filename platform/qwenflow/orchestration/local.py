@@ -138,6 +138,7 @@ def _owning(run_dir: Path):
 
 def run_local(run: LocalRun, console=None) -> RunSummary:
     """Run the whole pipeline; returns the summary or raises PipelineFailed naming the failing stage."""
+    # lazy: imports kfp, kubernetes (seconds to import)
     import kfp.local
     from rich.live import Live
 

@@ -172,6 +172,7 @@ def run_as_rayjob(
 ) -> dict:
     """From a KFP step: run `stage` as a RayJob writing into `work` (on the shared volume), follow it, return the
     stage's result as the job wrote it."""
+    # lazy: 367 ms to import, needed only here
     from qwenflow.recipe import recipe_to_yaml
 
     mount = os.environ["QWENFLOW_PVC_MOUNT"]

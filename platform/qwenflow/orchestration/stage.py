@@ -118,6 +118,7 @@ def run_stage(
         started = time.perf_counter()
         nproc = launch.processes(resources) if stage.trains else 1
         if resources is not None and resources.nodes > 1 and not os.environ.get(launch.ENV_NPROC):
+            # lazy: imports kubernetes (880 ms)
             from .trainjob import run_as_trainjob
 
             result = run_as_trainjob(name, recipe, recipe_path, paths, work, resources)
@@ -188,6 +189,7 @@ def _mark_parent_failed(parent_run_id: str, stage: str, reason: str) -> None:
     if not parent_run_id:
         return
     try:
+        # lazy: imports mlflow, pandas, pyarrow (seconds to import)
         from mlflow.tracking import MlflowClient
 
         from qwenflow.tracking import tracking_uri

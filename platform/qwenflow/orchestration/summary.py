@@ -74,6 +74,7 @@ def summarize(events_path: str | Path, wall_s: float, run_dir: str = "", log: st
 
 def render(summary: RunSummary):
     """A rich renderable: one row per stage, then the run's headline results."""
+    # lazy: 81 ms to import, needed only here
     from rich.console import Group
     from rich.table import Table
 
@@ -115,6 +116,7 @@ def render(summary: RunSummary):
         lines.append(f"[bold red]FAILED at stage {failed[0]}[/]: {failed[1]}")
     if summary.log:
         lines.append(f"full log: {summary.log}")
+    # lazy: 60 ms to import, needed only here
     from rich.text import Text
 
     return Group(table, *[Text.from_markup(line) if line.startswith("[bold") else Text(line) for line in lines])

@@ -124,6 +124,7 @@ def to_manifest(obj) -> dict:
 
 def train_job(name: str, namespace: str, res, args: list[str], pod: JobPod, *, stage: str = ""):
     """A Trainer v2 TrainJob: `res.nodes` nodes x `res.gpus` processes of the torch-distributed runtime."""
+    # lazy: 1.7 s to import, needed only here
     from kubeflow_trainer_api import models as t
 
     def core(model_cls, obj):  # the Trainer SDK embeds its own copies of the core Kubernetes models
@@ -188,6 +189,7 @@ def train_job(name: str, namespace: str, res, args: list[str], pod: JobPod, *, s
 
 def pytorchjob(name: str, namespace: str, res, args: list[str], pod: JobPod, *, stage: str = ""):
     """A v1 PyTorchJob: 1 master + (nodes-1) workers, `res.gpus` processes per node."""
+    # lazy: 45 ms to import, needed only here
     from kubeflow.training import models as m
     from kubeflow.training.constants import constants as c
 

@@ -73,6 +73,7 @@ def read_extra_state(checkpoint: str | Path | None) -> dict | None:
 
 
 def _barrier() -> None:
+    # lazy: imports torch, numpy (seconds to import)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -82,6 +83,7 @@ def _barrier() -> None:
 def atomic_checkpoints(keep: int, extra_state: Callable[[], dict] | None = None):
     """TrainerCallback: marks each checkpoint complete once all ranks wrote it, then keeps the newest `keep`
     complete ones (the trainer's own save_total_limit counts half-written ones too, so it is left off)."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from transformers import TrainerCallback
 
     class AtomicCheckpoints(TrainerCallback):

@@ -45,6 +45,7 @@ class DataError(ValueError):
 
 def resolve_model_dir(path_or_uri: str | Path) -> Path:
     """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded and sha256-verified."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import io
 
     return io.resolve(path_or_uri)
@@ -55,6 +56,7 @@ def load_chat_tokenizer(
 ):
     """The model's tokenizer (or tokenizer_dir's) with a chat template, a pad token and `<|im_end|>` as EOS.
     require_chat_template=False accepts a tokenizer without a template (scoring an outside reward model)."""
+    # lazy: imports transformers (seconds to import)
     from transformers import AutoTokenizer
 
     src = Path(tokenizer_dir or model_dir)
@@ -100,6 +102,7 @@ def stop_token_ids(tok) -> list[int]:
 def load_causal_lm(model_dir: str | Path, dtype: torch.dtype = torch.float32, *, distributed=None):
     """Any HF causal-LM directory; fp32 weights (Trainer's bf16 autocast handles mixed precision); partitioned at
     load under ZeRO-3 (`distributed` is the stage's recipe block)."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import io
 
     return io.load_causal_lm(model_dir, dtype=dtype, distributed=distributed)
@@ -289,10 +292,12 @@ def trainer_defaults(section, out_dir: str | Path) -> dict[str, Any]:
 
 def mlflow_metrics(prefix: str) -> TrainerCallback:
     """TrainerCallback logging Trainer's logs as MLflow metrics under `<prefix>/<name>` (numbers only)."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from transformers import TrainerCallback
 
     class _CB(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
+            # lazy: 798 ms to import, needed only here
             from qwenflow.tracking import main_mlflow as mlflow
 
             if not logs or mlflow.active_run() is None:
@@ -328,10 +333,12 @@ def _generation_mode(model):
     duration (as TRL's GRPO does for generation); FSDP2 modules gather per layer in their forward, so every rank
     must run the same number of forward passes (synced)."""
 
+    # lazy: imports torch (seconds to import)
     from torch.distributed.tensor import DTensor
 
     params = list(model.parameters())
     if any(hasattr(p, "ds_id") for p in params):
+        # lazy: imports mlflow, deepspeed, scipy (seconds to import)
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(params, modifier_rank=None), False
@@ -398,12 +405,14 @@ def generate(
 def grade(completions: Sequence[str], tasks: Sequence[str], answers: Sequence[str]) -> list[bool]:
     """Each completion checked by its own task's verifier: the dispatch GRPO rewards with (math tasks by exact
     answer, code tasks by their hidden unit tests in the sandbox); an unknown task raises."""
+    # lazy: 37 ms to import, needed only here
     from qwenflow.verifiers.tasks import TaskVerifier
 
     return [s >= 1.0 for s in TaskVerifier()(list(completions), task=list(tasks), answer=list(answers))]
 
 
 def new_tokens_for(rows: pd.DataFrame, max_new_tokens: int) -> int:
+    # lazy: 30 ms to import, needed only here
     from qwenflow.verifiers.tasks import new_tokens_for as budget
 
     return budget(rows["task"], max_new_tokens)
@@ -479,6 +488,7 @@ def evaluate_exact_match(
 
 def log_samples(table: pd.DataFrame, name: str, n: int = 50) -> None:
     """Sample generations as an MLflow table (`samples/<name>.json`), e.g. name='before' / 'after'."""
+    # lazy: 798 ms to import, needed only here
     from qwenflow.tracking import main_mlflow as mlflow
 
     if mlflow.active_run() is not None:
@@ -486,6 +496,7 @@ def log_samples(table: pd.DataFrame, name: str, n: int = 50) -> None:
 
 
 def log_json(obj: Any, name: str) -> None:
+    # lazy: 798 ms to import, needed only here
     from qwenflow.tracking import main_mlflow as mlflow
 
     if mlflow.active_run() is not None:

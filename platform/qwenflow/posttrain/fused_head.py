@@ -21,6 +21,7 @@ def _compact_unless_graph_device(device: torch.device) -> bool:
 
 def compact_fused_lm_head() -> None:
     """Make TRL's fused LM head score only labelled positions on CPU too (idempotent, process-wide)."""
+    # lazy: imports torch, transformers, trl (seconds to import)
     import trl
     import trl.trainer.utils as trl_utils
 

@@ -153,6 +153,7 @@ class VarianceOrderedSampler(Sampler):
 
 
 def _trainer_class():
+    # lazy: imports mlflow, transformers, trl (seconds to import)
     from trl import GRPOTrainer
 
     compact_fused_lm_head()
@@ -295,6 +296,7 @@ def load_prompts(data_dir, tok, max_prompt_tokens: int) -> tuple[pd.DataFrame, i
 
 
 def grpo_config(spec, out_dir, stops: list[int], weights: list[float]):
+    # lazy: imports transformers, trl, peft (844 ms)
     from trl import GRPOConfig
 
     kw = common.trainer_defaults(spec, out_dir)
@@ -343,6 +345,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
 
     resume: continue from the newest complete checkpoint under out_dir/trainer, with the prompt order, variances and
     RNG streams it saved. Every generation batch's prompts are appended to out_dir/trainer/prompt_order.jsonl."""
+    # lazy: imports datasets, pyarrow (354 ms)
     from datasets import Dataset
 
     spec = recipe.grpo

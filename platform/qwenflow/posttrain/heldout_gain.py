@@ -34,6 +34,7 @@ def exact_match_gain(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, dic
 
 def log_gain(gain: dict[str, dict]) -> None:
     """MLflow metrics `eval/<task>/exact_match_{stderr_before,stderr_after,gain,gain_stderr}` and a table."""
+    # lazy: 293 ms to import, needed only here
     from qwenflow.tracking import main_mlflow as mlflow
 
     if mlflow.active_run() is None:

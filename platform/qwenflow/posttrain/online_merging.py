@@ -183,6 +183,7 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
     def _merge(self, delta: torch.Tensor, tau: torch.Tensor | None) -> torch.Tensor:
         """The merged update. Top-k and sign election need the whole parameter: a sharded (FSDP2 DTensor) update is
         gathered, merged exactly as unsharded, and each rank keeps its own shard of the result."""
+        # lazy: imports torch (seconds to import)
         from torch.distributed.tensor import DTensor
 
         if isinstance(delta, DTensor):
@@ -201,6 +202,7 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
 
 def _full(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor of a (possibly FSDP2-sharded) DTensor; plain tensors as they are."""
+    # lazy: imports torch (seconds to import)
     from torch.distributed.tensor import DTensor
 
     return t.full_tensor() if isinstance(t, DTensor) else t
@@ -209,6 +211,7 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 def _like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """`full` laid out like `ref`: this rank's shard of it when ref is a DTensor (no communication: every rank
     holds the same full tensor), else on ref's device."""
+    # lazy: imports torch (seconds to import)
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     if isinstance(ref, DTensor):

@@ -74,6 +74,7 @@ def read_preferences(data_dir: str | Path, heldout_fraction: float, seed: int = 
 
 def trl_pairs(df: pd.DataFrame):
     """A datasets.Dataset in TRL's conversational preference format (explicit prompt)."""
+    # lazy: imports datasets, pyarrow (484 ms)
     from datasets import Dataset
 
     return Dataset.from_dict(
@@ -128,6 +129,7 @@ def run_reward(
 ) -> Path:
     """Train a reward model from `model_dir` on `data_dir/preferences`; returns out_dir/model. resume: continue from
     the newest complete checkpoint under out_dir/trainer."""
+    # lazy: imports transformers, trl, datasets (seconds to import)
     from trl import RewardConfig, RewardTrainer
 
     spec = recipe.reward

@@ -79,6 +79,7 @@ def _train(
     tag: str,
     resume: bool = False,
 ):
+    # lazy: imports transformers, trl, datasets (seconds to import)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 

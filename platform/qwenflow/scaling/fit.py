@@ -26,6 +26,7 @@ COLUMNS = ["arch", "model", "n", "d", "lr", "batch", "loss", "wall_s", "sweep", 
 def collect_points(experiment: str = EXPERIMENT, sweep: str | None = None) -> pd.DataFrame:
     """One row per finished sweep point: arch, model, n (active non-embedding params), d (tokens), lr,
     batch (tokens), loss, wall_s. Held-out checks are left out unless `sweep` names them."""
+    # lazy: imports mlflow, pyarrow (seconds to import)
     import mlflow
 
     exp = mlflow.get_experiment_by_name(experiment)

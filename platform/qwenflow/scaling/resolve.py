@@ -13,6 +13,7 @@ class NoScalingFit(RuntimeError):
 
 def latest_fit(experiment: str = EXPERIMENT) -> tuple[ScalingFit, str]:
     """The newest fit logged by `qwenflow scaling fit`, and its MLflow run id."""
+    # lazy: imports mlflow, pyarrow (seconds to import)
     import mlflow
 
     from qwenflow.tracking import connect, tracking_uri
@@ -46,6 +47,7 @@ def resolve_auto(recipe: Recipe) -> tuple[Recipe, dict]:
     p = recipe.pretrain
     if p.learning_rate != "auto" and p.global_batch_size != "auto":
         return recipe, {}
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import model_size
 
     fit, run_id = latest_fit()

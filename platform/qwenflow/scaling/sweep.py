@@ -24,6 +24,7 @@ from .grid import Grid, Point
 
 
 def _client():
+    # lazy: imports mlflow, pyarrow (seconds to import)
     import mlflow
 
     client = tracking.client()

@@ -9,6 +9,7 @@ from .special import CONTROL_TOKENS, EOS_TOKEN, PAD_TOKEN
 
 def load_tokenizer(path: str | Path):
     """Load a saved tokenizer directory offline; error clearly when it is missing or lacks a chat template."""
+    # lazy: imports torch, transformers, numpy (seconds to import)
     from transformers import AutoTokenizer
 
     path = Path(path)

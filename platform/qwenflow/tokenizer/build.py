@@ -9,6 +9,7 @@ from qwenflow.recipe import Recipe
 
 
 def iter_parquet_texts(paths: Iterable[str | Path], column: str = "text", batch_rows: int = 1024) -> Iterator[str]:
+    # lazy: imports pyarrow, numpy (230 ms)
     import pyarrow.parquet as pq
 
     for path in paths:
@@ -20,10 +21,12 @@ def build_tokenizer(recipe: Recipe, out_dir: str | Path, texts: Iterable[str] | 
     """Save a tokenizer directory (AutoTokenizer-loadable, offline) and return the tokenizer."""
     out_dir = Path(out_dir)
     if recipe.tokenizer.kind == "qwen2.5":
+        # lazy: imports transformers, numpy (seconds to import)
         from .qwen import build_qwen_tokenizer
 
         tok = build_qwen_tokenizer()
     else:
+        # lazy: imports transformers, numpy (seconds to import)
         from .bpe import train_bpe
 
         if texts is None:

@@ -68,6 +68,7 @@ def ensure_reachable(uri: str | None = None, timeout: float = 5.0) -> str:
 def connect() -> str:
     """Resolve the tracking URI (checked reachable) and point mlflow's fluent API at it, registry included. Read
     anew on each call, not cached: a long-lived process (tests, the local runner) may change MLFLOW_TRACKING_URI."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     uri = ensure_reachable()
@@ -78,6 +79,7 @@ def connect() -> str:
 
 def client():
     """An MlflowClient on the resolved tracking URI (tracking and registry), never on whatever the process has."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow import MlflowClient
 
     uri = connect()
@@ -91,6 +93,7 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 
 
 def _setup(experiment: str):
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     uri = connect()
@@ -126,6 +129,7 @@ class _MainProcessMlflow:
     code that runs on all ranks logs exactly once (a bare mlflow.log_metric elsewhere would start a stray run)."""
 
     def __getattr__(self, name: str):
+        # lazy: imports mlflow, pandas, pyarrow (seconds to import)
         import mlflow
 
         attr = getattr(mlflow, name)
@@ -164,6 +168,7 @@ def stage_run(
     mlflow.set_system_metrics_sampling_interval(5)
     with mlflow.start_run(run_name=stage, tags=run_tags, log_system_metrics=True) as run:
         _last_run["id"] = run.info.run_id
+        # lazy: 10 ms to import, needed only here
         from .datasets import log_stage_inputs
 
         log_stage_inputs(stage, recipe.name if recipe is not None else "")

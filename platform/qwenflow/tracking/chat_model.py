@@ -20,6 +20,7 @@ DEFAULT_MAX_TOKENS = 64  # when the request names no max_tokens (the ChatParams 
 
 class QwenflowChatModel(ChatModel):
     def load_context(self, context):
+        # lazy: imports torch, transformers (seconds to import)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -32,6 +33,7 @@ class QwenflowChatModel(ChatModel):
     def predict(  # type: ignore[override]
         self, context, messages: list[ChatMessage], params: ChatParams
     ) -> ChatCompletionResponse:
+        # lazy: imports torch (seconds to import)
         import torch
 
         prompt = self.tokenizer.apply_chat_template(

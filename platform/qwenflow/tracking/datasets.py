@@ -20,6 +20,7 @@ CONTEXT = {"eval": "evaluation", "validate_data": "validation"}
 
 def dataset_for(directory: Path, name: str):
     """An MLflow MetaDataset for one prepared dataset directory, or None when it has no manifest."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.types import ColSpec, Schema, TensorSpec
@@ -55,6 +56,7 @@ def log_stage_inputs(stage: str, recipe_name: str = "") -> list[str]:
     data_dir = os.environ.get(DATA_DIR_ENV)
     if not data_dir or stage not in STAGE_DATASETS:
         return []
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     logged = []
@@ -68,6 +70,7 @@ def log_stage_inputs(stage: str, recipe_name: str = "") -> list[str]:
 
 def log_inputs_to_run(client, run_id: str, kinds: tuple[str, ...] = DATASET_KINDS, recipe_name: str = "") -> list[str]:
     """Log prepared datasets as inputs of an existing run (the pipeline's parent run), by id."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.entities import DatasetInput, InputTag
 
     data_dir = os.environ.get(DATA_DIR_ENV)

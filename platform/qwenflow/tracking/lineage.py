@@ -43,6 +43,7 @@ def _kill(client, runs, reason: str) -> list[str]:
 
 
 def _search(client, filter_string: str):
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.entities import ViewType
 
     exps = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]

@@ -56,6 +56,7 @@ def parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 def model_version(uri: str) -> ModelVersion:
     """The MLflow ModelVersion a registry URI points at (clear error when the name/alias/version is unknown)."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_registry_uri(uri)
@@ -72,6 +73,7 @@ def model_version(uri: str) -> ModelVersion:
 
 def fetch_registered_model(uri: str, dest: str | Path | None = None) -> tuple[Path, ModelVersion]:
     """Download a registered model and verify its sha256 against the version's tag before anyone serves it."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     mv = model_version(uri)

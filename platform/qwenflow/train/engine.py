@@ -69,6 +69,7 @@ def mean_over_ranks(x: torch.Tensor, world: int) -> float:
 
 def make_accelerator(section, device_probe: dict):
     """The accelerate engine for the section's strategy: plain (DDP under torchrun), DeepSpeed ZeRO-2/3 or FSDP2."""
+    # lazy: imports accelerate (484 ms)
     from accelerate import Accelerator
 
     on_cpu = not torch.cuda.is_available()
@@ -134,6 +135,7 @@ class _Log:
         self.path, self.main = out_dir / METRICS, main
         self.mlflow = None
         if main:
+            # lazy: imports mlflow, pandas, pyarrow (seconds to import)
             import mlflow
 
             self.mlflow = mlflow if mlflow.active_run() else None
@@ -156,6 +158,7 @@ class _Log:
 def _progress(main: bool, total: int):
     if not main:
         return contextlib.nullcontext(None)
+    # lazy: 371 ms to import, needed only here
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -304,6 +307,7 @@ def train(
         start = resumed_from = state["step"]
     log = _Log(out_dir, main, resumed_from)
     if main:
+        # lazy: imports mlflow, pandas, pyarrow (seconds to import)
         import mlflow
 
         if mlflow.active_run():

@@ -14,6 +14,7 @@ from .engine import METRICS
 def save_model(model, state_dict, tokenizer, out_dir: Path, *, recipe, lineage: dict) -> Path:
     """save_pretrained (safetensors) from the gathered state dict, plus tokenizer, recipe and lineage, into the
     engine's output directory (beside its checkpoints and metrics)."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import io
 
     return io.save(
@@ -22,9 +23,11 @@ def save_model(model, state_dict, tokenizer, out_dir: Path, *, recipe, lineage: 
 
 
 def loss_plot(out_dir: Path, title: str) -> Path:
+    # lazy: imports matplotlib, numpy (228 ms)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: imports matplotlib, numpy (seconds to import)
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in (out_dir / METRICS).read_text().splitlines()]
@@ -51,6 +54,7 @@ def log_checkpoint(path: Path, step: int) -> None:
     """Reference a checkpoint in MLflow by path (the weights stay on disk; they are large). Not hashed: rank 0 would
     hash gigabytes while the other ranks wait in the next step's collective (the NCCL-timeout-on-save failure);
     the final model directory is hashed once training is over."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     if mlflow.active_run():
@@ -61,6 +65,7 @@ def log_checkpoint(path: Path, step: int) -> None:
 def log_model_dir(out_dir: Path, summary: dict) -> None:
     """Log the final model with its tokenizer as run artifacts under model/ (plain files: mlflow.transformers
     needs torchvision or hand-written pip requirements, and the registry stage registers this directory)."""
+    # lazy: imports mlflow, pandas, pyarrow (seconds to import)
     import mlflow
 
     if not mlflow.active_run():

@@ -25,6 +25,7 @@ def require_numbers(recipe: Recipe) -> None:
 
 
 def flops_counter(model_spec):
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.models import model_size
 
     @lru_cache(maxsize=16)
@@ -37,6 +38,7 @@ def flops_counter(model_spec):
 def stage_context(stage: str, recipe: Recipe, params: dict | None = None):
     """The MLflow run on the main process (nested under QWENFLOW_PARENT_RUN_ID); nothing on the others."""
 
+    # lazy: imports torch, numpy (seconds to import)
     from .engine import is_main_process
 
     return stage_run(stage, recipe, params=params) if is_main_process() else contextlib.nullcontext()
@@ -45,6 +47,7 @@ def stage_context(stage: str, recipe: Recipe, params: dict | None = None):
 def pack_on_main(corpus_dir, tokenizer_dir, seq_len: int, out_dir: Path, **kw) -> dict:
     """Pack once (main process); the others wait for the manifest. Packing is deterministic, so a re-run reuses it."""
 
+    # lazy: imports torch, numpy (seconds to import)
     from qwenflow.data.pack import pack_corpus
 
     from .engine import is_main_process
@@ -70,6 +73,7 @@ def run_pretrain(
 ) -> Path:
     """Train the recipe's model from scratch on data_dir's corpus; return the model directory (= out_dir).
     `auto_info`: how `auto` hyperparameters were resolved (qwenflow.scaling.resolve), logged with the run."""
+    # lazy: imports torch, transformers, accelerate (seconds to import)
     from transformers import set_seed
 
     from qwenflow.models import io
@@ -111,6 +115,7 @@ def run_pretrain(
     }
     with stage_context("pretrain", recipe, params) as run:
         if run is not None and auto_info:
+            # lazy: imports mlflow, pandas, pyarrow (987 ms)
             import mlflow
 
             mlflow.log_dict(auto_info, "scaling_auto.json")

@@ -19,6 +19,7 @@ FSDP_WRAP = ["Qwen2DecoderLayer", "Qwen2MoeDecoderLayer"]
 
 def check_supported(strategy: str) -> None:
     """accelerate 1.15 turns FSDP on only for GPU-type devices (on CPU it would silently run DDP instead)."""
+    # lazy: imports torch, numpy (seconds to import)
     import torch
 
     if strategy == "fsdp2" and not torch.cuda.is_available():
@@ -72,11 +73,13 @@ def accelerate_plugins(section, *, bf16: bool) -> dict[str, Any]:
     s = section.distributed.strategy
     check_supported(s)
     if s in ("zero2", "zero3"):
+        # lazy: imports torch, accelerate, numpy (seconds to import)
         from accelerate.utils import DeepSpeedPlugin
 
         cfg = deepspeed_config(section, bf16=bf16)
         return {"deepspeed_plugin": DeepSpeedPlugin(hf_ds_config=cfg)}
     if s == "fsdp2":
+        # lazy: imports torch, accelerate, numpy (seconds to import)
         from accelerate.utils import FullyShardedDataParallelPlugin
         from torch.distributed.fsdp import CPUOffloadPolicy
 

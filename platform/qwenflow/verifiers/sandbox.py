@@ -448,6 +448,7 @@ def run_many(
     with ThreadPoolExecutor(workers) as pool:
         it = pool.map(lambda ct: _run(ct[0], list(ct[1]), limits), zip(codes, tests))
         if progress:
+            # lazy: 24 ms to import, needed only here
             from tqdm import tqdm
 
             it = tqdm(it, total=len(codes), desc="sandbox", leave=False)

@@ -21,6 +21,7 @@ def new_tokens_for(tasks, max_new_tokens: int) -> int:
 @cache
 def is_gym_task(name: str) -> bool:
     """A reasoning-gym dataset name (qwenflow.data.synthetic generates those): its rows carry the exact answer."""
+    # lazy: imports matplotlib, numpy (869 ms)
     from reasoning_gym.factory import DATASETS
 
     return name in DATASETS

@@ -22,6 +22,7 @@ def heldout_tasks(data_dir: str | Path) -> list[Path]:
 
 
 def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0, max_new_tokens: int = 32) -> TaskResult:
+    # lazy: imports pandas, pyarrow (396 ms)
     import pandas as pd
 
     t0 = time.time()

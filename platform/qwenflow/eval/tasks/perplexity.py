@@ -15,6 +15,7 @@ from ..result import TaskResult, subsample
 def run_perplexity(
     lm: LM, data_dir: str | Path, limit: int | None = None, seed: int = 0, max_len: int = 512
 ) -> TaskResult:
+    # lazy: imports pandas, pyarrow (429 ms)
     import pandas as pd
 
     t0 = time.time()
