@@ -222,7 +222,13 @@ def run_dpo(
         ref_model = load_causal_lm(
             start, distributed=spec.distributed
         )  # explicit: DPOTrainer cannot derive one from a model object
-        args = DPOConfig(**trainer_defaults(spec, out_dir / "trainer"), beta=spec.beta, max_length=spec.max_seq_len)
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, spec.sft_loss_weight]}
+        args = DPOConfig(
+            **trainer_defaults(spec, out_dir / "trainer"),
+            beta=spec.beta,
+            max_length=spec.max_seq_len,
+            **(losses if spec.sft_loss_weight else {}),
+        )
         trainer = with_optimizer(DPOTrainer, optimizer)(
             model=model,
             ref_model=ref_model,

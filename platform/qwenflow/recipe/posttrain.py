@@ -58,6 +58,12 @@ class RewardSpec(_Batched):
 class DPOSpec(_Batched):
     learning_rate: LearningRate = 7e-7
     beta: Coefficient = Field(0.1, gt=0, description="DPO beta (the report does not give one)")
+    sft_loss_weight: Coefficient = Field(
+        0.0,
+        description="Weight of a negative log-likelihood term on the chosen answers added to the DPO loss (RPO, "
+        "Pang et al. 2024; Llama 3 used 0.2): keeps DPO from lowering the chosen answers' likelihood with the "
+        "rejected ones'. 0 = plain DPO",
+    )
     optimizer: Literal["adamw", "ondare_adamw", "onties_adamw"] = Field(
         "onties_adamw", description="Online Merging Optimizer variant or plain AdamW"
     )
