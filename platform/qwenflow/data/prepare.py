@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from qwenflow.artifacts import atomic_write_text, write_manifest
 
-from .contracts import validate_dataset
+from .contracts import DataContractError, validate_dataset
 from .corpus import build_corpus
 from .posttrain_data import build_posttrain
 from .report import mixture_plot
@@ -156,8 +156,6 @@ def prepare_data(recipe, out_dir: str | Path, say: Callable[[str], None] | None 
         )
         say(f"  {kind:<12} {'passed' if res.success else 'FAILED'} ({len(res.checks)} expectations)")
         if not res.success:
-            from .contracts import DataContractError
-
             raise DataContractError(res.summary(), res)
     lap("contracts", t)
 

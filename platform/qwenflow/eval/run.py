@@ -19,6 +19,7 @@ from rich.console import Console
 from qwenflow.artifacts import sha256_path
 from qwenflow.data import benchmarks as B
 from qwenflow.recipe.evaluation import TASKS, EvalSpec
+from qwenflow.tracking import stage_run
 
 from .lm import HFModel, ModelDirError, check_model_dir, model_info
 from .report import SCHEMA_VERSION, flat_metrics, log_to_mlflow, summary_plot, write_report
@@ -242,8 +243,6 @@ def evaluate(
     summary_plot(report, out_dir / "summary.png")
     write_report(report, out_dir)
     if track:
-        from qwenflow.tracking import stage_run
-
         with stage_run(
             "eval", recipe, params={"eval_suite": suite, "eval_model": str(model_dir), "eval_limit": limit}
         ) as run:

@@ -9,14 +9,13 @@ This keeps DCA a plain attention function: no patched model code, works for any 
 from __future__ import annotations
 
 import torch
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 
 def inv_freq_for(module) -> torch.Tensor:
     """The rotary inverse frequencies the model used for this layer (YaRN-scaled when YaRN is on), cached."""
     cached = getattr(module, "_qwenflow_inv_freq", None)
     if cached is None:
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
         config = module.config
         rope = config.rope_parameters
         if rope.get("rope_type", "default") == "default":

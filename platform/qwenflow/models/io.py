@@ -31,6 +31,7 @@ from transformers import (
 
 from qwenflow import dist
 from qwenflow.artifacts import LINEAGE_FILE, RECIPE_FILE
+from qwenflow.recipe import recipe_to_yaml
 from qwenflow.tracking.model_source import resolve  # where a model comes from (a directory or an MLflow URI)
 
 from . import sharded
@@ -256,8 +257,6 @@ def save(
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     if recipe is not None:
-        from qwenflow.recipe import recipe_to_yaml
-
         (tmp / RECIPE_FILE).write_text(recipe_to_yaml(recipe), encoding="utf-8")
     if lineage is not None:
         (tmp / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, default=str), encoding="utf-8")

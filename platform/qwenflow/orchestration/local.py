@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qwenflow.recipe import load_recipe
 from qwenflow.tracking import qwenflow_home
-from qwenflow.tracking.lineage import RUN_DIR_ENV
+from qwenflow.tracking.lineage import RUN_DIR_ENV, close_dead_attempts
 
 from . import cache, events, launch
 from .live import LogTee, view
@@ -163,8 +163,6 @@ def run_local(run: LocalRun, console=None) -> RunSummary:
     tee = LogTee(log_path)
     error: Exception | None = None
     with _patched_env(_env(run, run_dir, events_path)), _owning(run_dir):
-        from qwenflow.tracking.lineage import close_dead_attempts
-
         close_dead_attempts(str(run_dir))  # an earlier attempt here died (SIGKILL, lost terminal): close its runs
         kfp.local.init(
             runner=kfp.local.SubprocessRunner(use_venv=False),

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from qwenflow.artifacts import sha256_path
+from qwenflow.recipe import recipe_to_yaml
 from qwenflow.recipe.loader import read_recipe
 from qwenflow.stages import STAGES
-from qwenflow.tracking import lineage, model_source
+from qwenflow.tracking import lineage, model_source, tracking_uri
 
 from . import cache, events, launch, policy
 from .stages import AUTO_FILE, NO_MODEL, RESOLVED_RECIPE, RUN, _has_model, resolve
@@ -109,8 +110,6 @@ def run_stage(
 
         work = entry.prepare(keep_partial=stage.resumable) if entry else _work_dir(name, output)
         if resolved:  # the stage's processes (torchrun, a TrainJob) read the resolved recipe, not `auto` again
-            from qwenflow.recipe import recipe_to_yaml
-
             (Path(work) / AUTO_FILE).write_text(json.dumps(resolved, default=str), encoding="utf-8")
             recipe_path = str(Path(work) / RESOLVED_RECIPE)
             Path(recipe_path).write_text(recipe_to_yaml(recipe), encoding="utf-8")
@@ -191,8 +190,6 @@ def _mark_parent_failed(parent_run_id: str, stage: str, reason: str) -> None:
     try:
         # lazy: imports mlflow, pandas, pyarrow (seconds to import)
         from mlflow.tracking import MlflowClient
-
-        from qwenflow.tracking import tracking_uri
 
         client = MlflowClient(tracking_uri())
         client.set_tag(parent_run_id, "qwenflow.failed_stage", stage)

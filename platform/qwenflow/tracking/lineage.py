@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,6 @@ def record_cached(stage: str, result: dict, digest: str, recipe, parent_run_id: 
         tags["qwenflow.chat_model"] = source.data.tags["qwenflow.chat_model"]
     run = client.create_run(exp.experiment_id, run_name=f"{stage} (cached)", tags=tags)
     if source is not None and source.data.metrics:
-        import time
-
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in source.data.metrics.items() if not k.startswith("system/")]
         for i in range(0, len(metrics), 1000):
