@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from qwenflow.recipe import Recipe
 from qwenflow.stages import STAGES
 
 from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
@@ -69,18 +70,27 @@ def main_prints() -> bool:
     return dist.is_main()
 
 
+def stage_recipe(stage: str, nproc: int, recipe: str, set_) -> Recipe | None:
+    """The recipe for this process of `stage`'s command, micro batches fitted to the process count; None in the
+    process that relaunched the command as `nproc` torchrun processes (the command then returns)."""
+    return None if relaunched(nproc) else for_world(get_recipe(recipe, set_), stage)
+
+
 @contextlib.contextmanager
 def stage_errors():
-    """Clean exits for the training stages' expected failures, on top of the shared ones."""
+    """Clean exits (one line, exit 2) for the training stages' expected failures, on top of the shared ones: MLflow
+    down, an output in the way, a failed launch, no scaling fit for `auto`, a reward function failing under
+    reward_on_error=stop."""
     # lazy: imports pandas, pyarrow, scipy (seconds to import)
     from qwenflow.orchestration.launch import LaunchFailed
     from qwenflow.scaling.resolve import NoScalingFit
     from qwenflow.tracking import TrackingUnavailable
+    from qwenflow.verifiers.guard import RewardFunctionError
 
     with clean_errors():
         try:
             yield
-        except (TrackingUnavailable, FileExistsError, LaunchFailed, NoScalingFit) as e:
+        except (TrackingUnavailable, FileExistsError, LaunchFailed, NoScalingFit, RewardFunctionError) as e:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -100,9 +110,8 @@ def pretrain(
     from qwenflow.orchestration.stages import resolve
     from qwenflow.train.pretrain import run_pretrain
 
-    if relaunched(nproc):
+    if (r := stage_recipe("pretrain", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "pretrain")
     tokenizer = tokenizer or data / "tokenizer"
     if not tokenizer.is_dir():
         err_console.print(
@@ -134,9 +143,8 @@ def long_context(
     # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.train.long_context import run_long_context
 
-    if relaunched(nproc):
+    if (r := stage_recipe("long_context", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "long_context")
     with stage_errors():
         path = run_long_context(r, data, model, out, resume=resume)
     if not main_prints():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +9,8 @@ import typer
 
 from qwenflow.stages import STAGES
 
-from .common import RecipeOpt, SetOpt, clean_errors, console, err_console, get_recipe
-from .train import NprocOpt, ResumeOpt, app, for_world, main_prints, relaunched
+from .common import RecipeOpt, SetOpt, console
+from .train import NprocOpt, ResumeOpt, app, main_prints, stage_errors, stage_recipe
 
 FromOpt = Annotated[
     str, typer.Option("--from", help="Starting model: an HF model directory or a models:/NAME@ALIAS URI")
@@ -20,22 +19,6 @@ DataOpt = Annotated[
     Path, typer.Option("--data", help="Datasets root from `qwenflow data prepare` (sft/, rl/, eval/ ...)")
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output directory; the model lands in OUT/model")]
-
-
-@contextlib.contextmanager
-def _stage_errors():
-    """Bad data, bad recipe, a reward function failing under reward_on_error=stop, MLflow down: one line, exit 2."""
-    # lazy: kept out of `qwenflow --help` start-up (54 ms)
-    from qwenflow.orchestration.launch import LaunchFailed
-    from qwenflow.tracking import TrackingUnavailable
-    from qwenflow.verifiers.guard import RewardFunctionError
-
-    with clean_errors():
-        try:
-            yield
-        except (RewardFunctionError, TrackingUnavailable, LaunchFailed, FileExistsError) as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
-            raise typer.Exit(2) from None
 
 
 def _show(model_dir: Path) -> None:
@@ -65,10 +48,9 @@ def sft(
     # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.sft import run_sft
 
-    if relaunched(nproc):
+    if (r := stage_recipe("sft", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "sft")
-    with _stage_errors():
+    with stage_errors():
         _show(run_sft(r, data, from_, out, resume=resume))
 
 
@@ -87,10 +69,9 @@ def grpo(
     # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.grpo import run_grpo
 
-    if relaunched(nproc):
+    if (r := stage_recipe("grpo", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "grpo")
-    with _stage_errors():
+    with stage_errors():
         _show(run_grpo(r, data, from_, out, reward_model_dir=reward_model, resume=resume))
 
 
@@ -109,10 +90,9 @@ def reward(
     from qwenflow.artifacts import read_lineage
     from qwenflow.posttrain.reward import run_reward
 
-    if relaunched(nproc):
+    if (r := stage_recipe("reward", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "reward")
-    with _stage_errors():
+    with stage_errors():
         model_dir = run_reward(r, data, from_, out, resume=resume)
     if not main_prints():
         return
@@ -141,8 +121,7 @@ def dpo(
     # lazy: imports torch, transformers, accelerate (seconds to import)
     from qwenflow.posttrain.dpo import run_dpo
 
-    if relaunched(nproc):
+    if (r := stage_recipe("dpo", nproc, recipe, set_)) is None:
         return
-    r = for_world(get_recipe(recipe, set_), "dpo")
-    with _stage_errors():
+    with stage_errors():
         _show(run_dpo(r, data, from_, out, reward_model_dir=reward_model, resume=resume))
