@@ -60,7 +60,6 @@ def test_registry_download_is_verified(registered, tiny_model_dir, tmp_path):
         resolve("models:/just-a-name", tmp_path / "x")
 
 
-
 def test_a_download_is_reused_until_its_alias_moves(registered, tiny_model_dir):
     """resolve() keeps one verified download per version: a second call reuses it, a moved alias fetches anew."""
     uri = register(tiny_model_dir, "qwenflow-tiny", "moving")
@@ -71,6 +70,7 @@ def test_a_download_is_reused_until_its_alias_moves(registered, tiny_model_dir):
     second = resolve(uri)
     assert second != first and not (second / "reused.txt").exists()
     assert sha256_path(second) == sha256_path(tiny_model_dir)
+
 
 def test_server_serves_the_verified_champion(registered, tmp_path):
     good, _, uri = registered
