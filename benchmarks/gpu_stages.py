@@ -28,7 +28,7 @@ installed there), batch and lengths that fit an 80 GB card; everything else is t
 platform's default, a local MLflow SQLite store (under the temporary QWENFLOW_HOME).
 
 On the device machine the packages the host lacks (TRL, datasets, MLflow, pydantic, ...) travel as wheels:
-`bash benchmarks/gpu_wheels.sh` fills .whl/ here first (36 MiB). Then one `run` call, carry [".whl"], timeout_s 600:
+`bash benchmarks/gpu_wheels.sh` fills .whl/ here first (50 MiB). Then one `run` call, carry [".whl"], timeout_s 600:
 
     set -o pipefail; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site-packages .whl/*.whl && export PYTHONPATH=/tmp/site-packages || exit 3; \

@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_wheels.sh                  # Python 3.12 manylinux wheels (the GPU host) into .whl/
 #   PY_VERSION=3.11 bash benchmarks/gpu_wheels.sh /tmp/wheels311   # same set for another interpreter
 #
-# The host image has torch, transformers, accelerate, peft, pandas, pyarrow, typer, rich, pyyaml, safetensors,
+# The host image has torch, accelerate, pandas, pyarrow, typer, rich, pyyaml, safetensors,
 # tokenizers, huggingface-hub, psutil, requests, jinja2, matplotlib, scikit-learn, scipy (its package list); the
 # stages also import TRL (SFT/DPO/GRPO trainers), datasets (TRL's inputs), pydantic (the recipe schema) and MLflow
 # (each stage's run, the platform's default tracking: a local SQLite store, hence the full `mlflow` with SQLAlchemy
@@ -20,6 +20,11 @@ PY_VERSION="${PY_VERSION:-3.12}"
 LIMIT_MIB=58 # of the 64 MiB a call carries; the tree itself is ~3 MiB
 
 WHEELS=(
+  # the project's pins where the host has another version: transformers 5.17 there lacks APIs the platform imports
+  # (e.g. transformers.integrations.deepspeed.prevent_arange_dtype_change); peft with it, as TRL imports peft when
+  # it is installed. Their own requirements (huggingface-hub>=1.31, tokenizers 0.23, safetensors>=0.8, regex) are
+  # the host's versions.
+  transformers==5.24.0 peft==0.21.2
   # the stages' own imports
   trl==1.16.0 datasets==5.2.0 mlflow==3.17.2 pydantic==2.14.4
   # datasets
