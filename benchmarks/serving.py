@@ -203,9 +203,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qwenflow-bench-") as t:
         tmp = Path(t)
         if a.model:
-            from qwenflow.tracking.model_source import resolve_model
+            from qwenflow.tracking.model_source import resolve
 
-            model_dir = resolve_model(a.model, tmp / "download")  # a registry URI is fetched and its sha256 checked
+            model_dir = resolve(a.model, tmp / "download")  # a registry URI is fetched and its sha256 checked
         else:
             model_dir = tiny_model(tmp)
         n1 = max(8, a.requests // 3)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -222,7 +223,7 @@ def run_dpo(
         ref_model = load_causal_lm(
             start, distributed=spec.distributed
         )  # explicit: DPOTrainer cannot derive one from a model object
-        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, spec.sft_loss_weight]}
+        losses: dict[str, Any] = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, spec.sft_loss_weight]}
         args = DPOConfig(
             **trainer_defaults(spec, out_dir / "trainer"),
             beta=spec.beta,
