@@ -306,16 +306,16 @@ def child_env(work: Path) -> dict[str, str]:
     return env
 
 
-def steady(steps: list[dict]) -> tuple[float, float, float]:
-    """(tokens/s, token-weighted mean sequence length, seconds) from the end of the first step to the end of the
-    last; NaN with fewer than two steps."""
+def steady(steps: list[dict]) -> tuple[float, float, float, float]:
+    """(tokens/s, token-weighted mean sequence length, seconds, tokens) from the end of the first step to the end of
+    the last; NaN with fewer than two steps."""
     if len(steps) < 2:
-        return math.nan, math.nan, math.nan
+        return math.nan, math.nan, math.nan, math.nan
     later = steps[1:]
     tokens = sum(s["tokens"] for s in later)
     seconds = steps[-1]["t"] - steps[0]["t"]
     seq = sum(s["token_seq"] for s in later) / tokens if tokens else math.nan
-    return (tokens / seconds if seconds > 0 else math.nan), seq, seconds
+    return (tokens / seconds if seconds > 0 else math.nan), seq, seconds, tokens
 
 
 def estimate_gib(recipe_name: str, sets: list[str], stage: str, gpu: bool) -> tuple[float, str]:
@@ -403,11 +403,12 @@ def run_stage(stage: str, sizes: Sizes, paths, work: Path, sets: list[str], *, l
         row["out_of_memory"] = "out of memory" in text.lower()
         log(f"{stage}: FAILED ({code}) after {row['wall_s']:.0f} s; last lines of {log_path}:\n" + "\n".join(tail))
         return row
-    tps, seq, seconds = steady(probe["steps"])
+    tps, seq, seconds, tokens = steady(probe["steps"])
     row.update(
         device=probe["device"],
         steps=len(probe["steps"]),
         measured_s=seconds,
+        tokens=tokens,
         tokens_per_s=tps,
         mean_seq=seq,
         peak_memory_gib=probe["peak_memory_gib"],
