@@ -112,7 +112,8 @@ class OnlineMergingAdamW(torch.optim.Optimizer):
         gen = state_dict.pop("merge_generator", None)
         super().load_state_dict(state_dict)
         if gen is not None and self.generator is not None:
-            self.generator.set_state(gen)
+            # accelerate's optimizer wrapper moves every state tensor to the device; a generator state is CPU-only
+            self.generator.set_state(gen.cpu())
 
     def _sparsify(self, t: torch.Tensor) -> torch.Tensor:
         if self.method == "dare":
