@@ -112,7 +112,9 @@ def test_bad_rl_data_and_recipe_get_clear_errors(tmp_path, tiny_model_dir):
     )
     rows, dropped = load_prompts(tmp_path, tok, 60)
     assert dropped == 1 and len(rows) == 1 and list(rows["prompt_idx"]) == [0]
-    with pytest.raises(common.DataError, match="every RL prompt is longer than 5 tokens"):
+    with pytest.raises(
+        common.DataError, match="all 2 RL prompts are longer than 5 tokens; the limit is the context minus"
+    ):
         load_prompts(tmp_path, tok, 5)
     with pytest.raises(RecipeError, match="unknown reward source"):
         load_recipe("tiny", ["grpo.reward_weights={verifier: 1.0, vibes: 2.0}"])

@@ -9,7 +9,7 @@ from arith_data import make_arith_data
 
 from qwenflow.models import io
 from qwenflow.posttrain import common
-from qwenflow.posttrain.sft import drop_too_long, run_sft
+from qwenflow.posttrain.sft import run_sft
 from qwenflow.recipe import load_recipe
 
 TINY = ["model.vocab_size=1024", "tokenizer.vocab_size=1024"]
@@ -60,10 +60,11 @@ def test_bad_sft_data_gets_specific_errors(tmp_path):
 
 def test_too_long_conversations_are_dropped_and_counted():
     df = pd.DataFrame({"messages": [[{"role": "user", "content": "x"}]] * 3})
-    kept, dropped = drop_too_long(df, [10, 500, 20], 100, "here")
-    assert len(kept) == 2 and dropped == 1
-    with pytest.raises(common.DataError, match="all 3 conversations are longer than 5 tokens"):
-        drop_too_long(df, [10, 500, 20], 5, "here")
+    kw = dict(what="conversations", fix="raise sft.max_seq_len")
+    kept, dropped = common.drop_too_long(df, [10, 500, 20], 100, "here", **kw)
+    assert len(kept) == 2 and dropped == 1 and list(kept.index) == [0, 1]
+    with pytest.raises(common.DataError, match="here: all 3 conversations are longer than 5 tokens; raise sft.max_seq"):
+        common.drop_too_long(df, [10, 500, 20], 5, "here", **kw)
 
 
 def test_conversations_without_assistant_tokens_are_named():

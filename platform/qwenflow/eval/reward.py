@@ -11,10 +11,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pandas as pd
-
 from qwenflow.artifacts import sha256_file
 from qwenflow.data.benchmarks import Benchmark, BenchmarkUnavailable, load_hhh_alignment
+from qwenflow.data.frames import read_frame
 from qwenflow.posttrain.scoring import RewardScorer
 
 from .lm import check_model_dir
@@ -49,13 +48,8 @@ def pairwise(rm, task: str, prompts, chosen, rejected, dataset: dict, t0: float,
 def preference_pairs(rm, data_dir: Path, limit: int | None, seed: int) -> TaskResult:
 
     t0 = time.time()
-    path = Path(data_dir) / "preferences" / "test.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: missing; the reward evaluation needs held-out preference pairs "
-            "(qwenflow data prepare writes preferences/test.parquet)"
-        )
-    rows = subsample(pd.read_parquet(path).to_dict("records"), limit, seed)
+    path = Path(data_dir) / "preferences" / "test.parquet"  # the held-out pairs
+    rows = subsample(read_frame(path, "preferences").to_dict("records"), limit, seed)
     for i, r in enumerate(rows):
         if any(r.get(k) is None or len(r[k]) == 0 for k in ("prompt", "chosen", "rejected")):
             raise ValueError(f"{path}: row {i} lacks prompt, chosen or rejected messages")

@@ -7,6 +7,7 @@ Stages: sft.py, grpo.py (and reward.py, dpo.py, rejection_sampling.py) build on 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -20,10 +21,12 @@ import torch
 from qwenflow import dist
 from qwenflow.artifacts import sha256_path
 from qwenflow.data.chat import conversation_problem
+from qwenflow.data.frames import DataError, read_frame
 from qwenflow.data.schemas import DATASETS
 from qwenflow.dist import grad_accum
 from qwenflow.tokenizer import load_tokenizer
 from qwenflow.tokenizer.special import EOS_TOKEN, PAD_TOKEN, chat_template
+from qwenflow.tracking.model_source import resolve
 from qwenflow.train.hardware import cpu_has_bf16
 from qwenflow.train.strategy import trainer_kwargs
 
@@ -32,23 +35,13 @@ from .checkpoints import save_args
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
+log = logging.getLogger(__name__)
+
 # Columns each dataset kind must have (docs/stages.md) and the file(s) that hold it.
 TRAINING_SETS = ("sft", "rl", "preferences")  # the prepared datasets read_dataset serves (qwenflow.data.schemas)
 
 
-class DataError(ValueError):
-    """A dataset is missing, has the wrong columns, or holds malformed conversations."""
-
-
 # ---------------------------------------------------------------- model and tokenizer
-
-
-def resolve_model_dir(path_or_uri: str | Path) -> Path:
-    """A local HF model directory, or a `models:/name@alias` / `runs:/` URI downloaded and sha256-verified."""
-    # lazy: imports torch, transformers, accelerate (seconds to import)
-    from qwenflow.models import io
-
-    return io.resolve(path_or_uri)
 
 
 def load_chat_tokenizer(
@@ -110,7 +103,7 @@ def load_causal_lm(model_dir: str | Path, dtype: torch.dtype = torch.float32, *,
 
 def starting_model(model_dir: str | Path, tokenizer_dir: str | Path | None = None, *, distributed=None):
     """(model, tokenizer, resolved dir) with generation stopping on `<|im_end|>`."""
-    path = resolve_model_dir(model_dir)
+    path = resolve(model_dir)
     tok = load_chat_tokenizer(path, tokenizer_dir)
     model = load_causal_lm(path, distributed=distributed)
     model.generation_config.eos_token_id = stop_token_ids(tok)
@@ -133,33 +126,6 @@ def _check_messages(msgs: Any, where: str, *, prompt: bool) -> None:
         raise DataError(f"{where}, {problem}")
 
 
-def _plain(v: Any) -> Any:
-    """Parquet list<struct> cells come back as numpy arrays of dicts: make them plain lists."""
-    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
-        v = v.tolist()
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
-def _read_parquet(path: Path, columns: Sequence[str], kind: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: missing; a {kind} dataset is produced by `qwenflow data prepare` (docs/stages.md)")
-    df = pd.read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; found {list(df.columns)}; a {kind} dataset needs "
-            f"{list(columns)} (docs/stages.md)"
-        )
-    for col in df.columns:
-        if df[col].dtype == object:
-            df[col] = df[col].map(_plain)
-    return df
-
-
 def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> pd.DataFrame:
     """Read `data_dir/<kind>/` (or the kind directory itself) and check columns and conversation roles.
 
@@ -170,7 +136,7 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
         raise ValueError(f"unknown dataset kind {kind!r}; one of {', '.join(TRAINING_SETS)}")
     files = DATASETS[kind].files
     assert files is not None  # every training set has named files
-    fname, cols = files[0], DATASETS[kind].needs
+    fname = files[0]
     if split:
         fname = f"{split}.parquet"
     d = Path(data_dir)
@@ -180,7 +146,7 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
             "writes it (docs/stages.md)"
         )
     d = d / kind if (d / kind).is_dir() else d
-    df = _read_parquet(d / fname, cols, kind)
+    df = read_frame(d / fname, kind)
     if len(df) == 0:
         raise DataError(f"{d / fname}: no rows")
     for i, row in enumerate(df.itertuples(index=False)):
@@ -196,6 +162,20 @@ def read_dataset(data_dir: str | Path, kind: str, split: str | None = None) -> p
     return df
 
 
+def drop_too_long(
+    df: pd.DataFrame, lengths: Sequence[int], limit: int, where: str, *, what: str, fix: str
+) -> tuple[pd.DataFrame, int]:
+    """Rows longer than `limit` tokens are dropped and counted, never truncated (a cut answer teaches the wrong end, a
+    cut prompt asks another question); all of them too long is a DataError saying `fix`. what: the rows' name."""
+    keep = [n <= limit for n in lengths]
+    dropped = len(keep) - sum(keep)
+    if dropped == len(keep):
+        raise DataError(f"{where}: all {dropped} {what} are longer than {limit} tokens; {fix}")
+    if dropped:
+        log.warning("%s: dropped %d of %d %s longer than %d tokens", where, dropped, len(keep), what, limit)
+    return df[keep].reset_index(drop=True), dropped
+
+
 def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
     """Held-out verifiable sets: `data_dir/eval/<task>.parquet` -> {task: DataFrame(prompt, task, answer)}."""
     d = Path(data_dir)
@@ -208,7 +188,7 @@ def read_eval(data_dir: str | Path, tasks: Iterable[str] | None = None) -> dict[
         raise DataError(f"{d}: no <task>.parquet eval files; run `qwenflow data prepare`")
     out = {}
     for f in files:
-        df = _read_parquet(f, DATASETS["eval"].needs, "eval")
+        df = read_frame(f, "eval")
         for i, p in enumerate(df["prompt"]):
             _check_messages(p, f"{f}, row {i}", prompt=True)
         out[f.stem] = df

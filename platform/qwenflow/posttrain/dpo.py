@@ -19,6 +19,7 @@ import pandas as pd
 
 from qwenflow.artifacts import read_lineage
 from qwenflow.models import io
+from qwenflow.tracking.model_source import resolve
 
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
@@ -31,7 +32,6 @@ from .common import (
     model_lineage,
     read_dataset,
     read_eval,
-    resolve_model_dir,
     starting_model,
     trainer_defaults,
 )
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 def merge_base_dir(spec, start: Path) -> Path | None:
     """The model the starting model was tuned from: dpo.merge_base, else its lineage parent, else None."""
     if spec.merge_base:
-        return resolve_model_dir(spec.merge_base)
+        return resolve(spec.merge_base)
     parent = read_lineage(start).get("parent_model")
     if parent and (Path(parent) / "config.json").is_file():
         return Path(parent)

@@ -281,16 +281,14 @@ def load_prompts(data_dir, tok, max_prompt_tokens: int) -> tuple[pd.DataFrame, i
     """rl/prompts.parquet with a prompt_idx column; prompts too long for the context are dropped and counted."""
     rows = common.read_dataset(data_dir, "rl")
     lengths = [common.chat_token_count(tok, p, add_generation_prompt=True) for p in rows["prompt"]]
-    keep = [n <= max_prompt_tokens for n in lengths]
-    dropped = len(keep) - sum(keep)
-    if dropped == len(keep):
-        raise common.DataError(
-            f"{data_dir}: every RL prompt is longer than {max_prompt_tokens} tokens (context minus "
-            "grpo.max_completion_length); shorten the prompts or raise grpo.max_seq_len"
-        )
-    if dropped:
-        log.warning("dropped %d of %d RL prompts longer than %d tokens", dropped, len(keep), max_prompt_tokens)
-    rows = rows[keep].reset_index(drop=True)
+    rows, dropped = common.drop_too_long(
+        rows,
+        lengths,
+        max_prompt_tokens,
+        str(data_dir),
+        what="RL prompts",
+        fix="the limit is the context minus grpo.max_completion_length: shorten the prompts or raise grpo.max_seq_len",
+    )
     rows["prompt_idx"] = np.arange(len(rows))
     return rows, dropped
 

@@ -17,6 +17,7 @@ from transformers import set_seed
 from qwenflow.models import io
 from qwenflow.tracking import main_mlflow as mlflow
 from qwenflow.tracking import stage_run
+from qwenflow.tracking.model_source import resolve
 
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
@@ -26,7 +27,6 @@ from .common import (
     mlflow_metrics,
     model_lineage,
     read_dataset,
-    resolve_model_dir,
     trainer_defaults,
 )
 from .scoring import score_conversations
@@ -116,7 +116,7 @@ def accuracy_by_criterion(model, tok, df: pd.DataFrame, *, max_length: int = 102
 def load_reward_model(model_dir: str | Path, distributed=None):
     """(model, tokenizer) of a reward model directory (or a causal LM to start one from: a fresh 1-logit head)."""
 
-    path = resolve_model_dir(model_dir)
+    path = resolve(model_dir)
     tok = load_chat_tokenizer(path)
     model = io.load_reward_model(path, num_labels=1, dtype=torch.float32, distributed=distributed)
     if model.config.pad_token_id is None:
@@ -134,7 +134,7 @@ def run_reward(
 
     spec = recipe.reward
     out_dir = Path(out_dir)
-    start = resolve_model_dir(spec.init_from or model_dir)
+    start = resolve(spec.init_from or model_dir)
     train, test, counts = read_preferences(data_dir, spec.heldout_fraction, spec.seed)
     lineage = model_lineage("reward", start, data_dir, ["preferences"], **counts)
     set_seed(spec.seed)  # the new score head is random: seed it

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from qwenflow.models import io
+from qwenflow.tracking.model_source import resolve
 
-from .common import load_chat_tokenizer, resolve_model_dir
+from .common import load_chat_tokenizer
 
 
 def render(tok, conversation: Sequence[dict]) -> str:
@@ -54,7 +55,7 @@ class RewardScorer:
     """A reward-model directory (or registry URI) loaded for scoring: `scorer(conversations) -> scores`."""
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 32, max_length: int | None = 1024):
-        path = resolve_model_dir(model_dir)
+        path = resolve(model_dir)
         self.tok = load_chat_tokenizer(path, require_chat_template=False)
         self.model = io.load_reward_model(path).eval()
         if self.model.config.pad_token_id is None:

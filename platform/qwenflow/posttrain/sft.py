@@ -5,10 +5,7 @@ the Turbo two-stage variant (short instructions first, then short and long mixed
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-import pandas as pd
 
 from qwenflow.models import io
 from qwenflow.tracking import main_mlflow as mlflow
@@ -18,9 +15,6 @@ from . import common
 from .checkpoints import atomic_checkpoints, resume_point
 from .fused_head import compact_fused_lm_head
 from .heldout_gain import exact_match_gain, log_gain
-
-log = logging.getLogger(__name__)
-
 
 TOKENIZE_CHUNK = 1000  # conversations per batched chat-template call
 
@@ -50,20 +44,6 @@ def check_assistant_tokens(masks: list[list[int]], where: str) -> None:
             f"row {empty[0]}); every SFT conversation needs an assistant reply, or set "
             "sft.assistant_only_loss=false"
         )
-
-
-def drop_too_long(df: pd.DataFrame, lengths: list[int], limit: int, where: str) -> tuple[pd.DataFrame, int]:
-    """Rows longer than the context are dropped and counted (never truncated: a cut answer teaches the wrong end)."""
-    keep = [n <= limit for n in lengths]
-    dropped = len(keep) - sum(keep)
-    if dropped == len(keep):
-        raise common.DataError(
-            f"{where}: all {dropped} conversations are longer than {limit} tokens; raise "
-            "sft.max_seq_len (up to the model's context) or shorten the data"
-        )
-    if dropped:
-        log.warning("%s: dropped %d of %d conversations longer than %d tokens", where, dropped, len(keep), limit)
-    return df[keep].reset_index(drop=True), dropped
 
 
 def _train(
@@ -125,7 +105,14 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
     where = str(Path(data_dir) / "sft")
     tokens = tokenize_conversations(tok, rows["messages"], assistant_masks=spec.assistant_only_loss)
     lengths = [len(ids) for ids in tokens["input_ids"]]
-    rows, dropped = drop_too_long(rows, lengths, max_len, where)
+    rows, dropped = common.drop_too_long(
+        rows,
+        lengths,
+        max_len,
+        where,
+        what="conversations",
+        fix="raise sft.max_seq_len (up to the model's context) or shorten the data",
+    )
     tokens = {k: [v for v, n in zip(col, lengths) if n <= max_len] for k, col in tokens.items()}
     lengths = [n for n in lengths if n <= max_len]
     if spec.assistant_only_loss:

@@ -23,13 +23,10 @@ def heldout_tasks(data_dir: str | Path) -> list[Path]:
 
 def run_heldout(lm: LM, path: Path, limit: int | None = None, seed: int = 0, max_new_tokens: int = 32) -> TaskResult:
     # lazy: imports pandas, pyarrow (396 ms)
-    import pandas as pd
+    from qwenflow.data.frames import read_frame
 
     t0 = time.time()
-    df = pd.read_parquet(path)
-    missing = {"prompt", "answer"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected prompt (messages), task, answer")
+    df = read_frame(path, "eval", ["prompt", "answer"])  # task defaults to the file's name
     rows = subsample(df.to_dict("records"), limit, seed)
     prompts = [lm.chat_prompt([dict(m) for m in r["prompt"]]) for r in rows]
     tasks = [str(r.get("task") or path.stem) for r in rows]

@@ -16,16 +16,11 @@ def run_perplexity(
     lm: LM, data_dir: str | Path, limit: int | None = None, seed: int = 0, max_len: int = 512
 ) -> TaskResult:
     # lazy: imports pandas, pyarrow (429 ms)
-    import pandas as pd
+    from qwenflow.data.frames import read_frame
 
     t0 = time.time()
-    path = Path(data_dir) / "corpus" / "val.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: missing; perplexity needs the data stage's held-out corpus "
-            "(qwenflow data prepare writes corpus/val.parquet)"
-        )
-    df = pd.read_parquet(path, columns=["text", "domain"])
+    path = Path(data_dir) / "corpus" / "val.parquet"  # the held-out corpus
+    df = read_frame(path, "corpus", ["text", "domain"], only=True)
     metrics, details, total_nll, total_tok, total_bytes, n = {}, {}, 0.0, 0, 0, 0
     for domain, group in sorted(df.groupby("domain")):
         texts = [t for t in subsample(group["text"].tolist(), limit, seed) if isinstance(t, str) and t.strip()]
