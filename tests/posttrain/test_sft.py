@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from arith_data import make_arith_data
 
+from qwenflow.artifacts import read_lineage
 from qwenflow.models import io
 from qwenflow.posttrain import common
 from qwenflow.posttrain.sft import run_sft
@@ -99,7 +100,7 @@ def test_two_stage_sft_trains_short_first_then_the_mix(tracking, arith, small_mo
             "sft.packing=true",
         ],
     )
-    run_sft(recipe, arith, small_model_dir, tmp_path / "sft2")
+    out = run_sft(recipe, arith, small_model_dir, tmp_path / "sft2")
     mlflow.set_tracking_uri(tracking)
     run = mlflow.search_runs(
         experiment_names=[recipe.tracking.experiment],
@@ -110,6 +111,14 @@ def test_two_stage_sft_trains_short_first_then_the_mix(tracking, arith, small_mo
     m = run.data.metrics
     assert m["data/stage1_rows"] == sum(n <= cut for n in lengths) < m["data/stage2_rows"] == len(lengths)
     assert "sft/stage1/train_loss" in m and "sft/stage2/train_loss" in m
+    # held-out exact match before/after (posttrain/heldout_gain.py): lineage keys and metrics agree
+    lin = read_lineage(out)
+    before, after = lin["exact_match_before"]["arithmetic"], lin["exact_match_after"]["arithmetic"]
+    gain = lin["exact_match_gain"]["arithmetic"]
+    assert gain["n"] == 60 and gain["gain"] == pytest.approx(after - before)
+    assert m["eval/arithmetic/exact_match_before"] == pytest.approx(before)
+    assert m["eval/arithmetic/exact_match_after"] == pytest.approx(after)
+    assert m["eval/arithmetic/exact_match_gain"] == pytest.approx(gain["gain"])
 
 
 def test_cli_reports_bad_inputs_in_one_line(tmp_path, small_model_dir):

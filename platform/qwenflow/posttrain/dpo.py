@@ -24,10 +24,8 @@ from qwenflow.tracking.model_source import resolve
 from .checkpoints import atomic_checkpoints, resume_point
 from .common import (
     DataError,
-    evaluate_exact_match,
     load_causal_lm,
     log_json,
-    log_samples,
     mlflow_metrics,
     model_lineage,
     read_dataset,
@@ -36,7 +34,7 @@ from .common import (
     trainer_defaults,
 )
 from .fused_head import compact_fused_lm_head
-from .heldout_gain import exact_match_gain, log_gain
+from .heldout_gain import HeldoutExactMatch
 from .online_merging import build_optimizer
 from .preference_eval import completion_logprobs, preference_accuracy
 from .rejection_sampling import rejection_sample, write_sampled
@@ -191,10 +189,8 @@ def run_dpo(
         result: dict = {}
         held = pd.DataFrame()
         if _has_eval(data_dir):
-            before, table_before = evaluate_exact_match(model, tok, data_dir)
-            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
-            log_samples(table_before, "before")
-            result["exact_match_before"] = before
+            heldout = HeldoutExactMatch(data_dir)
+            result.update(heldout.before(model, tok))
             held = heldout_pairs(spec, model, tok, data_dir, scorer)
             if len(held):  # the policy is its own reference here: implicit-reward accuracy 0.5 by construction
                 ref_c, ref_r = _pair_logprobs(model, tok, held)
@@ -242,12 +238,7 @@ def run_dpo(
         trainer.train(resume_from_checkpoint=resume_point(out_dir / "trainer", resume))
 
         if _has_eval(data_dir):
-            after, table = evaluate_exact_match(model, tok, data_dir)
-            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
-            log_samples(table, "after")
-            result["exact_match_after"] = after
-            result["exact_match_gain"] = exact_match_gain(table_before, table)
-            log_gain(result["exact_match_gain"])
+            result.update(heldout.after(model, tok))
             if len(held):
                 pol_c, pol_r = _pair_logprobs(model, tok, held)
                 result["heldout_after"] = preference_accuracy(pol_c, pol_r, ref_c, ref_r, beta=spec.beta)

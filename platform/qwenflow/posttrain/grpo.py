@@ -32,7 +32,7 @@ from qwenflow.verifiers.tasks import TaskVerifier
 from . import common
 from .checkpoints import atomic_checkpoints, read_extra_state, resume_point
 from .fused_head import compact_fused_lm_head
-from .heldout_gain import exact_match_gain, log_gain
+from .heldout_gain import HeldoutExactMatch
 from .scoring import RewardScorer
 
 log = logging.getLogger(__name__)
@@ -357,6 +357,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
         "grpo", start, data_dir, ["rl", "eval"], **({"reward_model": str(reward_model_dir)} if reward_model_dir else {})
     )
     has_eval = (Path(data_dir) / "eval").is_dir()
+    heldout = HeldoutExactMatch(data_dir, max_new_tokens=spec.max_completion_length)
     cfg = grpo_config(spec, out_dir / "trainer", common.stop_token_ids(tok), weights)
     ds = Dataset.from_pandas(rows, preserve_index=False)
 
@@ -387,12 +388,7 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
         trainer.prompt_log = out_dir / "trainer" / "prompt_order.jsonl"
         result: dict = {}
         if has_eval:
-            before, table_before = common.evaluate_exact_match(
-                trainer.model, tok, data_dir, max_new_tokens=spec.max_completion_length
-            )
-            common.log_samples(table_before, "before")
-            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
-            result["exact_match_before"] = before
+            result.update(heldout.before(trainer.model, tok))
             result["sampled_reward_before"] = _sampled(trainer.model, tok, data_dir, spec)
             mlflow.log_metrics(
                 {f"eval/{t}/sampled_reward_before": v for t, v in result["sampled_reward_before"].items()}
@@ -426,16 +422,9 @@ def run_grpo(recipe, data_dir, model_dir, out_dir, reward_model_dir=None, *, res
             for kind, c in g.failures.items():
                 mlflow.log_metric(f"reward_failures/{n}/{kind}", c)
         if has_eval:
-            after, table = common.evaluate_exact_match(
-                trainer.model, tok, data_dir, max_new_tokens=spec.max_completion_length
-            )
-            common.log_samples(table, "after")
-            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
-            result["exact_match_after"] = after
-            result["exact_match_gain"] = exact_match_gain(table_before, table)
-            log_gain(result["exact_match_gain"])
+            result.update(heldout.after(trainer.model, tok))
             if "reward_model" in guards:  # the reward model's mean score of the greedy held-out answers
-                for when, tab in (("before", table_before), ("after", table)):
+                for when, tab in heldout.tables.items():
                     result[f"heldout_reward_model_{when}"] = float(
                         np.mean(
                             guards["reward_model"].fn(

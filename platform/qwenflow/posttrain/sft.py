@@ -14,7 +14,7 @@ from qwenflow.tracking import stage_run
 from . import common
 from .checkpoints import atomic_checkpoints, resume_point
 from .fused_head import compact_fused_lm_head
-from .heldout_gain import exact_match_gain, log_gain
+from .heldout_gain import HeldoutExactMatch
 
 TOKENIZE_CHUNK = 1000  # conversations per batched chat-template call
 
@@ -118,14 +118,11 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
     if spec.assistant_only_loss:
         check_assistant_tokens(tokens["assistant_masks"], where)
     lineage = common.model_lineage("sft", start, data_dir, ["sft", "eval"])
-    has_eval = (Path(data_dir) / "eval").is_dir()
+    heldout = HeldoutExactMatch(data_dir) if (Path(data_dir) / "eval").is_dir() else None
 
     with stage_run("sft", recipe, params={**lineage, "data.sft.rows": len(rows), "data.sft.dropped_too_long": dropped}):
         mlflow.log_metric("data/dropped_too_long", dropped)
-        if has_eval:
-            before, table_before = common.evaluate_exact_match(model, tok, data_dir)
-            common.log_samples(table_before, "before")
-            mlflow.log_metrics({f"eval/{t}/exact_match_before": v for t, v in before.items()})
+        result = heldout.before(model, tok) if heldout is not None else {}
         if spec.two_stage:
             # Turbo: stage 1 on short instructions only, stage 2 on the full short+long mix; each gets half the budget.
             short = {k: [v for v, n in zip(col, lengths) if n <= spec.short_max_len] for k, col in tokens.items()}
@@ -170,14 +167,8 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
                 tag="train",
                 resume=resume,
             )
-        result = {}
-        if has_eval:
-            after, table = common.evaluate_exact_match(model, tok, data_dir)
-            common.log_samples(table, "after")
-            mlflow.log_metrics({f"eval/{t}/exact_match_after": v for t, v in after.items()})
-            gain = exact_match_gain(table_before, table)
-            log_gain(gain)
-            result = {"exact_match_before": before, "exact_match_after": after, "exact_match_gain": gain}
+        if heldout is not None:
+            result.update(heldout.after(model, tok))
         model_out = out_dir / "model"
         io.save(model, tokenizer=tok, out_dir=model_out, recipe=recipe, lineage={**lineage, **result})
         mlflow.set_tag("qwenflow.model_dir", str(model_out.resolve()))
