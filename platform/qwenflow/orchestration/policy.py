@@ -36,9 +36,9 @@ def step_policy(task, res) -> tuple[int, int]:
 
 def fatal(e: BaseException) -> bool:
     """Errors from the recipe or the data: the same inputs fail the same way on every attempt."""
-    # lazy: imports torch, pandas, pyarrow (seconds to import)
+    # lazy: imports pandas, pyarrow (seconds to import)
     from qwenflow.data.contracts import DataContractError
-    from qwenflow.posttrain.common import DataError
+    from qwenflow.data.frames import DataError
     from qwenflow.recipe.loader import RecipeError
 
     return isinstance(e, (ValidationError, RecipeError, DataError, DataContractError, FileExistsError))
