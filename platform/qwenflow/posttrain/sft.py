@@ -130,42 +130,17 @@ def run_sft(recipe, data_dir, model_dir, out_dir, *, resume: bool = False) -> Pa
                 raise common.DataError(f"two-stage SFT: no conversation fits sft.short_max_len={spec.short_max_len}")
             half_steps = (spec.max_steps + 1) // 2 if spec.max_steps else None
             mlflow.log_metrics({"data/stage1_rows": len(short["input_ids"]), "data/stage2_rows": len(lengths)})
-            model = _train(
-                model,
-                tok,
-                spec,
-                short,
-                out_dir,
-                max_len=min(max_len, spec.short_max_len),
-                max_steps=half_steps,
-                epochs=spec.epochs / 2,
-                tag="stage1",
-                resume=resume,
-            )
-            model = _train(
-                model,
-                tok,
-                spec,
-                tokens,
-                out_dir,
-                max_len=max_len,
-                max_steps=spec.max_steps - half_steps if spec.max_steps else None,
-                epochs=spec.epochs / 2,
-                tag="stage2",
-                resume=resume,
-            )
+            rest = spec.max_steps - half_steps if spec.max_steps and half_steps else None
+            # (tag, rows, length limit, steps, epochs)
+            phases = [
+                ("stage1", short, min(max_len, spec.short_max_len), half_steps, spec.epochs / 2),
+                ("stage2", tokens, max_len, rest, spec.epochs / 2),
+            ]
         else:
+            phases = [("train", tokens, max_len, spec.max_steps, spec.epochs)]
+        for tag, rows_, limit, steps, epochs in phases:
             model = _train(
-                model,
-                tok,
-                spec,
-                tokens,
-                out_dir,
-                max_len=max_len,
-                max_steps=spec.max_steps,
-                epochs=spec.epochs,
-                tag="train",
-                resume=resume,
+                model, tok, spec, rows_, out_dir, max_len=limit, max_steps=steps, epochs=epochs, tag=tag, resume=resume
             )
         if heldout is not None:
             result.update(heldout.after(model, tok))
