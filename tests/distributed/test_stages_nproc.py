@@ -194,8 +194,9 @@ def test_reward(ws):
 
 
 def test_dpo_and_grpo(ws):
-    """DPO's first loss is log 2 whatever the pairs (policy = reference); GRPO samples its own batch on each rank,
-    so its first loss depends on the ranks' samples: both are checked for one run, one model, clean exit."""
+    """DPO's first loss is log 2 plus the chosen answers' NLL term whatever the pairs (policy = reference); GRPO
+    samples its own batch on each rank, so its first loss depends on the ranks' samples: both are checked for one
+    run, one model, clean exit."""
     if "reward" not in ws:
         test_reward(ws)
     start = ws.get("sft", ws["base"])

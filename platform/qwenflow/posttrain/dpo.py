@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -219,12 +218,13 @@ def run_dpo(
         ref_model = load_causal_lm(
             start, distributed=spec.distributed
         )  # explicit: DPOTrainer cannot derive one from a model object
-        losses: dict[str, Any] = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, spec.sft_loss_weight]}
+        nll = spec.sft_loss_weight > 0  # RPO: the chosen answers' NLL beside the sigmoid DPO loss
         args = DPOConfig(
             **trainer_defaults(spec, out_dir / "trainer"),
             beta=spec.beta,
             max_length=spec.max_seq_len,
-            **(losses if spec.sft_loss_weight else {}),
+            loss_type=["sigmoid", "sft"] if nll else ["sigmoid"],
+            loss_weights=[1.0, spec.sft_loss_weight] if nll else None,
         )
         trainer = with_optimizer(DPOTrainer, optimizer)(
             model=model,
