@@ -38,6 +38,7 @@ SFT = [
     "sft.micro_batch_size=32",
     "sft.learning_rate=3e-3",
     "sft.min_learning_rate=3e-4",
+    "sft.warmup_ratio=0.03",
     "sft.max_seq_len=64",
 ]
 REWARD = [

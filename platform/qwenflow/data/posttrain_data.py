@@ -41,7 +41,7 @@ def _cycle(pool: list[dict], n: int, rng: random.Random) -> list[dict]:
 def _task_pools(task: str, spec, need: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
     """(eval problems, training pool) for one task, disjoint by prompt text."""
     if task == ARITHMETIC:
-        universe = arithmetic_universe(spec.arithmetic_ops)
+        universe = arithmetic_universe(spec.arithmetic_ops, spec.arithmetic_max_answer)
         rng.shuffle(universe)
         return universe[: spec.eval_examples], universe[spec.eval_examples :]
     if task == CODE_TASK:  # a fixed universe of problems, split by problem (never a problem in both)

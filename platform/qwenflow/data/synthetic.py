@@ -2,8 +2,8 @@
 
 A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
 stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
-operands 10..99: a 1.3M-parameter model learns it from SFT in a few hundred steps; three-digit operands stayed below
-1% in the same budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
+operands 10..99, optionally only answers up to `max_answer`: sums below 100 all have two-digit answers, which a
+1.3M-parameter model learns from SFT in a few hundred steps; three-digit operands stayed below 1% in the same budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
 other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
 
@@ -20,20 +20,22 @@ CHAT = "chat"
 MATH_TEXT_TASKS = ("chain_sum", "gcd", "lcm", "prime_factorization", "fraction_simplification")
 
 
-def arithmetic_problem(rng: random.Random, ops: str = "+-") -> dict:
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
-    op = rng.choice(ops)
+def _arithmetic(a: int, op: str, b: int) -> dict:
     return {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
 
 
-def arithmetic_universe(ops: str = "+-") -> list[dict]:
-    """All len(ops) * 90 * 90 distinct problems, so splits can be drawn without replacement and never overlap."""
-    return [
-        {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
-        for a in range(10, 100)
-        for b in range(10, 100)
-        for op in ops
-    ]
+def arithmetic_problem(rng: random.Random, ops: str = "+-", max_answer: int | None = None) -> dict:
+    while True:
+        p = _arithmetic(rng.randint(10, 99), rng.choice(ops), rng.randint(10, 99))
+        if max_answer is None or int(p["answer"]) <= max_answer:
+            return p
+
+
+def arithmetic_universe(ops: str = "+-", max_answer: int | None = None) -> list[dict]:
+    """Every distinct problem (two-digit operands, answers up to max_answer), so splits can be drawn without
+    replacement and never overlap: len(ops) * 90 * 90 of them, 3,240 sums up to 99."""
+    every = (_arithmetic(a, op, b) for a in range(10, 100) for b in range(10, 100) for op in ops)
+    return [p for p in every if max_answer is None or int(p["answer"]) <= max_answer]
 
 
 def gym_problems(task: str, n: int, seed: int) -> list[dict]:
@@ -50,10 +52,12 @@ def gym_problems(task: str, n: int, seed: int) -> list[dict]:
     return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
 
 
-def problems(task: str, n: int, seed: int, arithmetic_ops: str = "+-") -> list[dict]:
+def problems(
+    task: str, n: int, seed: int, arithmetic_ops: str = "+-", arithmetic_max_answer: int | None = None
+) -> list[dict]:
     if task == ARITHMETIC:
         rng = random.Random(seed)
-        return [arithmetic_problem(rng, arithmetic_ops) for _ in range(n)]
+        return [arithmetic_problem(rng, arithmetic_ops, arithmetic_max_answer) for _ in range(n)]
     return gym_problems(task, n, seed)
 
 

@@ -71,6 +71,13 @@ class DataSpec(Strict):
         pattern=r"^(\+-|\+|-)$",
         description="Operations of the 'arithmetic' task (two-digit operands): '+-', '+' or '-'",
     )
+    arithmetic_max_answer: int | None = Field(
+        None,
+        ge=0,
+        le=198,
+        description="Keep only 'arithmetic' problems whose answer is at most this (99 with '+': sums below 100, "
+        "every answer two digits long)",
+    )
     chat_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of SFT conversations taken from real chat (chatterbot-corpus)"
     )
