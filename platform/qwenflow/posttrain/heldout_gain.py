@@ -78,8 +78,13 @@ class HeldoutExactMatch:
 
     def _measure(self, model, tok, when: str) -> dict[str, float]:
         # lazy: 293 ms to import, needed only here
+        from accelerate.utils import extract_model_from_parallel
+
         from qwenflow.tracking import main_mlflow as mlflow
 
+        # Training under bf16 autocast leaves accelerate's autocast wrapper on the model's forward: grade the fp32
+        # weights the stage saves (and a user loads), not their bf16 forward (they disagreed on 3 of 200 sums).
+        model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
         scores, table = evaluate_exact_match(model, tok, self.data_dir, max_new_tokens=self.max_new_tokens)
         self.tables[when] = table
         log_samples(table, when)
