@@ -3,7 +3,8 @@
 A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
 stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
 operands 10..99, optionally only answers up to `max_answer`: sums below 100 all have two-digit answers, which a
-1.3M-parameter model learns from SFT in a few hundred steps; three-digit operands stayed below 1% in the same budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
+1.3M-parameter model learns from SFT in a few hundred steps; three-digit operands stayed below 1% in the same
+budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
 other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
 
