@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 from collections import Counter
 
 from qwenflow.data import parallel
@@ -18,6 +19,18 @@ def test_map_records_runs_in_worker_processes_and_keeps_order():
     assert [t for t, _ in out] == texts
     assert os.getpid() not in {p for _, p in out}  # the work ran in forked workers
     assert map_records(len, texts, workers=1) == [len(t) for t in texts]
+
+
+def test_pool_workers_die_on_sigterm_whatever_the_parent_handles():
+    """Pool.__exit__ stops its workers with SIGTERM. A step process handles SIGTERM itself (launch.py deletes its
+    job; Ray's driver drains); a worker that inherited such a handler outlived the pool and the map never returned
+    (a CI run hung in the corpus steps). The workers must run with SIGTERM's default action."""
+    previous = signal.signal(signal.SIGTERM, lambda *a: None)
+    try:
+        out = map_records(lambda t: signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, ["x"] * 500, workers=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert all(out)
 
 
 def _user_folder(tmp_path, stolen: list[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 
 BATCH_BYTES = 2_000_000  # per task: large enough to amortise the round trip, small enough to balance the cores
@@ -27,6 +28,12 @@ def resolve_workers(workers: int | None) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _worker_init() -> None:
+    # Pool.__exit__ stops the workers with SIGTERM. A forked worker inherits the parent's SIGTERM handler (a step's
+    # "delete my job" handler, Ray's driver handler); one that does not exit left the parent joining it forever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run(bounds: tuple[int, int]) -> list:
@@ -73,7 +80,7 @@ def imap_batches(
     _JOB = (fn, items)
     n = 0
     try:
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
             for part in pool.imap(_run, batches(sizes, workers)):
                 n += len(part)
                 yield from part
