@@ -2,8 +2,8 @@
 
 A problem is `{"task", "question", "answer"}`; the answer is what a verifier compares against (exact match after
 stripping). `arithmetic` is written here because the tiny recipe needs one exact format ("What is 47 + 38?" -> "85",
-operands 10..99, optionally only answers up to `max_answer`: sums below 100 all have two-digit answers, which a
-1.3M-parameter model learns from SFT in a few hundred steps; three-digit operands stayed below 1% in the same
+operands 10..99; the universe can keep only answers up to `max_answer`, and sums below 100 (two-digit answers)
+a 1.3M-parameter model learns from SFT in a few hundred steps; three-digit operands stayed below 1% in the same
 budget); `python_functions` (code with hidden unit tests) lives in code_tasks.py; every
 other task name is a reasoning-gym dataset (gsm_symbolic, chain_sum, gcd, ...).
 """
@@ -25,11 +25,8 @@ def _arithmetic(a: int, op: str, b: int) -> dict:
     return {"task": ARITHMETIC, "question": f"What is {a} {op} {b}?", "answer": str(a + b if op == "+" else a - b)}
 
 
-def arithmetic_problem(rng: random.Random, ops: str = "+-", max_answer: int | None = None) -> dict:
-    while True:
-        p = _arithmetic(rng.randint(10, 99), rng.choice(ops), rng.randint(10, 99))
-        if max_answer is None or int(p["answer"]) <= max_answer:
-            return p
+def arithmetic_problem(rng: random.Random, ops: str = "+-") -> dict:
+    return _arithmetic(rng.randint(10, 99), rng.choice(ops), rng.randint(10, 99))
 
 
 def arithmetic_universe(ops: str = "+-", max_answer: int | None = None) -> list[dict]:
@@ -53,12 +50,10 @@ def gym_problems(task: str, n: int, seed: int) -> list[dict]:
     return [{"task": task, "question": x["question"], "answer": str(x["answer"])} for x in ds]
 
 
-def problems(
-    task: str, n: int, seed: int, arithmetic_ops: str = "+-", arithmetic_max_answer: int | None = None
-) -> list[dict]:
+def problems(task: str, n: int, seed: int, arithmetic_ops: str = "+-") -> list[dict]:
     if task == ARITHMETIC:
         rng = random.Random(seed)
-        return [arithmetic_problem(rng, arithmetic_ops, arithmetic_max_answer) for _ in range(n)]
+        return [arithmetic_problem(rng, arithmetic_ops) for _ in range(n)]
     return gym_problems(task, n, seed)
 
 
